@@ -1,0 +1,38 @@
+# Shared by the set-up scripts: installs what the build needs and fetches the model.
+# Sourced, not run. Every step is skipped when its result is already there.
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The llama.cpp build takes minutes; a target directory outside the checkout survives
+# fresh clones, so a second run (or CI on the same machine) reuses it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nano-analyst/cargo-target}"
+
+say() { echo "setup: $*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root for: $*"; return 1; fi
+}
+
+install_system_packages() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v c++ >/dev/null || missing+=(g++)
+  command -v clang >/dev/null || missing+=(clang)
+  dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+  command -v python3 >/dev/null || missing+=(python3 python3-pip)
+  command -v tmux >/dev/null || missing+=(tmux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if ! command -v cargo >/dev/null; then
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+  fi
+  command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup) first"; return 1; }
+}
+
+fetch_model() {
+  NANO_ANALYST_MODEL="${NANO_ANALYST_MODEL:-$("$repo_root/scripts/fetch-model.sh")}"
+  export NANO_ANALYST_MODEL
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and opens the app: scripts/run.sh sample_dbs/chinook.db
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+install_system_packages
+fetch_model
+cd "$repo_root"
+cargo build --release --quiet
+exec "$CARGO_TARGET_DIR/release/nano-analyst" "$@"

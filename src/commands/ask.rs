@@ -1,0 +1,119 @@
+//! `nano-analyst ask DB "QUESTION" [--json] [--no-answer]`.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::AskArgs;
+use crate::commands::text_table;
+use crate::core::exec::Cell;
+use crate::core::pipeline::{Attempt, ContextMode, PipelineEvent, RunOutcome, Timings};
+use crate::runtime::{Analyst, AppError, RuntimeOptions};
+
+/// The `--json` contract other tools build on.
+#[derive(Debug, Serialize)]
+pub struct AskJson<'a> {
+    pub question: &'a str,
+    pub sql: Option<&'a str>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
+    pub row_count: Option<u64>,
+    pub truncated: bool,
+    pub answer: Option<&'a str>,
+    pub attempts: &'a [Attempt],
+    pub tables_used: &'a [String],
+    pub tables_sent: &'a [String],
+    pub context_mode: ContextMode,
+    pub timings: &'a Timings,
+    pub model: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> AskJson<'a> {
+    pub fn from_outcome(outcome: &'a RunOutcome) -> Self {
+        let (columns, rows, row_count, truncated) = match &outcome.result {
+            Some(result) => (
+                result.columns.clone(),
+                result.rows.clone(),
+                result.total_rows,
+                result.truncated(),
+            ),
+            None => (Vec::new(), Vec::new(), None, false),
+        };
+        Self {
+            question: &outcome.question,
+            sql: outcome.sql.as_deref(),
+            columns,
+            rows,
+            row_count,
+            truncated,
+            answer: outcome.answer.as_deref(),
+            attempts: &outcome.attempts,
+            tables_used: &outcome.tables_used,
+            tables_sent: &outcome.tables_sent,
+            context_mode: outcome.context_mode,
+            timings: &outcome.timings,
+            model: &outcome.model,
+            error: outcome.error.as_deref(),
+        }
+    }
+}
+
+/// Returns whether the question was answered (the exit code follows it).
+pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppError> {
+    if args.question.trim().is_empty() {
+        return Err(AppError::Invalid("the question is empty".into()));
+    }
+    if args.no_answer {
+        options.pipeline.answer = false;
+    }
+    let mut analyst = Analyst::open(&args.database, options)?;
+    let stream_answer = !args.json;
+    let mut stdout = std::io::stdout();
+    let mut answer_started = false;
+    let mut sql_so_far = String::new();
+    let mut sql_attempt = 0;
+    let outcome = analyst.ask(&args.question, &mut |event| {
+        if !stream_answer {
+            return;
+        }
+        match event {
+            PipelineEvent::SqlText { attempt, text } => {
+                if attempt != sql_attempt {
+                    sql_attempt = attempt;
+                    sql_so_far.clear();
+                }
+                sql_so_far.push_str(text);
+            }
+            PipelineEvent::SqlRestarted { .. } => sql_so_far.clear(),
+            PipelineEvent::AttemptFailed { attempt, error, .. } => {
+                let _ = writeln!(stdout, "attempt {attempt} failed: {error}");
+            }
+            PipelineEvent::Executed(result) => {
+                let _ = writeln!(stdout, "{}\n", sql_so_far.trim());
+                let _ = write!(stdout, "{}", text_table::render(result, 50));
+                let _ = writeln!(stdout, "({})\n", result.row_summary());
+            }
+            PipelineEvent::AnswerText(text) => {
+                answer_started = true;
+                let _ = write!(stdout, "{text}");
+                let _ = stdout.flush();
+            }
+            _ => {}
+        }
+    })?;
+    if args.json {
+        let json = serde_json::to_string(&AskJson::from_outcome(&outcome))
+            .map_err(|e| AppError::Invalid(format!("cannot encode the result as JSON: {e}")))?;
+        println!("{json}");
+    } else if answer_started {
+        println!();
+    }
+    if let Some(error) = &outcome.error {
+        if !args.json {
+            eprintln!("nano-analyst: {error}");
+        }
+        return Ok(false);
+    }
+    Ok(true)
+}

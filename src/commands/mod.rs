@@ -1,0 +1,5 @@
+//! Headless front ends: each subcommand drives the same pipeline as the TUI.
+
+pub mod ask;
+pub mod bench;
+pub mod text_table;

@@ -1,0 +1,160 @@
+//! Settings: the embedded, commented default file, merged with the user's file; the CLI
+//! (which also reads `NANO_ANALYST_*` variables through clap) overrides both.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../assets/default-config.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file '{path}': {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid config file '{path}': {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub model: ModelSettings,
+    pub pipeline: PipelineSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub path: String,
+    pub threads: u32,
+    pub gpu_layers: u32,
+    pub context_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    pub max_repairs: u32,
+    pub row_limit: usize,
+    pub timeout_secs: f64,
+    pub answer: bool,
+    pub answer_rows: usize,
+    pub sql_opening: String,
+}
+
+impl Settings {
+    /// Defaults merged with `user_file` when it exists.
+    pub fn load(user_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut merged = parse(DEFAULT_CONFIG, "built-in defaults")?;
+        if let Some(path) = user_file.filter(|p| p.is_file()) {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            merge(&mut merged, parse(&text, &shown)?);
+        }
+        let shown = user_file
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "config".into());
+        let settings: Settings =
+            merged
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    path: shown.clone(),
+                    reason: one_line(&e.to_string()),
+                })?;
+        settings.validate(&shown)?;
+        Ok(settings)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |reason: &str| {
+            Err(ConfigError::Invalid {
+                path: path.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.model.context_tokens < 512 {
+            return invalid("model.context_tokens must be at least 512");
+        }
+        if self.pipeline.row_limit == 0 {
+            return invalid("pipeline.row_limit must be at least 1");
+        }
+        if !(self.pipeline.timeout_secs > 0.0 && self.pipeline.timeout_secs.is_finite()) {
+            return invalid("pipeline.timeout_secs must be a positive number of seconds");
+        }
+        Ok(())
+    }
+
+    pub fn model_path(&self) -> Option<PathBuf> {
+        (!self.model.path.is_empty()).then(|| PathBuf::from(&self.model.path))
+    }
+}
+
+fn parse(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Invalid {
+            path: path.into(),
+            reason: one_line(&e.to_string()),
+        })
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_user_file_overrides() {
+        let defaults = Settings::load(None).unwrap();
+        assert_eq!(defaults.pipeline.max_repairs, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "[pipeline]\nrow_limit = 50\n").unwrap();
+        let settings = Settings::load(Some(&file)).unwrap();
+        assert_eq!(settings.pipeline.row_limit, 50);
+        assert_eq!(settings.pipeline.max_repairs, 3);
+    }
+
+    #[test]
+    fn invalid_values_are_one_line_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        for (text, needle) in [
+            ("[pipeline]\nrow_limit = \"many\"\n", "row_limit"),
+            (
+                "[pipeline]\nrow_limit = 0\n",
+                "row_limit must be at least 1",
+            ),
+            ("[pipeline]\nbogus = 1\n", "bogus"),
+            ("not toml at all [", "invalid config file"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let error = Settings::load(Some(&file)).unwrap_err().to_string();
+            assert!(error.contains(needle), "{error}");
+            assert!(error.contains("config.toml"), "{error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Synchronous domain logic: no terminal, async runtime or llama.cpp imports.
+
+pub mod embed;
+pub mod exec;
+pub mod extract;
+pub mod guard;
+pub mod history;
+pub mod ident;
+pub mod llm_api;
+pub mod pipeline;
+pub mod prompt;
+pub mod repair;
+pub mod schema;
+pub mod schema_render;
+pub mod score;

@@ -1,0 +1,430 @@
+//! The one pipeline every front end runs: context -> generate -> guard -> execute ->
+//! repair -> answer.
+//!
+//! Synchronous and single-threaded on purpose: the caller owns the model and the database
+//! (the TUI runs this on its inference worker thread, `ask` and `eval` on the main thread)
+//! and observes progress through [`PipelineEvent`]s.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::exec::{ExecError, ExecLimits, QueryResult, ReadOnlyDb};
+use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::guard::{GuardError, check_read_only, referenced_tables};
+use crate::core::llm_api::{CompletionRequest, LanguageModel, LlmError, Sampling};
+use crate::core::prompt::{
+    Example, GlossaryEntry, answer_message, question_message, repair_message, sql_reply,
+    system_message,
+};
+use crate::core::repair::repair_hints;
+use crate::core::schema::Schema;
+use crate::core::schema_render::{RenderOptions, render_schema};
+
+/// How the schema was put into the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContextMode {
+    /// The whole schema fits the budget and was sent.
+    WholeSchema,
+    /// Only the retrieved tables were sent.
+    Subset,
+}
+
+/// Everything the prompt says about the database for one question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptContext {
+    pub schema_text: String,
+    pub tables_sent: Vec<String>,
+    pub mode: ContextMode,
+    pub examples: Vec<Example>,
+    pub glossary: Vec<GlossaryEntry>,
+    /// Why each table was chosen, for the schema pane and `--json` (empty for whole schema).
+    pub reasons: Vec<String>,
+}
+
+/// Chooses what the prompt says about the database. Retrieval and example memory plug in
+/// here; [`WholeSchemaContext`] is the simplest provider.
+pub trait ContextProvider {
+    fn context_for(&mut self, question: &str) -> PromptContext;
+}
+
+/// Sends the whole schema, in the database's own order (stable, so the prefix is cached).
+pub struct WholeSchemaContext {
+    schema_text: String,
+    tables: Vec<String>,
+}
+
+impl WholeSchemaContext {
+    pub fn new(schema: &Schema) -> Self {
+        Self {
+            schema_text: render_schema(schema, None, RenderOptions::default()),
+            tables: schema.tables.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+}
+
+impl ContextProvider for WholeSchemaContext {
+    fn context_for(&mut self, _question: &str) -> PromptContext {
+        PromptContext {
+            schema_text: self.schema_text.clone(),
+            tables_sent: self.tables.clone(),
+            mode: ContextMode::WholeSchema,
+            examples: Vec::new(),
+            glossary: Vec::new(),
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// Verified question/SQL pairs similar to a question (the example memory plugs in here).
+pub trait ExampleSource {
+    fn examples_for(&mut self, question: &str, limit: usize) -> Vec<Example>;
+}
+
+/// A schema provider plus, optionally, example memory and glossary entries.
+pub struct ComposedContext {
+    pub schema: Box<dyn ContextProvider + Send>,
+    pub examples: Option<Box<dyn ExampleSource + Send>>,
+    pub examples_per_question: usize,
+}
+
+impl ContextProvider for ComposedContext {
+    fn context_for(&mut self, question: &str) -> PromptContext {
+        let mut context = self.schema.context_for(question);
+        if let Some(source) = self.examples.as_mut() {
+            context.examples = source.examples_for(question, self.examples_per_question);
+        }
+        context
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub max_repairs: u32,
+    pub limits: ExecLimits,
+    pub answer: bool,
+    pub max_sql_tokens: usize,
+    pub max_answer_tokens: usize,
+    /// Rows of the result shown to the model when it writes the answer.
+    pub answer_rows: usize,
+    pub sampling: Sampling,
+    /// Text the SQL is forced to start with, after the opening fence. `"SELECT "` stops
+    /// small coder models from starting their memorised `T1`/`T2` join pattern, which on
+    /// Chinook made them join tables that do not exist (see README, "Accuracy").
+    pub sql_opening: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_repairs: 3,
+            limits: ExecLimits::default(),
+            answer: true,
+            max_sql_tokens: 256,
+            max_answer_tokens: 96,
+            answer_rows: 20,
+            sampling: Sampling::Greedy,
+            sql_opening: "SELECT ".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "stage", content = "attempt")]
+pub enum Stage {
+    Retrieving,
+    Generating(u32),
+    Executing(u32),
+    Repairing(u32),
+    Answering,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PipelineEvent<'a> {
+    Stage(Stage),
+    Context(&'a PromptContext),
+    /// A piece of the SQL being generated for `attempt` (1-based).
+    SqlText {
+        attempt: u32,
+        text: &'a str,
+    },
+    /// The SQL streamed so far for `attempt` repeated a failed query and is being
+    /// generated again; front ends clear what they showed for it.
+    SqlRestarted {
+        attempt: u32,
+    },
+    AttemptFailed {
+        attempt: u32,
+        sql: &'a str,
+        error: &'a str,
+    },
+    Executed(&'a QueryResult),
+    AnswerText(&'a str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub sql: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub retrieve_ms: u64,
+    pub prompt_tokens: usize,
+    pub cached_prompt_tokens: usize,
+    pub ttft_ms: u64,
+    pub generate_ms: u64,
+    pub execute_ms: u64,
+    pub answer_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    pub question: String,
+    /// The SQL whose result is shown (the last attempt's, when every attempt failed).
+    pub sql: Option<String>,
+    pub result: Option<QueryResult>,
+    pub answer: Option<String>,
+    pub attempts: Vec<Attempt>,
+    pub tables_sent: Vec<String>,
+    pub tables_used: Vec<String>,
+    pub context_mode: ContextMode,
+    pub timings: Timings,
+    pub model: String,
+    /// Why the question could not be answered; `None` when it was.
+    pub error: Option<String>,
+}
+
+impl RunOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.result.is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Runs one question end to end.
+pub fn run_question(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    context: &mut dyn ContextProvider,
+    question: &str,
+    config: &PipelineConfig,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<RunOutcome, PipelineError> {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+
+    on_event(PipelineEvent::Stage(Stage::Retrieving));
+    let prompt_context = context.context_for(question);
+    timings.retrieve_ms = millis(started.elapsed());
+    on_event(PipelineEvent::Context(&prompt_context));
+
+    let mut messages = vec![
+        system_message(&prompt_context.schema_text),
+        question_message(question, &prompt_context.examples, &prompt_context.glossary),
+    ];
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut success: Option<(String, QueryResult)> = None;
+    let mut final_error: Option<String> = None;
+    let total_attempts = config.max_repairs + 1;
+
+    for attempt in 1..=total_attempts {
+        let stage = if attempt == 1 {
+            Stage::Generating(1)
+        } else {
+            Stage::Repairing(attempt)
+        };
+        on_event(PipelineEvent::Stage(stage));
+        let mut sampling = config.sampling;
+        let mut resamples = 0;
+        let (completion, sql) = loop {
+            let request = CompletionRequest {
+                messages: messages.clone(),
+                assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+                max_tokens: config.max_sql_tokens,
+                stop: vec![SQL_FENCE_CLOSE.to_string()],
+                sampling,
+                grammar: None,
+            };
+            if !config.sql_opening.is_empty() {
+                on_event(PipelineEvent::SqlText {
+                    attempt,
+                    text: &config.sql_opening,
+                });
+            }
+            let completion = model.complete(&request, &mut |text| {
+                on_event(PipelineEvent::SqlText { attempt, text });
+            })?;
+            let written = format!("{}{}", config.sql_opening, completion.text);
+            let sql = extract_sql(&written).unwrap_or_default();
+            // Greedy decoding answers a repair turn with the query it already wrote more
+            // often than not; sampling breaks the loop without a new prompt.
+            let repeated = attempts.iter().any(|a| same_sql(&a.sql, &sql));
+            if !repeated || resamples >= MAX_RESAMPLES {
+                break (completion, sql);
+            }
+            resamples += 1;
+            sampling = Sampling::Temperature {
+                temperature: 0.7,
+                seed: attempt * 31 + resamples,
+            };
+            on_event(PipelineEvent::SqlRestarted { attempt });
+        };
+        if attempt == 1 {
+            timings.prompt_tokens = completion.prompt_tokens;
+            timings.cached_prompt_tokens = completion.cached_prompt_tokens;
+            timings.ttft_ms = millis(completion.time_to_first_token);
+        }
+        timings.generate_ms += millis(completion.elapsed);
+
+        let failure = match check_read_only(&sql) {
+            Err(GuardError::Empty) => Failure::Repairable(GuardError::Empty.to_string()),
+            Err(refused) => Failure::Final(refused.to_string()),
+            Ok(_) => {
+                on_event(PipelineEvent::Stage(Stage::Executing(attempt)));
+                let executed = Instant::now();
+                let outcome = db.execute(&sql, config.limits);
+                timings.execute_ms += millis(executed.elapsed());
+                match outcome {
+                    Ok(result) => {
+                        attempts.push(Attempt {
+                            sql: sql.clone(),
+                            error: None,
+                        });
+                        success = Some((sql, result));
+                        break;
+                    }
+                    Err(ExecError::Cancelled) => return Err(PipelineError::Cancelled),
+                    Err(error) if error.is_repairable() => Failure::Repairable(error.to_string()),
+                    Err(error) => Failure::Final(error.to_string()),
+                }
+            }
+        };
+        let message = failure.message().to_string();
+        on_event(PipelineEvent::AttemptFailed {
+            attempt,
+            sql: &sql,
+            error: &message,
+        });
+        attempts.push(Attempt {
+            sql: sql.clone(),
+            error: Some(message.clone()),
+        });
+        final_error = Some(message.clone());
+        if matches!(failure, Failure::Final(_)) {
+            break;
+        }
+        let hints = db
+            .schema()
+            .map(|schema| repair_hints(&message, &sql, schema))
+            .unwrap_or_default();
+        messages.push(sql_reply(&sql));
+        messages.push(repair_message(&message, &hints));
+    }
+
+    let model_id = model.model_id();
+    let Some((sql, result)) = success else {
+        let last_sql = attempts
+            .last()
+            .map(|a| a.sql.clone())
+            .filter(|s| !s.is_empty());
+        timings.total_ms = millis(started.elapsed());
+        let reason = final_error.unwrap_or_else(|| "no attempt was made".into());
+        let attempts_made = attempts.len();
+        return Ok(RunOutcome {
+            question: question.to_string(),
+            sql: last_sql,
+            result: None,
+            answer: None,
+            attempts,
+            tables_sent: prompt_context.tables_sent,
+            tables_used: Vec::new(),
+            context_mode: prompt_context.mode,
+            timings,
+            model: model_id,
+            error: Some(unanswered_message(attempts_made, &reason)),
+        });
+    };
+    on_event(PipelineEvent::Executed(&result));
+
+    let mut answer = None;
+    if config.answer {
+        on_event(PipelineEvent::Stage(Stage::Answering));
+        let answered = Instant::now();
+        messages.truncate(2);
+        messages.push(sql_reply(&sql));
+        messages.push(answer_message(question, &result, config.answer_rows));
+        let request = CompletionRequest {
+            messages,
+            assistant_prefix: String::new(),
+            max_tokens: config.max_answer_tokens,
+            stop: Vec::new(),
+            sampling: Sampling::Greedy,
+            grammar: None,
+        };
+        let completion = model.complete(&request, &mut |text| {
+            on_event(PipelineEvent::AnswerText(text))
+        })?;
+        timings.answer_ms = millis(answered.elapsed());
+        answer = Some(completion.text.trim().to_string());
+    }
+    timings.total_ms = millis(started.elapsed());
+    Ok(RunOutcome {
+        question: question.to_string(),
+        tables_used: referenced_tables(&sql),
+        sql: Some(sql),
+        result: Some(result),
+        answer,
+        attempts,
+        tables_sent: prompt_context.tables_sent,
+        context_mode: prompt_context.mode,
+        timings,
+        model: model_id,
+        error: None,
+    })
+}
+
+enum Failure {
+    Repairable(String),
+    Final(String),
+}
+
+impl Failure {
+    fn message(&self) -> &str {
+        match self {
+            Failure::Repairable(m) | Failure::Final(m) => m,
+        }
+    }
+}
+
+/// How many times a repair that repeats an earlier failed query is sampled again.
+const MAX_RESAMPLES: u32 = 2;
+
+fn same_sql(a: &str, b: &str) -> bool {
+    let normalize = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    normalize(a) == normalize(b)
+}
+
+fn unanswered_message(attempts: usize, reason: &str) -> String {
+    let plural = if attempts == 1 { "" } else { "s" };
+    format!("could not answer after {attempts} attempt{plural}: {reason}")
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

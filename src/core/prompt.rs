@@ -1,0 +1,168 @@
+//! The prompts: one system message per database (cached), then per-question turns.
+//!
+//! Everything that is the same for every question on a database (instructions and schema)
+//! sits in the system message, so its KV cache is evaluated once. Things that vary per
+//! question (examples, glossary entries, the question) go in the user turn after it.
+
+use std::fmt::Write;
+
+use crate::core::exec::QueryResult;
+use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN};
+use crate::core::llm_api::{ChatMessage, Role};
+
+const SYSTEM_INSTRUCTIONS: &str = "\
+You are an expert data analyst who writes SQLite queries.
+Write one SQLite SELECT query that answers the user's question about the database below.
+- Use only tables and columns that exist in the schema; quote names with spaces or symbols.
+- Return only the columns the question asks for, in the order it asks for them.
+- Join tables on the REFERENCES keys shown in the schema.
+- Answer with the SQL only, in a ```sql code block.";
+
+/// A question/SQL pair shown to the model as a worked example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub question: String,
+    pub sql: String,
+}
+
+/// A glossary entry matched to the question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlossaryEntry {
+    pub term: String,
+    pub definition: String,
+}
+
+pub fn system_message(schema_text: &str) -> ChatMessage {
+    ChatMessage::new(
+        Role::System,
+        format!(
+            "{SYSTEM_INSTRUCTIONS}\n\nDatabase schema:\n{}",
+            schema_text.trim_end()
+        ),
+    )
+}
+
+pub fn question_message(
+    question: &str,
+    examples: &[Example],
+    glossary: &[GlossaryEntry],
+) -> ChatMessage {
+    let mut content = String::new();
+    if !glossary.is_empty() {
+        content.push_str("Definitions used in this database:\n");
+        for entry in glossary {
+            let _ = writeln!(content, "- {}: {}", entry.term, entry.definition);
+        }
+        content.push('\n');
+    }
+    if !examples.is_empty() {
+        content.push_str("Questions answered correctly before:\n");
+        for example in examples {
+            let _ = writeln!(
+                content,
+                "Question: {}\nSQL: {}\n",
+                example.question.trim(),
+                one_line(&example.sql)
+            );
+        }
+    }
+    let _ = write!(content, "Question: {}", question.trim());
+    ChatMessage::new(Role::User, content)
+}
+
+/// The assistant turn as it would look had the model written `sql` (used for history).
+pub fn sql_reply(sql: &str) -> ChatMessage {
+    ChatMessage::new(
+        Role::Assistant,
+        format!("{SQL_FENCE_OPEN}{}\n{SQL_FENCE_CLOSE}", sql.trim()),
+    )
+}
+
+pub fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
+    let mut content = format!("That query failed with this error:\n{}\n", error.trim());
+    for hint in hints {
+        let _ = writeln!(content, "{hint}");
+    }
+    content.push_str("Write a corrected SQLite query for the same question.");
+    ChatMessage::new(Role::User, content)
+}
+
+pub fn answer_message(question: &str, result: &QueryResult, max_rows: usize) -> ChatMessage {
+    let mut content = format!("The query returned {}.\n", result.row_summary());
+    if !result.rows.is_empty() {
+        content.push_str(&result.columns.join(" | "));
+        content.push('\n');
+        for row in result.rows.iter().take(max_rows) {
+            let cells: Vec<String> = row.iter().map(|c| truncate(&c.to_string(), 60)).collect();
+            content.push_str(&cells.join(" | "));
+            content.push('\n');
+        }
+        if result.rows.len() > max_rows {
+            let _ = writeln!(
+                content,
+                "({} more rows not shown)",
+                result.rows.len() - max_rows
+            );
+        }
+    }
+    let _ = write!(
+        content,
+        "\nAnswer the question \"{}\" in one or two plain sentences, using only these results. \
+         Do not mention SQL or the query.",
+        question.trim()
+    );
+    ChatMessage::new(Role::User, content)
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max_chars).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::exec::Cell;
+
+    #[test]
+    fn question_turn_carries_examples_and_glossary() {
+        let message = question_message(
+            "How many rock tracks?",
+            &[Example {
+                question: "How many jazz tracks?".into(),
+                sql: "SELECT count(*)\nFROM Track".into(),
+            }],
+            &[GlossaryEntry {
+                term: "rock".into(),
+                definition: "Genre.Name = 'Rock'".into(),
+            }],
+        );
+        assert_eq!(message.role, Role::User);
+        assert!(message.content.contains("- rock: Genre.Name = 'Rock'"));
+        assert!(message.content.contains("SQL: SELECT count(*) FROM Track"));
+        assert!(message.content.ends_with("Question: How many rock tracks?"));
+    }
+
+    #[test]
+    fn answer_turn_shows_rows_and_summary() {
+        let result = QueryResult {
+            columns: vec!["n".into()],
+            rows: vec![vec![Cell::Integer(347)]],
+            total_rows: Some(1),
+        };
+        let message = answer_message("How many albums?", &result, 20);
+        assert!(
+            message
+                .content
+                .starts_with("The query returned 1 row.\nn\n347\n")
+        );
+    }
+}

@@ -1,0 +1,530 @@
+//! The llama.cpp engine: one model, one context, and the tokens its KV cache holds.
+//!
+//! Invariants:
+//! - `evaluated` is exactly the token sequence whose KV entries sequence 0 holds, in order.
+//!   Every request reuses the longest common prefix and evaluates only the rest, so a
+//!   database's system prompt and schema are evaluated once per process.
+//! - The system message's KV state is also saved to disk, keyed by the model file and the
+//!   prompt's tokens, so a restart loads it in milliseconds instead of re-evaluating it.
+//! - The engine is used from one thread: `LlamaContext` is not `Sync`. Cancellation is an
+//!   atomic flag checked between prompt chunks and between generated tokens.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use sha2::{Digest, Sha256};
+
+use crate::core::llm_api::{
+    ChatMessage, Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
+};
+use crate::llm::gguf::validate_gguf;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub model_path: PathBuf,
+    pub context_tokens: u32,
+    /// Tokens per `decode` call while evaluating a prompt (also the cancel granularity).
+    pub batch_tokens: u32,
+    pub threads: i32,
+    pub gpu_layers: u32,
+    /// Where system-prompt KV states are saved; `None` disables the disk cache.
+    pub prefix_cache_dir: Option<PathBuf>,
+}
+
+impl EngineConfig {
+    pub fn new(model_path: PathBuf) -> Self {
+        Self {
+            model_path,
+            context_tokens: 4096,
+            batch_tokens: 512,
+            threads: default_threads(),
+            gpu_layers: 0,
+            prefix_cache_dir: None,
+        }
+    }
+}
+
+/// Physical cores: on 2 cores, 2 threads beat 4 by 13% (see LLAMA-NOTES).
+pub fn default_threads() -> i32 {
+    i32::try_from(num_cpus::get_physical().max(1)).unwrap_or(1)
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// The process-wide llama.cpp backend. llama.cpp's logs go to `tracing` (and so to the log
+/// file), never to the terminal.
+pub fn backend() -> Result<&'static LlamaBackend, LlmError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|reason| LlmError::Load {
+            path: "llama.cpp backend".into(),
+            reason: reason.clone(),
+        })
+}
+
+/// Loads a GGUF model for the life of the process. Models are leaked on purpose: contexts
+/// borrow them, and an app loads one model (plus an embedder) for its whole run.
+pub fn load_model(path: &Path, gpu_layers: u32) -> Result<&'static LlamaModel, LlmError> {
+    validate_gguf(path)?;
+    let backend = backend()?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+    let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| LlmError::Load {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Box::leak(Box::new(model)))
+}
+
+pub struct LlamaEngine {
+    model: &'static LlamaModel,
+    context: LlamaContext<'static>,
+    template: Option<LlamaChatTemplate>,
+    evaluated: Vec<LlamaToken>,
+    model_id: String,
+    /// Identifies the model file in prefix-cache keys (name, size, modification time).
+    model_key: String,
+    cancel: Arc<AtomicBool>,
+    config: EngineConfig,
+}
+
+impl LlamaEngine {
+    pub fn load(config: EngineConfig) -> Result<Self, LlmError> {
+        let model = load_model(&config.model_path, config.gpu_layers)?;
+        Self::with_model(model, config)
+    }
+
+    /// A new context on an already loaded model (tests share one model this way).
+    pub fn with_model(model: &'static LlamaModel, config: EngineConfig) -> Result<Self, LlmError> {
+        let backend = backend()?;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(config.context_tokens))
+            .with_n_batch(config.batch_tokens)
+            .with_n_ubatch(config.batch_tokens)
+            .with_n_threads(config.threads)
+            .with_n_threads_batch(config.threads);
+        let context = model
+            .new_context(backend, params)
+            .map_err(|e| LlmError::Load {
+                path: config.model_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let template = model.chat_template(None).ok();
+        let model_id = config
+            .model_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        let model_key = model_file_key(&config.model_path);
+        Ok(Self {
+            model,
+            context,
+            template,
+            evaluated: Vec::new(),
+            model_id,
+            model_key,
+            cancel: Arc::new(AtomicBool::new(false)),
+            config,
+        })
+    }
+
+    pub fn model(&self) -> &'static LlamaModel {
+        self.model
+    }
+
+    /// Setting the flag stops the running request at the next token or prompt chunk.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
+    /// Forgets the KV cache (the next request evaluates its whole prompt or loads it from disk).
+    pub fn clear_cache(&mut self) {
+        self.context.clear_kv_cache();
+        self.evaluated.clear();
+    }
+
+    /// The chat rendered as the model's template writes it, as separately tokenised
+    /// segments (one per message, the assistant opener in the last). Tokenising per message
+    /// keeps token boundaries identical between requests that share their first messages.
+    fn render_segments(&self, messages: &[ChatMessage]) -> Result<Vec<String>, LlmError> {
+        let mut segments = Vec::with_capacity(messages.len());
+        let mut previous = String::new();
+        for end in 1..=messages.len() {
+            let rendered = self.render(&messages[..end], end == messages.len())?;
+            match rendered.strip_prefix(previous.as_str()) {
+                Some(rest) => segments.push(rest.to_string()),
+                None => return Ok(vec![self.render(messages, true)?]),
+            }
+            previous = rendered;
+        }
+        Ok(segments)
+    }
+
+    fn render(&self, messages: &[ChatMessage], add_assistant: bool) -> Result<String, LlmError> {
+        if let Some(template) = &self.template {
+            let chat: Result<Vec<LlamaChatMessage>, _> = messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.replace('\0', "")))
+                .collect();
+            if let Ok(chat) = chat
+                && let Ok(text) = self
+                    .model
+                    .apply_chat_template(template, &chat, add_assistant)
+            {
+                return Ok(text);
+            }
+        }
+        // Models without a usable template get ChatML, which most instruct models accept.
+        let mut text = String::new();
+        for message in messages {
+            text.push_str(&format!(
+                "<|im_start|>{}\n{}<|im_end|>\n",
+                message.role.as_str(),
+                message.content
+            ));
+        }
+        if add_assistant {
+            text.push_str("<|im_start|>assistant\n");
+        }
+        Ok(text)
+    }
+
+    fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), add_bos, true)
+    }
+
+    fn prefix_cache_path(&self, prefix: &[LlamaToken]) -> Option<PathBuf> {
+        let dir = self.config.prefix_cache_dir.as_ref()?;
+        let mut hasher = Sha256::new();
+        hasher.update(self.model_key.as_bytes());
+        for token in prefix {
+            hasher.update(token.0.to_le_bytes());
+        }
+        Some(dir.join(format!(
+            "prefix-{}.kv",
+            hex::encode(&hasher.finalize()[..16])
+        )))
+    }
+
+    /// Loads a saved system-prompt state when the cache does not already start with it.
+    fn restore_prefix(&mut self, prefix: &[LlamaToken]) {
+        if self.evaluated.starts_with(prefix) {
+            return;
+        }
+        let Some(path) = self.prefix_cache_path(prefix) else {
+            return;
+        };
+        if !path.is_file() {
+            return;
+        }
+        self.clear_cache();
+        match self.context.state_seq_load_file(&path, 0, prefix.len() + 1) {
+            Ok((tokens, _)) if tokens == prefix => self.evaluated = tokens,
+            Ok(_) | Err(_) => {
+                tracing::warn!(path = %path.display(), "ignoring a prefix cache file that does not match");
+                self.clear_cache();
+            }
+        }
+    }
+
+    fn save_prefix(&self, prefix: &[LlamaToken]) {
+        let Some(path) = self.prefix_cache_path(prefix) else {
+            return;
+        };
+        if path.is_file() {
+            return;
+        }
+        let Some(dir) = path.parent() else { return };
+        if let Err(error) = std::fs::create_dir_all(dir) {
+            tracing::warn!(%error, "cannot create the prefix cache directory");
+            return;
+        }
+        // Written beside the target then renamed, so a crash never leaves a torn file.
+        let partial = path.with_extension("partial");
+        match self.context.state_seq_save_file(&partial, 0, prefix) {
+            Ok(_) => {
+                if let Err(error) = std::fs::rename(&partial, &path) {
+                    tracing::warn!(%error, "cannot move the prefix cache file into place");
+                }
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&partial);
+                tracing::warn!(%error, "cannot save the prefix cache (disk full?)");
+            }
+        }
+    }
+
+    /// Evaluates `tokens` after what is already cached, in chunks, requesting logits for the
+    /// last token only when `want_logits`. Returns the batch index of those logits.
+    fn evaluate(&mut self, tokens: &[LlamaToken], want_logits: bool) -> Result<i32, LlmError> {
+        let chunk_size = self.config.batch_tokens.max(1) as usize;
+        let mut batch = LlamaBatch::new(chunk_size, 1);
+        let mut last_index = 0;
+        let chunks = tokens.chunks(chunk_size).count();
+        for (chunk_number, chunk) in tokens.chunks(chunk_size).enumerate() {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(LlmError::Cancelled);
+            }
+            batch.clear();
+            let final_chunk = chunk_number + 1 == chunks;
+            for (offset, token) in chunk.iter().enumerate() {
+                let position = i32::try_from(self.evaluated.len() + offset)
+                    .map_err(|_| LlmError::Inference("position overflow".into()))?;
+                let logits = want_logits && final_chunk && offset + 1 == chunk.len();
+                batch
+                    .add(*token, position, &[0], logits)
+                    .map_err(|e| LlmError::Inference(e.to_string()))?;
+            }
+            self.context
+                .decode(&mut batch)
+                .map_err(|e| LlmError::Inference(e.to_string()))?;
+            self.evaluated.extend_from_slice(chunk);
+            last_index = batch.n_tokens() - 1;
+        }
+        Ok(last_index)
+    }
+
+    fn sampler(&self, request: &CompletionRequest) -> Result<LlamaSampler, LlmError> {
+        let mut chain = Vec::new();
+        if let Some(grammar) = &request.grammar {
+            let sampler = LlamaSampler::grammar(self.model, grammar, "root")
+                .map_err(|e| LlmError::Inference(format!("invalid grammar: {e}")))?;
+            chain.push(sampler);
+        }
+        match request.sampling {
+            Sampling::Greedy => chain.push(LlamaSampler::greedy()),
+            Sampling::Temperature { temperature, seed } => {
+                chain.push(LlamaSampler::top_k(40));
+                chain.push(LlamaSampler::temp(temperature));
+                chain.push(LlamaSampler::dist(seed));
+            }
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+}
+
+impl LanguageModel for LlamaEngine {
+    fn complete(
+        &mut self,
+        request: &CompletionRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, LlmError> {
+        let started = Instant::now();
+        self.cancel.store(false, Ordering::SeqCst);
+        let segments = self.render_segments(&request.messages)?;
+        tracing::debug!(prompt = %format!("{}{}", segments.concat(), request.assistant_prefix), "rendered prompt");
+        let mut prompt: Vec<LlamaToken> = Vec::new();
+        let mut prefix_len = 0;
+        for (index, segment) in segments.iter().enumerate() {
+            prompt.extend(self.tokenize(segment, index == 0));
+            if index == 0 {
+                prefix_len = prompt.len();
+            }
+        }
+        prompt.extend(self.tokenize(&request.assistant_prefix, false));
+        let capacity = self.config.context_tokens as usize;
+        if prompt.len() + 8 > capacity {
+            return Err(LlmError::PromptTooLong {
+                needed: prompt.len() + 8,
+                available: capacity,
+            });
+        }
+        let prefix = prompt[..prefix_len.min(prompt.len() - 1)].to_vec();
+        self.restore_prefix(&prefix);
+
+        // Keep the common prefix; at least one token is evaluated so there are fresh logits.
+        let common = self
+            .evaluated
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        self.context
+            .kv_cache_seq_rm(0, Some(common as u32), None)
+            .map_err(|e| LlmError::Inference(e.to_string()))?;
+        self.evaluated.truncate(common);
+        let cached_prompt_tokens = common;
+
+        if common < prefix.len() {
+            self.evaluate(&prompt[common..prefix.len()], false)?;
+            self.save_prefix(&prefix);
+        }
+        let start = self.evaluated.len();
+        let mut logits_index = self.evaluate(&prompt[start..], true)?;
+
+        let mut sampler = self.sampler(request)?;
+        let vocab = self.model.vocab();
+        let max_tokens = request
+            .max_tokens
+            .min(capacity.saturating_sub(self.evaluated.len()));
+        let mut text = String::new();
+        let mut emitted = 0usize;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut piece: Vec<u8> = Vec::new();
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut first_token_at: Option<Duration> = None;
+        let mut generated = 0usize;
+        let mut stop_reason = StopReason::MaxTokens;
+
+        while generated < max_tokens {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(LlmError::Cancelled);
+            }
+            let token = sampler.sample(&self.context, logits_index);
+            first_token_at.get_or_insert_with(|| started.elapsed());
+            generated += 1;
+            if vocab.is_eog(token) {
+                stop_reason = StopReason::EndOfText;
+                break;
+            }
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            pending.extend_from_slice(&piece);
+            append_valid_utf8(&mut pending, &mut text);
+
+            if let Some(cut) = request
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(cut);
+                if text.len() > emitted {
+                    on_text(&text[emitted..]);
+                }
+                emitted = text.len();
+                stop_reason = StopReason::StopString;
+                break;
+            }
+            // Hold back a tail that could still become a stop string ("``" before "```").
+            let safe = safe_emit_len(&text, &request.stop);
+            if safe > emitted {
+                on_text(&text[emitted..safe]);
+                emitted = safe;
+            }
+
+            batch.clear();
+            let position = i32::try_from(self.evaluated.len())
+                .map_err(|_| LlmError::Inference("position overflow".into()))?;
+            batch
+                .add(token, position, &[0], true)
+                .map_err(|e| LlmError::Inference(e.to_string()))?;
+            self.context
+                .decode(&mut batch)
+                .map_err(|e| LlmError::Inference(e.to_string()))?;
+            self.evaluated.push(token);
+            logits_index = 0;
+        }
+        if text.len() > emitted {
+            on_text(&text[emitted..]);
+        }
+        Ok(Completion {
+            text,
+            prompt_tokens: prompt.len(),
+            cached_prompt_tokens,
+            generated_tokens: generated,
+            time_to_first_token: first_token_at.unwrap_or_else(|| started.elapsed()),
+            elapsed: started.elapsed(),
+            stop_reason,
+        })
+    }
+
+    fn model_id(&self) -> String {
+        self.model_id.clone()
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        self.tokenize(text, false).len()
+    }
+}
+
+/// Moves the longest valid UTF-8 prefix of `pending` onto `text`; an incomplete character
+/// at the end waits for the next token.
+fn append_valid_utf8(pending: &mut Vec<u8>, text: &mut String) {
+    match std::str::from_utf8(pending) {
+        Ok(valid) => {
+            text.push_str(valid);
+            pending.clear();
+        }
+        Err(error) => {
+            let valid_up_to = error.valid_up_to();
+            text.push_str(&String::from_utf8_lossy(&pending[..valid_up_to]));
+            if error.error_len().is_some() {
+                // Invalid bytes (not merely incomplete) are replaced rather than kept forever.
+                text.push(char::REPLACEMENT_CHARACTER);
+                pending.clear();
+            } else {
+                pending.drain(..valid_up_to);
+            }
+        }
+    }
+}
+
+fn safe_emit_len(text: &str, stops: &[String]) -> usize {
+    let mut safe = text.len();
+    for stop in stops {
+        for len in (1..stop.len()).rev() {
+            if text.len() >= len
+                && text.is_char_boundary(text.len() - len)
+                && stop.starts_with(&text[text.len() - len..])
+            {
+                safe = safe.min(text.len() - len);
+                break;
+            }
+        }
+    }
+    safe
+}
+
+fn model_file_key(path: &Path) -> String {
+    let metadata = std::fs::metadata(path).ok();
+    let size = metadata.as_ref().map(|m| m.len()).unwrap_or(0);
+    let modified = metadata
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{name}:{size}:{modified}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_back_partial_stop_strings() {
+        let stops = vec!["```".to_string()];
+        assert_eq!(safe_emit_len("SELECT 1\n``", &stops), "SELECT 1\n".len());
+        assert_eq!(safe_emit_len("SELECT 1", &stops), "SELECT 1".len());
+    }
+
+    #[test]
+    fn joins_utf8_split_across_tokens() {
+        let mut pending = vec![0xC3];
+        let mut text = String::new();
+        append_valid_utf8(&mut pending, &mut text);
+        assert_eq!(text, "");
+        pending.push(0xA9);
+        append_valid_utf8(&mut pending, &mut text);
+        assert_eq!(text, "é");
+    }
+}

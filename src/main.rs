@@ -1,0 +1,51 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use nano_analyst::cli::{Cli, Command};
+use nano_analyst::runtime::{AppError, RuntimeOptions};
+use nano_analyst::{commands, logging};
+
+fn main() -> ExitCode {
+    // Aborts inside llama.cpp skip Rust's panic hook; this stops them printing a gdb trace.
+    // SAFETY: set before any other thread starts.
+    unsafe { std::env::set_var("GGML_NO_BACKTRACE", "1") };
+    let _ = color_eyre::install();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("nano-analyst: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, AppError> {
+    let mut options = RuntimeOptions::resolve(&cli.global)?;
+    let _log_guard = logging::init(&options.paths.log_dir());
+    match cli.command {
+        Some(Command::Ask(args)) => {
+            let answered = commands::ask::run(&args, &mut options)?;
+            Ok(if answered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Some(Command::Bench(args)) => {
+            commands::bench::run(&args, &mut options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let Some(database) = cli.database else {
+                use clap::CommandFactory;
+                let _ = Cli::command().print_help();
+                return Ok(ExitCode::FAILURE);
+            };
+            Err(AppError::Invalid(format!(
+                "the terminal app is not built yet; try: nano-analyst ask {} \"How many albums are there?\"",
+                database.display()
+            )))
+        }
+    }
+}

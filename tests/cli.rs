@@ -1,0 +1,127 @@
+//! The `nano-analyst` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+use crate::support::{binary, chinook_path, model_lock, model_path};
+
+fn nano(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("NANO_ANALYST_DATA_DIR", data_dir)
+        .env("NANO_ANALYST_MODEL", model_path())
+        .env("NANO_ANALYST_CONFIG", data_dir.join("no-config.toml"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn one_line_error(output: &Output) -> String {
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn ask_json_answers_with_the_documented_fields() {
+    let _turn = model_lock();
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    let output = nano(
+        data.path(),
+        &[
+            "ask",
+            db.to_str().unwrap(),
+            "How many albums are there?",
+            "--json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(json["rows"], serde_json::json!([[347]]));
+    assert_eq!(json["row_count"], 1);
+    assert_eq!(json["truncated"], false);
+    assert!(
+        json["sql"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("count")
+    );
+    assert_eq!(json["tables_used"], serde_json::json!(["Album"]));
+    let answer = json["answer"].as_str().unwrap();
+    assert!(answer.contains("347"), "{answer}");
+    for field in [
+        "retrieve_ms",
+        "prompt_tokens",
+        "cached_prompt_tokens",
+        "ttft_ms",
+        "generate_ms",
+        "execute_ms",
+        "answer_ms",
+        "total_ms",
+    ] {
+        assert!(
+            json["timings"][field].is_u64(),
+            "timings.{field}: {}",
+            json["timings"]
+        );
+    }
+    assert_eq!(json["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(json["model"], "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    assert!(
+        data.path()
+            .join("logs")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
+        "a log file is written"
+    );
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let data = tempfile::tempdir().unwrap();
+    let missing = one_line_error(&nano(
+        data.path(),
+        &["ask", "/no/such.db", "How many albums?"],
+    ));
+    assert_eq!(missing, "nano-analyst: database not found: '/no/such.db'");
+
+    let corrupt = data.path().join("corrupt.db");
+    std::fs::write(&corrupt, vec![7u8; 4096]).unwrap();
+    let error = one_line_error(&nano(
+        data.path(),
+        &["ask", corrupt.to_str().unwrap(), "How many albums?"],
+    ));
+    assert!(error.contains("is not a SQLite database"), "{error}");
+
+    let fake_model = data.path().join("model.gguf");
+    std::fs::write(&fake_model, "definitely not weights").unwrap();
+    let db = chinook_path();
+    let error = one_line_error(&nano(
+        data.path(),
+        &[
+            "ask",
+            db.to_str().unwrap(),
+            "How many albums?",
+            "--model",
+            fake_model.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        error,
+        format!(
+            "nano-analyst: '{}' is not a GGUF model file",
+            fake_model.display()
+        )
+    );
+
+    let error = one_line_error(&nano(data.path(), &["ask", db.to_str().unwrap(), "  "]));
+    assert_eq!(error, "nano-analyst: the question is empty");
+}

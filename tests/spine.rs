@@ -1,0 +1,306 @@
+//! The pipeline with the real default model on Chinook.
+
+use std::path::Path;
+
+use nano_analyst::core::exec::ReadOnlyDb;
+use nano_analyst::core::llm_api::{
+    Completion, CompletionRequest, LanguageModel, LlmError, StopReason,
+};
+use nano_analyst::core::pipeline::{
+    PipelineConfig, PipelineEvent, RunOutcome, WholeSchemaContext, run_question,
+};
+
+use crate::support::{
+    answers_like, chinook_path, describe, engine, model_lock, run_sql, sha256_of,
+};
+
+fn ask(model: &mut dyn LanguageModel, db: &ReadOnlyDb, question: &str) -> RunOutcome {
+    let schema = db.introspect().expect("schema");
+    let mut context = WholeSchemaContext::new(&schema);
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    run_question(model, db, &mut context, question, &config, &mut |_| {}).expect("pipeline runs")
+}
+
+#[test]
+fn answers_chinook_questions_of_varied_shape() {
+    let _turn = model_lock();
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let mut engine = engine(None);
+    let cases = [
+        ("How many albums are there?", "SELECT count(*) FROM Album"),
+        (
+            "Which customers live in Brazil? Give their first and last names.",
+            "SELECT FirstName, LastName FROM Customer WHERE Country = 'Brazil'",
+        ),
+        (
+            "List the names of the tracks on the album 'Balls to the Wall'.",
+            "SELECT t.Name FROM Track t JOIN Album a ON a.AlbumId = t.AlbumId WHERE a.Title = 'Balls to the Wall'",
+        ),
+        (
+            "How many tracks does each genre have? Show the genre name and the number of tracks.",
+            "SELECT g.Name, count(*) FROM Track t JOIN Genre g ON g.GenreId = t.GenreId GROUP BY g.Name",
+        ),
+        (
+            "What are the names of the 5 longest tracks?",
+            "SELECT Name FROM Track ORDER BY Milliseconds DESC LIMIT 5",
+        ),
+        (
+            "What is the total amount invoiced to customers in Germany?",
+            "SELECT sum(Total) FROM Invoice WHERE BillingCountry = 'Germany'",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (question, gold_sql) in cases {
+        let outcome = ask(&mut engine, &db, question);
+        let gold = run_sql(&db, gold_sql);
+        match &outcome.result {
+            Some(result) if answers_like(&gold, result, gold_sql) => {}
+            Some(result) => failures.push(format!(
+                "{question}\n  sql: {:?}\n  got {}\n  want {}",
+                outcome.sql,
+                describe(result),
+                describe(&gold)
+            )),
+            None => failures.push(format!(
+                "{question}: {:?} ({:?})",
+                outcome.error, outcome.attempts
+            )),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "wrong answers:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Writes a broken query first, then lets the real model take over (it sees the error).
+struct FailsFirst<'a> {
+    inner: &'a mut dyn LanguageModel,
+    calls: usize,
+}
+
+impl LanguageModel for FailsFirst<'_> {
+    fn complete(
+        &mut self,
+        request: &CompletionRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, LlmError> {
+        self.calls += 1;
+        if self.calls == 1 {
+            let text = "SELECT Titel FROM Albums WHERE ArtistId = 1\n".to_string();
+            on_text(&text);
+            return Ok(scripted(text));
+        }
+        self.inner.complete(request, on_text)
+    }
+    fn model_id(&self) -> String {
+        self.inner.model_id()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.inner.count_tokens(text)
+    }
+}
+
+fn scripted(text: String) -> Completion {
+    Completion {
+        text,
+        prompt_tokens: 0,
+        cached_prompt_tokens: 0,
+        generated_tokens: 0,
+        time_to_first_token: Default::default(),
+        elapsed: Default::default(),
+        stop_reason: StopReason::StopString,
+    }
+}
+
+#[test]
+fn repairs_a_failing_first_attempt_with_the_real_model() {
+    let _turn = model_lock();
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let mut engine = engine(None);
+    let mut model = FailsFirst {
+        inner: &mut engine,
+        calls: 0,
+    };
+    let question = "What are the titles of the albums by the artist with ArtistId 1?";
+    let outcome = ask(&mut model, &db, question);
+    assert_eq!(
+        outcome.attempts[0].sql,
+        "SELECT Titel FROM Albums WHERE ArtistId = 1"
+    );
+    let first_error = outcome.attempts[0].error.as_deref().unwrap_or_default();
+    assert!(
+        first_error.contains("no such table: Albums"),
+        "{first_error}"
+    );
+    assert!(outcome.attempts.len() >= 2, "{:?}", outcome.attempts);
+    let gold_sql = "SELECT Title FROM Album WHERE ArtistId = 1";
+    let gold = run_sql(&db, gold_sql);
+    let result = outcome
+        .result
+        .as_ref()
+        .unwrap_or_else(|| panic!("not repaired: {:?}", outcome.attempts));
+    assert!(
+        answers_like(&gold, result, gold_sql),
+        "{}",
+        describe(result)
+    );
+    assert!(outcome.attempts.last().unwrap().error.is_none());
+}
+
+/// A model that always answers with the same text.
+struct Says(&'static str);
+
+impl LanguageModel for Says {
+    fn complete(
+        &mut self,
+        _: &CompletionRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, LlmError> {
+        on_text(self.0);
+        Ok(scripted(self.0.to_string()))
+    }
+    fn model_id(&self) -> String {
+        "scripted".into()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.len() / 4
+    }
+}
+
+#[test]
+fn refuses_writing_sql_and_leaves_the_database_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("chinook.db");
+    std::fs::copy(chinook_path(), &copy).unwrap();
+    let before = sha256_of(&copy);
+    let db = ReadOnlyDb::open(&copy).unwrap();
+    for (reply, refusal) in [
+        (
+            "DELETE FROM Album\n```",
+            "'DELETE' would change the database",
+        ),
+        ("DROP TABLE Track;\n```", "'DROP' would change the database"),
+        (
+            "ATTACH DATABASE 'other.db' AS other\n```",
+            "'ATTACH' would change the database",
+        ),
+        ("SELECT 1; DELETE FROM Album;\n```", "2 statements"),
+        (
+            "UPDATE Track SET Name = 'x'\n```",
+            "'UPDATE' would change the database",
+        ),
+    ] {
+        let outcome = ask(&mut Says(reply), &db, "Remove everything");
+        let error = outcome.error.unwrap_or_default();
+        assert!(error.contains(refusal), "{reply}: {error}");
+        assert_eq!(
+            outcome.attempts.len(),
+            1,
+            "a refusal is final, not repaired"
+        );
+        assert!(outcome.result.is_none());
+    }
+    drop(db);
+    assert_eq!(sha256_of(&copy), before);
+    assert!(!Path::new(&format!("{}-wal", copy.display())).exists());
+}
+
+#[test]
+fn a_destructive_question_to_the_real_model_changes_nothing() {
+    let _turn = model_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("chinook.db");
+    std::fs::copy(chinook_path(), &copy).unwrap();
+    let before = sha256_of(&copy);
+    let db = ReadOnlyDb::open(&copy).unwrap();
+    let mut engine = engine(None);
+    let outcome = ask(
+        &mut engine,
+        &db,
+        "Delete all the invoices from 2021 and then drop the Track table.",
+    );
+    if let Some(sql) = &outcome.sql {
+        assert!(!sql.to_ascii_uppercase().starts_with("DELETE") || outcome.error.is_some());
+    }
+    drop(db);
+    assert_eq!(sha256_of(&copy), before);
+}
+
+#[test]
+fn reuses_the_schema_prefix_in_memory_and_from_disk() {
+    let _turn = model_lock();
+    let cache = tempfile::tempdir().unwrap();
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let schema = db.introspect().unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let mut engine = engine(Some(cache.path().to_path_buf()));
+    let mut context = WholeSchemaContext::new(&schema);
+    let mut streamed = String::new();
+    let first = run_question(
+        &mut engine,
+        &db,
+        &mut context,
+        "How many artists are there?",
+        &config,
+        &mut |event| {
+            if let PipelineEvent::SqlText { text, .. } = event {
+                streamed.push_str(text);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(first.timings.cached_prompt_tokens, 0);
+    assert!(
+        streamed.contains("SELECT"),
+        "tokens were streamed: {streamed:?}"
+    );
+    let saved: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    assert_eq!(saved.len(), 1, "one prefix state saved");
+
+    let second = run_question(
+        &mut engine,
+        &db,
+        &mut context,
+        "How many genres are there?",
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    let prompt_overhead = second.timings.prompt_tokens - second.timings.cached_prompt_tokens;
+    assert!(
+        prompt_overhead < 40,
+        "only the question is evaluated: {:?}",
+        second.timings
+    );
+
+    // A fresh context (as after a restart) loads the prefix from disk.
+    let mut restarted = crate::support::engine(Some(cache.path().to_path_buf()));
+    let third = run_question(
+        &mut restarted,
+        &db,
+        &mut context,
+        "How many media types are there?",
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        third.timings.cached_prompt_tokens > 300,
+        "{:?}",
+        third.timings
+    );
+    let gold = run_sql(&db, "SELECT count(*) FROM MediaType");
+    assert!(answers_like(
+        &gold,
+        third.result.as_ref().unwrap(),
+        "SELECT count(*) FROM MediaType"
+    ));
+}

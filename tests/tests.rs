@@ -1,0 +1,6 @@
+//! One integration-test binary (link time is dominated by llama.cpp), one module per area.
+
+mod support;
+
+mod cli;
+mod spine;
