@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use nano_analyst::core::exec::ReadOnlyDb;
+use nano_analyst::core::extract::SQL_FENCE_OPEN;
 use nano_analyst::core::llm_api::{
     Completion, CompletionRequest, LanguageModel, LlmError, StopReason,
 };
@@ -15,13 +16,32 @@ use crate::support::{
 };
 
 fn ask(model: &mut dyn LanguageModel, db: &ReadOnlyDb, question: &str) -> RunOutcome {
-    let schema = db.introspect().expect("schema");
-    let mut context = WholeSchemaContext::new(&schema);
     let config = PipelineConfig {
         answer: false,
         ..PipelineConfig::default()
     };
-    run_question(model, db, &mut context, question, &config, &mut |_| {}).expect("pipeline runs")
+    ask_with(model, db, question, &config)
+}
+
+fn ask_with(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    question: &str,
+    config: &PipelineConfig,
+) -> RunOutcome {
+    let schema = db.introspect().expect("schema");
+    let mut context = WholeSchemaContext::new(&schema);
+    run_question(model, db, &mut context, question, config, &mut |_| {}).expect("pipeline runs")
+}
+
+/// A scripted reply as the model would write it: the continuation of the assistant prefix
+/// the pipeline already put in its mouth (the SQL fence and the configured opening).
+fn continuation<'r>(request: &CompletionRequest, reply: &'r str) -> &'r str {
+    let opening = request
+        .assistant_prefix
+        .strip_prefix(SQL_FENCE_OPEN)
+        .unwrap_or(&request.assistant_prefix);
+    reply.strip_prefix(opening).unwrap_or(reply)
 }
 
 #[test]
@@ -91,7 +111,8 @@ impl LanguageModel for FailsFirst<'_> {
     ) -> Result<Completion, LlmError> {
         self.calls += 1;
         if self.calls == 1 {
-            let text = "SELECT Titel FROM Albums WHERE ArtistId = 1\n".to_string();
+            let text =
+                continuation(request, "SELECT Titel FROM Albums WHERE ArtistId = 1\n").to_string();
             on_text(&text);
             return Ok(scripted(text));
         }
@@ -158,11 +179,12 @@ struct Says(&'static str);
 impl LanguageModel for Says {
     fn complete(
         &mut self,
-        _: &CompletionRequest,
+        request: &CompletionRequest,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, LlmError> {
-        on_text(self.0);
-        Ok(scripted(self.0.to_string()))
+        let text = continuation(request, self.0);
+        on_text(text);
+        Ok(scripted(text.to_string()))
     }
     fn model_id(&self) -> String {
         "scripted".into()
@@ -195,7 +217,13 @@ fn refuses_writing_sql_and_leaves_the_database_untouched() {
             "'UPDATE' would change the database",
         ),
     ] {
-        let outcome = ask(&mut Says(reply), &db, "Remove everything");
+        // No opening: the model writes the whole statement, as with `sql_opening = ""`.
+        let config = PipelineConfig {
+            answer: false,
+            sql_opening: String::new(),
+            ..PipelineConfig::default()
+        };
+        let outcome = ask_with(&mut Says(reply), &db, "Remove everything", &config);
         let error = outcome.error.unwrap_or_default();
         assert!(error.contains(refusal), "{reply}: {error}");
         assert_eq!(
