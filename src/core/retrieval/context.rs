@@ -119,6 +119,11 @@ impl RetrievalContext {
         })
     }
 
+    /// Hands the embedder back (the benchmark reuses one model across databases).
+    pub fn take_embedder(&mut self) -> Option<Box<dyn Embedder + Send>> {
+        self.embedder.take()
+    }
+
     /// Records why there is no embedder (the caller could not load one).
     pub fn set_note(&mut self, note: String) {
         self.note = Some(note);
