@@ -53,11 +53,21 @@ pub struct GlobalArgs {
     pub timeout: Option<f64>,
     /// GGUF embedding model for schema retrieval (default: all-MiniLM-L6-v2 fetched by
     /// scripts/fetch-embedder.sh). Without one, retrieval uses BM25 alone.
-    #[arg(long, global = true, env = "NANO_ANALYST_EMBED_MODEL", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_EMBED_MODEL",
+        value_name = "PATH"
+    )]
     pub embed_model: Option<PathBuf>,
     /// Glossary file (JSON or TOML, term -> definition) indexed with the schema; matching
     /// entries go into the prompt.
-    #[arg(long, global = true, env = "NANO_ANALYST_GLOSSARY", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_GLOSSARY",
+        value_name = "FILE"
+    )]
     pub glossary: Option<PathBuf>,
 }
 

@@ -10,8 +10,7 @@ use crate::config::{ConfigError, Settings};
 use crate::core::exec::{DbError, ExecLimits, ReadOnlyDb};
 use crate::core::llm_api::{LanguageModel, LlmError};
 use crate::core::pipeline::{
-    ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome,
-    run_question,
+    ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome, run_question,
 };
 use crate::core::schema::{Schema, SchemaError};
 use crate::llm::engine::{EngineConfig, LlamaEngine, default_threads};

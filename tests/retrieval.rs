@@ -30,12 +30,24 @@ fn retrieval_for(
         values.collect(db.connection(), &schema, 0);
         values
     };
-    RetrievalContext::new(schema.clone(), glossary, Some(cache), &mut collect, None, options)
-        .expect("index builds")
+    RetrievalContext::new(
+        schema.clone(),
+        glossary,
+        Some(cache),
+        &mut collect,
+        None,
+        options,
+    )
+    .expect("index builds")
 }
 
 fn chinook(cache: &Path) -> RetrievalContext {
-    retrieval_for(&chinook_path(), cache, Vec::new(), RetrievalOptions::default())
+    retrieval_for(
+        &chinook_path(),
+        cache,
+        Vec::new(),
+        RetrievalOptions::default(),
+    )
 }
 
 fn position(names: &[String], table: &str) -> Option<usize> {
@@ -47,8 +59,17 @@ fn split_identifiers_meet_the_words_of_a_question() {
     let cache = tempfile::tempdir().unwrap();
     let mut retrieval = chinook(cache.path());
     let ranking = retrieval.rank("total of unit price times quantity over all invoice lines");
-    assert_eq!(ranking.tables[0].name, "InvoiceLine", "{:?}", ranking.names());
-    let columns: Vec<&str> = ranking.tables[0].columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        ranking.tables[0].name,
+        "InvoiceLine",
+        "{:?}",
+        ranking.names()
+    );
+    let columns: Vec<&str> = ranking.tables[0]
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert!(columns.contains(&"UnitPrice"), "{columns:?}");
     let ranking = retrieval.rank("Which media types are there?");
     assert_eq!(ranking.tables[0].name, "MediaType");
@@ -114,7 +135,11 @@ fn a_changed_schema_is_reindexed_and_an_unchanged_one_loads_from_cache() {
     drop(first);
     let again = retrieval_for(&db_path, &cache, Vec::new(), RetrievalOptions::default());
     assert_eq!(again.index.origin, IndexOrigin::LoadedFromCache);
-    assert!(again.index.build_ms < 1000, "cache load took {} ms", again.index.build_ms);
+    assert!(
+        again.index.build_ms < 1000,
+        "cache load took {} ms",
+        again.index.build_ms
+    );
     drop(again);
 
     conn.execute_batch("ALTER TABLE member ADD COLUMN loyalty_points INTEGER;")
@@ -175,8 +200,16 @@ fn sends_the_whole_schema_when_it_fits_and_the_best_tables_otherwise() {
     let context = subset.context_for("How many tracks are in each genre?");
     assert_eq!(context.mode, ContextMode::Subset);
     assert!(context.tables_sent.len() < 11, "{:?}", context.tables_sent);
-    assert!(position(&context.tables_sent, "Track").is_some(), "{:?}", context.tables_sent);
-    assert!(position(&context.tables_sent, "Genre").is_some(), "{:?}", context.tables_sent);
+    assert!(
+        position(&context.tables_sent, "Track").is_some(),
+        "{:?}",
+        context.tables_sent
+    );
+    assert!(
+        position(&context.tables_sent, "Genre").is_some(),
+        "{:?}",
+        context.tables_sent
+    );
     assert!(context.schema_text.contains("CREATE TABLE Genre"));
     assert!(!context.schema_text.contains("CREATE TABLE Employee"));
 }
@@ -200,8 +233,14 @@ fn a_schema_with_unicode_spaces_and_quotes_works_end_to_end() {
     let mut retrieval = retrieval_for(&db_path, &cache, Vec::new(), RetrievalOptions::default());
     let question = "How many Café Kunden live in München?";
     let ranking = retrieval.rank(question);
-    assert_eq!(ranking.tables[0].name, "Café Kunden", "{:?}", ranking.tables);
-    assert!(ranking.tables[0].reasons.iter().any(|r| matches!(r, Reason::Value { column, value } if column == "Stadt" && value == "münchen")));
+    assert_eq!(
+        ranking.tables[0].name, "Café Kunden",
+        "{:?}",
+        ranking.tables
+    );
+    assert!(ranking.tables[0].reasons.iter().any(
+        |r| matches!(r, Reason::Value { column, value } if column == "Stadt" && value == "münchen")
+    ));
 
     let _turn = model_lock();
     let db = ReadOnlyDb::open(&db_path).unwrap();
@@ -210,9 +249,19 @@ fn a_schema_with_unicode_spaces_and_quotes_works_end_to_end() {
         answer: false,
         ..PipelineConfig::default()
     };
-    let outcome = run_question(&mut model, &db, &mut retrieval, question, &config, &mut |_| {})
-        .expect("pipeline runs");
-    let gold = run_sql(&db, r#"SELECT count(*) FROM "Café Kunden" WHERE "Stadt" = 'München'"#);
+    let outcome = run_question(
+        &mut model,
+        &db,
+        &mut retrieval,
+        question,
+        &config,
+        &mut |_| {},
+    )
+    .expect("pipeline runs");
+    let gold = run_sql(
+        &db,
+        r#"SELECT count(*) FROM "Café Kunden" WHERE "Stadt" = 'München'"#,
+    );
     assert_eq!(outcome.context_mode, ContextMode::WholeSchema);
     assert_eq!(
         outcome.result.as_ref().map(|r| r.rows.clone()),
@@ -246,14 +295,19 @@ struct Reference {
 /// the original safetensors (computed once, stored in tests/data).
 #[test]
 fn the_converted_embedder_matches_the_reference_vectors() {
-    let references: Vec<Reference> = serde_json::from_str(include_str!("data/embedder-reference.json")).unwrap();
+    let references: Vec<Reference> =
+        serde_json::from_str(include_str!("data/embedder-reference.json")).unwrap();
     let mut embedder = LlamaEmbedder::load(&embed_model_path(), 2).expect("embedder loads");
     assert_eq!(embedder.dimensions(), 384);
     let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
     let vectors = embedder.embed(&texts).unwrap();
     for (reference, vector) in references.iter().zip(&vectors) {
         let similarity = cosine(&reference.vector, vector);
-        assert!(similarity > 0.999, "{}: cosine {similarity}", reference.text);
+        assert!(
+            similarity > 0.999,
+            "{}: cosine {similarity}",
+            reference.text
+        );
     }
     // One at a time gives the same vectors as a packed batch.
     let single = embedder.embed(&[texts[2]]).unwrap();

@@ -110,7 +110,9 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
     if args.catalog {
         let mut merged = Schema { tables: Vec::new() };
         for (db_id, _, schema) in &databases {
-            merged.tables.extend(schema.tables.iter().map(|t| prefixed(db_id, t)));
+            merged
+                .tables
+                .extend(schema.tables.iter().map(|t| prefixed(db_id, t)));
         }
         let mut collect = || {
             let mut values = ValueIndex::default();
@@ -129,8 +131,10 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
             new_embedder()?,
             retrieval_options,
         )?;
-        let items: Vec<(&SpiderQuestion, String)> =
-            questions.iter().map(|q| (q, format!("{}.", q.db_id))).collect();
+        let items: Vec<(&SpiderQuestion, String)> = questions
+            .iter()
+            .map(|q| (q, format!("{}.", q.db_id)))
+            .collect();
         reports.push(evaluate("catalog", &mut context, &items, use_vectors));
     } else {
         let mut overall = Report::default();
@@ -169,7 +173,11 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
         overall.vectors = per_db.iter().all(|r| r.vectors);
         overall.tables = per_db.iter().map(|r| r.tables).sum();
         let weighted = |f: &dyn Fn(&Report) -> f64| {
-            per_db.iter().map(|r| f(r) * r.questions as f64).sum::<f64>() / total.max(1) as f64
+            per_db
+                .iter()
+                .map(|r| f(r) * r.questions as f64)
+                .sum::<f64>()
+                / total.max(1) as f64
         };
         overall.recall_at = (0..MAX_K).map(|k| weighted(&|r| r.recall_at[k])).collect();
         overall.mean_tables_sent = weighted(&|r| r.mean_tables_sent);
@@ -249,7 +257,11 @@ fn evaluate(
         if prompt.mode == ContextMode::WholeSchema {
             whole += 1;
         }
-        let sent: Vec<String> = prompt.tables_sent.iter().map(|n| n.to_lowercase()).collect();
+        let sent: Vec<String> = prompt
+            .tables_sent
+            .iter()
+            .map(|n| n.to_lowercase())
+            .collect();
         if gold.iter().all(|g| sent.contains(g)) {
             sent_hits += 1;
         }
@@ -299,8 +311,20 @@ fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> 
     }
     println!(
         "{:<22} {:>5} {:>6} {:>4}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>5} {:>6}  {:>7} {:>7} {:>8}",
-        "setting", "q", "tables", "vec", "R@1", "R@2", "R@3", "R@5", "R@10", "sent", "sentR",
-        "p50 ms", "p95 ms", "index ms"
+        "setting",
+        "q",
+        "tables",
+        "vec",
+        "R@1",
+        "R@2",
+        "R@3",
+        "R@5",
+        "R@10",
+        "sent",
+        "sentR",
+        "p50 ms",
+        "p95 ms",
+        "index ms"
     );
     for r in reports {
         let at = |k: usize| r.recall_at.get(k - 1).copied().unwrap_or(0.0);
@@ -349,8 +373,12 @@ fn add_spider_foreign_keys(schema: &mut Schema, spider: &SpiderSchema) {
             continue;
         };
         let (Some(from_table), Some(to_table)) = (
-            usize::try_from(*from_t).ok().and_then(|t| spider.table_names_original.get(t)),
-            usize::try_from(*to_t).ok().and_then(|t| spider.table_names_original.get(t)),
+            usize::try_from(*from_t)
+                .ok()
+                .and_then(|t| spider.table_names_original.get(t)),
+            usize::try_from(*to_t)
+                .ok()
+                .and_then(|t| spider.table_names_original.get(t)),
         ) else {
             continue;
         };
@@ -362,7 +390,8 @@ fn add_spider_foreign_keys(schema: &mut Schema, spider: &SpiderSchema) {
             continue;
         };
         let exists = table.foreign_keys.iter().any(|fk| {
-            fk.from_column.eq_ignore_ascii_case(from_c) && fk.to_table.eq_ignore_ascii_case(to_table)
+            fk.from_column.eq_ignore_ascii_case(from_c)
+                && fk.to_table.eq_ignore_ascii_case(to_table)
         });
         if !exists {
             table.foreign_keys.push(ForeignKey {
@@ -439,17 +468,83 @@ fn synthetic(tables: usize, rank_options: &RankOptions) -> Result<Report, AppErr
 }
 
 const WORDS: &[&str] = &[
-    "customer", "order", "invoice", "product", "supplier", "shipment", "warehouse", "employee",
-    "department", "payment", "account", "ledger", "region", "store", "campaign", "contract",
-    "vehicle", "route", "ticket", "patient", "doctor", "visit", "claim", "policy", "sensor",
-    "reading", "device", "firmware", "course", "student", "teacher", "grade", "book", "author",
-    "loan", "branch", "flight", "airport", "booking", "hotel", "room", "guest", "movie", "actor",
-    "review", "rating", "project", "task", "budget", "asset",
+    "customer",
+    "order",
+    "invoice",
+    "product",
+    "supplier",
+    "shipment",
+    "warehouse",
+    "employee",
+    "department",
+    "payment",
+    "account",
+    "ledger",
+    "region",
+    "store",
+    "campaign",
+    "contract",
+    "vehicle",
+    "route",
+    "ticket",
+    "patient",
+    "doctor",
+    "visit",
+    "claim",
+    "policy",
+    "sensor",
+    "reading",
+    "device",
+    "firmware",
+    "course",
+    "student",
+    "teacher",
+    "grade",
+    "book",
+    "author",
+    "loan",
+    "branch",
+    "flight",
+    "airport",
+    "booking",
+    "hotel",
+    "room",
+    "guest",
+    "movie",
+    "actor",
+    "review",
+    "rating",
+    "project",
+    "task",
+    "budget",
+    "asset",
 ];
 const COLUMN_WORDS: &[&str] = &[
-    "name", "code", "status", "amount", "price", "quantity", "created", "updated", "type",
-    "category", "description", "email", "phone", "city", "country", "score", "weight",
-    "height", "duration", "level", "rank", "total", "discount", "currency", "notes",
+    "name",
+    "code",
+    "status",
+    "amount",
+    "price",
+    "quantity",
+    "created",
+    "updated",
+    "type",
+    "category",
+    "description",
+    "email",
+    "phone",
+    "city",
+    "country",
+    "score",
+    "weight",
+    "height",
+    "duration",
+    "level",
+    "rank",
+    "total",
+    "discount",
+    "currency",
+    "notes",
 ];
 
 /// A deterministic schema of `tables` tables: two-word names, 6-12 columns, and a key to

@@ -85,7 +85,10 @@ impl LlamaEmbedder {
         tokens
     }
 
-    fn embed_batch(&mut self, batch_texts: &[Vec<LlamaToken>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_batch(
+        &mut self,
+        batch_texts: &[Vec<LlamaToken>],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let total: usize = batch_texts.iter().map(Vec::len).sum();
         let mut batch = LlamaBatch::new(total.max(1), batch_texts.len() as i32);
         for (seq, tokens) in batch_texts.iter().enumerate() {

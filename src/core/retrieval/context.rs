@@ -92,11 +92,11 @@ impl RetrievalContext {
         let mut index = SchemaIndex::open(&schema, &glossary, cache_root, collect_values)?;
         let mut note = None;
         let mut embedder = embedder;
-        if let Some(model) = embedder.as_mut() {
-            if let Err(error) = index.attach_vectors(model.as_mut()) {
-                note = Some(format!("schema retrieval uses BM25 only: {error}"));
-                embedder = None;
-            }
+        if let Some(model) = embedder.as_mut()
+            && let Err(error) = index.attach_vectors(model.as_mut())
+        {
+            note = Some(format!("schema retrieval uses BM25 only: {error}"));
+            embedder = None;
         }
         let render = RenderOptions::default();
         let rendered: Vec<String> = schema
@@ -214,11 +214,7 @@ impl RetrievalContext {
         }
         let reasons = reasons
             .into_iter()
-            .filter(|r| {
-                tables_sent
-                    .iter()
-                    .any(|t| r.starts_with(&format!("{t}: ")))
-            })
+            .filter(|r| tables_sent.iter().any(|t| r.starts_with(&format!("{t}: "))))
             .collect();
         PromptContext {
             schema_text,

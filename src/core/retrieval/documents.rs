@@ -105,9 +105,10 @@ fn column_body(table: &Table, c: usize, table_phrase: &str, glossary: &[Glossary
         body.push(' ');
         body.push_str(value);
     }
-    for entry in glossary.iter().filter(|e| {
-        mentions(&e.definition, &column.name) && mentions(&e.definition, &table.name)
-    }) {
+    for entry in glossary
+        .iter()
+        .filter(|e| mentions(&e.definition, &column.name) && mentions(&e.definition, &table.name))
+    {
         body.push(' ');
         body.push_str(&entry.term);
         body.push(' ');

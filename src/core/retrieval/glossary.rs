@@ -112,8 +112,9 @@ mod tests {
 
     #[test]
     fn parses_json_and_toml() {
-        let json = Glossary::parse(r#"{"big spender": "a Customer whose Invoice totals exceed 40"}"#)
-            .unwrap();
+        let json =
+            Glossary::parse(r#"{"big spender": "a Customer whose Invoice totals exceed 40"}"#)
+                .unwrap();
         assert_eq!(json.entries[0].term, "big spender");
         let toml = Glossary::parse("\"big spender\" = \"a Customer with large Invoice totals\"\nchurn = \"no Invoice in a year\"\n").unwrap();
         assert_eq!(toml.entries.len(), 2);

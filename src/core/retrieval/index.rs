@@ -23,7 +23,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 use crate::core::embed::{EmbedError, Embedder};
 use crate::core::prompt::GlossaryEntry;
-use crate::core::retrieval::documents::{Documents, build_documents};
+use crate::core::retrieval::documents::{ColumnDoc, Documents, build_documents};
 use crate::core::retrieval::tokenizer::{ANALYZER, analyzer, terms};
 use crate::core::retrieval::values::ValueIndex;
 use crate::core::schema::Schema;
@@ -88,6 +88,8 @@ pub struct SchemaIndex {
     pub documents: Documents,
     /// (table, column) of each column document, in document order.
     pub column_refs: Vec<(usize, usize)>,
+    /// Index of each table's first column document.
+    column_offsets: Vec<usize>,
     pub values: ValueIndex,
     pub vectors: Option<Vectors>,
     /// Undirected foreign-key adjacency between tables.
@@ -118,7 +120,9 @@ impl SchemaIndex {
             Some(root) => {
                 let dir = root.join(cache_key(schema, glossary));
                 match load_cached(&dir) {
-                    Some((index, values)) => (index, values, IndexOrigin::LoadedFromCache, Some(dir)),
+                    Some((index, values)) => {
+                        (index, values, IndexOrigin::LoadedFromCache, Some(dir))
+                    }
                     None => {
                         let values = collect_values();
                         let index = build_cached(&dir, &fields_schema, &documents, &values)?;
@@ -132,13 +136,22 @@ impl SchemaIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let column_refs = documents.columns.iter().map(|c| (c.table, c.column)).collect();
+        let column_refs: Vec<(usize, usize)> = documents
+            .columns
+            .iter()
+            .map(|c| (c.table, c.column))
+            .collect();
+        let mut column_offsets = vec![column_refs.len(); documents.tables.len()];
+        for (i, &(t, _)) in column_refs.iter().enumerate().rev() {
+            column_offsets[t] = i;
+        }
         let mut built = Self {
             reader,
             fields: fields_schema.1,
             analyzer: analyzer(),
             documents,
             column_refs,
+            column_offsets,
             values,
             vectors: None,
             neighbours: neighbours(schema),
@@ -148,6 +161,15 @@ impl SchemaIndex {
         };
         built.build_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(built)
+    }
+
+    /// The document of column `column` of table `table`.
+    pub fn column_doc(&self, table: usize, column: usize) -> Option<&ColumnDoc> {
+        let first = *self.column_offsets.get(table)?;
+        self.documents
+            .columns
+            .get(first + column)
+            .filter(|doc| doc.table == table && doc.column == column)
     }
 
     pub fn table_count(&self) -> usize {
@@ -171,10 +193,18 @@ impl SchemaIndex {
             self.vectors = Some(vectors);
             return Ok(());
         }
-        let table_texts: Vec<&str> =
-            self.documents.tables.iter().map(|d| d.embed_text.as_str()).collect();
-        let column_texts: Vec<&str> =
-            self.documents.columns.iter().map(|d| d.embed_text.as_str()).collect();
+        let table_texts: Vec<&str> = self
+            .documents
+            .tables
+            .iter()
+            .map(|d| d.embed_text.as_str())
+            .collect();
+        let column_texts: Vec<&str> = self
+            .documents
+            .columns
+            .iter()
+            .map(|d| d.embed_text.as_str())
+            .collect();
         let tables = embedder.embed(&table_texts)?.concat();
         let columns = embedder.embed(&column_texts)?.concat();
         let vectors = Vectors {
@@ -183,10 +213,10 @@ impl SchemaIndex {
             tables,
             columns,
         };
-        if let Some(path) = path {
-            if let Err(error) = write_vectors(&path, &vectors) {
-                tracing::warn!(%error, "cannot save schema vectors");
-            }
+        if let Some(path) = path
+            && let Err(error) = write_vectors(&path, &vectors)
+        {
+            tracing::warn!(%error, "cannot save schema vectors");
         }
         self.vectors = Some(vectors);
         Ok(())
@@ -213,7 +243,12 @@ impl SchemaIndex {
 
     /// BM25 over column documents: (table, column, score), best first.
     pub fn search_columns(&self, terms: &[String], limit: usize) -> Vec<(usize, usize, f32)> {
-        self.search(terms, self.fields.column_name, self.fields.column_body, limit)
+        self.search(
+            terms,
+            self.fields.column_name,
+            self.fields.column_body,
+            limit,
+        )
     }
 
     fn search(
@@ -337,7 +372,9 @@ fn load_cached(dir: &Path) -> Option<(Index, ValueIndex)> {
         return None;
     }
     let index = Index::open_in_dir(dir.join(TANTIVY_DIR))
-        .map_err(|error| tracing::warn!(%error, dir = %dir.display(), "ignoring a broken schema index"))
+        .map_err(
+            |error| tracing::warn!(%error, dir = %dir.display(), "ignoring a broken schema index"),
+        )
         .ok()?;
     let values = std::fs::read(dir.join(VALUES_FILE))
         .ok()
@@ -409,7 +446,13 @@ fn neighbours(schema: &Schema) -> Vec<Vec<usize>> {
 
 fn file_safe(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -212,7 +212,9 @@ pub fn rank(
             if !reasons.contains(&reason) {
                 reasons.push(reason.clone());
             }
-            let entry = column_scores.entry((found.table, found.column)).or_default();
+            let entry = column_scores
+                .entry((found.table, found.column))
+                .or_default();
             entry.0 += 1.0 + found.score;
             entry.1.push(reason);
         }
@@ -225,9 +227,12 @@ pub fn rank(
         for (t, doc) in index.documents.tables.iter().enumerate() {
             if mentions(&entry.definition, &doc.name) || mentions(&entry.term, &doc.name) {
                 glossary_signal.offer(t, 1.0);
-                glossary_reasons.entry(t).or_default().push(Reason::Glossary {
-                    term: entry.term.clone(),
-                });
+                glossary_reasons
+                    .entry(t)
+                    .or_default()
+                    .push(Reason::Glossary {
+                        term: entry.term.clone(),
+                    });
             }
         }
     }
@@ -254,6 +259,13 @@ pub fn rank(
 
     let mut closure_reasons: HashMap<usize, Reason> = HashMap::new();
     let final_order = close_over_foreign_keys(index, &order, options, &mut closure_reasons);
+    let mut columns_by_table: HashMap<usize, Vec<(usize, f32, Vec<Reason>)>> = HashMap::new();
+    for ((t, c), (score, reasons)) in column_scores {
+        columns_by_table
+            .entry(t)
+            .or_default()
+            .push((c, score, reasons));
+    }
 
     let tables = final_order
         .into_iter()
@@ -283,7 +295,7 @@ pub fn rank(
                 name: index.documents.tables[t].name.clone(),
                 score: fused[t],
                 reasons,
-                columns: ranked_columns(index, t, &column_scores),
+                columns: ranked_columns(index, t, columns_by_table.remove(&t).unwrap_or_default()),
             }
         })
         .collect();
@@ -379,10 +391,7 @@ fn shortest_path(
 
 fn column_name(index: &SchemaIndex, table: usize, column: usize) -> String {
     index
-        .documents
-        .columns
-        .iter()
-        .find(|c| c.table == table && c.column == column)
+        .column_doc(table, column)
         .map(|c| c.name.clone())
         .unwrap_or_default()
 }
@@ -391,15 +400,14 @@ fn column_name(index: &SchemaIndex, table: usize, column: usize) -> String {
 fn ranked_columns(
     index: &SchemaIndex,
     table: usize,
-    scores: &HashMap<(usize, usize), (f32, Vec<Reason>)>,
+    scores: Vec<(usize, f32, Vec<Reason>)>,
 ) -> Vec<RankedColumn> {
     let mut columns: Vec<RankedColumn> = scores
-        .iter()
-        .filter(|((t, _), _)| *t == table)
-        .map(|((t, c), (score, reasons))| RankedColumn {
-            name: column_name(index, *t, *c),
-            score: *score,
-            reasons: reasons.clone(),
+        .into_iter()
+        .map(|(c, score, reasons)| RankedColumn {
+            name: column_name(index, table, c),
+            score,
+            reasons,
         })
         .collect();
     columns.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.name.cmp(&b.name)));

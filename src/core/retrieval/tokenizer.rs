@@ -55,11 +55,17 @@ impl TokenStream for IdentifierTokenStream {
     }
 
     fn token(&self) -> &Token {
-        &self.tokens[self.next.saturating_sub(1).min(self.tokens.len().saturating_sub(1))]
+        &self.tokens[self
+            .next
+            .saturating_sub(1)
+            .min(self.tokens.len().saturating_sub(1))]
     }
 
     fn token_mut(&mut self) -> &mut Token {
-        let index = self.next.saturating_sub(1).min(self.tokens.len().saturating_sub(1));
+        let index = self
+            .next
+            .saturating_sub(1)
+            .min(self.tokens.len().saturating_sub(1));
         &mut self.tokens[index]
     }
 }
@@ -87,12 +93,12 @@ fn pieces(text: &str) -> Vec<(usize, &str)> {
 
 /// Words that carry no schema meaning in a question ("how many", "show me", "list all").
 const QUESTION_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
-    "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
-    "these", "they", "this", "to", "was", "will", "with", "what", "which", "who", "whose",
-    "whom", "how", "many", "much", "show", "list", "give", "find", "return", "me", "all",
-    "each", "every", "do", "does", "did", "have", "has", "had", "i", "we", "you", "please",
-    "from", "were", "been", "those", "its", "than", "also", "any", "some", "tell", "get",
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "what", "which", "who", "whose", "whom", "how",
+    "many", "much", "show", "list", "give", "find", "return", "me", "all", "each", "every", "do",
+    "does", "did", "have", "has", "had", "i", "we", "you", "please", "from", "were", "been",
+    "those", "its", "than", "also", "any", "some", "tell", "get",
 ];
 
 /// The analyzer: identifier split, stop words removed, English stemming.
@@ -125,7 +131,10 @@ mod tests {
             terms(&mut analyzer, "How many InvoiceLines for cust_id?"),
             ["invoic", "line", "cust", "id"]
         );
-        assert_eq!(terms(&mut analyzer, "singers"), terms(&mut analyzer, "Singer"));
+        assert_eq!(
+            terms(&mut analyzer, "singers"),
+            terms(&mut analyzer, "Singer")
+        );
         assert!(terms(&mut analyzer, "!!! ??? '' \"").is_empty());
         assert_eq!(terms(&mut analyzer, "Ærø-Straße").len(), 2);
     }

@@ -108,7 +108,9 @@ impl ValueIndex {
                 let Some(locations) = self.values.get(&phrase) else {
                     continue;
                 };
-                covered[start..start + length].iter_mut().for_each(|c| *c = true);
+                covered[start..start + length]
+                    .iter_mut()
+                    .for_each(|c| *c = true);
                 let score = length as f32 / locations.len() as f32;
                 for location in locations {
                     found.push(ValueMatch {
@@ -148,11 +150,11 @@ fn normalize_value(raw: &str) -> Option<String> {
 /// of the words every question uses.
 fn worth_matching_alone(word: &str) -> bool {
     const COMMON: &[&str] = &[
-        "the", "and", "for", "are", "was", "who", "what", "which", "how", "many", "all",
-        "with", "has", "have", "name", "names", "yes", "not", "none", "other", "each", "list",
-        "show", "find", "give", "number", "count", "total", "average", "most", "least",
-        "more", "less", "than", "that", "this", "from", "their", "there", "whose", "return",
-        "order", "first", "last", "one", "two", "three", "year", "years", "did", "does",
+        "the", "and", "for", "are", "was", "who", "what", "which", "how", "many", "all", "with",
+        "has", "have", "name", "names", "yes", "not", "none", "other", "each", "list", "show",
+        "find", "give", "number", "count", "total", "average", "most", "least", "more", "less",
+        "than", "that", "this", "from", "their", "there", "whose", "return", "order", "first",
+        "last", "one", "two", "three", "year", "years", "did", "does",
     ];
     word.chars().count() >= 3
         && !word.chars().all(|c| c.is_ascii_digit())
