@@ -24,7 +24,8 @@ pub struct FusionWeights {
 }
 
 impl Default for FusionWeights {
-    /// Tuned on the even-numbered Spider dev questions (README, "Schema retrieval").
+    /// Every list counts the same; measured against the alternatives in the README
+    /// ("Schema retrieval").
     fn default() -> Self {
         Self {
             rrf_k: 5.0,
