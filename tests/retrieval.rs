@@ -315,3 +315,35 @@ fn the_converted_embedder_matches_the_reference_vectors() {
     // Related sentences are closer than unrelated ones.
     assert!(cosine(&vectors[0], &vectors[2]) > cosine(&vectors[0], &vectors[3]));
 }
+
+/// `nano-analyst schema --json` without an embedding model: BM25 alone, and it says so.
+#[test]
+fn schema_command_explains_its_ranking_and_says_when_it_runs_on_bm25_alone() {
+    let data = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(crate::support::binary())
+        .args([
+            "schema",
+            chinook_path().to_str().unwrap(),
+            "List the tracks of the artist AC/DC",
+            "--json",
+            "--k",
+            "3",
+        ])
+        .env("NANO_ANALYST_DATA_DIR", data.path())
+        .env("NANO_ANALYST_CONFIG", data.path().join("no-config.toml"))
+        .env("NANO_ANALYST_EMBED_MODEL", data.path().join("missing.gguf"))
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(json["vectors"], false);
+    assert!(json["note"].as_str().unwrap().contains("BM25 only"));
+    assert_eq!(json["mode"], "whole_schema");
+    let tables = json["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 3);
+    let names: Vec<&str> = tables.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"Album"), "{names:?}");
+    assert!(stdout.contains("\"fk-closure\""), "{stdout}");
+    assert!(stdout.contains("\"value\""), "{stdout}");
+}
