@@ -20,6 +20,8 @@ install_system_packages() {
   command -v clang >/dev/null || missing+=(clang)
   dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
   command -v python3 >/dev/null || missing+=(python3 python3-pip)
+  # The embedding model's converter runs in a virtual environment.
+  python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
   command -v tmux >/dev/null || missing+=(tmux)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
@@ -35,4 +37,16 @@ install_system_packages() {
 fetch_model() {
   NANO_ANALYST_MODEL="${NANO_ANALYST_MODEL:-$("$repo_root/scripts/fetch-model.sh")}"
   export NANO_ANALYST_MODEL
+}
+
+# The embedding model for schema retrieval. Optional: when it cannot be fetched or
+# converted the app runs retrieval on BM25 alone and says so, so a failure only warns.
+fetch_embedder() {
+  local path
+  if path="$("$repo_root/scripts/fetch-embedder.sh")"; then
+    NANO_ANALYST_EMBED_MODEL="${NANO_ANALYST_EMBED_MODEL:-$path}"
+    export NANO_ANALYST_EMBED_MODEL
+  else
+    say "could not fetch the embedding model; schema retrieval will use BM25 only"
+  fi
 }

@@ -4,6 +4,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 install_system_packages
 fetch_model
+fetch_embedder
 cd "$repo_root"
 cargo build --release --quiet
 exec "$CARGO_TARGET_DIR/release/nano-analyst" "$@"

@@ -4,5 +4,6 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 install_system_packages
 fetch_model
+fetch_embedder
 cd "$repo_root"
 cargo test --no-fail-fast "$@"

@@ -51,6 +51,24 @@ pub struct GlobalArgs {
     /// Query time limit in seconds.
     #[arg(long, global = true, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// GGUF embedding model for schema retrieval (default: all-MiniLM-L6-v2 fetched by
+    /// scripts/fetch-embedder.sh). Without one, retrieval uses BM25 alone.
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_EMBED_MODEL",
+        value_name = "PATH"
+    )]
+    pub embed_model: Option<PathBuf>,
+    /// Glossary file (JSON or TOML, term -> definition) indexed with the schema; matching
+    /// entries go into the prompt.
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_GLOSSARY",
+        value_name = "FILE"
+    )]
+    pub glossary: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +77,65 @@ pub enum Command {
     Ask(AskArgs),
     /// Time each pipeline stage on a set of question/SQL pairs, cold and warm.
     Bench(BenchArgs),
+    /// Show the tables and columns retrieval finds for a question, with scores and reasons.
+    Schema(SchemaArgs),
+    /// Measure schema retrieval recall on a Spider-format dataset, or time it on a
+    /// generated schema.
+    RetrievalBench(RetrievalBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The SQLite database (opened read-only).
+    pub database: PathBuf,
+    /// The question, in plain English.
+    pub question: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// How many ranked tables to show.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RetrievalBenchArgs {
+    /// Spider-format questions (dev.json).
+    #[arg(long, value_name = "FILE", required_unless_present = "synthetic")]
+    pub dataset: Option<PathBuf>,
+    /// Spider-format schemas (tables.json).
+    #[arg(long, value_name = "FILE", required_unless_present = "synthetic")]
+    pub tables: Option<PathBuf>,
+    /// Directory with <db_id>/<db_id>.sqlite.
+    #[arg(long, value_name = "DIR", required_unless_present = "synthetic")]
+    pub db_dir: Option<PathBuf>,
+    /// Put every schema into one index and ask each question against all of them.
+    #[arg(long)]
+    pub catalog: bool,
+    /// Which questions: all, even or odd positions (tune on one half, report the other).
+    #[arg(long, default_value = "all")]
+    pub split: String,
+    /// BM25 (and values) only, even when an embedding model is available.
+    #[arg(long)]
+    pub no_vectors: bool,
+    /// No value matching.
+    #[arg(long)]
+    pub no_values: bool,
+    /// Tables among the first N whose join paths are added (0: no FK closure).
+    #[arg(long)]
+    pub closure_top: Option<usize>,
+    /// Fusion weights: bm25-table,bm25-column,vector-table,vector-column,value.
+    #[arg(long, value_name = "W,W,W,W,W")]
+    pub weights: Option<String>,
+    /// Reciprocal-rank constant.
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
+    /// Instead of a dataset: time index build and retrieval on a generated schema of N tables.
+    #[arg(long, value_name = "N")]
+    pub synthetic: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

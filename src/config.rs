@@ -20,6 +20,28 @@ pub enum ConfigError {
 pub struct Settings {
     pub model: ModelSettings,
     pub pipeline: PipelineSettings,
+    #[serde(default)]
+    pub retrieval: RetrievalSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrievalSettings {
+    pub embed_model: String,
+    pub budget_tokens: usize,
+    pub max_tables: usize,
+    pub whole_schema_order: crate::core::retrieval::WholeSchemaOrder,
+}
+
+impl Default for RetrievalSettings {
+    fn default() -> Self {
+        Self {
+            embed_model: String::new(),
+            budget_tokens: 0,
+            max_tables: 8,
+            whole_schema_order: crate::core::retrieval::WholeSchemaOrder::Database,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -36,6 +36,14 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             commands::bench::run(&args, &mut options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Schema(args)) => {
+            commands::schema::run(&args, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::RetrievalBench(args)) => {
+            commands::retrieval_bench::run(&args, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         None => {
             let Some(database) = cli.database else {
                 use clap::CommandFactory;

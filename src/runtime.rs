@@ -10,8 +10,7 @@ use crate::config::{ConfigError, Settings};
 use crate::core::exec::{DbError, ExecLimits, ReadOnlyDb};
 use crate::core::llm_api::{LanguageModel, LlmError};
 use crate::core::pipeline::{
-    ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome, WholeSchemaContext,
-    run_question,
+    ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome, run_question,
 };
 use crate::core::schema::{Schema, SchemaError};
 use crate::llm::engine::{EngineConfig, LlamaEngine, default_threads};
@@ -29,6 +28,10 @@ pub enum AppError {
     Llm(#[from] LlmError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Retrieval(#[from] crate::core::retrieval::RetrievalError),
+    #[error(transparent)]
+    Glossary(#[from] crate::core::retrieval::GlossaryError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -39,6 +42,10 @@ pub struct RuntimeOptions {
     pub paths: AppPaths,
     pub engine: EngineConfig,
     pub pipeline: PipelineConfig,
+    /// The embedding model for schema retrieval (may be missing: BM25 alone then).
+    pub embed_model: PathBuf,
+    pub glossary: Option<PathBuf>,
+    pub retrieval: crate::core::retrieval::RetrievalOptions,
 }
 
 impl RuntimeOptions {
@@ -88,10 +95,23 @@ impl RuntimeOptions {
             sql_opening: settings.pipeline.sql_opening.clone(),
             ..PipelineConfig::default()
         };
+        let embed_model = global
+            .embed_model
+            .clone()
+            .or_else(|| {
+                let configured = &settings.retrieval.embed_model;
+                (!configured.is_empty()).then(|| PathBuf::from(configured))
+            })
+            .unwrap_or_else(|| crate::llm::embedder::default_embed_model(&paths.data_dir));
+        let retrieval =
+            crate::schema_search::retrieval_options(&settings.retrieval, engine.context_tokens);
         Ok(Self {
             paths,
             engine,
             pipeline,
+            embed_model,
+            glossary: global.glossary.clone(),
+            retrieval,
         })
     }
 }
@@ -103,6 +123,8 @@ pub struct Analyst {
     pub engine: LlamaEngine,
     pub context: Box<dyn ContextProvider + Send>,
     pub pipeline: PipelineConfig,
+    /// Set when schema retrieval runs without vectors (shown to the user once).
+    pub retrieval_note: Option<String>,
 }
 
 impl Analyst {
@@ -110,14 +132,17 @@ impl Analyst {
     pub fn open(database: &Path, options: &RuntimeOptions) -> Result<Self, AppError> {
         let db = ReadOnlyDb::open(database)?;
         let schema = db.introspect()?;
+        let retrieval = crate::schema_search::open_retrieval(&db, &schema, options, true)?;
+        let retrieval_note = retrieval.note.clone();
         let engine = LlamaEngine::load(options.engine.clone())?;
-        let context = Box::new(WholeSchemaContext::new(&schema));
+        let context: Box<dyn ContextProvider + Send> = Box::new(retrieval);
         Ok(Self {
             db,
             schema,
             engine,
             context,
             pipeline: options.pipeline.clone(),
+            retrieval_note,
         })
     }
 

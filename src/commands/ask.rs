@@ -68,6 +68,9 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         options.pipeline.answer = false;
     }
     let mut analyst = Analyst::open(&args.database, options)?;
+    if let Some(note) = &analyst.retrieval_note {
+        eprintln!("nano-analyst: {note}");
+    }
     let stream_answer = !args.json;
     let mut stdout = std::io::stdout();
     let mut answer_started = false;

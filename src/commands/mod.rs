@@ -2,4 +2,6 @@
 
 pub mod ask;
 pub mod bench;
+pub mod retrieval_bench;
+pub mod schema;
 pub mod text_table;

@@ -260,11 +260,7 @@ impl ReadOnlyDb {
                 Some("statement is not read-only".into()),
             ));
         }
-        let columns: Vec<String> = statement
-            .column_names()
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let columns: Vec<String> = statement.column_names().map(String::from).collect();
         let width = columns.len();
         let mut rows_iter = statement.query([])?;
         let mut rows = Vec::new();

@@ -41,6 +41,11 @@ fn flush(current: &mut String, words: &mut Vec<String>) {
     }
 }
 
+/// Quotes an identifier for SQLite so names with spaces, quotes or keywords work.
+pub fn quote_identifier(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,9 +61,4 @@ mod tests {
         assert_eq!(split_identifier("___"), Vec::<String>::new());
         assert_eq!(identifier_phrase("PlaylistTrack"), "playlist track");
     }
-}
-
-/// Quotes an identifier for SQLite so names with spaces, quotes or keywords work.
-pub fn quote_identifier(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }

@@ -10,6 +10,7 @@ pub mod llm_api;
 pub mod pipeline;
 pub mod prompt;
 pub mod repair;
+pub mod retrieval;
 pub mod schema;
 pub mod schema_render;
 pub mod score;

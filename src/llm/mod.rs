@@ -1,5 +1,6 @@
 //! llama.cpp through llama-cpp-2: the engine that owns the model and its context.
 
+pub mod embedder;
 pub mod engine;
 pub mod gguf;
 

@@ -1,0 +1,110 @@
+//! `nano-analyst schema DB "QUESTION" [--json] [--k N]`: the ranked tables and columns
+//! retrieval finds for a question, with their scores and why each matched.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::cli::SchemaArgs;
+use crate::core::exec::ReadOnlyDb;
+use crate::core::pipeline::ContextMode;
+use crate::core::retrieval::{IndexOrigin, RankedTable};
+use crate::runtime::{AppError, RuntimeOptions};
+use crate::schema_search::open_retrieval;
+
+#[derive(Serialize)]
+struct SchemaJson<'a> {
+    question: &'a str,
+    mode: ContextMode,
+    tables_sent: &'a [String],
+    vectors: bool,
+    note: Option<&'a str>,
+    index: IndexOrigin,
+    index_ms: u64,
+    retrieve_ms: f64,
+    tables: &'a [RankedTable],
+    glossary: Vec<GlossaryJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct GlossaryJson<'a> {
+    term: &'a str,
+    definition: &'a str,
+}
+
+pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> {
+    if args.question.trim().is_empty() {
+        return Err(AppError::Invalid("the question is empty".into()));
+    }
+    let db = ReadOnlyDb::open(&args.database)?;
+    let schema = db.introspect()?;
+    let mut retrieval = open_retrieval(&db, &schema, options, true)?;
+    let started = Instant::now();
+    let ranking = retrieval.rank(&args.question);
+    let retrieve_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let context = retrieval.context_from(&ranking);
+    let shown = &ranking.tables[..args.k.min(ranking.tables.len())];
+    if args.json {
+        let json = SchemaJson {
+            question: &args.question,
+            mode: context.mode,
+            tables_sent: &context.tables_sent,
+            vectors: ranking.vectors_used,
+            note: retrieval.note.as_deref(),
+            index: retrieval.index.origin,
+            index_ms: retrieval.index.build_ms,
+            retrieve_ms,
+            tables: shown,
+            glossary: ranking
+                .glossary
+                .iter()
+                .map(|e| GlossaryJson {
+                    term: &e.term,
+                    definition: &e.definition,
+                })
+                .collect(),
+        };
+        let text = serde_json::to_string_pretty(&json)
+            .map_err(|e| AppError::Invalid(format!("cannot encode the result as JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if let Some(note) = &retrieval.note {
+        eprintln!("nano-analyst: {note}");
+    }
+    let mode = match context.mode {
+        ContextMode::WholeSchema => format!(
+            "whole schema ({} tables fit the {}-token budget)",
+            context.tables_sent.len(),
+            retrieval.options().budget_tokens
+        ),
+        ContextMode::Subset => format!(
+            "subset: {} of {} tables",
+            context.tables_sent.len(),
+            ranking.tables.len()
+        ),
+    };
+    println!("prompt: {mode}; retrieval {retrieve_ms:.1} ms");
+    for (position, table) in shown.iter().enumerate() {
+        let reasons: Vec<String> = table.reasons.iter().map(ToString::to_string).collect();
+        println!(
+            "{:>2}. {}  {:.4}  [{}]",
+            position + 1,
+            table.name,
+            table.score,
+            if reasons.is_empty() {
+                "no signal".to_string()
+            } else {
+                reasons.join("; ")
+            }
+        );
+        for column in &table.columns {
+            let reasons: Vec<String> = column.reasons.iter().map(ToString::to_string).collect();
+            println!("      .{}  [{}]", column.name, reasons.join("; "));
+        }
+    }
+    for entry in &ranking.glossary {
+        println!("glossary: {} = {}", entry.term, entry.definition);
+    }
+    Ok(())
+}

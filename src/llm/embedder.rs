@@ -1,0 +1,169 @@
+//! Sentence embeddings with llama.cpp: a BERT-style GGUF (default all-MiniLM-L6-v2,
+//! converted by scripts/fetch-embedder.sh), mean-pooled and L2-normalised.
+//!
+//! Invariants: texts are truncated to the model's training context (512 for MiniLM) so
+//! llama.cpp never sees an over-long sequence; several texts share one `decode` as separate
+//! sequences, and the KV memory is cleared before every batch (embeddings keep no state).
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::core::embed::{EmbedError, Embedder};
+use crate::core::llm_api::LlmError;
+use crate::llm::engine::{backend, load_model};
+
+/// The default embedding model's file name inside `<data>/models/`.
+pub const DEFAULT_EMBED_MODEL_FILE: &str = "all-minilm-l6-v2-f16.gguf";
+
+/// Tokens per decode: also the longest text (longer ones are truncated).
+const BATCH_TOKENS: u32 = 512;
+/// Sequences packed into one decode.
+const MAX_SEQUENCES: u32 = 32;
+
+pub struct LlamaEmbedder {
+    model: &'static LlamaModel,
+    context: LlamaContext<'static>,
+    dimensions: usize,
+    model_id: String,
+    max_tokens: usize,
+}
+
+impl LlamaEmbedder {
+    pub fn load(path: &Path, threads: i32) -> Result<Self, EmbedError> {
+        if !path.is_file() {
+            return Err(EmbedError::ModelNotFound(path.display().to_string()));
+        }
+        let load_error = |reason: String| EmbedError::Load {
+            path: path.display().to_string(),
+            reason,
+        };
+        let model = load_model(path, 0).map_err(|e: LlmError| load_error(e.to_string()))?;
+        let backend = backend().map_err(|e| load_error(e.to_string()))?;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(BATCH_TOKENS * 2))
+            .with_n_batch(BATCH_TOKENS)
+            .with_n_ubatch(BATCH_TOKENS)
+            .with_n_seq_max(MAX_SEQUENCES)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads)
+            .with_embeddings(true)
+            .with_pooling_type(LlamaPoolingType::Mean);
+        let context = model
+            .new_context(backend, params)
+            .map_err(|e| load_error(e.to_string()))?;
+        let dimensions = usize::try_from(model.n_embd()).unwrap_or(0);
+        if dimensions == 0 {
+            return Err(load_error("the model reports no embedding size".into()));
+        }
+        let train = usize::try_from(model.n_ctx_train()).unwrap_or(512);
+        Ok(Self {
+            model,
+            context,
+            dimensions,
+            model_id: model_id(path, dimensions),
+            max_tokens: train.min(BATCH_TOKENS as usize),
+        })
+    }
+
+    fn tokens(&self, text: &str) -> Vec<LlamaToken> {
+        let mut tokens = self.model.vocab().tokenize(text.as_bytes(), true, false);
+        if tokens.len() > self.max_tokens {
+            // Keep the closing [SEP]: pooled BERT vectors expect it.
+            let last = tokens[tokens.len() - 1];
+            tokens.truncate(self.max_tokens - 1);
+            tokens.push(last);
+        }
+        if tokens.is_empty() {
+            tokens.push(self.model.vocab().bos());
+        }
+        tokens
+    }
+
+    fn embed_batch(
+        &mut self,
+        batch_texts: &[Vec<LlamaToken>],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let total: usize = batch_texts.iter().map(Vec::len).sum();
+        let mut batch = LlamaBatch::new(total.max(1), batch_texts.len() as i32);
+        for (seq, tokens) in batch_texts.iter().enumerate() {
+            batch
+                .add_sequence(tokens, seq as i32, true)
+                .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        }
+        self.context.clear_kv_cache();
+        self.context
+            .decode(&mut batch)
+            .map_err(|e| EmbedError::Inference(e.to_string()))?;
+        let mut out = Vec::with_capacity(batch_texts.len());
+        for seq in 0..batch_texts.len() {
+            let raw = self
+                .context
+                .embeddings_seq_ith(seq as i32)
+                .map_err(|e| EmbedError::Inference(e.to_string()))?;
+            out.push(normalize(raw));
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for LlamaEmbedder {
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn model_id(&self) -> String {
+        self.model_id.clone()
+    }
+
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        let mut pending: Vec<Vec<LlamaToken>> = Vec::new();
+        let mut pending_tokens = 0;
+        for text in texts {
+            let tokens = self.tokens(text);
+            let full = pending.len() as u32 >= MAX_SEQUENCES
+                || pending_tokens + tokens.len() > BATCH_TOKENS as usize;
+            if full && !pending.is_empty() {
+                out.extend(self.embed_batch(&pending)?);
+                pending.clear();
+                pending_tokens = 0;
+            }
+            pending_tokens += tokens.len();
+            pending.push(tokens);
+        }
+        if !pending.is_empty() {
+            out.extend(self.embed_batch(&pending)?);
+        }
+        Ok(out)
+    }
+}
+
+fn normalize(raw: &[f32]) -> Vec<f32> {
+    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        raw.iter().map(|x| x / norm).collect()
+    } else {
+        raw.to_vec()
+    }
+}
+
+/// Name, size and dimensions: a re-converted or replaced file gets new cached vectors.
+fn model_id(path: &Path, dimensions: usize) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "embedder".into());
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    format!("{name}-{size}-{dimensions}")
+}
+
+/// Where the default embedding model lives in a data directory.
+pub fn default_embed_model(data_dir: &Path) -> PathBuf {
+    data_dir.join("models").join(DEFAULT_EMBED_MODEL_FILE)
+}
