@@ -12,3 +12,4 @@ pub mod llm;
 pub mod logging;
 pub mod paths;
 pub mod runtime;
+pub mod tui;
