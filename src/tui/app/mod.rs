@@ -317,6 +317,7 @@ pub fn new_question_input() -> TextArea<'static> {
     let mut input = TextArea::default();
     input.set_cursor_line_style(ratatui::style::Style::default());
     input.set_placeholder_text("Ask a question about the data, then press Enter");
+    input.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
     input
 }
 

@@ -255,6 +255,7 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
             let sql = model.run.current_sql().unwrap_or_default().to_string();
             let mut editor = TextArea::new(sql.lines().map(str::to_string).collect());
             editor.set_line_number_style(ratatui::style::Style::default());
+            editor.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
             model.editor = Some(editor);
             model.focus = Pane::Sql;
         }
@@ -453,7 +454,9 @@ fn scroll(model: &mut Model, context: KeyContext, command: Command) {
         KeyContext::Help => &mut model.scrolls.help,
         _ => return,
     };
-    *slot = if command == Command::ScrollUp {
+    // The SQL pane follows its newest line; its offset counts lines back from the end.
+    let up = (command == Command::ScrollUp) != (context == KeyContext::Sql);
+    *slot = if up {
         slot.saturating_sub(1)
     } else {
         slot.saturating_add(1)

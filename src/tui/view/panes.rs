@@ -14,7 +14,7 @@ pub fn question(model: &Model, frame: &mut Frame, area: Rect) {
     let theme = &model.config.theme;
     let extra = match &model.startup {
         Startup::Loading { phase } => vec![Span::styled(
-            format!("{} {phase}; you can type meanwhile", spinner(model.now_ms)),
+            format!("{} {phase}…", spinner(model.now_ms)),
             Style::default().fg(theme.dim),
         )],
         Startup::Failed(_) => vec![Span::styled(
@@ -90,7 +90,7 @@ pub fn sql(model: &Model, frame: &mut Frame, area: Rect) {
     let mut extra = Vec::new();
     if run.attempts.len() > 1 {
         extra.push(Span::styled(
-            format!("{} attempts ", run.attempts.len()),
+            format!("{} attempts", run.attempts.len()),
             Style::default().fg(theme.dim),
         ));
     }
@@ -102,7 +102,7 @@ pub fn sql(model: &Model, frame: &mut Frame, area: Rect) {
     }
     if let Some(editor) = &model.editor {
         extra.push(Span::styled(
-            "editing",
+            " editing",
             Style::default()
                 .fg(theme.accent)
                 .add_modifier(Modifier::BOLD),
@@ -160,14 +160,12 @@ pub fn sql(model: &Model, frame: &mut Frame, area: Rect) {
         };
         lines.push(Line::styled(waiting, Style::default().fg(theme.dim)));
     }
-    // Follow the stream: keep the newest lines in view unless the user scrolled.
+    // Follow the stream: the newest lines stay in view; scrolling goes back from there.
     let inner_height = area.height.saturating_sub(2);
     let total = wrapped_height(&lines, area.width.saturating_sub(2));
-    let scroll = if model.stage.is_busy() {
-        total.saturating_sub(inner_height)
-    } else {
-        model.scrolls.sql.min(total.saturating_sub(1))
-    };
+    let scroll = total
+        .saturating_sub(inner_height)
+        .saturating_sub(model.scrolls.sql);
     let paragraph = Paragraph::new(lines)
         .block(pane_block(model, Pane::Sql, extra))
         .wrap(Wrap { trim: false })

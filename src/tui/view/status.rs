@@ -45,7 +45,7 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
             && model.run.user_sql.is_none()
         {
             left.push(Span::raw(format!(
-                " · first token {} · SQL {} · query {} · answer {} · total {}",
+                " · ttft {} · sql {} · query {} · answer {} · total {}",
                 format_ms(timings.ttft_ms),
                 format_ms(timings.generate_ms),
                 format_ms(timings.execute_ms),
