@@ -3,5 +3,5 @@
 mod support;
 
 mod cli;
-mod tui;
 mod spine;
+mod tui;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 
-use crate::tui::app::{Effect, Model, Msg, update};
+use crate::tui::app::{Effect, Model, Msg, Stage, update};
 use crate::tui::view::view;
 use crate::tui::workers::database::DbHandle;
 use crate::tui::workers::export;
@@ -85,6 +85,10 @@ pub struct FrameStats {
     /// Key presses handled since the previous frame.
     pub keys: usize,
     pub messages: usize,
+    /// Whether the model was streaming tokens (SQL or answer) when the frame was drawn.
+    pub streaming: bool,
+    /// Whether anything was running (start-up included).
+    pub busy: bool,
 }
 
 /// Runs until the model asks to quit or every sender is gone.
@@ -112,6 +116,11 @@ pub fn run_loop<B: Backend>(
                 draw_time: before.elapsed(),
                 keys,
                 messages,
+                busy: model.busy(),
+                streaming: matches!(
+                    model.stage,
+                    Stage::Generating | Stage::Repairing { .. } | Stage::Answering
+                ),
             });
             (keys, messages) = (0, 0);
         }

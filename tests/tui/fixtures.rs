@@ -88,7 +88,12 @@ pub const BAD_SQL: &str = "SELECT Genre.Name, count(*) FROM Track GROUP BY Genre
 pub fn context() -> PromptContext {
     PromptContext {
         schema_text: SCHEMA.into(),
-        tables_sent: vec!["Album".into(), "Artist".into(), "Genre".into(), "Track".into()],
+        tables_sent: vec![
+            "Album".into(),
+            "Artist".into(),
+            "Genre".into(),
+            "Track".into(),
+        ],
         mode: ContextMode::WholeSchema,
         examples: Vec::new(),
         glossary: Vec::new(),

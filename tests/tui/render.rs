@@ -77,7 +77,10 @@ fn finished_model() -> Model {
     send(
         &mut model,
         [
-            pipeline(id, PipelineUpdate::Finished(Ok(outcome("Tracks per genre?")))),
+            pipeline(
+                id,
+                PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+            ),
             Msg::RunRecorded { id, run: Ok(1) },
         ],
     );
@@ -99,9 +102,11 @@ fn failed_run() {
     failed.result = None;
     failed.answer = None;
     failed.attempts.truncate(1);
-    failed.error =
-        Some("could not answer after 1 attempt: no such column: Genre.Name".into());
-    send(&mut model, [pipeline(id, PipelineUpdate::Finished(Ok(failed)))]);
+    failed.error = Some("could not answer after 1 attempt: no such column: Genre.Name".into());
+    send(
+        &mut model,
+        [pipeline(id, PipelineUpdate::Finished(Ok(failed)))],
+    );
     snapshot_both("failed", &model);
 }
 

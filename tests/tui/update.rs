@@ -106,7 +106,10 @@ fn esc_cancels_at_once_and_later_events_of_that_run_are_dropped() {
                 },
             ),
             pipeline(id, PipelineUpdate::Executed(genre_counts())),
-            pipeline(id, PipelineUpdate::Finished(Ok(outcome("Tracks per genre?")))),
+            pipeline(
+                id,
+                PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+            ),
         ],
     );
     assert!(late.is_empty(), "{late:?}");
@@ -147,7 +150,13 @@ fn a_new_question_replaces_the_running_one_and_stale_results_are_dropped() {
     assert_eq!(model.run.result, None);
     assert_eq!(model.active, Some(Active::Ask(second)));
     // A recording acknowledged for the old run does not attach to the new one.
-    send(&mut model, [Msg::RunRecorded { id: first, run: Ok(1) }]);
+    send(
+        &mut model,
+        [Msg::RunRecorded {
+            id: first,
+            run: Ok(1),
+        }],
+    );
     assert_eq!(model.run.run_id, None);
 }
 
@@ -188,7 +197,10 @@ fn failures_end_the_run_with_their_message() {
     failed.result = None;
     failed.answer = None;
     failed.error = Some("could not answer after 4 attempts: no such table: X".into());
-    let effects = send(&mut model, [pipeline(id, PipelineUpdate::Finished(Ok(failed)))]);
+    let effects = send(
+        &mut model,
+        [pipeline(id, PipelineUpdate::Finished(Ok(failed)))],
+    );
     assert!(matches!(effects.as_slice(), [Effect::RecordRun { .. }]));
     assert!(matches!(&model.stage, Stage::Failed(e) if e.contains("4 attempts")));
     assert_eq!(model.active, None);
@@ -203,7 +215,10 @@ fn failures_end_the_run_with_their_message() {
         )],
     );
     assert!(matches!(&model.stage, Stage::Failed(e) if e.contains("5000")));
-    assert_eq!(model.run.error.as_deref(), Some("the prompt needs 5000 tokens"));
+    assert_eq!(
+        model.run.error.as_deref(),
+        Some("the prompt needs 5000 tokens")
+    );
 
     // The model never loaded: the waiting question fails with the load error.
     let mut model = super::fixtures::model();
@@ -211,7 +226,9 @@ fn failures_end_the_run_with_their_message() {
     assert_eq!(model.stage, Stage::Retrieving);
     send(
         &mut model,
-        [Msg::Startup(StartupEvent::Failed("model not found: '/x.gguf'".into()))],
+        [Msg::Startup(StartupEvent::Failed(
+            "model not found: '/x.gguf'".into(),
+        ))],
     );
     assert!(matches!(model.startup, Startup::Failed(_)));
     assert!(matches!(&model.stage, Stage::Failed(e) if e.contains("/x.gguf")));
@@ -219,7 +236,10 @@ fn failures_end_the_run_with_their_message() {
     // The user's SQL failed.
     let mut model = ready_model();
     let id = ask(&mut model, "q");
-    send(&mut model, [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))]);
+    send(
+        &mut model,
+        [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))],
+    );
     send(&mut model, [alt('3')]);
     let effects = send(&mut model, [key(KeyCode::Char('r'))]);
     let sql_id = match effects.as_slice() {
@@ -242,7 +262,13 @@ fn failures_end_the_run_with_their_message() {
     send(&mut model, [Msg::RunRecorded { id, run: Ok(3) }]);
     let effects = send(&mut model, [key(KeyCode::Char('m'))]);
     assert!(effects.is_empty());
-    assert!(model.flash.as_deref().unwrap_or("").contains("run the SQL first"));
+    assert!(
+        model
+            .flash
+            .as_deref()
+            .unwrap_or("")
+            .contains("run the SQL first")
+    );
 }
 
 #[test]
@@ -269,7 +295,10 @@ fn edit_run_and_mark_correct_saves_the_edited_sql() {
     send(
         &mut model,
         [
-            pipeline(id, PipelineUpdate::Finished(Ok(outcome("Tracks per genre?")))),
+            pipeline(
+                id,
+                PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+            ),
             Msg::RunRecorded { id, run: Ok(5) },
         ],
     );
@@ -307,7 +336,13 @@ fn edit_run_and_mark_correct_saves_the_edited_sql() {
     assert_eq!(model.run.result, Some(three));
     assert_eq!(model.stage, Stage::Done);
     let effects = send(&mut model, [key(KeyCode::Char('m'))]);
-    assert_eq!(effects, [Effect::Correct { run: 5, sql: edited }]);
+    assert_eq!(
+        effects,
+        [Effect::Correct {
+            run: 5,
+            sql: edited
+        }]
+    );
     assert!(model.run.corrected);
 }
 
@@ -315,13 +350,19 @@ fn edit_run_and_mark_correct_saves_the_edited_sql() {
 fn running_sql_can_be_cancelled_and_its_late_result_is_dropped() {
     let mut model = ready_model();
     let id = ask(&mut model, "q");
-    send(&mut model, [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))]);
+    send(
+        &mut model,
+        [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))],
+    );
     send(&mut model, [alt('3')]);
     let effects = send(&mut model, [key(KeyCode::Char('r'))]);
     let Effect::RunSql { id: sql_id, .. } = effects[0].clone() else {
         panic!("{effects:?}")
     };
-    assert_eq!(send(&mut model, [key(KeyCode::Esc)]), [Effect::CancelSql { id: sql_id }]);
+    assert_eq!(
+        send(&mut model, [key(KeyCode::Esc)]),
+        [Effect::CancelSql { id: sql_id }]
+    );
     send(
         &mut model,
         [Msg::SqlRan {
@@ -342,7 +383,10 @@ fn running_sql_can_be_cancelled_and_its_late_result_is_dropped() {
 fn thumbs_up_and_down_with_a_note_are_stored_with_the_run() {
     let mut model = ready_model();
     let id = ask(&mut model, "q");
-    send(&mut model, [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))]);
+    send(
+        &mut model,
+        [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))],
+    );
     send(&mut model, [alt('5')]);
     // Not saved yet: nothing to attach the rating to.
     assert!(send(&mut model, [key(KeyCode::Char('+'))]).is_empty());
@@ -391,7 +435,11 @@ fn history_lists_filters_fuzzily_and_opens_reruns_or_copies_a_run() {
         panic!("{effects:?}")
     };
     let entries = vec![
-        entry(3, "Which genre has the most tracks?", HistoryStatus::Corrected),
+        entry(
+            3,
+            "Which genre has the most tracks?",
+            HistoryStatus::Corrected,
+        ),
         entry(2, "How many albums are there?", HistoryStatus::Ok),
         entry(1, "List customers in Brazil", HistoryStatus::Failed),
     ];
@@ -420,8 +468,14 @@ fn history_lists_filters_fuzzily_and_opens_reruns_or_copies_a_run() {
     };
     assert_eq!(history.matches, [1], "fuzzy: 'albms' finds 'albums'");
     send(&mut model, [key(KeyCode::Backspace)]);
-    assert_eq!(send(&mut model, [ctrl('y')]), [Effect::Copy("SELECT 2".into())]);
-    assert_eq!(send(&mut model, [key(KeyCode::Enter)]), [Effect::LoadRun { run: 2 }]);
+    assert_eq!(
+        send(&mut model, [ctrl('y')]),
+        [Effect::Copy("SELECT 2".into())]
+    );
+    assert_eq!(
+        send(&mut model, [key(KeyCode::Enter)]),
+        [Effect::LoadRun { run: 2 }]
+    );
     assert!(matches!(model.overlay, Overlay::None));
     send(
         &mut model,
@@ -443,11 +497,17 @@ fn history_lists_filters_fuzzily_and_opens_reruns_or_copies_a_run() {
         &mut model,
         [Msg::HistoryListed {
             id: *id,
-            entries: Ok(vec![entry(2, "How many albums are there?", HistoryStatus::Ok)]),
+            entries: Ok(vec![entry(
+                2,
+                "How many albums are there?",
+                HistoryStatus::Ok,
+            )]),
         }],
     );
     let effects = send(&mut model, [ctrl('o')]);
-    assert!(matches!(effects.as_slice(), [Effect::Ask { question, .. }] if question == "How many albums are there?"));
+    assert!(
+        matches!(effects.as_slice(), [Effect::Ask { question, .. }] if question == "How many albums are there?")
+    );
 }
 
 #[test]
@@ -497,10 +557,22 @@ fn focus_keys_tab_zoom_and_typing_anywhere() {
 fn results_cursor_copy_chart_and_export() {
     let mut model = ready_model();
     let id = ask(&mut model, "Tracks per genre?");
-    send(&mut model, [pipeline(id, PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))))]);
-    send(&mut model, [alt('4'), key(KeyCode::Down), key(KeyCode::Right)]);
+    send(
+        &mut model,
+        [pipeline(
+            id,
+            PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+        )],
+    );
+    send(
+        &mut model,
+        [alt('4'), key(KeyCode::Down), key(KeyCode::Right)],
+    );
     assert_eq!((model.results.row, model.results.column), (1, 1));
-    assert_eq!(send(&mut model, [key(KeyCode::Char('y'))]), [Effect::Copy("579".into())]);
+    assert_eq!(
+        send(&mut model, [key(KeyCode::Char('y'))]),
+        [Effect::Copy("579".into())]
+    );
     assert_eq!(
         send(&mut model, [key(KeyCode::Char('Y'))]),
         [Effect::Copy("Latin\t579".into())]
@@ -512,7 +584,10 @@ fn results_cursor_copy_chart_and_export() {
     let effects = send(&mut model, [key(KeyCode::Char('x'))]);
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Export { format: nano_analyst::tui::app::ExportFormat::Csv, .. }]
+        [Effect::Export {
+            format: nano_analyst::tui::app::ExportFormat::Csv,
+            ..
+        }]
     ));
 }
 
