@@ -20,6 +20,9 @@ pub enum ConfigError {
 pub struct Settings {
     pub model: ModelSettings,
     pub pipeline: PipelineSettings,
+    /// The terminal app's section, checked by `tui::config` (keymap, theme).
+    #[serde(default)]
+    pub tui: toml::Table,
     #[serde(default)]
     pub retrieval: RetrievalSettings,
 }

@@ -13,3 +13,4 @@ pub mod logging;
 pub mod paths;
 pub mod runtime;
 pub mod schema_search;
+pub mod tui;

@@ -50,10 +50,8 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 let _ = Cli::command().print_help();
                 return Ok(ExitCode::FAILURE);
             };
-            Err(AppError::Invalid(format!(
-                "the terminal app is not built yet; try: nano-analyst ask {} \"How many albums are there?\"",
-                database.display()
-            )))
+            nano_analyst::tui::run(&database, &options)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

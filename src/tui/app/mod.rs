@@ -1,0 +1,341 @@
+//! The Elm-style core of the terminal app: [`Model`] is all UI state, [`update`] is the
+//! only place it changes (pure: no IO, no clocks, no threads), and the [`Effect`]s it
+//! returns are carried out by the shell (`tui::shell`), whose workers answer with
+//! [`Msg`]s. Replies for a request that is no longer the active one are dropped.
+
+mod history_view;
+mod msg;
+mod update;
+
+pub use history_view::HistoryState;
+pub use msg::{Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent};
+pub use update::update;
+
+use ratatui_textarea::TextArea;
+
+use crate::core::exec::{Cell, QueryResult};
+use crate::core::history::{Rating, RunId};
+use crate::core::pipeline::{PromptContext, Timings};
+use crate::tui::config::TuiConfig;
+use crate::tui::keymap::KeyContext;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Question,
+    Schema,
+    Sql,
+    Results,
+    Answer,
+}
+
+impl Pane {
+    pub const ORDER: [Pane; 5] = [
+        Pane::Question,
+        Pane::Schema,
+        Pane::Sql,
+        Pane::Results,
+        Pane::Answer,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Question => "Question",
+            Pane::Schema => "Schema",
+            Pane::Sql => "SQL",
+            Pane::Results => "Results",
+            Pane::Answer => "Answer",
+        }
+    }
+
+    pub fn number(self) -> usize {
+        Pane::ORDER.iter().position(|p| *p == self).unwrap_or(0) + 1
+    }
+}
+
+/// Where the current run stands, as the status bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    Idle,
+    Retrieving,
+    Generating,
+    Executing {
+        attempt: u32,
+    },
+    Repairing {
+        repair: u32,
+        of: u32,
+    },
+    Answering,
+    /// The user's own SQL is running.
+    RunningSql,
+    Done,
+    Failed(String),
+    Cancelled,
+}
+
+impl Stage {
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            Stage::Retrieving
+                | Stage::Generating
+                | Stage::Executing { .. }
+                | Stage::Repairing { .. }
+                | Stage::Answering
+                | Stage::RunningSql
+        )
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Stage::Idle => "ready".into(),
+            Stage::Retrieving => "retrieving".into(),
+            Stage::Generating => "generating".into(),
+            Stage::Executing { attempt } if *attempt > 1 => {
+                format!("executing (attempt {attempt})")
+            }
+            Stage::Executing { .. } => "executing".into(),
+            Stage::Repairing { repair, of } => format!("repairing {repair}/{of}"),
+            Stage::Answering => "answering".into(),
+            Stage::RunningSql => "running your SQL".into(),
+            Stage::Done => "done".into(),
+            Stage::Failed(_) => "failed".into(),
+            Stage::Cancelled => "cancelled".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    Loading { phase: String },
+    Ready { model: String },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Active {
+    Ask(RequestId),
+    Sql(RequestId),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptView {
+    pub sql: String,
+    pub error: Option<String>,
+}
+
+/// SQL the user wrote or edited, and what happened when it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSql {
+    pub sql: String,
+    pub ran: Option<Result<(), String>>,
+}
+
+/// Everything shown about the current question.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunView {
+    pub request: RequestId,
+    pub question: String,
+    pub context: Option<PromptContext>,
+    pub attempts: Vec<AttemptView>,
+    pub user_sql: Option<UserSql>,
+    pub result: Option<QueryResult>,
+    pub answer: String,
+    pub timings: Option<Timings>,
+    pub user_sql_ms: Option<u64>,
+    pub error: Option<String>,
+    pub run_id: Option<RunId>,
+    pub rating: Option<Rating>,
+    pub corrected: bool,
+}
+
+impl RunView {
+    /// The SQL the panes are about: the user's when there is one, else the last attempt's.
+    pub fn current_sql(&self) -> Option<&str> {
+        if let Some(user) = &self.user_sql {
+            return Some(&user.sql);
+        }
+        self.attempts
+            .last()
+            .map(|a| a.sql.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// SQL that produced the shown result, which may be saved as a correction.
+    pub fn verified_sql(&self) -> Option<&str> {
+        match &self.user_sql {
+            Some(UserSql {
+                sql,
+                ran: Some(Ok(())),
+            }) => Some(sql),
+            Some(_) => None,
+            None => self
+                .attempts
+                .last()
+                .filter(|a| a.error.is_none() && self.result.is_some())
+                .map(|a| a.sql.trim()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResultsState {
+    pub row: usize,
+    pub column: usize,
+    pub chart: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scrolls {
+    pub schema: u16,
+    pub sql: u16,
+    pub answer: u16,
+    pub help: u16,
+}
+
+#[derive(Debug, Clone)]
+pub enum Overlay {
+    None,
+    Help,
+    History(HistoryState),
+    Note { input: Box<TextArea<'static>> },
+}
+
+/// Questions asked before, for Up/Down recall in the input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recall {
+    /// Oldest first.
+    pub questions: Vec<String>,
+    pub index: Option<usize>,
+    pub draft: String,
+}
+
+impl Recall {
+    pub fn remember(&mut self, question: &str) {
+        self.questions.retain(|q| q != question);
+        self.questions.push(question.to_string());
+        self.index = None;
+    }
+}
+
+pub struct Model {
+    pub config: TuiConfig,
+    pub database: String,
+    pub max_repairs: u32,
+    pub startup: Startup,
+    pub schema_text: String,
+    pub stage: Stage,
+    pub stage_since_ms: u64,
+    pub now_ms: u64,
+    pub focus: Pane,
+    pub zoomed: bool,
+    pub overlay: Overlay,
+    pub question: TextArea<'static>,
+    pub editor: Option<TextArea<'static>>,
+    pub run: RunView,
+    pub results: ResultsState,
+    pub scrolls: Scrolls,
+    pub recall: Recall,
+    pub active: Option<Active>,
+    pub next_id: RequestId,
+    /// A one-line message in the status bar ("copied", "exported to ...").
+    pub flash: Option<String>,
+    pub dirty: bool,
+    pub quit: bool,
+}
+
+/// The request id of the history listing made at start-up for question recall.
+pub const RECALL_LIST_ID: RequestId = 0;
+
+impl Model {
+    pub fn new(config: TuiConfig, database: impl Into<String>, max_repairs: u32) -> Self {
+        Self {
+            config,
+            database: database.into(),
+            max_repairs,
+            startup: Startup::Loading {
+                phase: "opening database".into(),
+            },
+            schema_text: String::new(),
+            stage: Stage::Idle,
+            stage_since_ms: 0,
+            now_ms: 0,
+            focus: Pane::Question,
+            zoomed: false,
+            overlay: Overlay::None,
+            question: new_question_input(),
+            editor: None,
+            run: RunView::default(),
+            results: ResultsState::default(),
+            scrolls: Scrolls::default(),
+            recall: Recall::default(),
+            active: None,
+            next_id: RECALL_LIST_ID + 1,
+            flash: None,
+            dirty: true,
+            quit: false,
+        }
+    }
+
+    /// Effects to run once at start-up.
+    pub fn init(&self) -> Vec<Effect> {
+        vec![Effect::ListHistory { id: RECALL_LIST_ID }]
+    }
+
+    pub fn key_context(&self) -> KeyContext {
+        match &self.overlay {
+            Overlay::Help => KeyContext::Help,
+            Overlay::History(_) => KeyContext::History,
+            Overlay::Note { .. } => KeyContext::Note,
+            Overlay::None => match self.focus {
+                Pane::Question => KeyContext::Question,
+                Pane::Schema => KeyContext::Schema,
+                Pane::Sql if self.editor.is_some() => KeyContext::Editor,
+                Pane::Sql => KeyContext::Sql,
+                Pane::Results => KeyContext::Results,
+                Pane::Answer => KeyContext::Answer,
+            },
+        }
+    }
+
+    pub fn question_text(&self) -> String {
+        self.question.lines().join("\n")
+    }
+
+    /// The cell under the results cursor.
+    pub fn selected_cell(&self) -> Option<&Cell> {
+        let result = self.run.result.as_ref()?;
+        result.rows.get(self.results.row)?.get(self.results.column)
+    }
+
+    pub fn busy(&self) -> bool {
+        self.stage.is_busy() || matches!(self.startup, Startup::Loading { .. })
+    }
+}
+
+pub fn new_question_input() -> TextArea<'static> {
+    let mut input = TextArea::default();
+    input.set_cursor_line_style(ratatui::style::Style::default());
+    input.set_placeholder_text("Ask a question about the data, then press Enter");
+    input.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
+    input
+}
+
+/// A label column and a numeric column, when the result has them: (label, value) indexes.
+pub fn chart_columns(result: &QueryResult) -> Option<(usize, usize)> {
+    if result.rows.is_empty() {
+        return None;
+    }
+    let numeric = |c: usize| {
+        result.rows.iter().all(|r| {
+            matches!(
+                r.get(c),
+                Some(Cell::Integer(_) | Cell::Real(_) | Cell::Null)
+            )
+        })
+    };
+    let value = (0..result.columns.len()).rev().find(|&c| numeric(c))?;
+    let label = (0..result.columns.len()).find(|&c| c != value && !numeric(c));
+    let label = label.or_else(|| (0..result.columns.len()).find(|&c| c != value))?;
+    Some((label, value))
+}

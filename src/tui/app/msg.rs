@@ -1,0 +1,175 @@
+//! Messages into the pure update function and the effects it asks the shell to perform.
+//! Result messages are named in the past tense; every worker reply carries the
+//! [`RequestId`] it answers so stale replies can be dropped.
+
+use std::path::PathBuf;
+
+use crossterm::event::KeyEvent;
+
+use crate::core::exec::QueryResult;
+use crate::core::history::{HistoryEntry, Rating, RunId};
+use crate::core::pipeline::{PipelineEvent, PromptContext, RunOutcome, Stage};
+
+pub type RequestId = u64;
+
+/// An owned copy of a [`PipelineEvent`], sent from the inference worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineUpdate {
+    Stage(Stage),
+    Context(PromptContext),
+    SqlText {
+        attempt: u32,
+        text: String,
+    },
+    SqlRestarted {
+        attempt: u32,
+    },
+    AttemptFailed {
+        attempt: u32,
+        sql: String,
+        error: String,
+    },
+    Executed(QueryResult),
+    AnswerText(String),
+    /// The run ended: its outcome, or why it could not run.
+    Finished(Result<RunOutcome, String>),
+}
+
+impl PipelineUpdate {
+    pub fn from_event(event: PipelineEvent<'_>) -> Self {
+        match event {
+            PipelineEvent::Stage(stage) => Self::Stage(stage),
+            PipelineEvent::Context(context) => Self::Context(context.clone()),
+            PipelineEvent::SqlText { attempt, text } => Self::SqlText {
+                attempt,
+                text: text.to_string(),
+            },
+            PipelineEvent::SqlRestarted { attempt } => Self::SqlRestarted { attempt },
+            PipelineEvent::AttemptFailed {
+                attempt,
+                sql,
+                error,
+            } => Self::AttemptFailed {
+                attempt,
+                sql: sql.to_string(),
+                error: error.to_string(),
+            },
+            PipelineEvent::Executed(result) => Self::Executed(result.clone()),
+            PipelineEvent::AnswerText(text) => Self::AnswerText(text.to_string()),
+        }
+    }
+}
+
+/// Progress of opening the database and loading the model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartupEvent {
+    /// The schema is known: what the Schema pane shows before any question.
+    SchemaRead {
+        schema_text: String,
+        tables: usize,
+    },
+    /// A step of the start-up is under way ("loading model", "preparing schema prompt").
+    Phase(String),
+    ModelReady {
+        model: String,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+impl ExportFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Key(KeyEvent),
+    Paste(String),
+    Resized,
+    /// Milliseconds since the app started; drives spinners and elapsed times.
+    Tick(u64),
+    Startup(StartupEvent),
+    Pipeline {
+        id: RequestId,
+        update: PipelineUpdate,
+    },
+    SqlRan {
+        id: RequestId,
+        result: Result<QueryResult, String>,
+        elapsed_ms: u64,
+    },
+    RunRecorded {
+        id: RequestId,
+        run: Result<RunId, String>,
+    },
+    HistoryListed {
+        id: RequestId,
+        entries: Result<Vec<HistoryEntry>, String>,
+    },
+    RunLoaded {
+        run: RunId,
+        outcome: Result<Option<RunOutcome>, String>,
+    },
+    /// A rating or correction was written (or failed to be).
+    Stored(Result<String, String>),
+    EditorClosed(Result<String, String>),
+    Exported(Result<PathBuf, String>),
+    Copied(Result<usize, String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Ask {
+        id: RequestId,
+        question: String,
+    },
+    CancelAsk {
+        id: RequestId,
+    },
+    RunSql {
+        id: RequestId,
+        sql: String,
+    },
+    CancelSql {
+        id: RequestId,
+    },
+    RecordRun {
+        id: RequestId,
+        outcome: Box<RunOutcome>,
+    },
+    Rate {
+        run: RunId,
+        rating: Rating,
+        note: Option<String>,
+    },
+    Correct {
+        run: RunId,
+        sql: String,
+    },
+    ListHistory {
+        id: RequestId,
+    },
+    LoadRun {
+        run: RunId,
+    },
+    Copy(String),
+    Export {
+        format: ExportFormat,
+        result: Box<QueryResult>,
+        name: String,
+    },
+    OpenEditor {
+        sql: String,
+    },
+    Quit,
+}

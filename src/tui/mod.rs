@@ -1,0 +1,249 @@
+//! The terminal app (`nano-analyst DB`): five panes over one question's run, streaming
+//! from the model, with inline correction and a history view.
+//!
+//! `app` is the pure core (`update(model, msg) -> effects`), `view` draws it, `workers`
+//! own the blocking resources, `shell` connects them. This module sets up the terminal
+//! and the real workers.
+
+pub mod app;
+pub mod clipboard;
+pub mod config;
+pub mod keymap;
+pub mod memory_history;
+pub mod shell;
+pub mod view;
+pub mod workers;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyEventKind, MouseEventKind};
+
+use crate::core::exec::ReadOnlyDb;
+use crate::core::history::{DbScope, RunHistory};
+use crate::core::llm_api::{CompletionRequest, LanguageModel, Sampling};
+use crate::core::pipeline::{ContextProvider, WholeSchemaContext};
+use crate::core::prompt::{question_message, system_message};
+use crate::core::schema_render::{RenderOptions, render_schema};
+use crate::llm::engine::LlamaEngine;
+use crate::paths::AppPaths;
+use crate::runtime::{AppError, RuntimeOptions};
+use crate::tui::app::{Model, Msg, StartupEvent};
+use crate::tui::config::TuiConfig;
+use crate::tui::memory_history::MemoryHistory;
+use crate::tui::shell::{Shell, run_loop};
+use crate::tui::workers::database::DbHandle;
+use crate::tui::workers::inference::{InferenceHandle, Loader, Session};
+use crate::tui::workers::store::StoreHandle;
+
+/// The run history the app records into. THE one place to swap in the persistent store.
+pub fn open_history(_paths: &AppPaths) -> Result<Box<dyn RunHistory + Send>, AppError> {
+    Ok(Box::new(MemoryHistory::new()))
+}
+
+/// Identifies the database in the history: canonical path and schema fingerprint.
+pub fn db_scope(path: &Path) -> Result<DbScope, AppError> {
+    let db = ReadOnlyDb::open(path)?;
+    let fingerprint = db.schema()?.fingerprint();
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(DbScope {
+        path: path.display().to_string(),
+        fingerprint,
+    })
+}
+
+/// The loader the real app uses: database, then the model, then the schema prompt's KV
+/// cache (so the first question does not pay for it).
+pub fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
+    Box::new(move |report: &dyn Fn(StartupEvent)| {
+        let db = ReadOnlyDb::open(&database).map_err(|e| e.to_string())?;
+        let schema = db.introspect().map_err(|e| e.to_string())?;
+        report(StartupEvent::SchemaRead {
+            schema_text: render_schema(&schema, None, RenderOptions::default()),
+            tables: schema.tables.len(),
+        });
+        report(StartupEvent::Phase("loading the model".into()));
+        let mut engine = LlamaEngine::load(options.engine.clone()).map_err(|e| e.to_string())?;
+        let mut context: Box<dyn ContextProvider> = Box::new(WholeSchemaContext::new(&schema));
+        report(StartupEvent::Phase(
+            "reading the schema into the model".into(),
+        ));
+        let prompt = context.context_for("");
+        let warm = CompletionRequest {
+            messages: vec![
+                system_message(&prompt.schema_text),
+                question_message("How many rows are there?", &[], &[]),
+            ],
+            assistant_prefix: String::new(),
+            max_tokens: 1,
+            stop: Vec::new(),
+            sampling: Sampling::Greedy,
+            grammar: None,
+        };
+        if let Err(error) = engine.complete(&warm, &mut |_| {}) {
+            tracing::warn!(%error, "warming the prompt cache failed");
+        }
+        let model_id = engine.model_id();
+        let model_cancel = engine.cancel_flag();
+        report(StartupEvent::ModelReady { model: model_id });
+        Ok(Session {
+            model: Box::new(engine),
+            model_cancel,
+            db,
+            context,
+            config: options.pipeline.clone(),
+        })
+    })
+}
+
+/// Opens the terminal app on `database`.
+pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
+    let settings = crate::config::Settings::load(options.paths.config_file.as_deref())?;
+    let source = options
+        .paths
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "config".into());
+    let config = TuiConfig::from_settings(&settings, &source).map_err(AppError::Invalid)?;
+    let scope = db_scope(database)?;
+    let history = open_history(&options.paths)?;
+
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let export_dir = config
+        .export_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mouse = config.mouse;
+    let label = database
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| database.display().to_string());
+    let mut model = Model::new(config, label, options.pipeline.max_repairs);
+
+    let paused = Arc::new(AtomicBool::new(false));
+    let mut shell = Shell {
+        inference: InferenceHandle::spawn(
+            llama_loader(database.to_path_buf(), options.clone()),
+            tx.clone(),
+        ),
+        database: DbHandle::spawn(database, options.pipeline.limits, tx.clone()),
+        store: StoreHandle::spawn(history, scope, tx.clone()),
+        out: tx.clone(),
+        export_dir,
+        clipboard: Box::new(clipboard::copy_to_terminal),
+        editor: external_editor(Arc::clone(&paused), mouse),
+    };
+
+    let mut terminal = ratatui::init();
+    let _ = crossterm::execute!(std::io::stdout(), event::EnableBracketedPaste);
+    if mouse {
+        let _ = crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
+    }
+    spawn_input(tx, Arc::clone(&paused));
+    let result = run_loop(&mut terminal, &mut model, &mut shell, &rx, &mut |stats| {
+        if stats.draw_time > Duration::from_millis(30) {
+            tracing::debug!(?stats, "slow frame");
+        }
+    });
+    if mouse {
+        let _ = crossterm::execute!(std::io::stdout(), event::DisableMouseCapture);
+    }
+    let _ = crossterm::execute!(std::io::stdout(), event::DisableBracketedPaste);
+    ratatui::restore();
+    // Stop a question still running so the process exits without waiting for it.
+    if let Some(app::Active::Ask(id)) = model.active {
+        shell.inference.cancel(id);
+    }
+    result.map_err(|e| AppError::Invalid(format!("terminal error: {e}")))
+}
+
+/// Reads terminal events on their own thread; paused while `$EDITOR` owns the terminal.
+fn spawn_input(tx: Sender<Msg>, paused: Arc<AtomicBool>) {
+    let spawned = thread::Builder::new().name("input".into()).spawn(move || {
+        loop {
+            if paused.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            match event::poll(Duration::from_millis(50)) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => return,
+            }
+            let msg = match event::read() {
+                Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => Msg::Key(key),
+                Ok(Event::Paste(text)) => Msg::Paste(text),
+                Ok(Event::Resize(..)) => Msg::Resized,
+                Ok(Event::Mouse(mouse)) => {
+                    let code = match mouse.kind {
+                        MouseEventKind::ScrollUp => crossterm::event::KeyCode::Up,
+                        MouseEventKind::ScrollDown => crossterm::event::KeyCode::Down,
+                        _ => continue,
+                    };
+                    Msg::Key(crossterm::event::KeyEvent::from(code))
+                }
+                Ok(_) => continue,
+                Err(_) => return,
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the input thread");
+    }
+}
+
+/// Suspends the UI, edits the SQL in `$VISUAL`/`$EDITOR` (default `vi`), resumes.
+fn external_editor(paused: Arc<AtomicBool>, mouse: bool) -> shell::ExternalEditor {
+    Box::new(move |sql: &str| {
+        paused.store(true, Ordering::SeqCst);
+        // Let the input thread finish its current poll before the editor reads the keys.
+        thread::sleep(Duration::from_millis(80));
+        let result = edit_in_editor(sql);
+        let mut stdout = std::io::stdout();
+        let _ = crossterm::terminal::enable_raw_mode();
+        let _ = crossterm::execute!(
+            stdout,
+            crossterm::terminal::EnterAlternateScreen,
+            event::EnableBracketedPaste
+        );
+        if mouse {
+            let _ = crossterm::execute!(stdout, event::EnableMouseCapture);
+        }
+        let _ = stdout.flush();
+        paused.store(false, Ordering::SeqCst);
+        result
+    })
+}
+
+fn edit_in_editor(sql: &str) -> Result<String, String> {
+    let file = tempfile::Builder::new()
+        .prefix("nano-analyst-")
+        .suffix(".sql")
+        .tempfile()
+        .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+    std::fs::write(file.path(), sql).map_err(|e| e.to_string())?;
+    ratatui::restore();
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let mut parts = editor.split_whitespace();
+    let program = parts.next().unwrap_or("vi");
+    let status = std::process::Command::new(program)
+        .args(parts)
+        .arg(file.path())
+        .status()
+        .map_err(|e| format!("cannot start '{editor}': {e}"))?;
+    if !status.success() {
+        return Err(format!("'{editor}' exited with {status}"));
+    }
+    std::fs::read_to_string(file.path()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,158 @@
+//! The shell around the pure core: turns [`Effect`]s into worker requests and runs the
+//! event loop (messages in, `update`, draw only when dirty). Generic over the ratatui
+//! backend so tests drive it headless with `TestBackend`.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+
+use crate::tui::app::{Effect, Model, Msg, Stage, update};
+use crate::tui::view::view;
+use crate::tui::workers::database::DbHandle;
+use crate::tui::workers::export;
+use crate::tui::workers::inference::InferenceHandle;
+use crate::tui::workers::store::{StoreHandle, StoreRequest};
+
+/// While something runs, the clock ticks this often (spinners, elapsed times).
+const BUSY_TICK: Duration = Duration::from_millis(100);
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Most messages folded into one frame (tokens arrive faster than frames).
+const MAX_BATCH: usize = 1024;
+
+/// Copies text to the clipboard (OSC 52 in the terminal; captured in tests).
+pub type Clipboard = Box<dyn FnMut(&str) -> Result<(), String>>;
+/// Hands the terminal to `$EDITOR` with the SQL and returns the edited text.
+pub type ExternalEditor = Box<dyn FnMut(&str) -> Result<String, String>>;
+
+pub struct Shell {
+    pub inference: InferenceHandle,
+    pub database: DbHandle,
+    pub store: StoreHandle,
+    pub out: Sender<Msg>,
+    pub export_dir: PathBuf,
+    pub clipboard: Clipboard,
+    pub editor: ExternalEditor,
+}
+
+impl Shell {
+    /// Carries out one effect. Returns whether the screen must be redrawn from scratch
+    /// (after the terminal was handed to an editor).
+    pub fn dispatch(&mut self, effect: Effect) -> bool {
+        match effect {
+            Effect::Ask { id, question } => self.inference.ask(id, question),
+            Effect::CancelAsk { id } => self.inference.cancel(id),
+            Effect::RunSql { id, sql } => self.database.run(id, sql),
+            Effect::CancelSql { .. } => self.database.cancel(),
+            Effect::RecordRun { id, outcome } => {
+                self.store.send(StoreRequest::Record { id, outcome })
+            }
+            Effect::Rate { run, rating, note } => {
+                self.store.send(StoreRequest::Rate { run, rating, note })
+            }
+            Effect::Correct { run, sql } => self.store.send(StoreRequest::Correct { run, sql }),
+            Effect::ListHistory { id } => self.store.send(StoreRequest::List { id }),
+            Effect::LoadRun { run } => self.store.send(StoreRequest::Load { run }),
+            Effect::Copy(text) => {
+                let chars = text.chars().count();
+                let _ = self
+                    .out
+                    .send(Msg::Copied((self.clipboard)(&text).map(|()| chars)));
+            }
+            Effect::Export {
+                format,
+                result,
+                name,
+            } => export::spawn(format, *result, &name, &self.export_dir, self.out.clone()),
+            Effect::OpenEditor { sql } => {
+                let edited = (self.editor)(&sql);
+                let _ = self.out.send(Msg::EditorClosed(edited));
+                return true;
+            }
+            Effect::Quit => {}
+        }
+        false
+    }
+}
+
+/// What one drawn frame took, for the latency benchmark and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStats {
+    pub drawn_at: Instant,
+    pub draw_time: Duration,
+    /// Key presses handled since the previous frame.
+    pub keys: usize,
+    pub messages: usize,
+    /// Whether the model was streaming tokens (SQL or answer) when the frame was drawn.
+    pub streaming: bool,
+    /// Whether anything was running (start-up included).
+    pub busy: bool,
+}
+
+/// Runs until the model asks to quit or every sender is gone.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    model: &mut Model,
+    shell: &mut Shell,
+    inbox: &Receiver<Msg>,
+    on_frame: &mut dyn FnMut(FrameStats),
+) -> Result<(), B::Error> {
+    let started = Instant::now();
+    let mut last_tick = Instant::now();
+    for effect in model.init() {
+        shell.dispatch(effect);
+    }
+    let mut batch = Vec::new();
+    let (mut keys, mut messages) = (0, 0);
+    loop {
+        if model.dirty {
+            let before = Instant::now();
+            terminal.draw(|frame| view(model, frame))?;
+            model.dirty = false;
+            on_frame(FrameStats {
+                drawn_at: Instant::now(),
+                draw_time: before.elapsed(),
+                keys,
+                messages,
+                busy: model.busy(),
+                streaming: matches!(
+                    model.stage,
+                    Stage::Generating | Stage::Repairing { .. } | Stage::Answering
+                ),
+            });
+            (keys, messages) = (0, 0);
+        }
+        if model.quit {
+            return Ok(());
+        }
+        let wait = if model.busy() { BUSY_TICK } else { IDLE_TICK };
+        match inbox.recv_timeout(wait) {
+            Ok(msg) => batch.push(msg),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        while batch.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        if last_tick.elapsed() >= BUSY_TICK || batch.is_empty() {
+            last_tick = Instant::now();
+            let now = started.elapsed().as_millis() as u64;
+            update(model, Msg::Tick(now));
+        }
+        for msg in batch.drain(..) {
+            messages += 1;
+            keys += usize::from(matches!(msg, Msg::Key(_)));
+            for effect in update(model, msg) {
+                if shell.dispatch(effect) {
+                    terminal.clear()?;
+                    model.dirty = true;
+                }
+            }
+        }
+    }
+}

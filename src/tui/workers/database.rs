@@ -1,0 +1,66 @@
+//! The database worker: a second read-only connection to the user's database, for SQL the
+//! user edited or wrote. Checked by the read-only guard, run with the pipeline's limits,
+//! cancellable through SQLite's interrupt. Only the newest queued query runs.
+
+use std::path::Path;
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+use std::time::Instant;
+
+use crate::core::exec::{ExecLimits, QueryCanceller, ReadOnlyDb};
+use crate::core::guard::check_read_only;
+use crate::tui::app::{Msg, RequestId};
+
+pub struct DbHandle {
+    requests: Sender<(RequestId, String)>,
+    canceller: Option<QueryCanceller>,
+}
+
+impl DbHandle {
+    pub fn spawn(path: &Path, limits: ExecLimits, out: Sender<Msg>) -> Self {
+        let (requests, inbox) = mpsc::channel::<(RequestId, String)>();
+        let db = ReadOnlyDb::open(path);
+        let canceller = db.as_ref().ok().map(ReadOnlyDb::canceller);
+        let open_error = db.as_ref().err().map(ToString::to_string);
+        let spawned = thread::Builder::new()
+            .name("database".into())
+            .spawn(move || {
+                let db = db.ok();
+                while let Ok(mut request) = inbox.recv() {
+                    while let Ok(newer) = inbox.try_recv() {
+                        request = newer;
+                    }
+                    let (id, sql) = request;
+                    let started = Instant::now();
+                    let result = match (&db, check_read_only(&sql)) {
+                        (None, _) => Err(open_error.clone().unwrap_or_default()),
+                        (_, Err(refused)) => Err(refused.to_string()),
+                        (Some(db), Ok(_)) => db.execute(&sql, limits).map_err(|e| e.to_string()),
+                    };
+                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    let _ = out.send(Msg::SqlRan {
+                        id,
+                        result,
+                        elapsed_ms,
+                    });
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the database thread");
+        }
+        Self {
+            requests,
+            canceller,
+        }
+    }
+
+    pub fn run(&self, id: RequestId, sql: String) {
+        let _ = self.requests.send((id, sql));
+    }
+
+    pub fn cancel(&self) {
+        if let Some(canceller) = &self.canceller {
+            canceller.cancel();
+        }
+    }
+}

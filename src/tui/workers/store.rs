@@ -1,0 +1,100 @@
+//! The history worker: the one ordered writer of the run history. Owns the
+//! [`RunHistory`] implementation and the database scope; answers listings and loads.
+
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+
+use crate::core::history::{DbScope, Rating, RunHistory, RunId};
+use crate::core::pipeline::RunOutcome;
+use crate::tui::app::{Msg, RequestId};
+
+/// Runs listed for the history view and question recall.
+const LIST_LIMIT: usize = 500;
+
+pub enum StoreRequest {
+    Record {
+        id: RequestId,
+        outcome: Box<RunOutcome>,
+    },
+    Rate {
+        run: RunId,
+        rating: Rating,
+        note: Option<String>,
+    },
+    Correct {
+        run: RunId,
+        sql: String,
+    },
+    List {
+        id: RequestId,
+    },
+    Load {
+        run: RunId,
+    },
+}
+
+pub struct StoreHandle {
+    requests: Sender<StoreRequest>,
+}
+
+impl StoreHandle {
+    pub fn spawn(
+        mut history: Box<dyn RunHistory + Send>,
+        scope: DbScope,
+        out: Sender<Msg>,
+    ) -> Self {
+        let (requests, inbox) = mpsc::channel::<StoreRequest>();
+        let spawned = thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                while let Ok(request) = inbox.recv() {
+                    let msg = handle(history.as_mut(), &scope, request);
+                    if out.send(msg).is_err() {
+                        break;
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the history thread");
+        }
+        Self { requests }
+    }
+
+    pub fn send(&self, request: StoreRequest) {
+        let _ = self.requests.send(request);
+    }
+}
+
+fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) -> Msg {
+    match request {
+        StoreRequest::Record { id, outcome } => Msg::RunRecorded {
+            id,
+            run: history
+                .record_run(scope, &outcome)
+                .map_err(|e| e.to_string()),
+        },
+        StoreRequest::Rate { run, rating, note } => Msg::Stored(
+            history
+                .rate(run, rating, note.as_deref())
+                .map(|()| match rating {
+                    Rating::Up => "saved: thumbs up".to_string(),
+                    Rating::Down => "saved: thumbs down".to_string(),
+                })
+                .map_err(|e| e.to_string()),
+        ),
+        StoreRequest::Correct { run, sql } => Msg::Stored(
+            history
+                .correct(run, &sql)
+                .map(|()| "saved as the correct SQL for this question".to_string())
+                .map_err(|e| e.to_string()),
+        ),
+        StoreRequest::List { id } => Msg::HistoryListed {
+            id,
+            entries: history.list(scope, LIST_LIMIT).map_err(|e| e.to_string()),
+        },
+        StoreRequest::Load { run } => Msg::RunLoaded {
+            run,
+            outcome: history.load_run(run).map_err(|e| e.to_string()),
+        },
+    }
+}

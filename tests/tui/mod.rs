@@ -1,0 +1,9 @@
+//! The terminal app: pure update transitions, rendered frames (insta snapshots), the real
+//! binary driven in tmux with the real model, and keypress-to-frame latency while tokens
+//! stream.
+
+mod e2e;
+mod fixtures;
+mod latency;
+mod render;
+mod update;
