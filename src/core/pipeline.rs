@@ -17,7 +17,7 @@ use crate::core::prompt::{
     Example, GlossaryEntry, answer_message, question_message, repair_message, sql_reply,
     system_message,
 };
-use crate::core::repair::repair_hints;
+use crate::core::repair::{quote_bare_names, repair_hints};
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
 
@@ -267,6 +267,10 @@ pub fn run_question(
             })?;
             let written = format!("{}{}", config.sql_opening, completion.text);
             let sql = extract_sql(&written).unwrap_or_default();
+            let sql = match db.schema() {
+                Ok(schema) => quote_bare_names(&sql, schema),
+                Err(_) => sql,
+            };
             // Greedy decoding answers a repair turn with the query it already wrote more
             // often than not; sampling breaks the loop without a new prompt.
             let repeated = attempts.iter().any(|a| same_sql(&a.sql, &sql));
