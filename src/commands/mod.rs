@@ -2,4 +2,5 @@
 
 pub mod ask;
 pub mod bench;
+pub mod eval;
 pub mod text_table;

@@ -1,9 +1,12 @@
 //! Synchronous domain logic: no terminal, async runtime or llama.cpp imports.
 
 pub mod embed;
+pub mod eval;
+pub mod eval_report;
 pub mod exec;
 pub mod extract;
 pub mod guard;
+pub mod hardness;
 pub mod history;
 pub mod ident;
 pub mod llm_api;

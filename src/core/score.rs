@@ -5,8 +5,69 @@
 //! and whole reals compare equal (SQLite's `1` vs `1.0`), reals compare to 1e-9 relative.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::core::exec::{Cell, QueryResult};
+use crate::core::exec::{Cell, ExecLimits, QueryResult, ReadOnlyDb};
+
+/// Rows read when scoring: far above any Spider gold result, so nothing is cut.
+const SCORING_ROW_LIMIT: usize = 1_000_000;
+
+/// The outcome of comparing a prediction with its gold query on one database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Correct,
+    /// Both ran; the results differ.
+    Wrong,
+    /// The prediction failed to run (an error or a timeout counts as wrong).
+    PredictionFailed(String),
+    /// The gold query itself failed: the data set or database is broken.
+    GoldFailed(String),
+}
+
+impl Verdict {
+    pub fn is_correct(&self) -> bool {
+        matches!(self, Verdict::Correct)
+    }
+}
+
+/// Runs the gold query and compares the prediction's result with it. `predicted` is the
+/// result the pipeline already has; it is run again here when it was cut at a row cap (or
+/// missing), so that every row is compared.
+pub fn score_prediction(
+    db: &ReadOnlyDb,
+    gold_sql: &str,
+    predicted_sql: &str,
+    predicted: Option<&QueryResult>,
+    timeout: Duration,
+) -> Verdict {
+    let limits = ExecLimits {
+        row_limit: SCORING_ROW_LIMIT,
+        timeout,
+    };
+    let gold = match db.execute(gold_sql, limits) {
+        Ok(gold) => gold,
+        Err(error) => return Verdict::GoldFailed(error.to_string()),
+    };
+    let rerun;
+    let predicted = match predicted {
+        Some(result) if !result.truncated() => result,
+        _ => match db.execute(predicted_sql, limits) {
+            Ok(result) => {
+                rerun = result;
+                &rerun
+            }
+            Err(error) => return Verdict::PredictionFailed(error.to_string()),
+        },
+    };
+    if predicted.truncated() {
+        return Verdict::PredictionFailed("result too large to compare".into());
+    }
+    if results_match(&gold, predicted, gold_is_ordered(gold_sql)) {
+        Verdict::Correct
+    } else {
+        Verdict::Wrong
+    }
+}
 
 /// Whether the gold query fixes the row order.
 pub fn gold_is_ordered(gold_sql: &str) -> bool {
