@@ -20,6 +20,15 @@ pub enum ConfigError {
 pub struct Settings {
     pub model: ModelSettings,
     pub pipeline: PipelineSettings,
+    pub schema: SchemaSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSettings {
+    pub sample_values: bool,
+    pub categorical_max_distinct: u64,
+    pub row_counts: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,6 +49,8 @@ pub struct PipelineSettings {
     pub answer: bool,
     pub answer_rows: usize,
     pub sql_opening: String,
+    pub candidates: u32,
+    pub candidate_temperature: f32,
 }
 
 impl Settings {
@@ -83,6 +94,13 @@ impl Settings {
         }
         if !(self.pipeline.timeout_secs > 0.0 && self.pipeline.timeout_secs.is_finite()) {
             return invalid("pipeline.timeout_secs must be a positive number of seconds");
+        }
+        if self.pipeline.candidates == 0 {
+            return invalid("pipeline.candidates must be at least 1");
+        }
+        let temperature = self.pipeline.candidate_temperature;
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return invalid("pipeline.candidate_temperature must be a positive number");
         }
         Ok(())
     }

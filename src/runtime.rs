@@ -14,6 +14,7 @@ use crate::core::pipeline::{
     run_question,
 };
 use crate::core::schema::{Schema, SchemaError};
+use crate::core::schema_render::RenderOptions;
 use crate::llm::engine::{EngineConfig, LlamaEngine, default_threads};
 use crate::paths::AppPaths;
 
@@ -39,6 +40,7 @@ pub struct RuntimeOptions {
     pub paths: AppPaths,
     pub engine: EngineConfig,
     pub pipeline: PipelineConfig,
+    pub render: RenderOptions,
 }
 
 impl RuntimeOptions {
@@ -86,12 +88,20 @@ impl RuntimeOptions {
             answer: settings.pipeline.answer,
             answer_rows: settings.pipeline.answer_rows,
             sql_opening: settings.pipeline.sql_opening.clone(),
+            candidates: settings.pipeline.candidates,
+            candidate_temperature: settings.pipeline.candidate_temperature,
             ..PipelineConfig::default()
+        };
+        let render = RenderOptions {
+            sample_values: settings.schema.sample_values,
+            categorical_max_distinct: settings.schema.categorical_max_distinct,
+            row_counts: settings.schema.row_counts,
         };
         Ok(Self {
             paths,
             engine,
             pipeline,
+            render,
         })
     }
 }
@@ -111,7 +121,7 @@ impl Analyst {
         let db = ReadOnlyDb::open(database)?;
         let schema = db.introspect()?;
         let engine = LlamaEngine::load(options.engine.clone())?;
-        let context = Box::new(WholeSchemaContext::new(&schema));
+        let context = Box::new(WholeSchemaContext::with_options(&schema, options.render));
         Ok(Self {
             db,
             schema,

@@ -104,7 +104,7 @@ pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, App
             if open_db.as_ref().is_none_or(|(id, _, _)| *id != item.db_id) {
                 let db = ReadOnlyDb::open(&source.path_for(&item.db_id))?;
                 let schema = db.introspect()?;
-                let context = WholeSchemaContext::new(&schema);
+                let context = WholeSchemaContext::with_options(&schema, options.render);
                 open_db = Some((item.db_id.clone(), db, context));
             }
             let Some((_, db, context)) = open_db.as_mut() else {

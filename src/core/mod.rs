@@ -16,3 +16,4 @@ pub mod repair;
 pub mod schema;
 pub mod schema_render;
 pub mod score;
+pub mod vote;

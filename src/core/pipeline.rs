@@ -20,6 +20,7 @@ use crate::core::prompt::{
 use crate::core::repair::repair_hints;
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
+use crate::core::vote::pick_by_vote;
 
 /// How the schema was put into the prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +58,12 @@ pub struct WholeSchemaContext {
 
 impl WholeSchemaContext {
     pub fn new(schema: &Schema) -> Self {
+        Self::with_options(schema, RenderOptions::default())
+    }
+
+    pub fn with_options(schema: &Schema, options: RenderOptions) -> Self {
         Self {
-            schema_text: render_schema(schema, None, RenderOptions::default()),
+            schema_text: render_schema(schema, None, options),
             tables: schema.tables.iter().map(|t| t.name.clone()).collect(),
         }
     }
@@ -113,6 +118,12 @@ pub struct PipelineConfig {
     /// small coder models from starting their memorised `T1`/`T2` join pattern, which on
     /// Chinook made them join tables that do not exist (see README, "Accuracy").
     pub sql_opening: String,
+    /// Queries generated for the first attempt: 1 is plain greedy decoding; more adds
+    /// sampled candidates, all are executed and the result most agree on wins
+    /// (self-consistency, see `core::vote`).
+    pub candidates: u32,
+    /// Sampling temperature of the extra candidates.
+    pub candidate_temperature: f32,
 }
 
 impl Default for PipelineConfig {
@@ -126,6 +137,8 @@ impl Default for PipelineConfig {
             answer_rows: 20,
             sampling: Sampling::Greedy,
             sql_opening: "SELECT ".into(),
+            candidates: 1,
+            candidate_temperature: 0.7,
         }
     }
 }
@@ -286,6 +299,14 @@ pub fn run_question(
             timings.ttft_ms = millis(completion.time_to_first_token);
         }
         timings.generate_ms += millis(completion.elapsed);
+        let sql = if attempt == 1 && config.candidates > 1 {
+            let voting = Instant::now();
+            let chosen = vote_among_candidates(model, db, &messages, config, sql, on_event)?;
+            timings.generate_ms += millis(voting.elapsed());
+            chosen
+        } else {
+            sql
+        };
 
         let failure = match check_read_only(&sql) {
             Err(GuardError::Empty) => Failure::Repairable(GuardError::Empty.to_string()),
@@ -392,6 +413,54 @@ pub fn run_question(
         model: model_id,
         error: None,
     })
+}
+
+/// Samples `config.candidates - 1` more queries after the greedy one, runs them all and
+/// returns the one whose result most candidates share (the greedy one when none agree).
+fn vote_among_candidates(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    messages: &[crate::core::llm_api::ChatMessage],
+    config: &PipelineConfig,
+    greedy_sql: String,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<String, PipelineError> {
+    let mut candidates = vec![greedy_sql];
+    for k in 1..config.candidates {
+        on_event(PipelineEvent::SqlRestarted { attempt: 1 });
+        let request = CompletionRequest {
+            messages: messages.to_vec(),
+            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+            max_tokens: config.max_sql_tokens,
+            stop: vec![SQL_FENCE_CLOSE.to_string()],
+            sampling: Sampling::Temperature {
+                temperature: config.candidate_temperature,
+                seed: 7919 * k,
+            },
+            grammar: None,
+        };
+        let completion = model.complete(&request, &mut |_| {})?;
+        let written = format!("{}{}", config.sql_opening, completion.text);
+        candidates.push(extract_sql(&written).unwrap_or_default());
+    }
+    let results: Vec<Option<QueryResult>> = candidates
+        .iter()
+        .map(|sql| match check_read_only(sql) {
+            Ok(_) => db.execute(sql, config.limits).ok(),
+            Err(_) => None,
+        })
+        .collect();
+    let refs: Vec<Option<&QueryResult>> = results.iter().map(Option::as_ref).collect();
+    let winner = pick_by_vote(&refs).unwrap_or(0);
+    let chosen = candidates.swap_remove(winner);
+    if winner != 0 {
+        on_event(PipelineEvent::SqlRestarted { attempt: 1 });
+        on_event(PipelineEvent::SqlText {
+            attempt: 1,
+            text: &chosen,
+        });
+    }
+    Ok(chosen)
 }
 
 enum Failure {
