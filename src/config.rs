@@ -51,6 +51,7 @@ pub struct PipelineSettings {
     pub sql_opening: String,
     pub candidates: u32,
     pub candidate_temperature: f32,
+    pub grammar: bool,
 }
 
 impl Settings {

@@ -90,6 +90,7 @@ impl RuntimeOptions {
             sql_opening: settings.pipeline.sql_opening.clone(),
             candidates: settings.pipeline.candidates,
             candidate_temperature: settings.pipeline.candidate_temperature,
+            grammar: settings.pipeline.grammar,
             ..PipelineConfig::default()
         };
         let render = RenderOptions {

@@ -70,6 +70,20 @@ pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, App
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let items = select_items(load_dataset(&args.dataset, &default_db_id)?, args)?;
+    // Every database must be there before minutes go into loading the model.
+    let mut checked = std::collections::HashSet::new();
+    for item in &items {
+        if checked.insert(item.db_id.as_str()) {
+            let path = source.path_for(&item.db_id);
+            if !path.is_file() {
+                return Err(AppError::Invalid(format!(
+                    "database for '{}' not found: '{}'",
+                    item.db_id,
+                    path.display()
+                )));
+            }
+        }
+    }
     options.pipeline.answer = false;
 
     let resume = if args.resume {

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod eval_report;
 pub mod exec;
 pub mod extract;
+pub mod grammar;
 pub mod guard;
 pub mod hardness;
 pub mod history;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::exec::{ExecError, ExecLimits, QueryResult, ReadOnlyDb};
 use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::grammar::sql_grammar;
 use crate::core::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::llm_api::{CompletionRequest, LanguageModel, LlmError, Sampling};
 use crate::core::prompt::{
@@ -124,6 +125,8 @@ pub struct PipelineConfig {
     pub candidates: u32,
     /// Sampling temperature of the extra candidates.
     pub candidate_temperature: f32,
+    /// Constrain generation with a GBNF grammar of the schema's names (`core::grammar`).
+    pub grammar: bool,
 }
 
 impl Default for PipelineConfig {
@@ -139,6 +142,7 @@ impl Default for PipelineConfig {
             sql_opening: "SELECT ".into(),
             candidates: 1,
             candidate_temperature: 0.7,
+            grammar: false,
         }
     }
 }
@@ -250,6 +254,11 @@ pub fn run_question(
     let mut success: Option<(String, QueryResult)> = None;
     let mut final_error: Option<String> = None;
     let total_attempts = config.max_repairs + 1;
+    let grammar = if config.grammar {
+        db.schema().ok().map(sql_grammar)
+    } else {
+        None
+    };
 
     for attempt in 1..=total_attempts {
         let stage = if attempt == 1 {
@@ -267,7 +276,7 @@ pub fn run_question(
                 max_tokens: config.max_sql_tokens,
                 stop: vec![SQL_FENCE_CLOSE.to_string()],
                 sampling,
-                grammar: None,
+                grammar: grammar.clone(),
             };
             if !config.sql_opening.is_empty() {
                 on_event(PipelineEvent::SqlText {
@@ -301,7 +310,15 @@ pub fn run_question(
         timings.generate_ms += millis(completion.elapsed);
         let sql = if attempt == 1 && config.candidates > 1 {
             let voting = Instant::now();
-            let chosen = vote_among_candidates(model, db, &messages, config, sql, on_event)?;
+            let chosen = vote_among_candidates(
+                model,
+                db,
+                &messages,
+                config,
+                grammar.as_deref(),
+                sql,
+                on_event,
+            )?;
             timings.generate_ms += millis(voting.elapsed());
             chosen
         } else {
@@ -422,6 +439,7 @@ fn vote_among_candidates(
     db: &ReadOnlyDb,
     messages: &[crate::core::llm_api::ChatMessage],
     config: &PipelineConfig,
+    grammar: Option<&str>,
     greedy_sql: String,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<String, PipelineError> {
@@ -437,7 +455,7 @@ fn vote_among_candidates(
                 temperature: config.candidate_temperature,
                 seed: 7919 * k,
             },
-            grammar: None,
+            grammar: grammar.map(str::to_string),
         };
         let completion = model.complete(&request, &mut |_| {})?;
         let written = format!("{}{}", config.sql_opening, completion.text);
