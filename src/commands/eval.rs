@@ -186,7 +186,7 @@ fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, 
     } else {
         items
             .into_iter()
-            .filter(|i| args.db_id.iter().any(|id| *id == i.db_id))
+            .filter(|i| args.db_id.contains(&i.db_id))
             .collect()
     };
     if let Some(size) = args.sample {

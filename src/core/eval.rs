@@ -339,7 +339,7 @@ mod tests {
     fn prediction(index: usize, correct: bool, valid: bool, attempts: u32, ms: u64) -> Prediction {
         Prediction {
             index,
-            db_id: if index % 2 == 0 { "a" } else { "b" }.into(),
+            db_id: if index.is_multiple_of(2) { "a" } else { "b" }.into(),
             question: format!("q{index}"),
             gold_sql: "SELECT 1".into(),
             predicted_sql: Some("SELECT 1".into()),
