@@ -77,6 +77,8 @@ pub enum Command {
     Ask(AskArgs),
     /// Time each pipeline stage on a set of question/SQL pairs, cold and warm.
     Bench(BenchArgs),
+    /// Measure execution accuracy on Spider-format questions (see docs/eval.md).
+    Eval(EvalArgs),
     /// Show the tables and columns retrieval finds for a question, with scores and reasons.
     Schema(SchemaArgs),
     /// Measure schema retrieval recall on a Spider-format dataset, or time it on a
@@ -150,6 +152,47 @@ pub struct AskArgs {
     /// Skip the natural-language answer.
     #[arg(long)]
     pub no_answer: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Spider-format questions: dev.json (a JSON list) or JSON Lines, each
+    /// {db_id, question, query} (db_id may be left out with --db).
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Databases laid out as Spider does: DIR/<db_id>/<db_id>.sqlite.
+    #[arg(long, value_name = "DIR", required_unless_present = "db")]
+    pub db_dir: Option<PathBuf>,
+    /// One database for every question (e.g. sample_dbs/chinook.db for the Chinook pairs).
+    #[arg(long, value_name = "FILE", conflicts_with = "db_dir")]
+    pub db: Option<PathBuf>,
+    /// Only questions on this database (repeatable).
+    #[arg(long = "db-id", value_name = "ID")]
+    pub db_id: Vec<String>,
+    /// A fixed sample of about N questions, stratified by database and hardness level.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Only the first N selected questions.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Predictions file, one JSON line per question.
+    #[arg(long, value_name = "FILE", default_value = "predictions.jsonl")]
+    pub out: PathBuf,
+    /// Markdown summary (default: the --out path with an .md extension).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// A name for this configuration in the report.
+    #[arg(long, default_value = "default")]
+    pub config_name: String,
+    /// Continue an interrupted run from its predictions file.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace an existing predictions file.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,7 @@ pub struct Settings {
     pub tui: toml::Table,
     #[serde(default)]
     pub retrieval: RetrievalSettings,
+    pub schema: SchemaSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -49,6 +50,14 @@ impl Default for RetrievalSettings {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SchemaSettings {
+    pub sample_values: bool,
+    pub categorical_max_distinct: u64,
+    pub row_counts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     pub path: String,
     pub threads: u32,
@@ -65,6 +74,9 @@ pub struct PipelineSettings {
     pub answer: bool,
     pub answer_rows: usize,
     pub sql_opening: String,
+    pub candidates: u32,
+    pub candidate_temperature: f32,
+    pub grammar: bool,
 }
 
 impl Settings {
@@ -108,6 +120,13 @@ impl Settings {
         }
         if !(self.pipeline.timeout_secs > 0.0 && self.pipeline.timeout_secs.is_finite()) {
             return invalid("pipeline.timeout_secs must be a positive number of seconds");
+        }
+        if self.pipeline.candidates == 0 {
+            return invalid("pipeline.candidates must be at least 1");
+        }
+        let temperature = self.pipeline.candidate_temperature;
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return invalid("pipeline.candidate_temperature must be a positive number");
         }
         Ok(())
     }

@@ -32,6 +32,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Eval(args)) => {
+            commands::eval::run(&args, &mut options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(args)) => {
             commands::bench::run(&args, &mut options)?;
             Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ use crate::core::pipeline::{
     ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome, run_question,
 };
 use crate::core::schema::{Schema, SchemaError};
+use crate::core::schema_render::RenderOptions;
 use crate::llm::engine::{EngineConfig, LlamaEngine, default_threads};
 use crate::paths::AppPaths;
 
@@ -46,6 +47,7 @@ pub struct RuntimeOptions {
     pub embed_model: PathBuf,
     pub glossary: Option<PathBuf>,
     pub retrieval: crate::core::retrieval::RetrievalOptions,
+    pub render: RenderOptions,
 }
 
 impl RuntimeOptions {
@@ -93,6 +95,9 @@ impl RuntimeOptions {
             answer: settings.pipeline.answer,
             answer_rows: settings.pipeline.answer_rows,
             sql_opening: settings.pipeline.sql_opening.clone(),
+            candidates: settings.pipeline.candidates,
+            candidate_temperature: settings.pipeline.candidate_temperature,
+            grammar: settings.pipeline.grammar,
             ..PipelineConfig::default()
         };
         let embed_model = global
@@ -103,8 +108,15 @@ impl RuntimeOptions {
                 (!configured.is_empty()).then(|| PathBuf::from(configured))
             })
             .unwrap_or_else(|| crate::llm::embedder::default_embed_model(&paths.data_dir));
-        let retrieval =
-            crate::schema_search::retrieval_options(&settings.retrieval, engine.context_tokens);
+        let render = RenderOptions {
+            sample_values: settings.schema.sample_values,
+            categorical_max_distinct: settings.schema.categorical_max_distinct,
+            row_counts: settings.schema.row_counts,
+        };
+        let retrieval = crate::core::retrieval::RetrievalOptions {
+            render,
+            ..crate::schema_search::retrieval_options(&settings.retrieval, engine.context_tokens)
+        };
         Ok(Self {
             paths,
             engine,
@@ -112,6 +124,7 @@ impl RuntimeOptions {
             embed_model,
             glossary: global.glossary.clone(),
             retrieval,
+            render,
         })
     }
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod eval;
 mod retrieval;
 mod spine;
 mod tui;

@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod eval;
 pub mod retrieval_bench;
 pub mod schema;
 pub mod text_table;

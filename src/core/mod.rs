@@ -1,9 +1,13 @@
 //! Synchronous domain logic: no terminal, async runtime or llama.cpp imports.
 
 pub mod embed;
+pub mod eval;
+pub mod eval_report;
 pub mod exec;
 pub mod extract;
+pub mod grammar;
 pub mod guard;
+pub mod hardness;
 pub mod history;
 pub mod ident;
 pub mod llm_api;
@@ -14,3 +18,4 @@ pub mod retrieval;
 pub mod schema;
 pub mod schema_render;
 pub mod score;
+pub mod vote;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::exec::{ExecError, ExecLimits, QueryResult, ReadOnlyDb};
 use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::grammar::sql_grammar;
 use crate::core::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::llm_api::{CompletionRequest, LanguageModel, LlmError, Sampling};
 use crate::core::prompt::{
@@ -20,6 +21,7 @@ use crate::core::prompt::{
 use crate::core::repair::{quote_bare_names, repair_hints};
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
+use crate::core::vote::pick_by_vote;
 
 /// How the schema was put into the prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +59,12 @@ pub struct WholeSchemaContext {
 
 impl WholeSchemaContext {
     pub fn new(schema: &Schema) -> Self {
+        Self::with_options(schema, RenderOptions::default())
+    }
+
+    pub fn with_options(schema: &Schema, options: RenderOptions) -> Self {
         Self {
-            schema_text: render_schema(schema, None, RenderOptions::default()),
+            schema_text: render_schema(schema, None, options),
             tables: schema.tables.iter().map(|t| t.name.clone()).collect(),
         }
     }
@@ -113,6 +119,14 @@ pub struct PipelineConfig {
     /// small coder models from starting their memorised `T1`/`T2` join pattern, which on
     /// Chinook made them join tables that do not exist (see README, "Accuracy").
     pub sql_opening: String,
+    /// Queries generated for the first attempt: 1 is plain greedy decoding; more adds
+    /// sampled candidates, all are executed and the result most agree on wins
+    /// (self-consistency, see `core::vote`).
+    pub candidates: u32,
+    /// Sampling temperature of the extra candidates.
+    pub candidate_temperature: f32,
+    /// Constrain generation with a GBNF grammar of the schema's names (`core::grammar`).
+    pub grammar: bool,
 }
 
 impl Default for PipelineConfig {
@@ -126,6 +140,9 @@ impl Default for PipelineConfig {
             answer_rows: 20,
             sampling: Sampling::Greedy,
             sql_opening: "SELECT ".into(),
+            candidates: 1,
+            candidate_temperature: 0.7,
+            grammar: false,
         }
     }
 }
@@ -237,6 +254,11 @@ pub fn run_question(
     let mut success: Option<(String, QueryResult)> = None;
     let mut final_error: Option<String> = None;
     let total_attempts = config.max_repairs + 1;
+    let grammar = if config.grammar {
+        db.schema().ok().map(sql_grammar)
+    } else {
+        None
+    };
 
     for attempt in 1..=total_attempts {
         let stage = if attempt == 1 {
@@ -254,7 +276,7 @@ pub fn run_question(
                 max_tokens: config.max_sql_tokens,
                 stop: vec![SQL_FENCE_CLOSE.to_string()],
                 sampling,
-                grammar: None,
+                grammar: grammar.clone(),
             };
             if !config.sql_opening.is_empty() {
                 on_event(PipelineEvent::SqlText {
@@ -290,6 +312,22 @@ pub fn run_question(
             timings.ttft_ms = millis(completion.time_to_first_token);
         }
         timings.generate_ms += millis(completion.elapsed);
+        let sql = if attempt == 1 && config.candidates > 1 {
+            let voting = Instant::now();
+            let chosen = vote_among_candidates(
+                model,
+                db,
+                &messages,
+                config,
+                grammar.as_deref(),
+                sql,
+                on_event,
+            )?;
+            timings.generate_ms += millis(voting.elapsed());
+            chosen
+        } else {
+            sql
+        };
 
         let failure = match check_read_only(&sql) {
             Err(GuardError::Empty) => Failure::Repairable(GuardError::Empty.to_string()),
@@ -396,6 +434,55 @@ pub fn run_question(
         model: model_id,
         error: None,
     })
+}
+
+/// Samples `config.candidates - 1` more queries after the greedy one, runs them all and
+/// returns the one whose result most candidates share (the greedy one when none agree).
+fn vote_among_candidates(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    messages: &[crate::core::llm_api::ChatMessage],
+    config: &PipelineConfig,
+    grammar: Option<&str>,
+    greedy_sql: String,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<String, PipelineError> {
+    let mut candidates = vec![greedy_sql];
+    for k in 1..config.candidates {
+        on_event(PipelineEvent::SqlRestarted { attempt: 1 });
+        let request = CompletionRequest {
+            messages: messages.to_vec(),
+            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+            max_tokens: config.max_sql_tokens,
+            stop: vec![SQL_FENCE_CLOSE.to_string()],
+            sampling: Sampling::Temperature {
+                temperature: config.candidate_temperature,
+                seed: 7919 * k,
+            },
+            grammar: grammar.map(str::to_string),
+        };
+        let completion = model.complete(&request, &mut |_| {})?;
+        let written = format!("{}{}", config.sql_opening, completion.text);
+        candidates.push(extract_sql(&written).unwrap_or_default());
+    }
+    let results: Vec<Option<QueryResult>> = candidates
+        .iter()
+        .map(|sql| match check_read_only(sql) {
+            Ok(_) => db.execute(sql, config.limits).ok(),
+            Err(_) => None,
+        })
+        .collect();
+    let refs: Vec<Option<&QueryResult>> = results.iter().map(Option::as_ref).collect();
+    let winner = pick_by_vote(&refs).unwrap_or(0);
+    let chosen = candidates.swap_remove(winner);
+    if winner != 0 {
+        on_event(PipelineEvent::SqlRestarted { attempt: 1 });
+        on_event(PipelineEvent::SqlText {
+            attempt: 1,
+            text: &chosen,
+        });
+    }
+    Ok(chosen)
 }
 
 enum Failure {

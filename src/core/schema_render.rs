@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::core::schema::{Schema, Table};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RenderOptions {
     pub sample_values: bool,
     /// Samples are shown only for columns with at most this many distinct values: for

@@ -36,6 +36,8 @@ pub struct RetrievalOptions {
     pub max_tables: usize,
     pub whole_order: WholeSchemaOrder,
     pub rank: RankOptions,
+    /// How each table is written into the prompt (sample values, row counts).
+    pub render: RenderOptions,
 }
 
 impl Default for RetrievalOptions {
@@ -45,6 +47,7 @@ impl Default for RetrievalOptions {
             max_tables: 8,
             whole_order: WholeSchemaOrder::Database,
             rank: RankOptions::default(),
+            render: RenderOptions::default(),
         }
     }
 }
@@ -98,7 +101,7 @@ impl RetrievalContext {
             note = Some(format!("schema retrieval uses BM25 only: {error}"));
             embedder = None;
         }
-        let render = RenderOptions::default();
+        let render = options.render;
         let rendered: Vec<String> = schema
             .tables
             .iter()
