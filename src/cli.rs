@@ -84,6 +84,18 @@ pub enum Command {
     /// Measure schema retrieval recall on a Spider-format dataset, or time it on a
     /// generated schema.
     RetrievalBench(RetrievalBenchArgs),
+    /// Record the right SQL for a question; later questions like it get it as an example.
+    Correct(CorrectArgs),
+    /// Rate a recorded run: up stores its SQL as verified, down counts towards retraining.
+    Rate(RateArgs),
+    /// Show the questions asked on a database, newest first.
+    History(HistoryArgs),
+    /// List, show, remove or edit what the app has learned (verified question/SQL pairs).
+    #[command(subcommand)]
+    Corrections(CorrectionsCommand),
+    /// Build the retraining set from verified pairs.
+    #[command(subcommand)]
+    Train(TrainCommand),
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +150,113 @@ pub struct RetrievalBenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CorrectArgs {
+    /// The SQLite database the question is about (opened read-only).
+    pub database: PathBuf,
+    /// The question (default: the question of --run).
+    #[arg(long)]
+    pub question: Option<String>,
+    /// SQL that answers it; it must run read-only on DATABASE.
+    #[arg(long)]
+    pub sql: String,
+    /// The recorded run this corrects (see `history`).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RatingArg {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Args)]
+pub struct RateArgs {
+    /// The SQLite database the run was asked on.
+    pub database: PathBuf,
+    /// The run's id (printed by `ask`, listed by `history`).
+    #[arg(long, value_name = "ID")]
+    pub run: i64,
+    pub rating: RatingArg,
+    /// Why (kept with the rating).
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The SQLite database whose runs to show.
+    pub database: PathBuf,
+    /// Print JSON Lines, one run per line.
+    #[arg(long)]
+    pub json: bool,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CorrectionsCommand {
+    /// List verified pairs (of one database, or all).
+    List {
+        /// Only the pairs of this database.
+        database: Option<PathBuf>,
+        /// Print JSON Lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one pair in full.
+    Show { id: i64 },
+    /// Forget a pair (and the synthetic paraphrases made from it).
+    Rm { id: i64 },
+    /// Change a pair's question or SQL (new SQL must run read-only on its database).
+    Edit {
+        id: i64,
+        #[arg(long)]
+        question: Option<String>,
+        #[arg(long)]
+        sql: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Write verified pairs as JSON Lines in the exact prompt format used at inference.
+    Export(TrainExportArgs),
+    /// Ask the model for paraphrases of verified questions; keep those whose SQL returns
+    /// the same rows as the verified SQL, labelled synthetic.
+    Augment(TrainAugmentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainExportArgs {
+    /// chat (messages), alpaca (instruction/input/output) or spider (db_id/question/query).
+    #[arg(long, default_value = "chat")]
+    pub format: crate::core::training::ExportFormat,
+    /// The JSON Lines file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Only the pairs of this database.
+    #[arg(long, value_name = "DB")]
+    pub db: Option<PathBuf>,
+    /// Leave out synthetic paraphrases.
+    #[arg(long)]
+    pub no_synthetic: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainAugmentArgs {
+    /// The SQLite database whose verified pairs to paraphrase.
+    pub database: PathBuf,
+    /// Paraphrases asked for per verified question.
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
+    /// At most this many verified questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub struct Settings {
     #[serde(default)]
     pub retrieval: RetrievalSettings,
     pub schema: SchemaSettings,
+    pub feedback: FeedbackSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -54,6 +55,14 @@ pub struct SchemaSettings {
     pub sample_values: bool,
     pub categorical_max_distinct: u64,
     pub row_counts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSettings {
+    pub record_history: bool,
+    pub examples_per_question: usize,
+    pub retrain_threshold: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -48,6 +48,11 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             commands::retrieval_bench::run(&args, &options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Correct(args)) => commands::feedback::correct(&args, &options),
+        Some(Command::Rate(args)) => commands::feedback::rate(&args, &options),
+        Some(Command::History(args)) => commands::feedback::history(&args, &options),
+        Some(Command::Corrections(command)) => commands::feedback::corrections(&command, &options),
+        Some(Command::Train(command)) => commands::train::run(&command, &mut options),
         None => {
             let Some(database) = cli.database else {
                 use clap::CommandFactory;

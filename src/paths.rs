@@ -40,4 +40,9 @@ impl AppPaths {
     pub fn log_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
     }
+
+    /// The app's own store: run history, ratings, corrections (see `core::store`).
+    pub fn history_db(&self) -> PathBuf {
+        self.data_dir.join("history.sqlite3")
+    }
 }

@@ -6,14 +6,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::GlobalArgs;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, FeedbackSettings, Settings};
+use crate::core::embed::Embedder;
 use crate::core::exec::{DbError, ExecLimits, ReadOnlyDb};
+use crate::core::history::{DbScope, RunId};
 use crate::core::llm_api::{LanguageModel, LlmError};
+use crate::core::memory::{ExampleMemory, MemoryError};
 use crate::core::pipeline::{
-    ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome, run_question,
+    ComposedContext, ContextProvider, PipelineConfig, PipelineError, PipelineEvent, RunOutcome,
+    run_question,
 };
 use crate::core::schema::{Schema, SchemaError};
 use crate::core::schema_render::RenderOptions;
+use crate::core::store::{HistoryStore, PromptRecord, RetrainingStatus, StoreError, scope_of};
 use crate::llm::engine::{EngineConfig, LlamaEngine, default_threads};
 use crate::paths::AppPaths;
 
@@ -33,6 +38,10 @@ pub enum AppError {
     Retrieval(#[from] crate::core::retrieval::RetrievalError),
     #[error(transparent)]
     Glossary(#[from] crate::core::retrieval::GlossaryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -48,6 +57,7 @@ pub struct RuntimeOptions {
     pub glossary: Option<PathBuf>,
     pub retrieval: crate::core::retrieval::RetrievalOptions,
     pub render: RenderOptions,
+    pub feedback: FeedbackSettings,
 }
 
 impl RuntimeOptions {
@@ -125,6 +135,54 @@ impl RuntimeOptions {
             glossary: global.glossary.clone(),
             retrieval,
             render,
+            feedback: settings.feedback,
+        })
+    }
+}
+
+/// What every front end puts in front of a question: schema retrieval, then the most
+/// similar verified pairs of this database (example memory).
+pub struct QuestionContext {
+    pub context: Box<dyn ContextProvider + Send>,
+    /// Set when schema retrieval runs without vectors (shown to the user once).
+    pub retrieval_note: Option<String>,
+    /// The database's identity in the history store.
+    pub scope: DbScope,
+}
+
+impl QuestionContext {
+    pub fn open(
+        db: &ReadOnlyDb,
+        schema: &Schema,
+        options: &RuntimeOptions,
+        embedder: Option<Box<dyn Embedder + Send>>,
+    ) -> Result<Self, AppError> {
+        let retrieval = crate::schema_search::open_retrieval(db, schema, options, true)?;
+        let retrieval_note = retrieval.note.clone();
+        // Example memory ranks by the same embedding model as retrieval when it loads; a
+        // second context on a 46 MB model is cheap next to the SQL model.
+        let embedder = embedder.or_else(|| {
+            retrieval_note.is_none().then(|| {
+                crate::schema_search::load_embedder(&options.embed_model, options.engine.threads)
+                    .ok()
+            })?
+        });
+        let scope = scope_of(db)?;
+        let examples = if options.feedback.examples_per_question > 0 {
+            let memory = ExampleMemory::open(&options.paths.history_db(), scope.clone(), embedder)?;
+            Some(Box::new(memory) as Box<dyn crate::core::pipeline::ExampleSource + Send>)
+        } else {
+            None
+        };
+        let context = Box::new(ComposedContext {
+            schema: Box::new(retrieval),
+            examples,
+            examples_per_question: options.feedback.examples_per_question,
+        });
+        Ok(Self {
+            context,
+            retrieval_note,
+            scope,
         })
     }
 }
@@ -138,17 +196,39 @@ pub struct Analyst {
     pub pipeline: PipelineConfig,
     /// Set when schema retrieval runs without vectors (shown to the user once).
     pub retrieval_note: Option<String>,
+    /// The database's identity in the history store.
+    pub scope: DbScope,
+    /// Where every run is recorded (`None` when `feedback.record_history` is off).
+    pub history: Option<HistoryStore>,
+    pub retrain_threshold: u64,
+    last_run: Option<RunId>,
 }
 
 impl Analyst {
     /// Opens the database first (a bad path fails fast), then loads the model.
     pub fn open(database: &Path, options: &RuntimeOptions) -> Result<Self, AppError> {
+        Self::open_with_embedder(database, options, None)
+    }
+
+    /// As [`open`](Self::open); example memory also ranks by `embedder`'s vectors.
+    pub fn open_with_embedder(
+        database: &Path,
+        options: &RuntimeOptions,
+        embedder: Option<Box<dyn Embedder + Send>>,
+    ) -> Result<Self, AppError> {
         let db = ReadOnlyDb::open(database)?;
         let schema = db.introspect()?;
-        let retrieval = crate::schema_search::open_retrieval(&db, &schema, options, true)?;
-        let retrieval_note = retrieval.note.clone();
+        let QuestionContext {
+            context,
+            retrieval_note,
+            scope,
+        } = QuestionContext::open(&db, &schema, options, embedder)?;
+        let history = if options.feedback.record_history {
+            Some(HistoryStore::open(&options.paths.history_db())?)
+        } else {
+            None
+        };
         let engine = LlamaEngine::load(options.engine.clone())?;
-        let context: Box<dyn ContextProvider + Send> = Box::new(retrieval);
         Ok(Self {
             db,
             schema,
@@ -156,7 +236,28 @@ impl Analyst {
             context,
             pipeline: options.pipeline.clone(),
             retrieval_note,
+            scope,
+            history,
+            retrain_threshold: options.feedback.retrain_threshold,
+            last_run: None,
         })
+    }
+
+    /// The id the last [`ask`](Self::ask) was recorded under.
+    pub fn last_run(&self) -> Option<RunId> {
+        self.last_run
+    }
+
+    /// Whether enough corrections and thumbs-downs piled up to retrain.
+    pub fn retraining_status(&self) -> Option<RetrainingStatus> {
+        let store = self.history.as_ref()?;
+        match store.retraining_status(self.retrain_threshold) {
+            Ok(status) => Some(status),
+            Err(error) => {
+                tracing::warn!("cannot read the retraining status: {error}");
+                None
+            }
+        }
     }
 
     pub fn ask(
@@ -164,14 +265,30 @@ impl Analyst {
         question: &str,
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<RunOutcome, PipelineError> {
-        run_question(
+        self.last_run = None;
+        let mut prompt = PromptRecord::default();
+        let outcome = run_question(
             &mut self.engine,
             &self.db,
             self.context.as_mut(),
             question,
             &self.pipeline,
-            on_event,
-        )
+            &mut |event| {
+                if let PipelineEvent::Context(context) = event {
+                    prompt.schema_text = context.schema_text.clone();
+                    prompt.examples = context.examples.clone();
+                }
+                on_event(event);
+            },
+        )?;
+        if let Some(store) = self.history.as_mut() {
+            // A store failure must not cost the user the answer; it is logged.
+            match store.record(&self.scope, &outcome, Some(&prompt)) {
+                Ok(id) => self.last_run = Some(id),
+                Err(error) => tracing::warn!("the run was not recorded: {error}"),
+            }
+        }
+        Ok(outcome)
     }
 
     pub fn model_id(&self) -> String {

@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod eval;
+mod feedback;
 mod retrieval;
 mod spine;
 mod tui;

@@ -5,9 +5,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::AskArgs;
+use crate::commands::feedback::retraining_note;
 use crate::commands::text_table;
 use crate::core::exec::Cell;
 use crate::core::pipeline::{Attempt, ContextMode, PipelineEvent, RunOutcome, Timings};
+use crate::core::store::RetrainingStatus;
 use crate::runtime::{Analyst, AppError, RuntimeOptions};
 
 /// The `--json` contract other tools build on.
@@ -27,6 +29,12 @@ pub struct AskJson<'a> {
     pub timings: &'a Timings,
     pub model: &'a str,
     pub error: Option<&'a str>,
+    /// The id the run was recorded under in the history store (for `rate` and `correct`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
+    /// Whether enough corrections and thumbs-downs piled up to retrain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retraining: Option<RetrainingStatus>,
 }
 
 impl<'a> AskJson<'a> {
@@ -55,6 +63,8 @@ impl<'a> AskJson<'a> {
             timings: &outcome.timings,
             model: &outcome.model,
             error: outcome.error.as_deref(),
+            run_id: None,
+            retraining: None,
         }
     }
 }
@@ -105,12 +115,27 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
             _ => {}
         }
     })?;
+    let retraining = analyst.retraining_status();
     if args.json {
-        let json = serde_json::to_string(&AskJson::from_outcome(&outcome))
+        let mut json = AskJson::from_outcome(&outcome);
+        json.run_id = analyst.last_run();
+        json.retraining = retraining;
+        let json = serde_json::to_string(&json)
             .map_err(|e| AppError::Invalid(format!("cannot encode the result as JSON: {e}")))?;
         println!("{json}");
-    } else if answer_started {
-        println!();
+    } else {
+        if answer_started {
+            println!();
+        }
+        if let Some(run) = analyst.last_run() {
+            let db = args.database.display();
+            println!(
+                "(run {run}: nano-analyst rate {db} --run {run} up|down, or correct {db} --run {run} --sql \"...\")"
+            );
+        }
+        if let Some(note) = retraining.as_ref().and_then(retraining_note) {
+            eprintln!("note: {note}");
+        }
     }
     if let Some(error) = &outcome.error {
         if !args.json {

@@ -43,6 +43,9 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
     let pairs = load_pairs(&args.pairs)?;
     let pairs: Vec<&QuestionPair> = pairs.iter().take(args.limit.max(1)).collect();
     options.pipeline.answer = args.with_answer;
+    // Timings must not depend on what this data directory has learned, nor add to it.
+    options.feedback.record_history = false;
+    options.feedback.examples_per_question = 0;
     // A private prompt cache so the first question really is cold.
     let scratch = tempfile::tempdir()
         .map_err(|e| AppError::Invalid(format!("cannot create a temp dir: {e}")))?;

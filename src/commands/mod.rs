@@ -3,6 +3,8 @@
 pub mod ask;
 pub mod bench;
 pub mod eval;
+pub mod feedback;
 pub mod retrieval_bench;
 pub mod schema;
 pub mod text_table;
+pub mod train;

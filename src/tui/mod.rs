@@ -27,23 +27,23 @@ use crossterm::event::{self, Event, KeyEventKind, MouseEventKind};
 use crate::core::exec::ReadOnlyDb;
 use crate::core::history::{DbScope, RunHistory};
 use crate::core::llm_api::{CompletionRequest, LanguageModel, Sampling};
-use crate::core::pipeline::{ContextProvider, WholeSchemaContext};
+use crate::core::pipeline::ContextProvider;
 use crate::core::prompt::{question_message, system_message};
 use crate::core::schema_render::{RenderOptions, render_schema};
+use crate::core::store::HistoryStore;
 use crate::llm::engine::LlamaEngine;
 use crate::paths::AppPaths;
-use crate::runtime::{AppError, RuntimeOptions};
+use crate::runtime::{AppError, QuestionContext, RuntimeOptions};
 use crate::tui::app::{Model, Msg, StartupEvent};
 use crate::tui::config::TuiConfig;
-use crate::tui::memory_history::MemoryHistory;
 use crate::tui::shell::{Shell, run_loop};
 use crate::tui::workers::database::DbHandle;
 use crate::tui::workers::inference::{InferenceHandle, Loader, Session};
 use crate::tui::workers::store::StoreHandle;
 
-/// The run history the app records into. THE one place to swap in the persistent store.
-pub fn open_history(_paths: &AppPaths) -> Result<Box<dyn RunHistory + Send>, AppError> {
-    Ok(Box::new(MemoryHistory::new()))
+/// The run history the app records into: the same store as `ask`, `history` and `correct`.
+pub fn open_history(paths: &AppPaths) -> Result<Box<dyn RunHistory + Send>, AppError> {
+    Ok(Box::new(HistoryStore::open(&paths.history_db())?))
 }
 
 /// Identifies the database in the history: canonical path and schema fingerprint.
@@ -67,9 +67,15 @@ pub fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
             schema_text: render_schema(&schema, None, RenderOptions::default()),
             tables: schema.tables.len(),
         });
+        report(StartupEvent::Phase("indexing the schema".into()));
+        let question_context =
+            QuestionContext::open(&db, &schema, &options, None).map_err(|e| e.to_string())?;
+        if let Some(note) = &question_context.retrieval_note {
+            tracing::info!("{note}");
+        }
+        let mut context: Box<dyn ContextProvider> = question_context.context;
         report(StartupEvent::Phase("loading the model".into()));
         let mut engine = LlamaEngine::load(options.engine.clone()).map_err(|e| e.to_string())?;
-        let mut context: Box<dyn ContextProvider> = Box::new(WholeSchemaContext::new(&schema));
         report(StartupEvent::Phase(
             "reading the schema into the model".into(),
         ));

@@ -132,7 +132,10 @@ pub fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).expect("readable file")))
 }
 
-/// The built binary, for tests that drive the CLI.
+/// The built binary, for tests that drive the CLI. `NANO_ANALYST_TEST_BIN` overrides it
+/// (worktrees sharing one target directory overwrite each other's `target/debug` binary).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nano-analyst"))
+    std::env::var_os("NANO_ANALYST_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nano-analyst")))
 }
