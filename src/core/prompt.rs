@@ -88,6 +88,21 @@ pub fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
 }
 
 pub fn answer_message(question: &str, result: &QueryResult, max_rows: usize) -> ChatMessage {
+    // A lone value is spelled out: shown as a one-row table, small models answer with the
+    // row count ("AC/DC has 1 album") instead of the value.
+    if let ([column], [row]) = (result.columns.as_slice(), result.rows.as_slice())
+        && let [value] = row.as_slice()
+    {
+        let value = truncate(&value.to_string(), 200);
+        let mut content = format!("The query's result is a single value: {column} = {value}.\n");
+        let _ = write!(
+            content,
+            "\nAnswer the question \"{}\" in one plain sentence that states this value. \
+             Do not mention SQL or the query.",
+            question.trim()
+        );
+        return ChatMessage::new(Role::User, content);
+    }
     let mut content = format!("The query returned {}.\n", result.row_summary());
     if !result.rows.is_empty() {
         content.push_str(&result.columns.join(" | "));
@@ -162,7 +177,19 @@ mod tests {
         assert!(
             message
                 .content
-                .starts_with("The query returned 1 row.\nn\n347\n")
+                .starts_with("The query's result is a single value: n = 347.")
         );
+        let result = QueryResult {
+            columns: vec!["name".into(), "n".into()],
+            rows: vec![
+                vec![Cell::Text("Rock".into()), Cell::Integer(1297)],
+                vec![Cell::Text("Jazz".into()), Cell::Integer(130)],
+            ],
+            total_rows: Some(2),
+        };
+        let message = answer_message("Tracks per genre?", &result, 1);
+        assert!(message.content.starts_with(
+            "The query returned 2 rows.\nname | n\nRock | 1297\n(1 more rows not shown)"
+        ));
     }
 }
