@@ -1,5 +1,5 @@
-//! An in-memory [`RunHistory`]: what the app uses until the feedback store lands (the
-//! store is swapped in at one place, `tui::open_history`), and what the tests use.
+//! An in-memory [`RunHistory`] for tests and benchmarks of the app's own cost: the app
+//! itself records into the persistent store (`tui::open_history`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
