@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use nano_analyst::core::exec::ReadOnlyDb;
+use nano_analyst::core::exec::{Cell, ReadOnlyDb};
 use nano_analyst::core::extract::SQL_FENCE_OPEN;
 use nano_analyst::core::llm_api::{
     Completion, CompletionRequest, LanguageModel, LlmError, StopReason,
@@ -331,4 +331,35 @@ fn reuses_the_schema_prefix_in_memory_and_from_disk() {
         third.result.as_ref().unwrap(),
         "SELECT count(*) FROM MediaType"
     ));
+}
+
+#[test]
+fn a_column_under_the_wrong_alias_is_fixed_from_the_schema_without_the_model() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let wrote = "SELECT T2.Name FROM Artist AS T1 JOIN Album AS T2 ON T1.ArtistId = T2.ArtistId \
+                 WHERE T2.Title = 'Let There Be Rock'\n```";
+    let outcome = ask_with(
+        &mut Says(wrote),
+        &db,
+        "Who made Let There Be Rock?",
+        &config,
+    );
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    assert!(
+        outcome.attempts[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("no such column: T2.Name"))
+    );
+    assert_eq!(
+        outcome.attempts[1].sql,
+        "SELECT T1.Name FROM Artist AS T1 JOIN Album AS T2 ON T1.ArtistId = T2.ArtistId \
+         WHERE T2.Title = 'Let There Be Rock'"
+    );
+    let result = outcome.result.expect("the fixed query ran");
+    assert_eq!(result.rows, vec![vec![Cell::Text("AC/DC".into())]]);
 }

@@ -18,7 +18,7 @@ use crate::core::prompt::{
     Example, GlossaryEntry, answer_message, question_message, repair_message, sql_reply,
     system_message,
 };
-use crate::core::repair::{quote_bare_names, repair_hints};
+use crate::core::repair::{fix_column_reference, quote_bare_names, repair_hints};
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
 use crate::core::vote::pick_by_vote;
@@ -260,6 +260,7 @@ pub fn run_question(
         None
     };
 
+    let mut schema_fix: Option<String> = None;
     for attempt in 1..=total_attempts {
         let stage = if attempt == 1 {
             Stage::Generating(1)
@@ -267,66 +268,75 @@ pub fn run_question(
             Stage::Repairing(attempt)
         };
         on_event(PipelineEvent::Stage(stage));
-        let mut sampling = config.sampling;
-        let mut resamples = 0;
-        let (completion, sql) = loop {
-            let request = CompletionRequest {
-                messages: messages.clone(),
-                assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
-                max_tokens: config.max_sql_tokens,
-                stop: vec![SQL_FENCE_CLOSE.to_string()],
-                sampling,
-                grammar: grammar.clone(),
-            };
-            if !config.sql_opening.is_empty() {
-                on_event(PipelineEvent::SqlText {
-                    attempt,
-                    text: &config.sql_opening,
-                });
-            }
-            let completion = model.complete(&request, &mut |text| {
-                on_event(PipelineEvent::SqlText { attempt, text });
-            })?;
-            let written = format!("{}{}", config.sql_opening, completion.text);
-            let sql = extract_sql(&written).unwrap_or_default();
-            let sql = match db.schema() {
-                Ok(schema) => quote_bare_names(&sql, schema),
-                Err(_) => sql,
-            };
-            // Greedy decoding answers a repair turn with the query it already wrote more
-            // often than not; sampling breaks the loop without a new prompt.
-            let repeated = attempts.iter().any(|a| same_sql(&a.sql, &sql));
-            if !repeated || resamples >= MAX_RESAMPLES {
-                break (completion, sql);
-            }
-            resamples += 1;
-            sampling = Sampling::Temperature {
-                temperature: 0.7,
-                seed: attempt * 31 + resamples,
-            };
-            on_event(PipelineEvent::SqlRestarted { attempt });
-        };
-        if attempt == 1 {
-            timings.prompt_tokens = completion.prompt_tokens;
-            timings.cached_prompt_tokens = completion.cached_prompt_tokens;
-            timings.ttft_ms = millis(completion.time_to_first_token);
-        }
-        timings.generate_ms += millis(completion.elapsed);
-        let sql = if attempt == 1 && config.candidates > 1 {
-            let voting = Instant::now();
-            let chosen = vote_among_candidates(
-                model,
-                db,
-                &messages,
-                config,
-                grammar.as_deref(),
-                sql,
-                on_event,
-            )?;
-            timings.generate_ms += millis(voting.elapsed());
-            chosen
+        let sql = if let Some(fixed) = schema_fix.take() {
+            // The schema settled the error without the model (see `fix_column_reference`).
+            on_event(PipelineEvent::SqlText {
+                attempt,
+                text: &fixed,
+            });
+            fixed
         } else {
-            sql
+            let mut sampling = config.sampling;
+            let mut resamples = 0;
+            let (completion, sql) = loop {
+                let request = CompletionRequest {
+                    messages: messages.clone(),
+                    assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+                    max_tokens: config.max_sql_tokens,
+                    stop: vec![SQL_FENCE_CLOSE.to_string()],
+                    sampling,
+                    grammar: grammar.clone(),
+                };
+                if !config.sql_opening.is_empty() {
+                    on_event(PipelineEvent::SqlText {
+                        attempt,
+                        text: &config.sql_opening,
+                    });
+                }
+                let completion = model.complete(&request, &mut |text| {
+                    on_event(PipelineEvent::SqlText { attempt, text });
+                })?;
+                let written = format!("{}{}", config.sql_opening, completion.text);
+                let sql = extract_sql(&written).unwrap_or_default();
+                let sql = match db.schema() {
+                    Ok(schema) => quote_bare_names(&sql, schema),
+                    Err(_) => sql,
+                };
+                // Greedy decoding answers a repair turn with the query it already wrote more
+                // often than not; sampling breaks the loop without a new prompt.
+                let repeated = attempts.iter().any(|a| same_sql(&a.sql, &sql));
+                if !repeated || resamples >= MAX_RESAMPLES {
+                    break (completion, sql);
+                }
+                resamples += 1;
+                sampling = Sampling::Temperature {
+                    temperature: 0.7,
+                    seed: attempt * 31 + resamples,
+                };
+                on_event(PipelineEvent::SqlRestarted { attempt });
+            };
+            if attempt == 1 {
+                timings.prompt_tokens = completion.prompt_tokens;
+                timings.cached_prompt_tokens = completion.cached_prompt_tokens;
+                timings.ttft_ms = millis(completion.time_to_first_token);
+            }
+            timings.generate_ms += millis(completion.elapsed);
+            if attempt == 1 && config.candidates > 1 {
+                let voting = Instant::now();
+                let chosen = vote_among_candidates(
+                    model,
+                    db,
+                    &messages,
+                    config,
+                    grammar.as_deref(),
+                    sql,
+                    on_event,
+                )?;
+                timings.generate_ms += millis(voting.elapsed());
+                chosen
+            } else {
+                sql
+            }
         };
 
         let failure = match check_read_only(&sql) {
@@ -366,8 +376,11 @@ pub fn run_question(
         if matches!(failure, Failure::Final(_)) {
             break;
         }
-        let hints = db
-            .schema()
+        let schema = db.schema().ok();
+        schema_fix = schema
+            .and_then(|schema| fix_column_reference(&message, &sql, schema))
+            .filter(|fixed| !attempts.iter().any(|a| same_sql(&a.sql, fixed)));
+        let hints = schema
             .map(|schema| repair_hints(&message, &sql, schema))
             .unwrap_or_default();
         messages.push(sql_reply(&sql));

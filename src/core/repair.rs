@@ -1,6 +1,10 @@
 //! Hints for the repair turn: SQLite's error names what is wrong, these lines say what
 //! exists instead, so a small model does not write the same query again.
 
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
 use crate::core::guard::referenced_tables;
 use crate::core::schema::Schema;
 
@@ -181,6 +185,208 @@ pub fn quote_bare_names(sql: &str, schema: &Schema) -> String {
     out
 }
 
+/// Rewrites a column reference SQLite could not resolve when the schema says unambiguously
+/// what was meant, so the query runs without another generation:
+/// - the alias is wrong (`T2.Name` where `T2` is `course_arrange` and only `T1`, `teacher`,
+///   has `Name`) -> `T1.Name`;
+/// - the spelling is off (`pet_type` where the query's tables have only `PetType`) ->
+///   `PetType`.
+///
+/// `None` when the error is another one or the fix would be a guess between several.
+pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
+    let subject = error_subject(error, "no such column:")?;
+    let (qualifier, column) = match subject.rsplit_once('.') {
+        Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
+        None => (None, unquote(&subject)),
+    };
+    let dialect = SQLiteDialect {};
+    let mut tokens = Tokenizer::new(&dialect, failed_sql).tokenize().ok()?;
+    let aliases = table_aliases(&tokens, schema);
+    if aliases.is_empty() {
+        return None;
+    }
+    let has_column = |table: &str, column: &str| {
+        schema
+            .table(table)
+            .is_some_and(|t| t.column(column).is_some())
+    };
+    let replacement: (Option<String>, String) = match &qualifier {
+        Some(qualifier) => {
+            let owners: Vec<&(String, String)> = aliases
+                .iter()
+                .filter(|(alias, table)| {
+                    !alias.eq_ignore_ascii_case(qualifier) && has_column(table, &column)
+                })
+                .collect();
+            match owners.as_slice() {
+                [(alias, _)] => (Some(alias.clone()), column.clone()),
+                _ => {
+                    let tables: Vec<&str> = aliases
+                        .iter()
+                        .filter(|(alias, _)| alias.eq_ignore_ascii_case(qualifier))
+                        .map(|(_, table)| table.as_str())
+                        .collect();
+                    let [table] = tables.as_slice() else {
+                        return None;
+                    };
+                    (
+                        Some(qualifier.clone()),
+                        near_miss(schema, &[table], &column)?,
+                    )
+                }
+            }
+        }
+        None => {
+            let tables: Vec<&str> =
+                dedup_case_insensitive(aliases.iter().map(|(_, table)| table.as_str()).collect());
+            (None, near_miss(schema, &tables, &column)?)
+        }
+    };
+    let mut changed = false;
+    let mut index = 0;
+    while index < tokens.len() {
+        let matches_column = |token: &Token| matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case(&column));
+        match &qualifier {
+            Some(qualifier) => {
+                let is_reference = matches!(&tokens[index], Token::Word(w) if w.value.eq_ignore_ascii_case(qualifier))
+                    && matches!(tokens.get(index + 1), Some(Token::Period))
+                    && tokens.get(index + 2).is_some_and(matches_column);
+                if is_reference {
+                    let (alias, name) = &replacement;
+                    if let Some(alias) = alias {
+                        tokens[index] = Token::make_word(alias, None);
+                    }
+                    tokens[index + 2] = Token::make_word(name, quote_style(name));
+                    changed = true;
+                    index += 3;
+                    continue;
+                }
+            }
+            None => {
+                let qualified = index > 0 && matches!(tokens[index - 1], Token::Period);
+                if !qualified && matches_column(&tokens[index]) {
+                    tokens[index] = Token::make_word(&replacement.1, quote_style(&replacement.1));
+                    changed = true;
+                }
+            }
+        }
+        index += 1;
+    }
+    changed.then(|| tokens.iter().map(Token::to_string).collect())
+}
+
+/// `(alias, table)` for every table in FROM and JOIN clauses, the table itself standing for
+/// its own name when it has no alias.
+fn table_aliases(tokens: &[Token], schema: &Schema) -> Vec<(String, String)> {
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let mut aliases = Vec::new();
+    let mut index = 0;
+    while index < words.len() {
+        let opens_table = match words[index] {
+            Token::Word(word) => matches!(word.keyword, Keyword::FROM | Keyword::JOIN),
+            Token::Comma => aliases.last().is_some() && in_from_list(&words[..index]),
+            _ => false,
+        };
+        index += 1;
+        if !opens_table {
+            continue;
+        }
+        let Some(Token::Word(table)) = words.get(index) else {
+            continue;
+        };
+        if schema.table(&table.value).is_none() {
+            continue;
+        }
+        index += 1;
+        if matches!(words.get(index), Some(Token::Word(w)) if w.keyword == Keyword::AS) {
+            index += 1;
+        }
+        let alias = match words.get(index) {
+            Some(Token::Word(w)) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() => {
+                index += 1;
+                w.value.clone()
+            }
+            _ => table.value.clone(),
+        };
+        aliases.push((alias, table.value.clone()));
+    }
+    aliases
+}
+
+/// Whether a comma continues a FROM list (`FROM a AS x, b AS y`), not a select list.
+fn in_from_list(before: &[&Token]) -> bool {
+    for token in before.iter().rev() {
+        if let Token::Word(word) = token {
+            match word.keyword {
+                Keyword::FROM | Keyword::JOIN | Keyword::ON => return true,
+                Keyword::SELECT
+                | Keyword::WHERE
+                | Keyword::GROUP
+                | Keyword::ORDER
+                | Keyword::BY => {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// The one column of `tables` whose name equals `column` ignoring case, `_` and spaces.
+fn near_miss(schema: &Schema, tables: &[&str], column: &str) -> Option<String> {
+    let folded = |name: &str| -> String {
+        name.chars()
+            .filter(|c| !matches!(c, '_' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = folded(column);
+    let mut found: Vec<String> = Vec::new();
+    for table in tables {
+        let Some(table) = schema.table(table) else {
+            continue;
+        };
+        for candidate in &table.columns {
+            if folded(&candidate.name) == wanted
+                && !found
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(&candidate.name))
+            {
+                found.push(candidate.name.clone());
+            }
+        }
+    }
+    match found.as_slice() {
+        [name] if !name.eq_ignore_ascii_case(column) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+fn dedup_case_insensitive(mut names: Vec<&str>) -> Vec<&str> {
+    let mut seen: Vec<&str> = Vec::new();
+    names.retain(|name| {
+        let new = !seen.iter().any(|s| s.eq_ignore_ascii_case(name));
+        if new {
+            seen.push(name);
+        }
+        new
+    });
+    names
+}
+
+fn unquote(name: &str) -> String {
+    name.trim_matches(|c| matches!(c, '"' | '`' | '[' | ']'))
+        .to_string()
+}
+
+fn quote_style(name: &str) -> Option<char> {
+    (!name.chars().all(is_identifier_char)).then_some('"')
+}
+
 fn is_identifier_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -242,6 +448,70 @@ mod quoting_tests {
         assert_eq!(
             quote_bare_names("SELECT XCafé Kunden FROM t", &schema),
             "SELECT XCafé Kunden FROM t"
+        );
+    }
+}
+
+#[cfg(test)]
+mod column_fix_tests {
+    use super::*;
+    use crate::core::schema::introspect;
+    use rusqlite::Connection;
+
+    fn schema() -> Schema {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE teacher (Teacher_ID INTEGER PRIMARY KEY, Name TEXT, Age INTEGER);
+             CREATE TABLE course_arrange (Course_ID INTEGER, Teacher_ID INTEGER, Grade INTEGER);
+             CREATE TABLE pets (PetID INTEGER PRIMARY KEY, PetType TEXT, weight REAL);",
+        )
+        .unwrap();
+        introspect(&conn, ":memory:").unwrap()
+    }
+
+    #[test]
+    fn a_column_under_the_wrong_alias_moves_to_the_table_that_has_it() {
+        let sql = "SELECT T2.Name, COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 \
+                   ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T2.Name";
+        let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
+        assert_eq!(
+            fixed,
+            "SELECT T1.Name, COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 \
+             ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_column_becomes_the_one_that_exists() {
+        let sql = "SELECT pet_type, MAX(weight) FROM pets GROUP BY pet_type";
+        assert_eq!(
+            fix_column_reference("no such column: pet_type", sql, &schema()).as_deref(),
+            Some("SELECT PetType, MAX(weight) FROM pets GROUP BY PetType")
+        );
+        let sql = "SELECT p.pet_type FROM pets p";
+        assert_eq!(
+            fix_column_reference("no such column: p.pet_type", sql, &schema()).as_deref(),
+            Some("SELECT p.PetType FROM pets p")
+        );
+    }
+
+    #[test]
+    fn no_guess_when_the_column_is_nowhere_or_the_error_is_another() {
+        let schema = schema();
+        let sql = "SELECT T1.Course FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
+        assert_eq!(
+            fix_column_reference("no such column: T1.Course", sql, &schema),
+            None
+        );
+        assert_eq!(
+            fix_column_reference("no such table: Course", sql, &schema),
+            None
+        );
+        // Both tables have Teacher_ID: the alias was not the problem.
+        let sql = "SELECT T3.Teacher_ID FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
+        assert_eq!(
+            fix_column_reference("no such column: T3.Teacher_ID", sql, &schema),
+            None
         );
     }
 }
