@@ -212,12 +212,19 @@ pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> O
     };
     let replacement: (Option<String>, String) = match &qualifier {
         Some(qualifier) => {
-            let owners: Vec<&(String, String)> = aliases
-                .iter()
-                .filter(|(alias, table)| {
-                    !alias.eq_ignore_ascii_case(qualifier) && has_column(table, &column)
-                })
-                .collect();
+            // The same alias may name the same table in several SELECTs of one query
+            // (`... EXCEPT SELECT T1.Name FROM Artist AS T1 ...`): one owner, not several.
+            let mut owners: Vec<&(String, String)> = Vec::new();
+            for pair in aliases.iter().filter(|(alias, table)| {
+                !alias.eq_ignore_ascii_case(qualifier) && has_column(table, &column)
+            }) {
+                let known = owners.iter().any(|(alias, table)| {
+                    alias.eq_ignore_ascii_case(&pair.0) && table.eq_ignore_ascii_case(&pair.1)
+                });
+                if !known {
+                    owners.push(pair);
+                }
+            }
             match owners.as_slice() {
                 [(alias, _)] => (Some(alias.clone()), column.clone()),
                 _ => {
@@ -479,6 +486,14 @@ mod column_fix_tests {
             "SELECT T1.Name, COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 \
              ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name"
         );
+    }
+
+    #[test]
+    fn an_alias_repeated_across_a_compound_query_is_one_owner() {
+        let sql = "SELECT T2.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON 1 \
+                   EXCEPT SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
+        let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
+        assert!(fixed.starts_with("SELECT T1.Name FROM teacher"), "{fixed}");
     }
 
     #[test]
