@@ -45,6 +45,10 @@ pub enum TrainError {
     )]
     NothingToTrain { layers: u32, reason: String },
     #[error(
+        "'{path}' is quantized ('{tensor}' is not F32): llama.cpp trains F32 models only; `train run` converts it first"
+    )]
+    NotF32 { path: String, tensor: String },
+    #[error(
         "quantizing '{input}' to '{output}' failed (llama.cpp returned {code}; see the log file)"
     )]
     Quantize {
@@ -394,6 +398,18 @@ impl<'m> Trainer<'m> {
                 config.learning_rate
             )));
         }
+        // Backward passes through quantized weights abort inside llama.cpp: refuse first.
+        let index = crate::llm::gguf::GgufIndex::read(&model.path)?;
+        if let Some(tensor) = index
+            .tensors
+            .iter()
+            .find(|t| t.ggml_type != crate::llm::gguf::GGUF_TYPE_F32)
+        {
+            return Err(TrainError::NotF32 {
+                path: model.path.display().to_string(),
+                tensor: tensor.name.clone(),
+            });
+        }
         let model: &'m TrainableModel = model;
         let context = Context::new(model, config.window, config.threads)?;
         // SAFETY: the default parameters are a plain struct returned by value.
@@ -434,8 +450,7 @@ impl<'m> Trainer<'m> {
             return Err(TrainError::NothingToTrain {
                 layers: model.n_layer,
                 reason: format!(
-                    "{} F32 tensors offered, none in the last {} layers or the final norm; a \
-                     quantized model must be converted to F32 first",
+                    "{} F32 tensors offered, none in the last {} layers or the final norm",
                     filter.seen_f32, config.layers
                 ),
             });
