@@ -108,14 +108,14 @@ impl Writer {
             offset += (data.len() * 4) as u64;
             offset = offset.div_ceil(32) * 32;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         for (_, _, data) in &self.tensors {
             for v in data {
                 out.extend(v.to_le_bytes());
             }
-            while out.len() % 32 != 0 {
+            while !out.len().is_multiple_of(32) {
                 out.push(0);
             }
         }
