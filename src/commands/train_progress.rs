@@ -10,56 +10,9 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
-
 use crate::cli::ProgressMode;
-use crate::core::finetune::{Comparison, GateDecision};
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum ProgressEvent {
-    Phase {
-        phase: String,
-        detail: String,
-    },
-    Step {
-        epoch: u32,
-        epochs: u32,
-        step: usize,
-        steps: usize,
-        loss: f64,
-        tokens_per_s: f64,
-        eta_s: u64,
-    },
-    Done {
-        id: String,
-        passed: bool,
-        reason: String,
-        held_out: Comparison,
-        general: Comparison,
-    },
-    Error {
-        message: String,
-    },
-}
-
-impl ProgressEvent {
-    pub fn done(
-        id: &str,
-        decision: &GateDecision,
-        held_out: Comparison,
-        general: Comparison,
-    ) -> Self {
-        ProgressEvent::Done {
-            id: id.to_string(),
-            passed: decision.passed,
-            reason: decision.reason.clone(),
-            held_out,
-            general,
-        }
-    }
-}
+pub use crate::core::finetune::TrainingEvent as ProgressEvent;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Reporter {
     mode: ProgressMode,

@@ -307,6 +307,53 @@ impl Comparison {
     }
 }
 
+/// One line of `train run --progress json` (the terminal app reads them from its child
+/// process); see `commands::train_progress`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TrainingEvent {
+    Phase {
+        phase: String,
+        detail: String,
+    },
+    Step {
+        epoch: u32,
+        epochs: u32,
+        step: usize,
+        steps: usize,
+        loss: f64,
+        tokens_per_s: f64,
+        eta_s: u64,
+    },
+    Done {
+        id: String,
+        passed: bool,
+        reason: String,
+        held_out: Comparison,
+        general: Comparison,
+    },
+    Error {
+        message: String,
+    },
+}
+
+impl TrainingEvent {
+    pub fn done(
+        id: &str,
+        decision: &GateDecision,
+        held_out: Comparison,
+        general: Comparison,
+    ) -> Self {
+        TrainingEvent::Done {
+            id: id.to_string(),
+            passed: decision.passed,
+            reason: decision.reason.clone(),
+            held_out,
+            general,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
