@@ -403,3 +403,69 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn lora_adapters_load_and_change_what_the_model_writes() {
+    use nano_analyst::core::llm_api::{
+        ChatMessage, CompletionRequest, LanguageModel, Role, Sampling,
+    };
+    use nano_analyst::llm::engine::{EngineConfig, LlamaEngine, LoraConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny(dir.path(), 5);
+    let adapter = dir.path().join("adapter.gguf");
+    crate::support::tiny_model::write_tiny_lora(&adapter, 8, 1);
+    let request = CompletionRequest {
+        messages: vec![
+            ChatMessage::new(Role::System, "You write SQL."),
+            ChatMessage::new(Role::User, "How many albums?"),
+        ],
+        assistant_prefix: String::new(),
+        max_tokens: 24,
+        stop: Vec::new(),
+        sampling: Sampling::Greedy,
+        grammar: None,
+    };
+    let write = |lora: Option<LoraConfig>| {
+        let mut config = EngineConfig::new(base.clone());
+        config.context_tokens = 512;
+        config.lora = lora;
+        let mut engine = LlamaEngine::load(config).unwrap();
+        let text = engine.complete(&request, &mut |_| {}).unwrap().text;
+        (text, engine.model_id())
+    };
+    let (plain, plain_id) = write(None);
+    let (adapted, adapted_id) = write(Some(LoraConfig {
+        path: adapter.clone(),
+        scale: 1.0,
+    }));
+    let (unscaled, _) = write(Some(LoraConfig {
+        path: adapter.clone(),
+        scale: 0.0,
+    }));
+    assert_ne!(plain, adapted, "the adapter changes the output");
+    assert_eq!(plain, unscaled, "scale 0 is the base model");
+    assert!(adapted_id.ends_with("+adapter.gguf"), "{adapted_id}");
+    assert!(!plain_id.contains('+'));
+
+    // A file that is not an adapter: a one-line error naming it, before anything runs.
+    let config = config_for(dir.path(), &base);
+    let data = dir.path().join("data");
+    let output = nano(
+        &data,
+        &config,
+        &[
+            "--lora",
+            base.to_str().unwrap(),
+            "ask",
+            crate::support::chinook_path().to_str().unwrap(),
+            "How many albums?",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not a LoRA adapter"), "{stderr}");
+    let output = nano(&data, &config, &["--lora-scale", "0.5", "train", "status"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--lora-scale needs --lora"));
+}

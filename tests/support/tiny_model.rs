@@ -283,3 +283,34 @@ pub fn write_tiny_model(path: &Path, seed: u64) {
     }
     w.write(path);
 }
+
+/// Writes a LoRA adapter for the tiny model (rank `rank` on every block's attn_q and
+/// ffn_down), in the GGUF layout llama.cpp's convert_lora_to_gguf.py produces.
+pub fn write_tiny_lora(path: &Path, rank: usize, seed: u64) {
+    let mut w = Writer {
+        kv: Vec::new(),
+        tensors: Vec::new(),
+    };
+    w.kv("general.architecture", Value::Str("qwen2".into()));
+    w.kv("general.type", Value::Str("adapter".into()));
+    w.kv("adapter.type", Value::Str("lora".into()));
+    w.kv("adapter.lora.alpha", Value::F32(rank as f32));
+    let mut rng = Rng(0xA076_1D64_78BD_642F ^ seed | 1);
+    let r = rank as u64;
+    for layer in 0..N_LAYER {
+        for (tensor, n_in, n_out) in [("attn_q", N_EMBD, N_EMBD), ("ffn_down", N_FF, N_EMBD)] {
+            let name = format!("blk.{layer}.{tensor}.weight");
+            w.tensor(
+                &format!("{name}.lora_a"),
+                &[n_in as u64, r],
+                rng.fill(n_in * rank, 0.5),
+            );
+            w.tensor(
+                &format!("{name}.lora_b"),
+                &[r, n_out as u64],
+                rng.fill(rank * n_out, 0.5),
+            );
+        }
+    }
+    w.write(path);
+}
