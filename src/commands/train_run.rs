@@ -255,6 +255,7 @@ fn run_inner(
         .unwrap_or_else(|| "model.gguf".into());
     let file = format!("{id}/{id}-{base_name}");
     let version_path = versions_dir.join(&file);
+    ensure_free_space(&versions_dir, base_size + (256 << 20))?;
     let partial = scratch.add(version_path.with_extension("partial"));
     quantize(
         &candidate_f32,
