@@ -269,9 +269,9 @@ pub struct TrainRunArgs {
     /// AdamW learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f32,
-    /// Longest training window in tokens (a multiple of 256); examples that do not fit are
-    /// left out.
-    #[arg(long, default_value_t = 512)]
+    /// Largest training window in tokens (a multiple of 256). Examples are packed whole into
+    /// windows of the smallest size that holds the longest one; longer ones are left out.
+    #[arg(long, default_value_t = 1024)]
     pub window: u32,
     /// Questions of the fixed general set evaluated (the first N of its 100).
     #[arg(long, value_name = "N", default_value_t = 100)]

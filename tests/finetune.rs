@@ -345,7 +345,8 @@ fn train_run_trains_gates_and_registers_a_version() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     let steps: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "step").collect();
-    assert_eq!(steps.len(), 4, "{text}");
+    assert!(!steps.is_empty(), "{text}");
+    assert_eq!(steps[0]["steps"].as_u64().unwrap() as usize, steps.len());
     assert!(
         steps
             .iter()
@@ -363,7 +364,7 @@ fn train_run_trains_gates_and_registers_a_version() {
             .unwrap();
     let version = &registry["versions"][0];
     assert_eq!(version["pairs"]["train"], 4);
-    assert_eq!(version["loss_curve"].as_array().unwrap().len(), 4);
+    assert_eq!(version["loss_curve"].as_array().unwrap().len(), steps.len());
     let passed = done["passed"].as_bool().unwrap();
     assert_eq!(
         version["status"],

@@ -30,7 +30,7 @@ use crate::commands::general_set;
 use crate::commands::train_progress::{ProgressEvent, Reporter};
 use crate::core::exec::ReadOnlyDb;
 use crate::core::finetune::{
-    Comparison, FinetunePair, Score, Split, epoch_order, example_for, gate, pad_window,
+    Comparison, FinetunePair, Score, Split, epoch_order, example_for, gate, pack_windows,
     split_pairs, window_for,
 };
 use crate::core::model_registry::{
@@ -180,7 +180,8 @@ fn run_inner(
     reporter.phase(
         "train",
         &format!(
-            "{} windows of {} tokens, {} epochs, last {} layers, lr {}",
+            "{} examples in {} windows of {} tokens, {} epochs, last {} layers, lr {}",
+            prepared.examples,
             prepared.windows.len(),
             prepared.window,
             args.epochs,
@@ -437,6 +438,8 @@ fn collect_pairs(
 
 struct Prepared {
     window: u32,
+    /// Examples packed into the windows.
+    examples: usize,
     windows: Vec<Vec<i32>>,
     longest: usize,
     too_long: usize,
@@ -485,11 +488,7 @@ fn prepare_windows(
     let pad = vocab_model.vocab().eos().0;
     let longest = token_lists.iter().map(Vec::len).max().unwrap_or(0);
     let window = window_for(longest, WINDOW_GRANULE, max_window);
-    let total = token_lists.len();
-    let windows: Vec<Vec<i32>> = token_lists
-        .iter()
-        .filter_map(|tokens| pad_window(tokens, window as usize, pad))
-        .collect();
+    let (windows, too_long) = pack_windows(&token_lists, window as usize, pad);
     if windows.is_empty() {
         return Err(invalid(format!(
             "no training example fits a {max_window}-token window (the longest has {longest} \
@@ -498,7 +497,8 @@ fn prepare_windows(
     }
     Ok(Prepared {
         window,
-        too_long: total - windows.len(),
+        examples: token_lists.len() - too_long,
+        too_long,
         windows,
         longest,
     })
@@ -513,13 +513,16 @@ fn print_plan(
     reporter: &Reporter,
 ) {
     let mut plan = format!(
-        "fine-tuning '{}'\n  pairs: {} to train on, {} held out to judge by\n  window: {} tokens \
-         (longest example {}), {} epochs, {} steps, last {} layers + final norm, lr {}\n  \
+        "fine-tuning '{}'\n  pairs: {} to train on, {} held out to judge by\n  {} examples \
+         packed in {} windows of {} tokens (longest example {}), {} epochs, {} steps, last {} \
+         layers + final norm, lr {}\n  \
          disk: an F32 copy of the base ({}, kept in the cache unless --no-cache) and a second \
          one while saving",
         base_path.display(),
         split.train.len(),
         split.held_out.len(),
+        prepared.examples,
+        prepared.windows.len(),
         prepared.window,
         prepared.longest,
         args.epochs,

@@ -8,7 +8,8 @@
 //!   with the same query.
 //! - A training example is the inference prompt (system message with the schema, question
 //!   turn, the reply as the pipeline expects it); its schema is the compact subset of the
-//!   tables the SQL names, which keeps windows short.
+//!   tables the SQL names, which keeps windows short. Examples are packed whole into
+//!   fixed windows; none is ever cut.
 //! - The gate accepts only when held-out EX rises and general EX drops by at most
 //!   [`GENERAL_TOLERANCE_POINTS`].
 
@@ -179,16 +180,32 @@ pub fn window_for(longest: usize, granule: u32, max_window: u32) -> u32 {
     (needed.div_ceil(granule) * granule).clamp(granule, max_window.max(granule))
 }
 
-/// Lays one example out in a window of `window + 1` ids (inputs and shifted labels), padded
-/// with `pad` after its end. `None` when it does not fit.
-pub fn pad_window(tokens: &[i32], window: usize, pad: i32) -> Option<Vec<i32>> {
-    if tokens.len() > window + 1 {
-        return None;
+/// Packs examples into windows of `window + 1` ids (inputs and shifted labels): each
+/// window holds whole examples one after another, in order, as many as fit (first fit),
+/// and is padded with `pad` after the last. Packing instead of one example per window
+/// spends the steps on examples rather than on padding (the loss covers every position).
+/// Returns the windows and how many examples were too long for any window.
+pub fn pack_windows(examples: &[Vec<i32>], window: usize, pad: i32) -> (Vec<Vec<i32>>, usize) {
+    let capacity = window + 1;
+    let mut windows: Vec<Vec<i32>> = Vec::new();
+    let mut too_long = 0;
+    for tokens in examples {
+        if tokens.len() > capacity {
+            too_long += 1;
+            continue;
+        }
+        match windows
+            .iter_mut()
+            .find(|w| w.len() + tokens.len() <= capacity)
+        {
+            Some(open) => open.extend_from_slice(tokens),
+            None => windows.push(tokens.clone()),
+        }
     }
-    let mut out = Vec::with_capacity(window + 1);
-    out.extend_from_slice(tokens);
-    out.resize(window + 1, pad);
-    Some(out)
+    for w in &mut windows {
+        w.resize(capacity, pad);
+    }
+    (windows, too_long)
 }
 
 /// The order windows are visited in one epoch: a deterministic shuffle per epoch.
@@ -403,13 +420,27 @@ mod tests {
     }
 
     #[test]
-    fn windows_round_up_to_the_granule_and_pad() {
+    fn windows_round_up_to_the_granule_and_pack_examples() {
         assert_eq!(window_for(100, 256, 512), 256);
         assert_eq!(window_for(255, 256, 512), 256);
         assert_eq!(window_for(256, 256, 512), 512);
         assert_eq!(window_for(2000, 256, 512), 512);
-        assert_eq!(pad_window(&[1, 2, 3], 4, 0), Some(vec![1, 2, 3, 0, 0]));
-        assert_eq!(pad_window(&[1, 2, 3, 4, 5, 6], 4, 0), None);
+        let examples = vec![
+            vec![1, 2, 3],
+            vec![4, 5, 6, 7, 8, 9],
+            vec![7; 7],
+            vec![8, 8],
+        ];
+        let (windows, too_long) = pack_windows(&examples, 5, 0);
+        assert_eq!(
+            too_long, 1,
+            "seven ids do not fit a 5-token window (6 with the label)"
+        );
+        assert_eq!(
+            windows,
+            vec![vec![1, 2, 3, 8, 8, 0], vec![4, 5, 6, 7, 8, 9]],
+            "first fit, padded"
+        );
     }
 
     #[test]
