@@ -137,8 +137,6 @@ fn run_inner(
 
     std::fs::create_dir_all(&cache_dir).map_err(|e| AppError::from(write_error(&cache_dir, &e)))?;
     let version_dir = versions_dir.join(&id);
-    std::fs::create_dir_all(&version_dir)
-        .map_err(|e| AppError::from(write_error(&version_dir, &e)))?;
     let mut scratch = Scratch(Vec::new());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -256,6 +254,8 @@ fn run_inner(
         .unwrap_or_else(|| "model.gguf".into());
     let file = format!("{id}/{id}-{base_name}");
     let version_path = versions_dir.join(&file);
+    std::fs::create_dir_all(&version_dir)
+        .map_err(|e| AppError::from(write_error(&version_dir, &e)))?;
     ensure_free_space(&versions_dir, base_size + (256 << 20))?;
     let partial = scratch.add(version_path.with_extension("partial"));
     quantize(
