@@ -8,6 +8,7 @@
 //! - `{"event":"done","id":"v1","passed":true,"reason":..,"held_out":{..},"general":{..}}`
 //! - `{"event":"error","message":..}`
 
+use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::ProgressMode;
@@ -90,7 +91,9 @@ impl Reporter {
         if self.mode == ProgressMode::Json
             && let Ok(line) = serde_json::to_string(event)
         {
-            println!("{line}");
+            // A reader that went away (the app quit) must not turn into a panic here.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         }
     }
 

@@ -112,6 +112,14 @@ fn run_inner(
         )));
     }
     let split = split_pairs(pairs);
+    if split.train.is_empty() || split.held_out.is_empty() {
+        return Err(invalid(format!(
+            "the pairs cannot be split: {} would train and {} be held out (pairs with the same \
+             SQL stay on one side; add pairs with other queries)",
+            split.train.len(),
+            split.held_out.len()
+        )));
+    }
     let versions_dir = options.paths.versions_dir();
     let cache_dir = options.paths.finetune_cache_dir();
     let base_path = base_model_path(options, &versions_dir);
