@@ -470,3 +470,13 @@ fn lora_adapters_load_and_change_what_the_model_writes() {
     let output = nano(&data, &config, &["--lora-scale", "0.5", "train", "status"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("--lora-scale needs --lora"));
 }
+
+/// Writes the tiny model to `$TINY_MODEL_OUT` for trying the app by hand:
+/// `TINY_MODEL_OUT=/tmp/tiny.gguf cargo test --test tests write_tiny_model -- --ignored`.
+#[test]
+#[ignore]
+fn write_tiny_model_for_manual_checks() {
+    if let Some(path) = std::env::var_os("TINY_MODEL_OUT") {
+        write_tiny_model(Path::new(&path), 4);
+    }
+}
