@@ -69,6 +69,13 @@ pub struct GlobalArgs {
         value_name = "FILE"
     )]
     pub glossary: Option<PathBuf>,
+    /// GGUF LoRA adapter applied on top of the model (e.g. trained with PEFT or Unsloth and
+    /// converted with llama.cpp's convert_lora_to_gguf.py; see the README).
+    #[arg(long, global = true, env = "NANO_ANALYST_LORA", value_name = "PATH")]
+    pub lora: Option<PathBuf>,
+    /// How strongly the LoRA adapter applies (default 1.0).
+    #[arg(long, global = true, env = "NANO_ANALYST_LORA_SCALE", value_name = "S")]
+    pub lora_scale: Option<f32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +236,78 @@ pub enum TrainCommand {
     /// Ask the model for paraphrases of verified questions; keep those whose SQL returns
     /// the same rows as the verified SQL, labelled synthetic.
     Augment(TrainAugmentArgs),
+    /// Fine-tune the model on verified pairs, evaluate it against the base, and switch to it
+    /// only when it is better (held-out EX up, general EX down by at most 1 point).
+    Run(TrainRunArgs),
+    /// Use a fine-tuned version (default: the newest).
+    Accept(TrainAcceptArgs),
+    /// Go back to the previously used model (a version, or the base model).
+    Rollback,
+    /// Show the model in use, every fine-tuned version with its numbers, and whether
+    /// retraining is due.
+    Status(TrainStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainRunArgs {
+    /// Train on the verified pairs of this database (default: every database in the history
+    /// store).
+    pub database: Option<PathBuf>,
+    /// Spider-format pairs instead of the history store: JSON Lines or a JSON list of
+    /// {question, query} (with --db).
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub pairs: Option<PathBuf>,
+    /// The database the --pairs file is about.
+    #[arg(long, value_name = "DB", requires = "pairs")]
+    pub db: Option<PathBuf>,
+    /// Passes over the training half.
+    #[arg(long, default_value_t = 2)]
+    pub epochs: u32,
+    /// How many of the last transformer blocks train (with the final norm).
+    #[arg(long, default_value_t = 2)]
+    pub layers: u32,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f32,
+    /// Largest training window in tokens (a multiple of 256). Examples are packed whole into
+    /// windows of the smallest size that holds the longest one; longer ones are left out.
+    #[arg(long, default_value_t = 1024)]
+    pub window: u32,
+    /// Questions of the fixed general set evaluated (the first N of its 100).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub general: usize,
+    /// Do not ask before starting.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Delete the F32 copy of the base model afterwards (about 4 bytes per weight) instead
+    /// of keeping it for the next run.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Progress as a bar (default) or as JSON lines on stdout (for the terminal app).
+    #[arg(long, value_enum, default_value = "bar")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    Bar,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainAcceptArgs {
+    /// The version id (`train status` lists them); default: the newest.
+    pub id: Option<String>,
+    /// Use a version even though it did not pass the gate.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainStatusArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,17 @@ impl AppPaths {
         self.data_dir.join("models").join(DEFAULT_MODEL_FILE)
     }
 
+    /// Fine-tuned model versions and their registry (see `core::model_registry`).
+    pub fn versions_dir(&self) -> PathBuf {
+        self.data_dir.join("models").join("versions")
+    }
+
+    /// The F32 copy of a base model that training starts from, and other fine-tuning
+    /// intermediates.
+    pub fn finetune_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache").join("finetune")
+    }
+
     pub fn prefix_cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache").join("prefix")
     }

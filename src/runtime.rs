@@ -42,6 +42,12 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    #[error(transparent)]
+    Train(#[from] crate::llm::train::TrainError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::llm::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Registry(#[from] crate::core::model_registry::RegistryError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -64,12 +70,31 @@ impl RuntimeOptions {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, AppError> {
         let paths = AppPaths::resolve(global.data_dir.as_deref(), global.config.as_deref());
         let settings = Settings::load(paths.config_file.as_deref())?;
-        let model_path: PathBuf = global
-            .model
-            .clone()
-            .or_else(|| settings.model_path())
-            .unwrap_or_else(|| paths.default_model());
+        // An explicit --model (or NANO_ANALYST_MODEL) wins; otherwise the active fine-tuned
+        // version of the configured (or default) model, when there is one.
+        let model_path: PathBuf = global.model.clone().unwrap_or_else(|| {
+            let configured = settings
+                .model_path()
+                .unwrap_or_else(|| paths.default_model());
+            crate::core::model_registry::resolve_model(&paths.versions_dir(), &configured)
+        });
         let mut engine = EngineConfig::new(model_path);
+        if let Some(path) = &global.lora {
+            let scale = global.lora_scale.unwrap_or(1.0);
+            if !scale.is_finite() {
+                return Err(AppError::Invalid(format!(
+                    "--lora-scale {scale} must be a number"
+                )));
+            }
+            engine.lora = Some(crate::llm::engine::LoraConfig {
+                path: path.clone(),
+                scale,
+            });
+        } else if global.lora_scale.is_some() {
+            return Err(AppError::Invalid(
+                "--lora-scale needs --lora PATH (a GGUF LoRA adapter)".into(),
+            ));
+        }
         let threads = global.threads.unwrap_or(settings.model.threads);
         engine.threads = if threads == 0 {
             default_threads()

@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod eval;
 mod feedback;
+mod finetune;
 mod retrieval;
 mod spine;
 mod tui;

@@ -53,7 +53,47 @@ impl DbSource {
     }
 }
 
+/// What an evaluation produced, before anything is printed.
+pub struct EvalRun {
+    pub summary: Summary,
+    /// Every selected question was answered (not stopped by Ctrl-C).
+    pub finished: bool,
+    pub answered: usize,
+    pub selected: usize,
+    pub report_path: PathBuf,
+}
+
 pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, AppError> {
+    let outcome = evaluate(args, options)?;
+    let summary = outcome.summary;
+    println!("{}", chart(&summary));
+    println!(
+        "EX {} | valid {} | repair success {} ({}/{}) | latency p50 {} ms, p95 {} ms",
+        percent(summary.overall.accuracy()),
+        percent(summary.overall.valid_rate()),
+        percent(summary.repair_success_rate()),
+        summary.repaired_valid,
+        summary.needed_repair,
+        summary.latency_p50_ms,
+        summary.latency_p95_ms
+    );
+    println!(
+        "predictions: {} | report: {}",
+        args.out.display(),
+        outcome.report_path.display()
+    );
+    if !outcome.finished {
+        println!(
+            "stopped after {} of {} questions; run the same command with --resume to continue",
+            outcome.answered, outcome.selected
+        );
+    }
+    Ok(summary)
+}
+
+/// Runs the evaluation and writes its predictions and report; prints nothing on stdout
+/// (the progress bar, unless `quiet`, goes to stderr).
+pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun, AppError> {
     let source = match (&args.db, &args.db_dir) {
         (Some(file), _) => DbSource::File(file.clone()),
         (None, Some(dir)) => DbSource::Dir(dir.clone()),
@@ -153,31 +193,13 @@ pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, App
     std::fs::write(&report_path, markdown_report(&summary, &info))
         .map_err(|e| AppError::Invalid(format!("cannot write '{}': {e}", report_path.display())))?;
 
-    let finished = predictions.len() == items.len();
-    println!("{}", chart(&summary));
-    println!(
-        "EX {} | valid {} | repair success {} ({}/{}) | latency p50 {} ms, p95 {} ms",
-        percent(summary.overall.accuracy()),
-        percent(summary.overall.valid_rate()),
-        percent(summary.repair_success_rate()),
-        summary.repaired_valid,
-        summary.needed_repair,
-        summary.latency_p50_ms,
-        summary.latency_p95_ms
-    );
-    println!(
-        "predictions: {} | report: {}",
-        args.out.display(),
-        report_path.display()
-    );
-    if !finished {
-        println!(
-            "stopped after {} of {} questions; run the same command with --resume to continue",
-            predictions.len(),
-            items.len()
-        );
-    }
-    Ok(summary)
+    Ok(EvalRun {
+        finished: predictions.len() == items.len(),
+        answered: predictions.len(),
+        selected: items.len(),
+        summary,
+        report_path,
+    })
 }
 
 fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, AppError> {

@@ -42,7 +42,7 @@ pub fn retraining_note(status: &RetrainingStatus) -> Option<String> {
     status.due.then(|| {
         format!(
             "retraining is due: {} new corrections and thumbs-downs since the last training \
-             (threshold {}); export them with `nano-analyst train export --out FILE`",
+             (threshold {}); fine-tune on them with `nano-analyst train run DB` (Ctrl-T in the app)",
             status.new_feedback, status.threshold
         )
     })

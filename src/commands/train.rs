@@ -1,9 +1,14 @@
-//! `train export` (the retraining set) and `train augment` (checked synthetic paraphrases).
+//! `train export` (the retraining set), `train augment` (checked synthetic paraphrases),
+//! `train run` (see `train_run`) and the model versions it makes: `train accept`,
+//! `train rollback`, `train status`.
 
 use std::process::ExitCode;
 
-use crate::cli::{TrainAugmentArgs, TrainCommand, TrainExportArgs};
+use crate::cli::{
+    TrainAcceptArgs, TrainAugmentArgs, TrainCommand, TrainExportArgs, TrainStatusArgs,
+};
 use crate::core::llm_api::{ChatMessage, CompletionRequest, LanguageModel, Role, Sampling};
+use crate::core::model_registry::Registry;
 use crate::core::pipeline::{PipelineConfig, WholeSchemaContext, run_question};
 use crate::core::score::{gold_is_ordered, results_match};
 use crate::core::store::{HistoryStore, PairSource, normalize_question, scope_of, verify_sql};
@@ -14,7 +19,159 @@ pub fn run(command: &TrainCommand, options: &mut RuntimeOptions) -> Result<ExitC
     match command {
         TrainCommand::Export(args) => export(args, options),
         TrainCommand::Augment(args) => augment(args, options),
+        TrainCommand::Run(args) => crate::commands::train_run::run(args, options),
+        TrainCommand::Accept(args) => accept(args, options),
+        TrainCommand::Rollback => rollback(options),
+        TrainCommand::Status(args) => status(args, options),
     }
+}
+
+fn accept(args: &TrainAcceptArgs, options: &RuntimeOptions) -> Result<ExitCode, AppError> {
+    let dir = options.paths.versions_dir();
+    let mut registry = Registry::load(&dir)?;
+    let version = registry
+        .accept(&dir, args.id.as_deref(), args.force)?
+        .clone();
+    registry.save(&dir)?;
+    println!(
+        "now using version {} ({})",
+        version.id,
+        dir.join(&version.file).display()
+    );
+    if let Some(report) = &version.eval {
+        println!(
+            "  held-out EX {}\n  general EX  {}",
+            report.held_out, report.general
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rollback(options: &RuntimeOptions) -> Result<ExitCode, AppError> {
+    let dir = options.paths.versions_dir();
+    let mut registry = Registry::load(&dir)?;
+    let now = registry.rollback()?;
+    registry.save(&dir)?;
+    match now.and_then(|id| registry.version(&id).cloned()) {
+        Some(version) => println!(
+            "now using version {} ({})",
+            version.id,
+            dir.join(&version.file).display()
+        ),
+        None => println!("now using the base model"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status(args: &TrainStatusArgs, options: &RuntimeOptions) -> Result<ExitCode, AppError> {
+    let dir = options.paths.versions_dir();
+    let registry = Registry::load(&dir)?;
+    let retraining = HistoryStore::open(&options.paths.history_db())?
+        .retraining_status(options.feedback.retrain_threshold)?;
+    let model = options.engine.model_path.display().to_string();
+    let cache = cached_f32_bytes(&options.paths.finetune_cache_dir());
+    if args.json {
+        let value = serde_json::json!({
+            "model": model,
+            "active": registry.active,
+            "versions": registry.versions,
+            "retraining": retraining,
+            "cache_bytes": cache,
+        });
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &registry.active {
+        Some(id) => println!("model in use: version {id} ({model})"),
+        None => println!("model in use: {model} (no fine-tuned version active)"),
+    }
+    if registry.versions.is_empty() {
+        println!("no fine-tuned versions yet");
+    } else {
+        let mut table = crate::core::exec::QueryResult {
+            columns: [
+                "id",
+                "status",
+                "pairs",
+                "held-out EX",
+                "general EX",
+                "loss",
+                "train time",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: Vec::new(),
+            total_rows: None,
+        };
+        for version in &registry.versions {
+            let (held, general) = match &version.eval {
+                Some(report) => (
+                    format!(
+                        "{:.1} -> {:.1}",
+                        report.held_out.base.percent(),
+                        report.held_out.candidate.percent()
+                    ),
+                    format!(
+                        "{:.1} -> {:.1}",
+                        report.general.base.percent(),
+                        report.general.candidate.percent()
+                    ),
+                ),
+                None => ("-".into(), "-".into()),
+            };
+            let loss = match (version.loss_curve.first(), version.loss_curve.last()) {
+                (Some(first), Some(last)) => format!("{first:.3} -> {last:.3}"),
+                _ => "-".into(),
+            };
+            let marker = if registry.active.as_deref() == Some(version.id.as_str()) {
+                "*"
+            } else {
+                ""
+            };
+            table.rows.push(
+                [
+                    format!("{}{marker}", version.id),
+                    version.status.as_str().into(),
+                    format!("{}+{}", version.pairs.train, version.pairs.held_out),
+                    held,
+                    general,
+                    loss,
+                    format!("{:.0} s", version.timings.train_s),
+                ]
+                .map(crate::core::exec::Cell::Text)
+                .to_vec(),
+            );
+        }
+        let rows = table.rows.len();
+        print!("{}", crate::commands::text_table::render(&table, rows));
+    }
+    println!(
+        "retraining: {} of {} new corrections and thumbs-downs since the last training{}",
+        retraining.new_feedback,
+        retraining.threshold,
+        if retraining.due { " (due)" } else { "" }
+    );
+    if cache > 0 {
+        println!(
+            "cache: {} of F32 base models in '{}' (`train run --no-cache` removes it)",
+            crate::llm::checkpoint::human_bytes(cache),
+            options.paths.finetune_cache_dir().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cached_f32_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".f32.gguf"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn export(args: &TrainExportArgs, options: &RuntimeOptions) -> Result<ExitCode, AppError> {

@@ -65,4 +65,13 @@ pub trait RunHistory {
     /// Newest first.
     fn list(&self, scope: &DbScope, limit: usize) -> Result<Vec<HistoryEntry>, HistoryError>;
     fn load_run(&self, run: RunId) -> Result<Option<RunOutcome>, HistoryError>;
+    /// New corrections and thumbs-downs since the last training, against `threshold`
+    /// (`None` for stores that do not track training).
+    fn retraining_status(
+        &self,
+        threshold: u64,
+    ) -> Result<Option<crate::core::store::RetrainingStatus>, HistoryError> {
+        let _ = threshold;
+        Ok(None)
+    }
 }

@@ -20,7 +20,7 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use sha2::{Digest, Sha256};
@@ -40,6 +40,15 @@ pub struct EngineConfig {
     pub gpu_layers: u32,
     /// Where system-prompt KV states are saved; `None` disables the disk cache.
     pub prefix_cache_dir: Option<PathBuf>,
+    /// A GGUF LoRA adapter applied on top of the model.
+    pub lora: Option<LoraConfig>,
+}
+
+/// A LoRA adapter file and the scale its deltas are applied with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    pub path: PathBuf,
+    pub scale: f32,
 }
 
 impl EngineConfig {
@@ -51,6 +60,7 @@ impl EngineConfig {
             threads: default_threads(),
             gpu_layers: 0,
             prefix_cache_dir: None,
+            lora: None,
         }
     }
 }
@@ -90,6 +100,48 @@ pub fn load_model(path: &Path, gpu_layers: u32) -> Result<&'static LlamaModel, L
     Ok(Box::leak(Box::new(model)))
 }
 
+/// Loads a model together with a LoRA adapter (adapters need the model mutably, so before
+/// any context exists). Both live for the rest of the process, like [`load_model`]'s.
+pub fn load_model_with_lora(
+    path: &Path,
+    gpu_layers: u32,
+    lora: &LoraConfig,
+) -> Result<(&'static LlamaModel, &'static mut LlamaLoraAdapter), LlmError> {
+    validate_gguf(path)?;
+    let adapter_error = |reason: String| LlmError::Load {
+        path: lora.path.display().to_string(),
+        reason,
+    };
+    let index = crate::llm::gguf::GgufIndex::read(&lora.path)?;
+    if index.text("general.type") != Some("adapter") {
+        return Err(adapter_error(
+            "not a LoRA adapter (general.type is not 'adapter'); convert it with llama.cpp's \
+             convert_lora_to_gguf.py"
+                .into(),
+        ));
+    }
+    if !(lora.scale.is_finite()) {
+        return Err(adapter_error(format!(
+            "invalid --lora-scale {}",
+            lora.scale
+        )));
+    }
+    let backend = backend()?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+    let mut model =
+        LlamaModel::load_from_file(backend, path, &params).map_err(|e| LlmError::Load {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let adapter = model.lora_adapter_init(&lora.path).map_err(|e| {
+        adapter_error(format!(
+            "llama.cpp refused it ({e}); is it an adapter for this model's architecture? \
+             See the log file"
+        ))
+    })?;
+    Ok((Box::leak(Box::new(model)), Box::leak(Box::new(adapter))))
+}
+
 pub struct LlamaEngine {
     model: &'static LlamaModel,
     context: LlamaContext<'static>,
@@ -104,8 +156,33 @@ pub struct LlamaEngine {
 
 impl LlamaEngine {
     pub fn load(config: EngineConfig) -> Result<Self, LlmError> {
-        let model = load_model(&config.model_path, config.gpu_layers)?;
-        Self::with_model(model, config)
+        let Some(lora) = config.lora.clone() else {
+            let model = load_model(&config.model_path, config.gpu_layers)?;
+            return Self::with_model(model, config);
+        };
+        let (model, adapter) = load_model_with_lora(&config.model_path, config.gpu_layers, &lora)?;
+        let mut engine = Self::with_model(model, config)?;
+        engine
+            .context
+            .lora_adapter_set(adapter, lora.scale)
+            .map_err(|e| LlmError::Load {
+                path: lora.path.display().to_string(),
+                reason: format!("cannot apply the adapter: {e}"),
+            })?;
+        // The prefix cache holds KV states computed with the adapter: key them by it too.
+        engine.model_key = format!(
+            "{}+lora:{}:{}",
+            engine.model_key,
+            model_file_key(&lora.path),
+            lora.scale
+        );
+        let adapter_name = lora
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        engine.model_id = format!("{}+{adapter_name}", engine.model_id);
+        Ok(engine)
     }
 
     /// A new context on an already loaded model (tests share one model this way).
@@ -157,50 +234,8 @@ impl LlamaEngine {
         self.evaluated.clear();
     }
 
-    /// The chat rendered as the model's template writes it, as separately tokenised
-    /// segments (one per message, the assistant opener in the last). Tokenising per message
-    /// keeps token boundaries identical between requests that share their first messages.
     fn render_segments(&self, messages: &[ChatMessage]) -> Result<Vec<String>, LlmError> {
-        let mut segments = Vec::with_capacity(messages.len());
-        let mut previous = String::new();
-        for end in 1..=messages.len() {
-            let rendered = self.render(&messages[..end], end == messages.len())?;
-            match rendered.strip_prefix(previous.as_str()) {
-                Some(rest) => segments.push(rest.to_string()),
-                None => return Ok(vec![self.render(messages, true)?]),
-            }
-            previous = rendered;
-        }
-        Ok(segments)
-    }
-
-    fn render(&self, messages: &[ChatMessage], add_assistant: bool) -> Result<String, LlmError> {
-        if let Some(template) = &self.template {
-            let chat: Result<Vec<LlamaChatMessage>, _> = messages
-                .iter()
-                .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.replace('\0', "")))
-                .collect();
-            if let Ok(chat) = chat
-                && let Ok(text) = self
-                    .model
-                    .apply_chat_template(template, &chat, add_assistant)
-            {
-                return Ok(text);
-            }
-        }
-        // Models without a usable template get ChatML, which most instruct models accept.
-        let mut text = String::new();
-        for message in messages {
-            text.push_str(&format!(
-                "<|im_start|>{}\n{}<|im_end|>\n",
-                message.role.as_str(),
-                message.content
-            ));
-        }
-        if add_assistant {
-            text.push_str("<|im_start|>assistant\n");
-        }
-        Ok(text)
+        render_segments(self.model, self.template.as_ref(), messages)
     }
 
     fn tokenize(&self, text: &str, add_bos: bool) -> Vec<LlamaToken> {
@@ -317,6 +352,111 @@ impl LlamaEngine {
     }
 }
 
+/// The chat rendered as the model's template writes it, as separately tokenised segments
+/// (one per message, the assistant opener in the last). Tokenising per message keeps token
+/// boundaries identical between requests that share their first messages.
+fn render_segments(
+    model: &LlamaModel,
+    template: Option<&LlamaChatTemplate>,
+    messages: &[ChatMessage],
+) -> Result<Vec<String>, LlmError> {
+    let mut segments = Vec::with_capacity(messages.len());
+    let mut previous = String::new();
+    for end in 1..=messages.len() {
+        let rendered = render_chat(model, template, &messages[..end], end == messages.len());
+        match rendered.strip_prefix(previous.as_str()) {
+            Some(rest) => segments.push(rest.to_string()),
+            None => return Ok(vec![render_chat(model, template, messages, true)]),
+        }
+        previous = rendered;
+    }
+    Ok(segments)
+}
+
+/// The chat as text, through the model's template (ChatML when it has none that works).
+pub fn render_chat(
+    model: &LlamaModel,
+    template: Option<&LlamaChatTemplate>,
+    messages: &[ChatMessage],
+    add_assistant: bool,
+) -> String {
+    if let Some(template) = template {
+        let chat: Result<Vec<LlamaChatMessage>, _> = messages
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.as_str().into(), m.content.replace('\0', "")))
+            .collect();
+        if let Ok(chat) = chat
+            && let Ok(text) = model.apply_chat_template(template, &chat, add_assistant)
+        {
+            return text;
+        }
+    }
+    // Models without a usable template get ChatML, which most instruct models accept.
+    let mut text = String::new();
+    for message in messages {
+        text.push_str(&format!(
+            "<|im_start|>{}\n{}<|im_end|>\n",
+            message.role.as_str(),
+            message.content
+        ));
+    }
+    if add_assistant {
+        text.push_str("<|im_start|>assistant\n");
+    }
+    text
+}
+
+/// The prompt's tokens exactly as [`LlamaEngine`] evaluates them for a request with these
+/// messages and assistant prefix, and how many of them the first message holds.
+pub fn prompt_tokens(
+    model: &LlamaModel,
+    template: Option<&LlamaChatTemplate>,
+    messages: &[ChatMessage],
+    assistant_prefix: &str,
+) -> Result<(Vec<LlamaToken>, usize), LlmError> {
+    let vocab = model.vocab();
+    let segments = render_segments(model, template, messages)?;
+    let mut prompt: Vec<LlamaToken> = Vec::new();
+    let mut prefix_len = 0;
+    for (index, segment) in segments.iter().enumerate() {
+        prompt.extend(vocab.tokenize(segment.as_bytes(), index == 0, true));
+        if index == 0 {
+            prefix_len = prompt.len();
+        }
+    }
+    prompt.extend(vocab.tokenize(assistant_prefix.as_bytes(), false, true));
+    Ok((prompt, prefix_len))
+}
+
+/// A training example as token ids: the prompt of every message but the last, tokenised
+/// exactly as at inference (with `assistant_prefix`, the text the pipeline writes for the
+/// model), then the rest of the last (assistant) message and the template's end of turn.
+pub fn training_tokens(
+    model: &LlamaModel,
+    template: Option<&LlamaChatTemplate>,
+    messages: &[ChatMessage],
+    assistant_prefix: &str,
+) -> Result<Vec<LlamaToken>, LlmError> {
+    let Some((_, prompt_messages)) = messages.split_last() else {
+        return Err(LlmError::Inference(
+            "a training example needs messages".into(),
+        ));
+    };
+    let whole = render_chat(model, template, messages, false);
+    let prompt_text = format!(
+        "{}{assistant_prefix}",
+        render_chat(model, template, prompt_messages, true)
+    );
+    let Some(rest) = whole.strip_prefix(prompt_text.as_str()) else {
+        return Err(LlmError::Inference(
+            "the reply does not start with the assistant prefix the pipeline writes".into(),
+        ));
+    };
+    let (mut tokens, _) = prompt_tokens(model, template, prompt_messages, assistant_prefix)?;
+    tokens.extend(model.vocab().tokenize(rest.as_bytes(), false, true));
+    Ok(tokens)
+}
+
 impl LanguageModel for LlamaEngine {
     fn complete(
         &mut self,
@@ -325,17 +465,16 @@ impl LanguageModel for LlamaEngine {
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
         self.cancel.store(false, Ordering::SeqCst);
-        let segments = self.render_segments(&request.messages)?;
-        tracing::debug!(prompt = %format!("{}{}", segments.concat(), request.assistant_prefix), "rendered prompt");
-        let mut prompt: Vec<LlamaToken> = Vec::new();
-        let mut prefix_len = 0;
-        for (index, segment) in segments.iter().enumerate() {
-            prompt.extend(self.tokenize(segment, index == 0));
-            if index == 0 {
-                prefix_len = prompt.len();
-            }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let segments = self.render_segments(&request.messages)?;
+            tracing::debug!(prompt = %format!("{}{}", segments.concat(), request.assistant_prefix), "rendered prompt");
         }
-        prompt.extend(self.tokenize(&request.assistant_prefix, false));
+        let (prompt, prefix_len) = prompt_tokens(
+            self.model,
+            self.template.as_ref(),
+            &request.messages,
+            &request.assistant_prefix,
+        )?;
         let capacity = self.config.context_tokens as usize;
         if prompt.len() + 8 > capacity {
             return Err(LlmError::PromptTooLong {

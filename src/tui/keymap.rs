@@ -78,6 +78,8 @@ pub enum Command {
     Rerun,
     /// Close the overlay (history, help, note).
     Close,
+    /// Fine-tune the model on the verified pairs (asks first; runs in the background).
+    Retrain,
 }
 
 /// Where a key is looked up: the focused pane or the open overlay, then `global`.

@@ -40,6 +40,7 @@ use crate::tui::shell::{Shell, run_loop};
 use crate::tui::workers::database::DbHandle;
 use crate::tui::workers::inference::{InferenceHandle, Loader, Session};
 use crate::tui::workers::store::StoreHandle;
+use crate::tui::workers::training::{TrainingCommand, process_launcher};
 
 /// The run history the app records into: the same store as `ask`, `history` and `correct`.
 pub fn open_history(paths: &AppPaths) -> Result<Box<dyn RunHistory + Send>, AppError> {
@@ -131,6 +132,7 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| database.display().to_string());
     let mut model = Model::new(config, label, options.pipeline.max_repairs);
+    model.retrain_threshold = options.feedback.retrain_threshold;
 
     let paused = Arc::new(AtomicBool::new(false));
     let mut shell = Shell {
@@ -144,6 +146,8 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
         export_dir,
         clipboard: Box::new(clipboard::copy_to_terminal),
         editor: external_editor(Arc::clone(&paused), mouse),
+        training: training_command(database, options).map(process_launcher),
+        training_handle: None,
     };
 
     let mut terminal = ratatui::init();
@@ -167,6 +171,32 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
         shell.inference.cancel(id);
     }
     result.map_err(|e| AppError::Invalid(format!("terminal error: {e}")))
+}
+
+/// `train run` on this database with this app's data directory, config, model and threads.
+fn training_command(database: &Path, options: &RuntimeOptions) -> Option<TrainingCommand> {
+    let program = std::env::current_exe().ok()?;
+    let mut args: Vec<String> = vec![
+        "--data-dir".into(),
+        options.paths.data_dir.display().to_string(),
+        "--model".into(),
+        options.engine.model_path.display().to_string(),
+        "--threads".into(),
+        options.engine.threads.to_string(),
+    ];
+    if let Some(config) = &options.paths.config_file {
+        args.push("--config".into());
+        args.push(config.display().to_string());
+    }
+    args.extend([
+        "train".into(),
+        "run".into(),
+        database.display().to_string(),
+        "--yes".into(),
+        "--progress".into(),
+        "json".into(),
+    ]);
+    Some(TrainingCommand { program, args })
 }
 
 /// Reads terminal events on their own thread; paused while `$EDITOR` owns the terminal.

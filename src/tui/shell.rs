@@ -15,6 +15,7 @@ use crate::tui::workers::database::DbHandle;
 use crate::tui::workers::export;
 use crate::tui::workers::inference::InferenceHandle;
 use crate::tui::workers::store::{StoreHandle, StoreRequest};
+use crate::tui::workers::training::{TrainingHandle, TrainingLauncher};
 
 /// While something runs, the clock ticks this often (spinners, elapsed times).
 const BUSY_TICK: Duration = Duration::from_millis(100);
@@ -35,6 +36,10 @@ pub struct Shell {
     pub export_dir: PathBuf,
     pub clipboard: Clipboard,
     pub editor: ExternalEditor,
+    /// Starts background fine-tuning (`None`: not available, e.g. in tests).
+    pub training: Option<TrainingLauncher>,
+    /// The running training process, stopped when the app quits.
+    pub training_handle: Option<TrainingHandle>,
 }
 
 impl Shell {
@@ -71,7 +76,30 @@ impl Shell {
                 let _ = self.out.send(Msg::EditorClosed(edited));
                 return true;
             }
-            Effect::Quit => {}
+            Effect::CheckRetraining { threshold } => {
+                self.store.send(StoreRequest::Retraining { threshold })
+            }
+            Effect::StartTraining => {
+                let started = match self.training.as_mut() {
+                    Some(launch) => launch(self.out.clone()),
+                    None => Err("training is not available here".into()),
+                };
+                match started {
+                    Ok(handle) => self.training_handle = Some(handle),
+                    Err(error) => {
+                        let _ =
+                            self.out
+                                .send(Msg::Training(crate::tui::app::TrainingUpdate::Ended(Err(
+                                    error,
+                                ))));
+                    }
+                }
+            }
+            Effect::Quit => {
+                if let Some(handle) = &self.training_handle {
+                    handle.interrupt();
+                }
+            }
         }
         false
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tiny_model;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 

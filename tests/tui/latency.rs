@@ -129,6 +129,8 @@ fn measure(label: &str, loader: Loader) {
         export_dir: std::env::temp_dir(),
         clipboard: Box::new(|_| Ok(())),
         editor: Box::new(|sql| Ok(sql.to_string())),
+        training: None,
+        training_handle: None,
     };
     let mut model = Model::new(TuiConfig::builtin(), "chinook.db", 3);
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();

@@ -6,4 +6,5 @@ mod e2e;
 mod fixtures;
 mod latency;
 mod render;
+mod training;
 mod update;

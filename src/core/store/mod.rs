@@ -634,6 +634,10 @@ impl RunHistory for HistoryStore {
     fn load_run(&self, run: RunId) -> Result<Option<RunOutcome>, HistoryError> {
         Ok(self.outcome(run)?)
     }
+
+    fn retraining_status(&self, threshold: u64) -> Result<Option<RetrainingStatus>, HistoryError> {
+        Ok(Some(HistoryStore::retraining_status(self, threshold)?))
+    }
 }
 
 /// The scope of an open database: its canonical path and schema fingerprint.

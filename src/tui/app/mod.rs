@@ -5,10 +5,12 @@
 
 mod history_view;
 mod msg;
+mod training;
 mod update;
 
 pub use history_view::HistoryState;
-pub use msg::{Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent};
+pub use msg::{Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent, TrainingUpdate};
+pub use training::status_text as training_status;
 pub use update::update;
 
 use ratatui_textarea::TextArea;
@@ -110,6 +112,41 @@ pub enum Startup {
     Loading { phase: String },
     Ready { model: String },
     Failed(String),
+}
+
+/// Fine-tuning as the status bar shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Training {
+    /// Nothing running; retraining is not due (or not known to be).
+    Idle,
+    /// Enough new corrections and thumbs-downs piled up: the status bar offers retraining.
+    Due {
+        new_feedback: u64,
+        threshold: u64,
+    },
+    /// The retrain key was pressed once; pressing it again starts, Esc does not.
+    Confirming {
+        due: bool,
+    },
+    Running {
+        phase: String,
+        step: usize,
+        steps: usize,
+        loss: Option<f64>,
+        eta_s: Option<u64>,
+    },
+    Finished {
+        id: String,
+        passed: bool,
+        summary: String,
+    },
+    Failed(String),
+}
+
+impl Training {
+    pub fn is_running(&self) -> bool {
+        matches!(self, Training::Running { .. })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +277,9 @@ pub struct Model {
     pub next_id: RequestId,
     /// A one-line message in the status bar ("copied", "exported to ...").
     pub flash: Option<String>,
+    pub training: Training,
+    /// New corrections and thumbs-downs that make retraining due (0: never offered).
+    pub retrain_threshold: u64,
     pub dirty: bool,
     pub quit: bool,
 }
@@ -272,6 +312,8 @@ impl Model {
             active: None,
             next_id: RECALL_LIST_ID + 1,
             flash: None,
+            training: Training::Idle,
+            retrain_threshold: 0,
             dirty: true,
             quit: false,
         }
@@ -279,7 +321,13 @@ impl Model {
 
     /// Effects to run once at start-up.
     pub fn init(&self) -> Vec<Effect> {
-        vec![Effect::ListHistory { id: RECALL_LIST_ID }]
+        let mut effects = vec![Effect::ListHistory { id: RECALL_LIST_ID }];
+        if self.retrain_threshold > 0 {
+            effects.push(Effect::CheckRetraining {
+                threshold: self.retrain_threshold,
+            });
+        }
+        effects
     }
 
     pub fn key_context(&self) -> KeyContext {

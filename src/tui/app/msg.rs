@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use crossterm::event::KeyEvent;
 
 use crate::core::exec::QueryResult;
+use crate::core::finetune::TrainingEvent;
 use crate::core::history::{HistoryEntry, Rating, RunId};
 use crate::core::pipeline::{PipelineEvent, PromptContext, RunOutcome, Stage};
+use crate::core::store::RetrainingStatus;
 
 pub type RequestId = u64;
 
@@ -125,6 +127,19 @@ pub enum Msg {
     EditorClosed(Result<String, String>),
     Exported(Result<PathBuf, String>),
     Copied(Result<usize, String>),
+    /// How much new feedback piled up since the last training (`None`: the store does not
+    /// track it).
+    RetrainingChecked(Result<Option<RetrainingStatus>, String>),
+    /// From the background training process.
+    Training(TrainingUpdate),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainingUpdate {
+    /// A progress line of `train run --progress json`.
+    Event(TrainingEvent),
+    /// The process exited: cleanly, or with the reason (its last error line).
+    Ended(Result<(), String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,5 +186,11 @@ pub enum Effect {
     OpenEditor {
         sql: String,
     },
+    /// Ask the store how much feedback is new since the last training.
+    CheckRetraining {
+        threshold: u64,
+    },
+    /// Start `train run` on this database as a background process.
+    StartTraining,
     Quit,
 }

@@ -6,6 +6,7 @@ use ratatui_textarea::TextArea;
 use crate::core::exec::QueryResult;
 use crate::core::history::Rating;
 use crate::core::pipeline::{self, RunOutcome};
+use crate::tui::app::training;
 use crate::tui::app::{
     Active, AttemptView, Effect, ExportFormat, HistoryState, Model, Msg, Overlay, Pane,
     PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, chart_columns,
@@ -67,6 +68,21 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
         },
         Msg::Stored(result) => {
             model.flash = Some(result.unwrap_or_else(|e| format!("not saved: {e}")));
+            // A rating or correction may have made retraining due.
+            if model.retrain_threshold > 0 {
+                vec![Effect::CheckRetraining {
+                    threshold: model.retrain_threshold,
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        Msg::RetrainingChecked(status) => {
+            training::on_retraining_checked(model, status);
+            Vec::new()
+        }
+        Msg::Training(progress) => {
+            training::on_training_update(model, progress);
             Vec::new()
         }
         Msg::EditorClosed(result) => {
@@ -199,10 +215,11 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
             effects.push(Effect::Quit);
         }
         Command::Cancel => {
-            if !cancel_active(model, &mut effects) {
+            if !training::cancel_confirmation(model) && !cancel_active(model, &mut effects) {
                 model.zoomed = false;
             }
         }
+        Command::Retrain => training::on_retrain_key(model, &mut effects),
         Command::FocusNext | Command::FocusPrev => {
             let index = Pane::ORDER
                 .iter()

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use unicode_width::UnicodeWidthStr;
 
-use crate::tui::app::{Model, Stage, Startup};
+use crate::tui::app::{Model, Stage, Startup, training_status};
 use crate::tui::view::{format_ms, spinner};
 
 pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
@@ -60,6 +60,13 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         if let Startup::Loading { phase } = &model.startup {
             left.push(Span::raw(format!(" · {} {phase}", spinner(model.now_ms))));
         }
+    }
+    if let Some((text, attention)) = training_status(model) {
+        let color = if attention { theme.accent } else { theme.dim };
+        left.push(Span::styled(
+            format!(" · {text}"),
+            Style::default().fg(color),
+        ));
     }
     if let Some(flash) = &model.flash {
         left.push(Span::styled(

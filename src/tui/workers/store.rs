@@ -31,6 +31,9 @@ pub enum StoreRequest {
     Load {
         run: RunId,
     },
+    Retraining {
+        threshold: u64,
+    },
 }
 
 pub struct StoreHandle {
@@ -96,5 +99,10 @@ fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) 
             run,
             outcome: history.load_run(run).map_err(|e| e.to_string()),
         },
+        StoreRequest::Retraining { threshold } => Msg::RetrainingChecked(
+            history
+                .retraining_status(threshold)
+                .map_err(|e| e.to_string()),
+        ),
     }
 }
