@@ -144,6 +144,8 @@ fn run_inner(
     confirm(args)?;
 
     std::fs::create_dir_all(&cache_dir).map_err(|e| AppError::from(write_error(&cache_dir, &e)))?;
+    let _one_at_a_time = lock_training(&cache_dir)?;
+    remove_stale_intermediates(&cache_dir);
     let version_dir = versions_dir.join(&id);
     let mut scratch = Scratch(Vec::new());
 
@@ -571,15 +573,54 @@ fn confirm(args: &TrainRunArgs) -> Result<(), AppError> {
     }
 }
 
-/// Ctrl-C stops the run at the next step (intermediate files are removed); a second one
-/// exits at once.
+/// Ctrl-C (or SIGTERM) stops the run at the next step, removing intermediate files; a
+/// second one exits at once.
 fn register_interrupt(stop: &Arc<AtomicBool>) -> Result<(), AppError> {
-    use signal_hook::consts::SIGINT;
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let failed = |e: std::io::Error| invalid(format!("cannot handle Ctrl-C: {e}"));
-    signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(stop))
-        .map_err(failed)?;
-    signal_hook::flag::register(SIGINT, Arc::clone(stop)).map_err(failed)?;
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(stop))
+            .map_err(failed)?;
+        signal_hook::flag::register(signal, Arc::clone(stop)).map_err(failed)?;
+    }
     Ok(())
+}
+
+/// One training run per data directory: the lock is held until the returned file closes.
+fn lock_training(cache_dir: &Path) -> Result<std::fs::File, AppError> {
+    let path = cache_dir.join("train.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AppError::from(write_error(&path, &e)))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(invalid(format!(
+            "another training run is using '{}'; wait for it to finish",
+            cache_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(AppError::from(write_error(&path, &e))),
+    }
+}
+
+/// Candidate copies and partial files left by a run that was killed (the cached F32 bases,
+/// named by their hash, stay).
+fn remove_stale_intermediates(cache_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let candidate = name.starts_with('v') && name.ends_with(".f32.gguf");
+        if candidate || name.ends_with(".partial") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(%name, "removed a file left by an interrupted run"),
+                Err(error) => tracing::warn!(%error, %name, "cannot remove a stale file"),
+            }
+        }
+    }
 }
 
 fn check_stop(stop: &AtomicBool) -> Result<(), AppError> {
