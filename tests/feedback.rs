@@ -142,6 +142,11 @@ fn store_migrates_a_version_1_file_keeping_its_runs() {
         Some("SELECT Title FROM Album LIMIT 1")
     );
     assert_eq!(entries[1].rating, Some(Rating::Up));
+    // Re-opening the corrected run shows the correction, not the model's SQL.
+    assert_eq!(
+        store.load_run(2).unwrap().unwrap().sql.as_deref(),
+        Some("SELECT Title FROM Album LIMIT 1")
+    );
     let sources: Vec<PairSource> = store
         .pairs(Some(&scope))
         .unwrap()

@@ -93,6 +93,21 @@ fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("tui-e2e-data")
 }
 
+/// Removes the history store (and the corrections in it) left by an earlier run, so the
+/// history holds this run's question only and no earlier correction steers the model.
+fn forget_earlier_runs(data_dir: &Path) {
+    for name in [
+        "history.sqlite3",
+        "history.sqlite3-wal",
+        "history.sqlite3-shm",
+    ] {
+        let path = data_dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).expect("remove the earlier history store");
+        }
+    }
+}
+
 #[test]
 fn tmux_question_edit_correct_and_history_with_the_real_model() {
     if Command::new("tmux").arg("-V").output().is_err() {
@@ -105,6 +120,7 @@ fn tmux_question_edit_correct_and_history_with_the_real_model() {
     let program = std::env::var_os("NANO_TUI_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(binary);
+    forget_earlier_runs(&data_dir());
     let command = vec![
         program.display().to_string(),
         "--data-dir".into(),

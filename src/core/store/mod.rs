@@ -600,6 +600,19 @@ impl HistoryStore {
         })
     }
 
+    /// The latest correction stored for `run`, if the user made one.
+    pub fn correction_of(&self, run: RunId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT sql FROM pairs WHERE run_id = ?1 AND source = 'correction'
+                 ORDER BY id DESC LIMIT 1",
+                params![run],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn run_count(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn
@@ -631,8 +644,15 @@ impl RunHistory for HistoryStore {
         Ok(self.entries(scope, limit)?)
     }
 
+    /// The run as it was asked, with the user's correction as its SQL when there is one.
     fn load_run(&self, run: RunId) -> Result<Option<RunOutcome>, HistoryError> {
-        Ok(self.outcome(run)?)
+        let Some(mut outcome) = self.outcome(run)? else {
+            return Ok(None);
+        };
+        if let Some(sql) = self.correction_of(run)? {
+            outcome.sql = Some(sql);
+        }
+        Ok(Some(outcome))
     }
 
     fn retraining_status(&self, threshold: u64) -> Result<Option<RetrainingStatus>, HistoryError> {
