@@ -495,10 +495,9 @@ fn prepare_windows(
         )?;
         token_lists.push(tokens.into_iter().map(|t| t.0).collect::<Vec<i32>>());
     }
-    let pad = vocab_model.vocab().eos().0;
     let longest = token_lists.iter().map(Vec::len).max().unwrap_or(0);
     let window = window_for(longest, WINDOW_GRANULE, max_window);
-    let (windows, too_long) = pack_windows(&token_lists, window as usize, pad);
+    let (windows, too_long) = pack_windows(&token_lists, window as usize);
     if windows.is_empty() {
         return Err(invalid(format!(
             "no training example fits a {max_window}-token window (the longest has {longest} \
@@ -715,7 +714,15 @@ fn evaluate_both(
         }
     }
     let mut general = Comparison::default();
-    if args.general > 0 {
+    // The gate needs a held-out gain first; without one the general set cannot change the
+    // verdict, and a damaged candidate would spend an hour there writing to its token limit.
+    let held_out_rose = held.candidate.percent() > held.base.percent();
+    if !held_out_rose {
+        reporter.note(&format!(
+            "held-out EX did not rise ({held}); the general set is not evaluated"
+        ));
+    }
+    if args.general > 0 && held_out_rose {
         let set = general_set::materialize(&cache_dir.join("general-set"))?;
         for (role, model) in [("base", base), ("candidate", candidate)] {
             check_stop(stop)?;

@@ -146,14 +146,25 @@ fn on_event(model: &mut Model, event: TrainingEvent) {
             } else {
                 "rejected, base model kept"
             };
-            model.training = Training::Finished {
-                summary: format!(
-                    "{id} {verdict}: held-out EX {:.1}% -> {:.1}%, general {:.1}% -> {:.1}% ({reason}); \
-                     restart the app to load it",
-                    held_out.base.percent(),
-                    held_out.candidate.percent(),
+            let general = if general.base.total == 0 {
+                "not evaluated".to_string()
+            } else {
+                format!(
+                    "{:.1}% -> {:.1}%",
                     general.base.percent(),
                     general.candidate.percent()
+                )
+            };
+            let next = if passed {
+                "; restart the app to load it"
+            } else {
+                ""
+            };
+            model.training = Training::Finished {
+                summary: format!(
+                    "{id} {verdict}: held-out EX {:.1}% -> {:.1}%, general {general} ({reason}){next}",
+                    held_out.base.percent(),
+                    held_out.candidate.percent(),
                 ),
                 id,
                 passed,
