@@ -17,8 +17,11 @@ use nano_analyst::core::schema_render::{RenderOptions, render_schema};
 use nano_analyst::core::store::{HistoryStore, LATEST_VERSION, PairSource, PromptRecord, scope_of};
 use nano_analyst::core::training::{ExportFormat, read_export, training_records, write_export};
 
+use nano_analyst::schema_search::load_embedder;
+
 use crate::support::{
-    answers_like, binary, chinook_path, describe, engine, model_lock, model_path, run_sql,
+    answers_like, binary, chinook_path, describe, embed_model_path, engine, model_lock, model_path,
+    run_sql,
 };
 
 fn chinook_scope() -> DbScope {
@@ -584,7 +587,7 @@ fn export_round_trips_in_every_format() {
     let question = "How many albums are there?";
     let expected = [
         system_message(&schema_text),
-        question_message(question, &[], &[]),
+        question_message(question, &[]),
         sql_reply("SELECT count(AlbumId) FROM Album"),
     ];
     for (message, want) in messages.iter().zip(&expected) {
@@ -753,20 +756,14 @@ fn example_memory_puts_the_corrected_pair_into_a_paraphrase_prompt() {
         &mut |_| {},
     )
     .unwrap();
-    let user_turn = &model.requests[0].messages[1];
-    assert_eq!(user_turn.role, Role::User);
-    assert!(
-        user_turn
-            .content
-            .contains(&format!("Question: {question}\nSQL: {gold}")),
-        "{}",
-        user_turn.content
-    );
-    assert!(
-        user_turn
-            .content
-            .ends_with(&format!("Question: {paraphrase}"))
-    );
+    // The corrected pair is an earlier turn of the conversation: its question, then its SQL
+    // as the assistant's reply; the paraphrase is the last turn.
+    let messages = &model.requests[0].messages;
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert_eq!(messages[1], question_message(question, &[]));
+    assert_eq!(messages[2], sql_reply(gold));
+    assert_eq!(messages[3].role, Role::User);
+    assert_eq!(messages[3].content, format!("Question: {paraphrase}"));
     let want = run_sql(&db, gold);
     let got = second.result.expect("the paraphrase is answered");
     assert!(
@@ -801,10 +798,12 @@ fn paraphrase_ex_before_and_after_corrections() {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let scope = scope_of(&db).unwrap();
     let mut store = HistoryStore::open(&path).unwrap();
+    // The example memory as the app runs it: BM25 and sentence vectors.
+    let embedder = load_embedder(&embed_model_path(), 2).unwrap();
     let mut context = ComposedContext {
         schema: Box::new(WholeSchemaContext::new(db.schema().unwrap())),
         examples: Some(Box::new(
-            ExampleMemory::open(&path, scope.clone(), None).unwrap(),
+            ExampleMemory::open(&path, scope.clone(), Some(embedder)).unwrap(),
         )),
         examples_per_question: 3,
     };
@@ -971,6 +970,36 @@ fn example_memory_uses_vectors_when_an_embedder_is_given() {
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].sql, "SELECT 1");
     assert!(without.search(question, 3).unwrap().is_empty());
+}
+
+/// With vectors, words in common are not enough: a pair far in meaning is left out.
+#[test]
+fn example_memory_with_vectors_leaves_out_a_pair_that_only_shares_words() {
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("history.sqlite3");
+    let scope = chinook_scope();
+    let mut store = HistoryStore::open(&path).unwrap();
+    let near_words = "What are the first and last names of the employees who help Leonie?";
+    let same_meaning = "First and last names of employees who live in Calgary";
+    store
+        .add_correction(&scope, near_words, "SELECT 1", None)
+        .unwrap();
+    store
+        .add_correction(&scope, same_meaning, "SELECT 2", None)
+        .unwrap();
+    let question = "First and last names of the employees based in Calgary";
+    let embedder = TableEmbedder(vec![
+        (near_words, vec![0.5, 0.866]),
+        (same_meaning, vec![0.95, 0.31]),
+        (question, vec![1.0, 0.0]),
+    ]);
+    let mut memory = ExampleMemory::open(&path, scope.clone(), Some(Box::new(embedder))).unwrap();
+    let hits = memory.search(question, 3).unwrap();
+    let sqls: Vec<&str> = hits.iter().map(|p| p.sql.as_str()).collect();
+    assert_eq!(sqls, vec!["SELECT 2"]);
+    // Without vectors the shared words decide, and both are found.
+    let mut words_only = ExampleMemory::open(&path, scope, None).unwrap();
+    assert_eq!(words_only.search(question, 3).unwrap().len(), 2);
 }
 
 /// `train augment` with the real model: every paraphrase it keeps is labelled synthetic,

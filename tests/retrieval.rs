@@ -2,7 +2,7 @@
 //! real embedding model checked against a reference computed once with numpy
 //! (scripts/embedder-reference.py).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nano_analyst::core::embed::{Embedder, cosine};
 use nano_analyst::core::exec::ReadOnlyDb;
@@ -11,11 +11,10 @@ use nano_analyst::core::prompt::GlossaryEntry;
 use nano_analyst::core::retrieval::{
     IndexOrigin, Reason, RetrievalContext, RetrievalOptions, ValueIndex,
 };
-use nano_analyst::llm::embedder::{LlamaEmbedder, default_embed_model};
-use nano_analyst::paths::AppPaths;
+use nano_analyst::llm::embedder::LlamaEmbedder;
 use rusqlite::Connection;
 
-use crate::support::{chinook_path, engine, model_lock, run_sql};
+use crate::support::{chinook_path, embed_model_path, engine, model_lock, run_sql};
 
 fn retrieval_for(
     database: &Path,
@@ -270,19 +269,6 @@ fn a_schema_with_unicode_spaces_and_quotes_works_end_to_end() {
         outcome.sql,
         outcome.attempts
     );
-}
-
-fn embed_model_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("NANO_ANALYST_EMBED_MODEL") {
-        return PathBuf::from(path);
-    }
-    let path = default_embed_model(&AppPaths::resolve(None, None).data_dir);
-    assert!(
-        path.is_file(),
-        "the embedding model is missing at {}: run scripts/fetch-embedder.sh (scripts/test.sh does) or set NANO_ANALYST_EMBED_MODEL",
-        path.display()
-    );
-    path
 }
 
 #[derive(serde::Deserialize)]

@@ -166,7 +166,7 @@ pub fn example_for(
     Example {
         messages: [
             system_message(&schema_text),
-            question_message(&pair.question, &[], &[]),
+            question_message(&pair.question, &[]),
             sql_reply(&reply),
         ],
         assistant_prefix,

@@ -32,8 +32,13 @@ use crate::core::store::{HistoryStore, PairSource, StoreError, VerifiedPair};
 const ANALYZER: &str = "question";
 /// Reciprocal-rank-fusion constant (the usual 60).
 const RRF_K: f32 = 60.0;
-/// Below this cosine a vector-only match is not shown as an example.
-const MIN_COSINE: f32 = 0.55;
+/// Below this cosine a pair is not shown as an example when sentence vectors are available,
+/// whatever its words share. Set on the Chinook paraphrases (MiniLM): every paraphrase is at
+/// least 0.69 from its own question; the example that misled the model ("employee who helps
+/// the customer Leonie" for "employees based in Calgary") is at 0.58, while one with the same
+/// query shape that helped ("least common media type" for "genre with the most tracks") is
+/// at 0.63, and leaving it out (at 0.65) made that question wrong.
+const MIN_COSINE: f32 = 0.6;
 /// A BM25 match is shown only when the pair's question holds at least this share of the new
 /// question's terms. Sharing one word ("employee", "tracks") is not similarity, and on
 /// Chinook an unrelated example misled the model (it copied the example's join style into
@@ -130,11 +135,16 @@ impl ExampleMemory {
             return Ok(Vec::new());
         }
         let depth = (limit * 4).max(10);
+        let nearest = self.nearest(question, depth);
         let mut fused: HashMap<usize, f32> = HashMap::new();
         for (rank, slot) in self.bm25(question, depth)?.into_iter().enumerate() {
+            // With vectors, sharing words only ranks a pair that is close in meaning too.
+            if nearest.as_ref().is_some_and(|close| !close.contains(&slot)) {
+                continue;
+            }
             *fused.entry(slot).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
         }
-        for (rank, slot) in self.nearest(question, depth).into_iter().enumerate() {
+        for (rank, slot) in nearest.into_iter().flatten().enumerate() {
             *fused.entry(slot).or_default() += 1.0 / (RRF_K + rank as f32 + 1.0);
         }
         let mut ranked: Vec<(usize, f32)> = fused.into_iter().collect();
@@ -183,16 +193,19 @@ impl ExampleMemory {
         Ok(slots)
     }
 
-    fn nearest(&mut self, question: &str, depth: usize) -> Vec<usize> {
-        let Some(embedder) = self.embedder.as_mut() else {
-            return Vec::new();
-        };
+    /// The pairs at least [`MIN_COSINE`] from `question`, closest first; `None` when there
+    /// are no vectors to compare (no embedder, or embedding failed), so BM25 decides alone.
+    fn nearest(&mut self, question: &str, depth: usize) -> Option<Vec<usize>> {
+        let embedder = self.embedder.as_mut()?;
+        if self.vectors.iter().all(Vec::is_empty) {
+            return None;
+        }
         let query = match embedder.embed(&[question]) {
             Ok(mut vectors) if !vectors.is_empty() => vectors.swap_remove(0),
-            Ok(_) => return Vec::new(),
+            Ok(_) => return None,
             Err(error) => {
                 tracing::warn!("example memory: embedding the question failed: {error}");
-                return Vec::new();
+                return None;
             }
         };
         let mut scored: Vec<(usize, f32)> = self
@@ -203,11 +216,13 @@ impl ExampleMemory {
             .filter(|(_, score)| *score >= MIN_COSINE)
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored
-            .into_iter()
-            .take(depth)
-            .map(|(slot, _)| slot)
-            .collect()
+        Some(
+            scored
+                .into_iter()
+                .take(depth)
+                .map(|(slot, _)| slot)
+                .collect(),
+        )
     }
 
     /// Rebuilds the index when the store's pairs changed since the last build.

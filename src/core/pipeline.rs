@@ -15,7 +15,7 @@ use crate::core::grammar::sql_grammar;
 use crate::core::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::llm_api::{CompletionRequest, LanguageModel, LlmError, Sampling};
 use crate::core::prompt::{
-    Example, GlossaryEntry, answer_message, question_message, repair_message, sql_reply,
+    Example, GlossaryEntry, answer_message, question_turns, repair_message, sql_reply,
     system_message,
 };
 use crate::core::repair::{fix_column_reference, quote_bare_names, repair_hints};
@@ -246,10 +246,12 @@ pub fn run_question(
     timings.retrieve_ms = millis(started.elapsed());
     on_event(PipelineEvent::Context(&prompt_context));
 
-    let mut messages = vec![
-        system_message(&prompt_context.schema_text),
-        question_message(question, &prompt_context.examples, &prompt_context.glossary),
-    ];
+    let mut messages = vec![system_message(&prompt_context.schema_text)];
+    messages.extend(question_turns(
+        question,
+        &prompt_context.examples,
+        &prompt_context.glossary,
+    ));
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut success: Option<(String, QueryResult)> = None;
     let mut final_error: Option<String> = None;

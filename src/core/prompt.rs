@@ -2,7 +2,8 @@
 //!
 //! Everything that is the same for every question on a database (instructions and schema)
 //! sits in the system message, so its KV cache is evaluated once. Things that vary per
-//! question (examples, glossary entries, the question) go in the user turn after it.
+//! question come after it: examples as earlier question/reply turns, then the question turn
+//! with its glossary entries.
 
 use std::fmt::Write;
 
@@ -42,11 +43,8 @@ pub fn system_message(schema_text: &str) -> ChatMessage {
     )
 }
 
-pub fn question_message(
-    question: &str,
-    examples: &[Example],
-    glossary: &[GlossaryEntry],
-) -> ChatMessage {
+/// The user turn that asks `question`, with the glossary entries that matched it.
+pub fn question_message(question: &str, glossary: &[GlossaryEntry]) -> ChatMessage {
     let mut content = String::new();
     if !glossary.is_empty() {
         content.push_str("Definitions used in this database:\n");
@@ -55,19 +53,26 @@ pub fn question_message(
         }
         content.push('\n');
     }
-    if !examples.is_empty() {
-        content.push_str("Questions answered correctly before:\n");
-        for example in examples {
-            let _ = writeln!(
-                content,
-                "Question: {}\nSQL: {}\n",
-                example.question.trim(),
-                one_line(&example.sql)
-            );
-        }
-    }
     let _ = write!(content, "Question: {}", question.trim());
     ChatMessage::new(Role::User, content)
+}
+
+/// The turns after the system message: each example as an earlier question and the SQL
+/// reply it got, the most similar one last, then the question. A small model copies the
+/// structure of a reply it "wrote" far more faithfully than an example quoted inside the
+/// question (measured on the Chinook paraphrases, see the README).
+pub fn question_turns(
+    question: &str,
+    examples: &[Example],
+    glossary: &[GlossaryEntry],
+) -> Vec<ChatMessage> {
+    let mut turns = Vec::with_capacity(examples.len() * 2 + 1);
+    for example in examples.iter().rev() {
+        turns.push(question_message(&example.question, &[]));
+        turns.push(sql_reply(&example.sql));
+    }
+    turns.push(question_message(question, glossary));
+    turns
 }
 
 /// The assistant turn as it would look had the model written `sql` (used for history).
@@ -129,10 +134,6 @@ pub fn answer_message(question: &str, result: &QueryResult, max_rows: usize) -> 
     ChatMessage::new(Role::User, content)
 }
 
-fn one_line(sql: &str) -> String {
-    sql.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn truncate(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         text.to_string()
@@ -148,22 +149,46 @@ mod tests {
     use crate::core::exec::Cell;
 
     #[test]
-    fn question_turn_carries_examples_and_glossary() {
-        let message = question_message(
+    fn examples_are_earlier_turns_with_the_closest_last() {
+        let example = |question: &str, sql: &str| Example {
+            question: question.into(),
+            sql: sql.into(),
+        };
+        let turns = question_turns(
             "How many rock tracks?",
-            &[Example {
-                question: "How many jazz tracks?".into(),
-                sql: "SELECT count(*)\nFROM Track".into(),
-            }],
+            &[
+                example("How many jazz tracks?", "SELECT count(*)\nFROM Track"),
+                example("How many albums?", "SELECT count(*) FROM Album"),
+            ],
             &[GlossaryEntry {
                 term: "rock".into(),
                 definition: "Genre.Name = 'Rock'".into(),
             }],
         );
-        assert_eq!(message.role, Role::User);
-        assert!(message.content.contains("- rock: Genre.Name = 'Rock'"));
-        assert!(message.content.contains("SQL: SELECT count(*) FROM Track"));
-        assert!(message.content.ends_with("Question: How many rock tracks?"));
+        let roles: Vec<Role> = turns.iter().map(|t| t.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(turns[0].content, "Question: How many albums?");
+        assert_eq!(turns[2].content, "Question: How many jazz tracks?");
+        assert_eq!(turns[3], sql_reply("SELECT count(*)\nFROM Track"));
+        assert!(turns[4].content.contains("- rock: Genre.Name = 'Rock'"));
+        assert!(
+            turns[4]
+                .content
+                .ends_with("Question: How many rock tracks?")
+        );
+        assert_eq!(
+            question_turns("How many albums?", &[], &[]),
+            vec![question_message("How many albums?", &[])]
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl TrainingRecord {
     pub fn messages(&self) -> [ChatMessage; 3] {
         [
             system_message(&self.schema_text),
-            question_message(&self.question, &[], &[]),
+            question_message(&self.question, &[]),
             sql_reply(&self.sql),
         ]
     }

@@ -84,7 +84,7 @@ pub fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
         let warm = CompletionRequest {
             messages: vec![
                 system_message(&prompt.schema_text),
-                question_message("How many rows are there?", &[], &[]),
+                question_message("How many rows are there?", &[]),
             ],
             assistant_prefix: String::new(),
             max_tokens: 1,

@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use llama_cpp_2::model::LlamaModel;
 use nano_analyst::core::exec::{ExecLimits, QueryResult, ReadOnlyDb};
 use nano_analyst::core::score::{cell_key, gold_is_ordered, results_match};
+use nano_analyst::llm::embedder::default_embed_model;
 use nano_analyst::llm::engine::{EngineConfig, LlamaEngine, load_model};
 use nano_analyst::paths::AppPaths;
 
@@ -140,4 +141,18 @@ pub fn binary() -> PathBuf {
     std::env::var_os("NANO_ANALYST_TEST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nano-analyst")))
+}
+
+/// The sentence-embedding model the app uses for retrieval and the example memory.
+pub fn embed_model_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("NANO_ANALYST_EMBED_MODEL") {
+        return PathBuf::from(path);
+    }
+    let path = default_embed_model(&AppPaths::resolve(None, None).data_dir);
+    assert!(
+        path.is_file(),
+        "the embedding model is missing at {}: run scripts/fetch-embedder.sh (scripts/test.sh does) or set NANO_ANALYST_EMBED_MODEL",
+        path.display()
+    );
+    path
 }
