@@ -879,6 +879,11 @@ fn paraphrase_ex_before_and_after_corrections() {
         started.elapsed().as_secs_f64()
     );
     assert!(count(&after) >= count(&before));
+    // The feedback issue's target: at least 95% of the paraphrases right after corrections.
+    assert!(
+        count(&after) * 100 >= 95 * n,
+        "paraphrase EX after corrections is below 95%"
+    );
 }
 
 /// `ask` records the run; a correction made with `correct --run` is in the prompt of the
