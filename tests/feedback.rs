@@ -1,7 +1,7 @@
 //! The history store, corrections, example memory and the retraining set.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use nano_analyst::core::exec::{Cell, QueryResult, ReadOnlyDb};
@@ -26,6 +26,19 @@ use crate::support::{
 
 fn chinook_scope() -> DbScope {
     scope_of(&ReadOnlyDb::open(&chinook_path()).unwrap()).unwrap()
+}
+
+/// A fresh history store holding `corrections` (question, SQL) for Chinook. The directory
+/// is removed when the returned guard drops.
+fn store_with_corrections(corrections: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, DbScope) {
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("history.sqlite3");
+    let scope = chinook_scope();
+    let mut store = HistoryStore::open(&path).unwrap();
+    for (question, sql) in corrections {
+        store.add_correction(&scope, question, sql, None).unwrap();
+    }
+    (data, path, scope)
 }
 
 fn chinook_schema_text() -> String {
@@ -953,16 +966,10 @@ impl nano_analyst::core::embed::Embedder for TableEmbedder {
 
 #[test]
 fn example_memory_uses_vectors_when_an_embedder_is_given() {
-    let data = tempfile::tempdir().unwrap();
-    let path = data.path().join("history.sqlite3");
-    let scope = chinook_scope();
-    let mut store = HistoryStore::open(&path).unwrap();
-    store
-        .add_correction(&scope, "Which customers spent the most?", "SELECT 1", None)
-        .unwrap();
-    store
-        .add_correction(&scope, "How many albums are there?", "SELECT 2", None)
-        .unwrap();
+    let (_data, path, scope) = store_with_corrections(&[
+        ("Which customers spent the most?", "SELECT 1"),
+        ("How many albums are there?", "SELECT 2"),
+    ]);
     let question = "Top buyers by total purchases";
     let embedder = TableEmbedder(vec![
         ("Which customers spent the most?", vec![1.0, 0.0]),
@@ -980,18 +987,10 @@ fn example_memory_uses_vectors_when_an_embedder_is_given() {
 /// With vectors, words in common are not enough: a pair far in meaning is left out.
 #[test]
 fn example_memory_with_vectors_leaves_out_a_pair_that_only_shares_words() {
-    let data = tempfile::tempdir().unwrap();
-    let path = data.path().join("history.sqlite3");
-    let scope = chinook_scope();
-    let mut store = HistoryStore::open(&path).unwrap();
     let near_words = "What are the first and last names of the employees who help Leonie?";
     let same_meaning = "First and last names of employees who live in Calgary";
-    store
-        .add_correction(&scope, near_words, "SELECT 1", None)
-        .unwrap();
-    store
-        .add_correction(&scope, same_meaning, "SELECT 2", None)
-        .unwrap();
+    let (_data, path, scope) =
+        store_with_corrections(&[(near_words, "SELECT 1"), (same_meaning, "SELECT 2")]);
     let question = "First and last names of the employees based in Calgary";
     let embedder = TableEmbedder(vec![
         (near_words, vec![0.5, 0.866]),
@@ -1065,18 +1064,10 @@ fn train_augment_keeps_only_checked_paraphrases() {
 
 #[test]
 fn example_memory_leaves_out_pairs_sharing_a_single_word() {
-    let data = tempfile::tempdir().unwrap();
-    let path = data.path().join("history.sqlite3");
-    let scope = chinook_scope();
-    let mut store = HistoryStore::open(&path).unwrap();
-    store
-        .add_correction(
-            &scope,
-            "What city does the employee who helps the customer with postal code 70174 live in?",
-            "SELECT 1",
-            None,
-        )
-        .unwrap();
+    let (_data, path, scope) = store_with_corrections(&[(
+        "What city does the employee who helps the customer with postal code 70174 live in?",
+        "SELECT 1",
+    )]);
     let mut memory = ExampleMemory::open(&path, scope, None).unwrap();
     let unrelated = "Give me the first and last names of the employees based in Calgary.";
     assert!(memory.search(unrelated, 3).unwrap().is_empty());

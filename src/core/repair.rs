@@ -249,10 +249,10 @@ pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> O
             (None, near_miss(schema, &tables, &column)?)
         }
     };
+    let matches_column = |token: &Token| matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case(&column));
     let mut changed = false;
     let mut index = 0;
     while index < tokens.len() {
-        let matches_column = |token: &Token| matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case(&column));
         match &qualifier {
             Some(qualifier) => {
                 let is_reference = matches!(&tokens[index], Token::Word(w) if w.value.eq_ignore_ascii_case(qualifier))
