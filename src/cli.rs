@@ -273,9 +273,17 @@ pub struct TrainRunArgs {
     /// windows of the smallest size that holds the longest one; longer ones are left out.
     #[arg(long, default_value_t = 1024)]
     pub window: u32,
+    /// Train on every position, prompt text included, instead of labelling prompt
+    /// positions with the base model's own predictions (measured worse; kept to compare).
+    #[arg(long)]
+    pub learn_prompt: bool,
     /// Questions of the fixed general set evaluated (the first N of its 100).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub general: usize,
+    /// Skip the general set when held-out EX did not rise (the gate rejects either way;
+    /// saves two evaluations, but the report then has no general figures).
+    #[arg(long)]
+    pub quick_gate: bool,
     /// Do not ask before starting.
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -30,8 +30,8 @@ use crate::commands::general_set;
 use crate::commands::train_progress::{ProgressEvent, Reporter};
 use crate::core::exec::ReadOnlyDb;
 use crate::core::finetune::{
-    Comparison, FinetunePair, Score, Split, epoch_order, example_for, gate, pack_windows,
-    split_pairs, window_for,
+    Comparison, FinetunePair, Score, Split, TokenizedExample, Window, epoch_order, example_for,
+    gate, pack_windows, split_pairs, window_for,
 };
 use crate::core::model_registry::{
     BaseModel, GateReport, ModelVersion, PairCounts, Registry, Timings, TrainSettings,
@@ -205,6 +205,7 @@ fn run_inner(
         args.lr,
         options.engine.threads,
     );
+    let labels = window_labels(&model, &prepared, args, options, reporter, &stop)?;
     let mut trainer = model.trainer(&config)?;
     let trained_parameters = trainer.trained_parameters();
     tracing::info!(tensors = ?trainer.trained_tensor_names(), trained_parameters, "training");
@@ -216,7 +217,8 @@ fn run_inner(
         let mut sum = 0.0;
         for &index in &epoch_order(prepared.windows.len(), epoch) {
             check_stop(&stop)?;
-            let loss = trainer.train_step(&prepared.windows[index])?;
+            let loss =
+                trainer.train_step_with_labels(&prepared.windows[index].tokens, &labels[index])?;
             sum += loss;
             loss_curve.push(loss);
             step += 1;
@@ -304,6 +306,7 @@ fn run_inner(
             learning_rate: args.lr,
             window: prepared.window,
             trained_parameters,
+            learn_prompt: args.learn_prompt,
         },
         loss_curve,
         epoch_losses,
@@ -450,9 +453,58 @@ struct Prepared {
     window: u32,
     /// Examples packed into the windows.
     examples: usize,
-    windows: Vec<Vec<i32>>,
+    windows: Vec<Window>,
     longest: usize,
     too_long: usize,
+}
+
+/// Each window's labels. Unless `--learn-prompt`, prompt positions are labelled with the
+/// base model's own greedy prediction (one forward pass per window), so only the replies
+/// teach: `Window::labels` says why llama.cpp's loss needs this instead of a mask.
+fn window_labels(
+    model: &TrainableModel,
+    prepared: &Prepared,
+    args: &TrainRunArgs,
+    options: &RuntimeOptions,
+    reporter: &mut Reporter,
+    stop: &AtomicBool,
+) -> Result<Vec<Vec<i32>>, AppError> {
+    if args.learn_prompt {
+        return Ok(prepared.windows.iter().map(|w| w.labels(None)).collect());
+    }
+    let reply_labels: usize = prepared.windows.iter().map(Window::reply_labels).sum();
+    reporter.phase(
+        "predict",
+        &format!(
+            "the base model's own predictions for the prompt positions of {} windows ({} of \
+             {} labels are reply tokens)",
+            prepared.windows.len(),
+            reply_labels,
+            prepared.windows.len() * prepared.window as usize
+        ),
+    );
+    let started = Instant::now();
+    let mut labels = Vec::with_capacity(prepared.windows.len());
+    let total = prepared.windows.len();
+    for (done, window) in prepared.windows.iter().enumerate() {
+        check_stop(stop)?;
+        if done > 0 {
+            let left_s = started.elapsed().as_secs_f64() / done as f64 * (total - done) as f64;
+            reporter.phase(
+                "predict",
+                &format!("window {}/{total}, about {:.0} s left", done + 1, left_s),
+            );
+        }
+        let inputs = &window.tokens[..window.tokens.len() - 1];
+        let predicted = model.greedy_predictions(inputs, options.engine.threads)?;
+        labels.push(window.labels(Some(&predicted)));
+    }
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        windows = prepared.windows.len(),
+        "prompt positions labelled with the base model's predictions"
+    );
+    Ok(labels)
 }
 
 /// Tokenises every training example exactly as the engine builds prompts (the base model's
@@ -487,15 +539,22 @@ fn prepare_windows(
             continue;
         };
         let example = example_for(pair, schema, options.render, &options.pipeline.sql_opening);
-        let tokens = crate::llm::engine::training_tokens(
+        let (tokens, reply_start) = crate::llm::engine::training_tokens(
             &vocab_model,
             template.as_ref(),
             &example.messages,
             &example.assistant_prefix,
         )?;
-        token_lists.push(tokens.into_iter().map(|t| t.0).collect::<Vec<i32>>());
+        token_lists.push(TokenizedExample {
+            tokens: tokens.into_iter().map(|t| t.0).collect(),
+            reply_start,
+        });
     }
-    let longest = token_lists.iter().map(Vec::len).max().unwrap_or(0);
+    let longest = token_lists
+        .iter()
+        .map(|e| e.tokens.len())
+        .max()
+        .unwrap_or(0);
     let window = window_for(longest, WINDOW_GRANULE, max_window);
     let (windows, too_long) = pack_windows(&token_lists, window as usize);
     if windows.is_empty() {
@@ -714,15 +773,16 @@ fn evaluate_both(
         }
     }
     let mut general = Comparison::default();
-    // The gate needs a held-out gain first; without one the general set cannot change the
-    // verdict, and a damaged candidate would spend an hour there writing to its token limit.
+    // Without a held-out gain the general set cannot change the verdict; --quick-gate saves
+    // its two evaluations then, at the price of a report without general figures.
     let held_out_rose = held.candidate.percent() > held.base.percent();
-    if !held_out_rose {
+    let skip_general = args.quick_gate && !held_out_rose;
+    if skip_general {
         reporter.note(&format!(
-            "held-out EX did not rise ({held}); the general set is not evaluated"
+            "held-out EX did not rise ({held}); the general set is not evaluated (--quick-gate)"
         ));
     }
-    if args.general > 0 && held_out_rose {
+    if args.general > 0 && !skip_general {
         let set = general_set::materialize(&cache_dir.join("general-set"))?;
         for (role, model) in [("base", base), ("candidate", candidate)] {
             check_stop(stop)?;

@@ -180,37 +180,95 @@ pub fn window_for(longest: usize, granule: u32, max_window: u32) -> u32 {
     (needed.div_ceil(granule) * granule).clamp(granule, max_window.max(granule))
 }
 
+/// A tokenised training example: its ids, and where the reply starts (the ids after the
+/// assistant prefix the pipeline writes itself, which are the ones the model should learn).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedExample {
+    pub tokens: Vec<i32>,
+    pub reply_start: usize,
+}
+
+/// `window + 1` packed ids and, for each, whether it belongs to a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub tokens: Vec<i32>,
+    pub reply: Vec<bool>,
+}
+
+impl Window {
+    fn extend(&mut self, example: &TokenizedExample, len: usize) {
+        self.tokens.extend_from_slice(&example.tokens[..len]);
+        self.reply
+            .extend((0..len).map(|position| position >= example.reply_start));
+    }
+
+    /// The label of each of the `window` input positions: the next id where that id is part
+    /// of a reply (or everywhere, without `prompt_predictions`), and elsewhere the id the
+    /// base model itself predicts there. llama.cpp's cross-entropy has no ignore label and
+    /// an all-zero label row still pushes the logits down, so this is how prompt positions
+    /// are kept from teaching the model our prompt text: their targets are what it already
+    /// predicts, which leaves only its own uncertainty as gradient.
+    pub fn labels(&self, prompt_predictions: Option<&[i32]>) -> Vec<i32> {
+        let inputs = self.tokens.len().saturating_sub(1);
+        (0..inputs)
+            .map(|position| match prompt_predictions {
+                Some(predicted) if !self.reply[position + 1] => predicted
+                    .get(position)
+                    .copied()
+                    .unwrap_or(self.tokens[position + 1]),
+                _ => self.tokens[position + 1],
+            })
+            .collect()
+    }
+
+    /// How many labels come from a reply.
+    pub fn reply_labels(&self) -> usize {
+        self.reply.iter().skip(1).filter(|r| **r).count()
+    }
+}
+
 /// Packs examples into windows of `window + 1` ids (inputs and shifted labels): each
 /// window holds whole examples one after another, in order, as many as fit (first fit);
 /// the rest of a window is filled with the start of other examples (the next ones in order,
-/// cut at the window's end), never with padding. The loss covers every position, and a run
-/// of pad tokens would teach the model to repeat its last token (measured: it made the
-/// fine-tuned model loop). Packing also spends the steps on examples rather than padding.
+/// cut at the window's end), never with padding. A run of pad tokens would teach the model
+/// to repeat its last token (measured: it made the fine-tuned model loop). Packing also
+/// spends the steps on examples rather than padding.
 /// Returns the windows and how many examples were too long for any window.
-pub fn pack_windows(examples: &[Vec<i32>], window: usize) -> (Vec<Vec<i32>>, usize) {
+pub fn pack_windows(examples: &[TokenizedExample], window: usize) -> (Vec<Window>, usize) {
     let capacity = window + 1;
-    let fitting: Vec<&Vec<i32>> = examples
+    let fitting: Vec<&TokenizedExample> = examples
         .iter()
-        .filter(|t| !t.is_empty() && t.len() <= capacity)
+        .filter(|e| !e.tokens.is_empty() && e.tokens.len() <= capacity)
         .collect();
-    let too_long = examples.iter().filter(|t| t.len() > capacity).count();
-    let mut windows: Vec<Vec<i32>> = Vec::new();
-    for tokens in &fitting {
+    let too_long = examples
+        .iter()
+        .filter(|e| e.tokens.len() > capacity)
+        .count();
+    let mut windows: Vec<Window> = Vec::new();
+    for example in &fitting {
+        let len = example.tokens.len();
         match windows
             .iter_mut()
-            .find(|w| w.len() + tokens.len() <= capacity)
+            .find(|w| w.tokens.len() + len <= capacity)
         {
-            Some(open) => open.extend_from_slice(tokens),
-            None => windows.push(tokens.to_vec()),
+            Some(open) => open.extend(example, len),
+            None => {
+                let mut fresh = Window {
+                    tokens: Vec::with_capacity(capacity),
+                    reply: Vec::with_capacity(capacity),
+                };
+                fresh.extend(example, len);
+                windows.push(fresh);
+            }
         }
     }
     for (number, w) in windows.iter_mut().enumerate() {
         let mut next = number;
-        while w.len() < capacity {
+        while w.tokens.len() < capacity {
             next = (next + 1) % fitting.len();
-            let room = capacity - w.len();
+            let room = capacity - w.tokens.len();
             let filler = fitting[next];
-            w.extend_from_slice(&filler[..filler.len().min(room)]);
+            w.extend(filler, filler.tokens.len().min(room));
         }
     }
     (windows, too_long)
@@ -436,23 +494,53 @@ mod tests {
         assert_eq!(window_for(255, 256, 512), 256);
         assert_eq!(window_for(256, 256, 512), 512);
         assert_eq!(window_for(2000, 256, 512), 512);
+        let example = |tokens: Vec<i32>, reply_start: usize| TokenizedExample {
+            tokens,
+            reply_start,
+        };
         let examples = vec![
-            vec![1, 2, 3],
-            vec![4, 5, 6, 7, 8, 9],
-            vec![7; 7],
-            vec![8, 8],
+            example(vec![1, 2, 3], 2),
+            example(vec![4, 5, 6, 7, 8, 9], 4),
+            example(vec![7; 7], 1),
+            example(vec![8, 8], 1),
         ];
         let (windows, too_long) = pack_windows(&examples, 5);
         assert_eq!(
             too_long, 1,
             "seven ids do not fit a 5-token window (6 with the label)"
         );
+        let ids: Vec<Vec<i32>> = windows.iter().map(|w| w.tokens.clone()).collect();
         assert_eq!(
-            windows,
+            ids,
             vec![vec![1, 2, 3, 8, 8, 4], vec![4, 5, 6, 7, 8, 9]],
             "first fit; the rest is the start of the next example, not padding"
         );
-        assert_eq!(pack_windows(&[vec![1, 2]], 3).0, vec![vec![1, 2, 1, 2]]);
+        assert_eq!(
+            windows[0].reply,
+            vec![false, false, true, false, true, false],
+            "reply ids are marked per example, the filler's too"
+        );
+        assert_eq!(windows[0].reply_labels(), 2);
+        let single = pack_windows(&[example(vec![1, 2], 1)], 3).0;
+        assert_eq!(single[0].tokens, vec![1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn prompt_positions_take_the_base_prediction_and_replies_the_text() {
+        let window = Window {
+            tokens: vec![10, 11, 12, 13, 14],
+            reply: vec![false, false, true, true, false],
+        };
+        assert_eq!(
+            window.labels(None),
+            vec![11, 12, 13, 14],
+            "plain next-token labels"
+        );
+        assert_eq!(
+            window.labels(Some(&[90, 91, 92, 93])),
+            vec![90, 12, 13, 93],
+            "positions whose next id is a reply id learn it; the rest keep the prediction"
+        );
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub struct TrainSettings {
     pub learning_rate: f32,
     pub window: u32,
     pub trained_parameters: u64,
+    /// Prompt positions learned their text (true) or the base model's own predictions.
+    #[serde(default = "learned_prompt_before_this_field")]
+    pub learn_prompt: bool,
+}
+
+/// Versions registered before the field existed learned every position.
+fn learned_prompt_before_this_field() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -317,6 +325,7 @@ mod tests {
                 learning_rate: 1e-4,
                 window: 512,
                 trained_parameters: 0,
+                learn_prompt: false,
             },
             loss_curve: vec![1.0, 0.5],
             epoch_losses: vec![0.75],

@@ -431,12 +431,13 @@ pub fn prompt_tokens(
 /// A training example as token ids: the prompt of every message but the last, tokenised
 /// exactly as at inference (with `assistant_prefix`, the text the pipeline writes for the
 /// model), then the rest of the last (assistant) message and the template's end of turn.
+/// Also returns where that rest (the reply the model is to learn) starts.
 pub fn training_tokens(
     model: &LlamaModel,
     template: Option<&LlamaChatTemplate>,
     messages: &[ChatMessage],
     assistant_prefix: &str,
-) -> Result<Vec<LlamaToken>, LlmError> {
+) -> Result<(Vec<LlamaToken>, usize), LlmError> {
     let Some((_, prompt_messages)) = messages.split_last() else {
         return Err(LlmError::Inference(
             "a training example needs messages".into(),
@@ -453,8 +454,9 @@ pub fn training_tokens(
         ));
     };
     let (mut tokens, _) = prompt_tokens(model, template, prompt_messages, assistant_prefix)?;
+    let reply_start = tokens.len();
     tokens.extend(model.vocab().tokenize(rest.as_bytes(), false, true));
-    Ok(tokens)
+    Ok((tokens, reply_start))
 }
 
 impl LanguageModel for LlamaEngine {

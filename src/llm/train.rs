@@ -181,6 +181,34 @@ impl TrainableModel {
     /// The logits of every position after evaluating `tokens` from an empty context
     /// (`tokens.len() * n_vocab` values, position-major). For checks and tests.
     pub fn logits(&self, tokens: &[i32], threads: i32) -> Result<Vec<f32>, TrainError> {
+        let mut out = Vec::with_capacity(tokens.len() * self.n_vocab());
+        self.for_each_logit_row(tokens, threads, |row| out.extend_from_slice(row))?;
+        Ok(out)
+    }
+
+    /// The id this model ranks first at every position of `tokens` (greedy next-token
+    /// predictions), from an empty context.
+    pub fn greedy_predictions(&self, tokens: &[i32], threads: i32) -> Result<Vec<i32>, TrainError> {
+        let mut out = Vec::with_capacity(tokens.len());
+        self.for_each_logit_row(tokens, threads, |row| {
+            let best = row
+                .iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |best, (id, &logit)| {
+                    if logit > best.1 { (id, logit) } else { best }
+                })
+                .0;
+            out.push(i32::try_from(best).unwrap_or(0));
+        })?;
+        Ok(out)
+    }
+
+    fn for_each_logit_row(
+        &self,
+        tokens: &[i32],
+        threads: i32,
+        mut visit: impl FnMut(&[f32]),
+    ) -> Result<(), TrainError> {
         self.check_tokens(tokens)?;
         let n_tokens =
             i32::try_from(tokens.len()).map_err(|_| TrainError::Input("too many tokens".into()))?;
@@ -194,7 +222,6 @@ impl TrainableModel {
         // exactly once by `BatchGuard`.
         let batch = BatchGuard(unsafe { sys::llama_batch_init(n_tokens, 0, 1) });
         let n_vocab = self.n_vocab();
-        let mut out = Vec::with_capacity(tokens.len() * n_vocab);
         // SAFETY: see above for the batch arrays; `context` is live; logits for position `i`
         // exist because every position asked for them, and hold `n_vocab` floats.
         unsafe {
@@ -217,10 +244,10 @@ impl TrainableModel {
                 if row.is_null() {
                     return Err(TrainError::Context("no logits".into()));
                 }
-                out.extend_from_slice(std::slice::from_raw_parts(row, n_vocab));
+                visit(std::slice::from_raw_parts(row, n_vocab));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn check_tokens(&self, tokens: &[i32]) -> Result<(), TrainError> {
@@ -492,15 +519,30 @@ impl<'m> Trainer<'m> {
     /// first `window`, each position's label is the next id). Returns the mean
     /// cross-entropy over the window before the update.
     pub fn train_step(&mut self, tokens: &[i32]) -> Result<f64, TrainError> {
-        self.run(tokens, true)
+        self.run(tokens, None, true)
+    }
+
+    /// One optimizer step on `window + 1` ids whose `window` labels are given (the label of
+    /// input position `i` is `labels[i]` instead of `tokens[i + 1]`).
+    pub fn train_step_with_labels(
+        &mut self,
+        tokens: &[i32],
+        labels: &[i32],
+    ) -> Result<f64, TrainError> {
+        self.run(tokens, Some(labels), true)
     }
 
     /// The loss on one window without updating anything.
     pub fn eval_loss(&mut self, tokens: &[i32]) -> Result<f64, TrainError> {
-        self.run(tokens, false)
+        self.run(tokens, None, false)
     }
 
-    fn run(&mut self, tokens: &[i32], train: bool) -> Result<f64, TrainError> {
+    fn run(
+        &mut self,
+        tokens: &[i32],
+        labels: Option<&[i32]>,
+        train: bool,
+    ) -> Result<f64, TrainError> {
         if tokens.len() != self.window + 1 {
             return Err(TrainError::Input(format!(
                 "a window needs {} tokens (window + 1), got {}",
@@ -508,7 +550,16 @@ impl<'m> Trainer<'m> {
                 tokens.len()
             )));
         }
+        let labels = labels.unwrap_or(&tokens[1..]);
+        if labels.len() != self.window {
+            return Err(TrainError::Input(format!(
+                "a window needs {} labels, got {}",
+                self.window,
+                labels.len()
+            )));
+        }
         self.model.check_tokens(tokens)?;
+        self.model.check_tokens(labels)?;
         let window = i64::try_from(self.window).unwrap_or(i64::MAX);
         // SAFETY: a one-datapoint dataset of I32 tokens and I32 labels, `window` elements
         // each, allocated in a CPU buffer (so `->data` is host memory of exactly `window`
@@ -526,11 +577,11 @@ impl<'m> Trainer<'m> {
         // `new`); with split 1 the datapoint trains, with split 0 it is only evaluated.
         unsafe {
             let data = (*sys::ggml_opt_dataset_data(dataset.0)).data.cast::<i32>();
-            let labels = (*sys::ggml_opt_dataset_labels(dataset.0))
+            let label_data = (*sys::ggml_opt_dataset_labels(dataset.0))
                 .data
                 .cast::<i32>();
             ptr::copy_nonoverlapping(tokens.as_ptr(), data, self.window);
-            ptr::copy_nonoverlapping(tokens[1..].as_ptr(), labels, self.window);
+            ptr::copy_nonoverlapping(labels.as_ptr(), label_data, self.window);
             let (train_result, eval_result, split) = if train {
                 (result.0, ptr::null_mut(), 1)
             } else {
