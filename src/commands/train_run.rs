@@ -197,7 +197,6 @@ fn run_inner(
             args.lr
         ),
     );
-    let train_started = Instant::now();
     let mut model = TrainableModel::load(&f32_path)?;
     let config = TrainerConfig::new(
         prepared.window,
@@ -205,7 +204,10 @@ fn run_inner(
         args.lr,
         options.engine.threads,
     );
+    let predict_started = Instant::now();
     let labels = window_labels(&model, &prepared, args, options, reporter, &stop)?;
+    let predict_s = predict_started.elapsed().as_secs_f64();
+    let train_started = Instant::now();
     let mut trainer = model.trainer(&config)?;
     let trained_parameters = trainer.trained_parameters();
     tracing::info!(tensors = ?trainer.trained_tensor_names(), trained_parameters, "training");
@@ -312,6 +314,7 @@ fn run_inner(
         epoch_losses,
         timings: Timings {
             dequantize_s,
+            predict_s,
             train_s,
             save_s,
             quantize_s,
@@ -891,11 +894,12 @@ fn print_result(version: &ModelVersion, path: &Path) {
     );
     let t = &version.timings;
     println!(
-        "  time: train {:.0} s ({:.1} tokens/s), dequantize {:.0} s, save {:.0} s, quantize {:.0} s, \
-         eval {:.0} s, total {:.0} s; peak memory {}",
+        "  time: train {:.0} s ({:.1} tokens/s), dequantize {:.0} s, prompt predictions {:.0} s, \
+         save {:.0} s, quantize {:.0} s, eval {:.0} s, total {:.0} s; peak memory {}",
         t.train_s,
         t.tokens_per_s,
         t.dequantize_s,
+        t.predict_s,
         t.save_s,
         t.quantize_s,
         t.eval_s,

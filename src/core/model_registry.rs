@@ -97,6 +97,9 @@ fn learned_prompt_before_this_field() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Timings {
     pub dequantize_s: f64,
+    /// The base model's predictions for the prompt positions (0 with `--learn-prompt`).
+    #[serde(default)]
+    pub predict_s: f64,
     pub train_s: f64,
     pub save_s: f64,
     pub quantize_s: f64,
