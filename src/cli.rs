@@ -261,13 +261,13 @@ pub struct TrainRunArgs {
     #[arg(long, value_name = "DB", requires = "pairs")]
     pub db: Option<PathBuf>,
     /// Passes over the training half.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     pub epochs: u32,
     /// How many of the last transformer blocks train (with the final norm).
     #[arg(long, default_value_t = 2)]
     pub layers: u32,
-    /// AdamW learning rate.
-    #[arg(long, default_value_t = 1e-4)]
+    /// AdamW learning rate (1e-4 measured much worse than 2e-5 on the Chinook pairs).
+    #[arg(long, default_value_t = 2e-5)]
     pub lr: f32,
     /// Largest training window in tokens (a multiple of 256). Examples are packed whole into
     /// windows of the smallest size that holds the longest one; longer ones are left out.
