@@ -17,7 +17,10 @@
 //! - The optimizer reads its parameters through a pointer on every step, so they live on
 //!   the heap for the context's whole life and are freed after it.
 //!
-//! The loss covers every position of the window (mainline llama.cpp has no loss mask).
+//! The loss covers every position of the window: mainline llama.cpp has no loss mask, and a
+//! label row of zeros is not one (the cross-entropy gradient is `softmax - label`), so a
+//! caller that wants some positions left alone gives them the model's own greedy prediction
+//! as label (`Trainer::train_step_with_labels`, `TrainableModel::greedy_predictions`).
 
 use std::ffi::{CStr, CString, c_void};
 use std::path::{Path, PathBuf};
