@@ -197,10 +197,8 @@ impl TrainableModel {
             let best = row
                 .iter()
                 .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |best, (id, &logit)| {
-                    if logit > best.1 { (id, logit) } else { best }
-                })
-                .0;
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(id, _)| id);
             out.push(i32::try_from(best).unwrap_or(0));
         })?;
         Ok(out)
