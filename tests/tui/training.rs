@@ -110,6 +110,10 @@ fn progress_shows_in_the_status_bar_while_the_app_stays_usable() {
         })],
     );
     assert!(status_line(&model).contains("training: dequantize"));
+    assert!(
+        status_line(&model).contains("converting"),
+        "the phase's progress shows too"
+    );
     send(
         &mut model,
         [event(TrainingEvent::Step {

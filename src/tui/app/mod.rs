@@ -130,6 +130,8 @@ pub enum Training {
     },
     Running {
         phase: String,
+        /// What the phase is doing, as `train run` reports it (progress within a phase).
+        detail: String,
         step: usize,
         steps: usize,
         loss: Option<f64>,

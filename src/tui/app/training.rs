@@ -23,6 +23,7 @@ pub(super) fn on_retrain_key(model: &mut Model, effects: &mut Vec<Effect>) {
         Training::Confirming { .. } => {
             model.training = Training::Running {
                 phase: "starting".into(),
+                detail: String::new(),
                 step: 0,
                 steps: 0,
                 loss: None,
@@ -104,15 +105,17 @@ pub(super) fn on_training_update(model: &mut Model, update: TrainingUpdate) {
 
 fn on_event(model: &mut Model, event: TrainingEvent) {
     match event {
-        TrainingEvent::Phase { phase, .. } => {
+        TrainingEvent::Phase { phase, detail } => {
             if let Training::Running {
                 phase: current,
+                detail: current_detail,
                 loss,
                 eta_s,
                 ..
             } = &mut model.training
             {
                 *current = phase;
+                *current_detail = detail;
                 if current != "train" {
                     *loss = None;
                     *eta_s = None;
@@ -128,6 +131,7 @@ fn on_event(model: &mut Model, event: TrainingEvent) {
         } => {
             model.training = Training::Running {
                 phase: "train".into(),
+                detail: String::new(),
                 step,
                 steps,
                 loss: Some(loss),
@@ -191,6 +195,7 @@ pub fn status_text(model: &Model) -> Option<(String, bool)> {
         Training::Confirming { .. } => Some((format!("{key} again starts training"), true)),
         Training::Running {
             phase,
+            detail,
             step,
             steps,
             loss,
@@ -201,7 +206,8 @@ pub fn status_text(model: &Model) -> Option<(String, bool)> {
                     "training {step}/{steps} · loss {loss:.3} · ETA {}",
                     format_eta(*eta)
                 ),
-                (phase, _, _) => format!("training: {phase}"),
+                (phase, _, _) if detail.is_empty() => format!("training: {phase}"),
+                (phase, _, _) => format!("training: {phase} · {detail}"),
             },
             false,
         )),
