@@ -86,6 +86,8 @@ pub struct PipelineSettings {
     pub candidates: u32,
     pub candidate_temperature: f32,
     pub grammar: bool,
+    pub drop_unused_joins: bool,
+    pub intersect_both_values: bool,
 }
 
 impl Settings {

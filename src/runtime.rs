@@ -133,6 +133,8 @@ impl RuntimeOptions {
             candidates: settings.pipeline.candidates,
             candidate_temperature: settings.pipeline.candidate_temperature,
             grammar: settings.pipeline.grammar,
+            drop_unused_joins: settings.pipeline.drop_unused_joins,
+            intersect_both_values: settings.pipeline.intersect_both_values,
             ..PipelineConfig::default()
         };
         let embed_model = global

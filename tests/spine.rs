@@ -363,3 +363,81 @@ fn a_column_under_the_wrong_alias_is_fixed_from_the_schema_without_the_model() {
     let result = outcome.result.expect("the fixed query ran");
     assert_eq!(result.rows, vec![vec![Cell::Text("AC/DC".into())]]);
 }
+
+fn ask_recording_sql(reply: &'static str, config: &PipelineConfig) -> (RunOutcome, String) {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let schema = db.introspect().expect("schema");
+    let mut context = WholeSchemaContext::new(&schema);
+    let mut shown = String::new();
+    let outcome = run_question(
+        &mut Says(reply),
+        &db,
+        &mut context,
+        "Which albums does artist 1 have?",
+        config,
+        &mut |event| match event {
+            PipelineEvent::SqlText { text, .. } => shown.push_str(text),
+            PipelineEvent::SqlRestarted { .. } => shown.clear(),
+            _ => {}
+        },
+    )
+    .expect("pipeline runs");
+    (outcome, shown)
+}
+
+#[test]
+fn an_unused_join_is_dropped_and_the_shown_sql_is_the_one_that_ran() {
+    let reply = "SELECT a.Title FROM Album a JOIN Track t ON a.AlbumId = t.AlbumId \
+                 WHERE a.ArtistId = 1\n```";
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let (outcome, shown) = ask_recording_sql(reply, &config);
+    let sql = outcome.sql.clone().unwrap();
+    assert!(!sql.contains("Track"), "{sql}");
+    assert_eq!(shown.trim(), sql.trim());
+    assert_eq!(outcome.attempts.last().unwrap().sql, sql);
+    // One row per album, not one per track.
+    let gold = "SELECT Title FROM Album WHERE ArtistId = 1";
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    assert!(answers_like(
+        &run_sql(&db, gold),
+        outcome.result.as_ref().unwrap(),
+        gold
+    ));
+
+    let kept = PipelineConfig {
+        drop_unused_joins: false,
+        ..config
+    };
+    let (outcome, _) = ask_recording_sql(reply, &kept);
+    assert!(outcome.sql.unwrap().contains("JOIN Track"));
+    assert_eq!(outcome.result.unwrap().rows.len(), 18);
+}
+
+#[test]
+fn one_column_equal_to_two_values_runs_as_their_intersection() {
+    let reply = "SELECT DISTINCT a.Title FROM Album a JOIN Track t ON a.AlbumId = t.AlbumId \
+                 JOIN Genre g ON t.GenreId = g.GenreId WHERE g.Name = 'Reggae' AND g.Name = 'Rock'\n```";
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let (outcome, shown) = ask_recording_sql(reply, &config);
+    let sql = outcome.sql.clone().unwrap();
+    assert!(sql.contains("INTERSECT"), "{sql}");
+    assert_eq!(shown.trim(), sql.trim());
+    let gold = "SELECT a.Title FROM Album a JOIN Track t ON a.AlbumId = t.AlbumId \
+                JOIN Genre g ON t.GenreId = g.GenreId WHERE g.Name = 'Reggae' \
+                INTERSECT SELECT a.Title FROM Album a JOIN Track t ON a.AlbumId = t.AlbumId \
+                JOIN Genre g ON t.GenreId = g.GenreId WHERE g.Name = 'Rock'";
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let expected = run_sql(&db, gold);
+    assert!(!expected.rows.is_empty());
+    assert!(answers_like(
+        &expected,
+        outcome.result.as_ref().unwrap(),
+        gold
+    ));
+}

@@ -21,6 +21,7 @@ pub mod retrieval;
 pub mod schema;
 pub mod schema_render;
 pub mod score;
+pub mod simplify;
 pub mod store;
 pub mod training;
 pub mod vote;

@@ -21,6 +21,7 @@ use crate::core::prompt::{
 use crate::core::repair::{fix_column_reference, quote_bare_names, repair_hints};
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
+use crate::core::simplify::{drop_unused_joins, intersect_both_values};
 use crate::core::vote::pick_by_vote;
 
 /// How the schema was put into the prompt.
@@ -127,6 +128,10 @@ pub struct PipelineConfig {
     pub candidate_temperature: f32,
     /// Constrain generation with a GBNF grammar of the schema's names (`core::grammar`).
     pub grammar: bool,
+    /// Remove inner joins the generated query never reads (`core::simplify`).
+    pub drop_unused_joins: bool,
+    /// Rewrite one column equal to two values as an INTERSECT (`core::simplify`).
+    pub intersect_both_values: bool,
 }
 
 impl Default for PipelineConfig {
@@ -143,6 +148,8 @@ impl Default for PipelineConfig {
             candidates: 1,
             candidate_temperature: 0.7,
             grammar: false,
+            drop_unused_joins: true,
+            intersect_both_values: true,
         }
     }
 }
@@ -299,11 +306,15 @@ pub fn run_question(
                     on_event(PipelineEvent::SqlText { attempt, text });
                 })?;
                 let written = format!("{}{}", config.sql_opening, completion.text);
-                let sql = extract_sql(&written).unwrap_or_default();
-                let sql = match db.schema() {
-                    Ok(schema) => quote_bare_names(&sql, schema),
-                    Err(_) => sql,
-                };
+                let sql = tidy_generated_sql(&written, db, config);
+                if sql.simplified {
+                    on_event(PipelineEvent::SqlRestarted { attempt });
+                    on_event(PipelineEvent::SqlText {
+                        attempt,
+                        text: &sql.sql,
+                    });
+                }
+                let sql = sql.sql;
                 // Greedy decoding answers a repair turn with the query it already wrote more
                 // often than not; sampling breaks the loop without a new prompt.
                 let repeated = attempts.iter().any(|a| same_sql(&a.sql, &sql));
@@ -478,7 +489,7 @@ fn vote_among_candidates(
         };
         let completion = model.complete(&request, &mut |_| {})?;
         let written = format!("{}{}", config.sql_opening, completion.text);
-        candidates.push(extract_sql(&written).unwrap_or_default());
+        candidates.push(tidy_generated_sql(&written, db, config).sql);
     }
     let results: Vec<Option<QueryResult>> = candidates
         .iter()
@@ -498,6 +509,39 @@ fn vote_among_candidates(
         });
     }
     Ok(chosen)
+}
+
+struct GeneratedSql {
+    sql: String,
+    /// Joins were dropped, so the text differs from what was streamed.
+    simplified: bool,
+}
+
+/// The query in the model's reply, bare names quoted, with the enabled `core::simplify`
+/// rewrites applied.
+fn tidy_generated_sql(written: &str, db: &ReadOnlyDb, config: &PipelineConfig) -> GeneratedSql {
+    let sql = extract_sql(written).unwrap_or_default();
+    let Ok(schema) = db.schema() else {
+        return GeneratedSql {
+            sql,
+            simplified: false,
+        };
+    };
+    let mut sql = quote_bare_names(&sql, schema);
+    let mut simplified = false;
+    if config.drop_unused_joins
+        && let Some(rewritten) = drop_unused_joins(&sql, schema)
+    {
+        sql = rewritten;
+        simplified = true;
+    }
+    if config.intersect_both_values
+        && let Some(rewritten) = intersect_both_values(&sql)
+    {
+        sql = rewritten;
+        simplified = true;
+    }
+    GeneratedSql { sql, simplified }
 }
 
 enum Failure {
