@@ -5,10 +5,10 @@ use std::path::Path;
 use nano_analyst::core::exec::{Cell, ReadOnlyDb};
 use nano_analyst::core::extract::SQL_FENCE_OPEN;
 use nano_analyst::core::llm_api::{
-    Completion, CompletionRequest, LanguageModel, LlmError, StopReason,
+    Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
 };
 use nano_analyst::core::pipeline::{
-    PipelineConfig, PipelineEvent, RunOutcome, WholeSchemaContext, run_question,
+    PipelineConfig, PipelineEvent, RunOutcome, Stage, WholeSchemaContext, run_question,
 };
 
 use crate::support::{
@@ -440,4 +440,87 @@ fn one_column_equal_to_two_values_runs_as_their_intersection() {
         outcome.result.as_ref().unwrap(),
         gold
     ));
+}
+
+/// Writes a broken query when decoding greedily or answering a repair turn, and a working
+/// one when sampled from the question alone: what the fallback after the repairs asks for.
+struct StuckInRepairs;
+
+impl LanguageModel for StuckInRepairs {
+    fn complete(
+        &mut self,
+        request: &CompletionRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, LlmError> {
+        let in_repair = request
+            .messages
+            .iter()
+            .any(|m| m.content.contains("That query failed"));
+        let sampled = matches!(request.sampling, Sampling::Temperature { .. });
+        let reply = if sampled && !in_repair {
+            "SELECT Title FROM Album WHERE ArtistId = 1\n```"
+        } else {
+            "SELECT Titel FROM Album WHERE ArtistId = 1\n```"
+        };
+        let text = continuation(request, reply);
+        on_text(text);
+        Ok(scripted(text.to_string()))
+    }
+    fn model_id(&self) -> String {
+        "scripted".into()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.len() / 4
+    }
+}
+
+#[test]
+fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let mut stages = Vec::new();
+    let schema = db.introspect().expect("schema");
+    let outcome = run_question(
+        &mut StuckInRepairs,
+        &db,
+        &mut WholeSchemaContext::new(&schema),
+        "What are the titles of the albums by artist 1?",
+        &config,
+        &mut |event| {
+            if let PipelineEvent::Stage(stage) = event {
+                stages.push(stage);
+            }
+        },
+    )
+    .expect("pipeline runs");
+    assert_eq!(outcome.error, None);
+    assert_eq!(
+        outcome.sql.as_deref(),
+        Some("SELECT Title FROM Album WHERE ArtistId = 1")
+    );
+    assert_eq!(outcome.attempts.len(), 5, "{:?}", outcome.attempts);
+    assert!(outcome.attempts[..4].iter().all(|a| a.error.is_some()));
+    assert!(stages.contains(&Stage::Generating(5)), "{stages:?}");
+    assert_eq!(outcome.result.unwrap().rows.len(), 2);
+
+    let without = PipelineConfig {
+        fallback_candidates: 0,
+        ..config
+    };
+    let outcome = ask_with(
+        &mut StuckInRepairs,
+        &db,
+        "Album titles of artist 1?",
+        &without,
+    );
+    assert!(outcome.result.is_none());
+    assert_eq!(outcome.attempts.len(), 4);
+    let error = outcome.error.unwrap();
+    assert!(
+        error.starts_with("could not answer after 4 attempts"),
+        "{error}"
+    );
 }

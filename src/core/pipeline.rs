@@ -132,6 +132,9 @@ pub struct PipelineConfig {
     pub drop_unused_joins: bool,
     /// Rewrite one column equal to two values as an INTERSECT (`core::simplify`).
     pub intersect_both_values: bool,
+    /// Queries sampled afresh from the question when every repair failed; the result
+    /// most of them agree on is the answer. 0 turns this off.
+    pub fallback_candidates: u32,
 }
 
 impl Default for PipelineConfig {
@@ -150,6 +153,7 @@ impl Default for PipelineConfig {
             grammar: false,
             drop_unused_joins: true,
             intersect_both_values: true,
+            fallback_candidates: 3,
         }
     }
 }
@@ -259,9 +263,11 @@ pub fn run_question(
         &prompt_context.examples,
         &prompt_context.glossary,
     ));
+    let question_turns_end = messages.len();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut success: Option<(String, QueryResult)> = None;
     let mut final_error: Option<String> = None;
+    let mut refused = false;
     let total_attempts = config.max_repairs + 1;
     let grammar = if config.grammar {
         db.schema().ok().map(sql_grammar)
@@ -387,6 +393,7 @@ pub fn run_question(
         });
         final_error = Some(message.clone());
         if matches!(failure, Failure::Final(_)) {
+            refused = true;
             break;
         }
         let schema = db.schema().ok();
@@ -398,6 +405,53 @@ pub fn run_question(
             .unwrap_or_default();
         messages.push(sql_reply(&sql));
         messages.push(repair_message(&message, &hints));
+    }
+
+    if success.is_none() && !refused && config.fallback_candidates > 0 {
+        let attempt = u32::try_from(attempts.len()).unwrap_or(u32::MAX) + 1;
+        on_event(PipelineEvent::Stage(Stage::Generating(attempt)));
+        let sampling = Instant::now();
+        let fresh = fresh_candidates(
+            model,
+            db,
+            &messages[..question_turns_end],
+            config,
+            grammar.as_deref(),
+            &attempts,
+        )?;
+        timings.generate_ms += millis(sampling.elapsed());
+        match fresh {
+            Fresh::Ran(sql, result) => {
+                on_event(PipelineEvent::SqlText {
+                    attempt,
+                    text: &sql,
+                });
+                attempts.push(Attempt {
+                    sql: sql.clone(),
+                    error: None,
+                });
+                success = Some((sql, result));
+            }
+            Fresh::NoneRan(last) => {
+                let error = format!(
+                    "none of {} queries written afresh ran{}",
+                    config.fallback_candidates,
+                    last.error
+                        .as_deref()
+                        .map(|e| format!(" (last: {e})"))
+                        .unwrap_or_default()
+                );
+                on_event(PipelineEvent::AttemptFailed {
+                    attempt,
+                    sql: &last.sql,
+                    error: &error,
+                });
+                attempts.push(Attempt {
+                    sql: last.sql,
+                    error: Some(error),
+                });
+            }
+        }
     }
 
     let model_id = model.model_id();
@@ -429,7 +483,7 @@ pub fn run_question(
     if config.answer {
         on_event(PipelineEvent::Stage(Stage::Answering));
         let answered = Instant::now();
-        messages.truncate(2);
+        messages.truncate(question_turns_end);
         messages.push(sql_reply(&sql));
         messages.push(answer_message(question, &result, config.answer_rows));
         let request = CompletionRequest {
@@ -509,6 +563,74 @@ fn vote_among_candidates(
         });
     }
     Ok(chosen)
+}
+
+/// When every repair failed: samples `config.fallback_candidates` queries afresh from the
+/// question alone (a long repair conversation is where a small model stays stuck), runs
+/// them and returns the query and result that most of those that ran agree on.
+fn fresh_candidates(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    question_turns: &[crate::core::llm_api::ChatMessage],
+    config: &PipelineConfig,
+    grammar: Option<&str>,
+    failed: &[Attempt],
+) -> Result<Fresh, PipelineError> {
+    let mut ran: Vec<(String, QueryResult)> = Vec::new();
+    let mut last = Attempt {
+        sql: String::new(),
+        error: None,
+    };
+    for k in 1..=config.fallback_candidates {
+        let request = CompletionRequest {
+            messages: question_turns.to_vec(),
+            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+            max_tokens: config.max_sql_tokens,
+            stop: vec![SQL_FENCE_CLOSE.to_string()],
+            sampling: Sampling::Temperature {
+                temperature: config.candidate_temperature,
+                seed: 104_729 * k,
+            },
+            grammar: grammar.map(str::to_string),
+        };
+        let completion = model.complete(&request, &mut |_| {})?;
+        let written = format!("{}{}", config.sql_opening, completion.text);
+        let sql = tidy_generated_sql(&written, db, config).sql;
+        if failed.iter().any(|a| same_sql(&a.sql, &sql)) {
+            continue;
+        }
+        if let Err(refused) = check_read_only(&sql) {
+            last = Attempt {
+                sql,
+                error: Some(refused.to_string()),
+            };
+            continue;
+        }
+        match db.execute(&sql, config.limits) {
+            Ok(result) => ran.push((sql, result)),
+            Err(ExecError::Cancelled) => return Err(PipelineError::Cancelled),
+            Err(error) => {
+                last = Attempt {
+                    sql,
+                    error: Some(error.to_string()),
+                }
+            }
+        }
+    }
+    let results: Vec<Option<&QueryResult>> = ran.iter().map(|(_, result)| Some(result)).collect();
+    Ok(match pick_by_vote(&results) {
+        Some(winner) => {
+            let (sql, result) = ran.swap_remove(winner);
+            Fresh::Ran(sql, result)
+        }
+        None => Fresh::NoneRan(last),
+    })
+}
+
+enum Fresh {
+    Ran(String, QueryResult),
+    /// The last candidate that failed (empty when every one repeated an earlier failure).
+    NoneRan(Attempt),
 }
 
 struct GeneratedSql {
