@@ -88,6 +88,7 @@ pub struct PipelineSettings {
     pub grammar: bool,
     pub drop_unused_joins: bool,
     pub intersect_both_values: bool,
+    pub ground_literals: bool,
     pub fallback_candidates: u32,
 }
 

@@ -135,6 +135,7 @@ impl RuntimeOptions {
             grammar: settings.pipeline.grammar,
             drop_unused_joins: settings.pipeline.drop_unused_joins,
             intersect_both_values: settings.pipeline.intersect_both_values,
+            ground_literals: settings.pipeline.ground_literals,
             fallback_candidates: settings.pipeline.fallback_candidates,
             ..PipelineConfig::default()
         };

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod extract;
 pub mod finetune;
 pub mod grammar;
+pub mod ground;
 pub mod guard;
 pub mod hardness;
 pub mod history;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::exec::{ExecError, ExecLimits, QueryResult, ReadOnlyDb};
 use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
 use crate::core::grammar::sql_grammar;
+use crate::core::ground::ground_literals;
 use crate::core::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::llm_api::{CompletionRequest, LanguageModel, LlmError, Sampling};
 use crate::core::prompt::{
@@ -132,6 +133,8 @@ pub struct PipelineConfig {
     pub drop_unused_joins: bool,
     /// Rewrite one column equal to two values as an INTERSECT (`core::simplify`).
     pub intersect_both_values: bool,
+    /// Check text filters against the database's values (`core::ground`).
+    pub ground_literals: bool,
     /// Queries sampled afresh from the question when every repair failed; the result
     /// most of them agree on is the answer. 0 turns this off.
     pub fallback_candidates: u32,
@@ -153,6 +156,7 @@ impl Default for PipelineConfig {
             grammar: false,
             drop_unused_joins: true,
             intersect_both_values: true,
+            ground_literals: true,
             fallback_candidates: 3,
         }
     }
@@ -313,7 +317,7 @@ pub fn run_question(
                 })?;
                 let written = format!("{}{}", config.sql_opening, completion.text);
                 let sql = tidy_generated_sql(&written, db, config);
-                if sql.simplified {
+                if sql.rewritten {
                     on_event(PipelineEvent::SqlRestarted { attempt });
                     on_event(PipelineEvent::SqlText {
                         attempt,
@@ -635,35 +639,41 @@ enum Fresh {
 
 struct GeneratedSql {
     sql: String,
-    /// Joins were dropped, so the text differs from what was streamed.
-    simplified: bool,
+    /// A rewrite changed the query, so it differs from the text that was streamed.
+    rewritten: bool,
 }
 
 /// The query in the model's reply, bare names quoted, with the enabled `core::simplify`
-/// rewrites applied.
+/// rewrites and `core::ground` checks applied.
 fn tidy_generated_sql(written: &str, db: &ReadOnlyDb, config: &PipelineConfig) -> GeneratedSql {
     let sql = extract_sql(written).unwrap_or_default();
     let Ok(schema) = db.schema() else {
         return GeneratedSql {
             sql,
-            simplified: false,
+            rewritten: false,
         };
     };
     let mut sql = quote_bare_names(&sql, schema);
-    let mut simplified = false;
+    let mut rewritten = false;
     if config.drop_unused_joins
-        && let Some(rewritten) = drop_unused_joins(&sql, schema)
+        && let Some(changed) = drop_unused_joins(&sql, schema)
     {
-        sql = rewritten;
-        simplified = true;
+        sql = changed;
+        rewritten = true;
     }
     if config.intersect_both_values
-        && let Some(rewritten) = intersect_both_values(&sql)
+        && let Some(changed) = intersect_both_values(&sql)
     {
-        sql = rewritten;
-        simplified = true;
+        sql = changed;
+        rewritten = true;
     }
-    GeneratedSql { sql, simplified }
+    if config.ground_literals
+        && let Some(changed) = ground_literals(&sql, schema, db.connection())
+    {
+        sql = changed;
+        rewritten = true;
+    }
+    GeneratedSql { sql, rewritten }
 }
 
 enum Failure {
