@@ -524,3 +524,21 @@ fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
         "{error}"
     );
 }
+
+#[test]
+fn a_query_fixed_from_the_schema_gets_the_same_rewrites() {
+    // `T2.Title` is Album's column under Track's alias: the schema fixes it to `T1.Title`,
+    // which leaves Track unused.
+    let reply = "SELECT T2.Title FROM Album T1 JOIN Track T2 ON T1.AlbumId = T2.AlbumId \
+                 WHERE T1.ArtistId = 1\n```";
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let (outcome, shown) = ask_recording_sql(reply, &config);
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    let sql = outcome.sql.clone().unwrap();
+    assert!(sql.contains("T1.Title") && !sql.contains("Track"), "{sql}");
+    assert!(shown.ends_with(sql.trim()), "{shown}");
+    assert_eq!(outcome.result.unwrap().rows.len(), 2);
+}

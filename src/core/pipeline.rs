@@ -289,6 +289,7 @@ pub fn run_question(
         on_event(PipelineEvent::Stage(stage));
         let sql = if let Some(fixed) = schema_fix.take() {
             // The schema settled the error without the model (see `fix_column_reference`).
+            let fixed = rewrite_sql(fixed, db, config).sql;
             on_event(PipelineEvent::SqlText {
                 attempt,
                 text: &fixed,
@@ -646,7 +647,11 @@ struct GeneratedSql {
 /// The query in the model's reply, bare names quoted, with the enabled `core::simplify`
 /// rewrites and `core::ground` checks applied.
 fn tidy_generated_sql(written: &str, db: &ReadOnlyDb, config: &PipelineConfig) -> GeneratedSql {
-    let sql = extract_sql(written).unwrap_or_default();
+    rewrite_sql(extract_sql(written).unwrap_or_default(), db, config)
+}
+
+/// `sql` with bare names quoted and the enabled rewrites applied.
+fn rewrite_sql(sql: String, db: &ReadOnlyDb, config: &PipelineConfig) -> GeneratedSql {
     let Ok(schema) = db.schema() else {
         return GeneratedSql {
             sql,
