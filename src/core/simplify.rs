@@ -7,8 +7,9 @@
 //! match and repeats them once per match, which is almost never what the question asked:
 //! on the shared Spider subset, 18 of the defaults' wrong answers were exactly that and
 //! none of the right ones needed it (docs/eval.md). The join is kept whenever the query
-//! could mean "rows that have a match": under `DISTINCT`, `GROUP BY`, or `COUNT(DISTINCT ..)`,
-//! or when its `ON` is more than column equalities.
+//! could mean "rows that have a match" or count the joined rows: under `DISTINCT`,
+//! `GROUP BY`, any `COUNT` ("how many tracks" over `MediaType JOIN Track`), a `DISTINCT`
+//! aggregate, or when its `ON` is more than column equalities.
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
 //! row can satisfy, into the two queries' INTERSECT: the "both" the question asked for.
@@ -238,7 +239,11 @@ impl JoinDropper<'_> {
     }
 
     fn drop_in_select(&mut self, select: &mut Select) {
-        if select.distinct.is_some() || has_grouping(select) || has_distinct_aggregate(select) {
+        if select.distinct.is_some()
+            || has_grouping(select)
+            || has_distinct_aggregate(select)
+            || counts_rows(select)
+        {
             return;
         }
         let [TableWithJoins { joins, .. }] = select.from.as_mut_slice() else {
@@ -310,6 +315,28 @@ fn has_distinct_aggregate(select: &Select) -> bool {
             }
             _ => ControlFlow::Continue(()),
         },
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// A `COUNT` in the projection or `HAVING`: the number depends on every joined row.
+fn counts_rows(select: &Select) -> bool {
+    contains_count(&select.projection) || contains_count(&select.having)
+}
+
+fn contains_count<T: sqlparser::ast::Visit>(node: &T) -> bool {
+    visit_expressions(node, |expr| match expr {
+        Expr::Function(function)
+            if function
+                .name
+                .0
+                .last()
+                .and_then(|part| part.as_ident())
+                .is_some_and(|name| name.value.eq_ignore_ascii_case("count")) =>
+        {
+            ControlFlow::Break(())
+        }
         _ => ControlFlow::Continue(()),
     })
     .is_break()
@@ -427,6 +454,8 @@ mod tests {
             // "teachers who have an arrangement"
             "SELECT DISTINCT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
             "SELECT COUNT(DISTINCT T1.Teacher_ID) FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
+            // counts the joined rows: "how many course arrangements do teachers over 30 have"
+            "SELECT COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30",
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name HAVING COUNT(*) > 1",
             // the ON filters, an outer join, a bare column that may be the joined table's
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID AND T2.Grade = 1",
