@@ -225,6 +225,15 @@ pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> O
                     owners.push(pair);
                 }
             }
+            if owners.len() > 1
+                && owners
+                    .iter()
+                    .all(|(_, table)| table.eq_ignore_ascii_case(&owners[0].1))
+            {
+                // One table under two names, `country AS T1` outside and a bare `country` in a
+                // subquery: the name the query qualifies columns with is the one in scope.
+                owners.retain(|(alias, _)| used_as_qualifier(&tokens, alias));
+            }
             match owners.as_slice() {
                 [(alias, _)] => (Some(alias.clone()), column.clone()),
                 _ => {
@@ -284,6 +293,14 @@ pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> O
 
 /// `(alias, table)` for every table in FROM and JOIN clauses, the table itself standing for
 /// its own name when it has no alias.
+/// Whether `alias.` occurs in the query.
+fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
+    tokens.windows(2).any(|pair| {
+        matches!(&pair[0], Token::Word(word) if word.value.eq_ignore_ascii_case(alias))
+            && matches!(pair[1], Token::Period)
+    })
+}
+
 fn table_aliases(tokens: &[Token], schema: &Schema) -> Vec<(String, String)> {
     let words: Vec<&Token> = tokens
         .iter()
@@ -494,6 +511,14 @@ mod column_fix_tests {
                    EXCEPT SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
         let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
         assert!(fixed.starts_with("SELECT T1.Name FROM teacher"), "{fixed}");
+    }
+
+    #[test]
+    fn a_table_aliased_outside_and_bare_in_a_subquery_takes_the_alias_in_use() {
+        let sql = "SELECT T1.Age, T2.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
+                   ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age = (SELECT MAX(Age) FROM teacher)";
+        let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
+        assert!(fixed.starts_with("SELECT T1.Age, T1.Name FROM"), "{fixed}");
     }
 
     #[test]
