@@ -10,17 +10,11 @@
 //! Anything looser (trimmed spaces, spelling distance, prefixes) was measured and not kept:
 //! see docs/eval.md.
 
-use std::ops::ControlFlow;
-
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, Query, Select, SetExpr, Statement, TableFactor, Value, VisitMut,
-    VisitorMut,
-};
-use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
+use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, TableFactor, Value};
 
 use crate::core::schema::{Schema, Table};
+use crate::core::sql_ast::{for_each_select_mut, parse_single_query};
 
 /// Tables with more rows than this are not searched: each check may scan the table.
 const MAX_ROWS_SEARCHED: u64 = 1_000_000;
@@ -28,17 +22,13 @@ const MAX_ROWS_SEARCHED: u64 = 1_000_000;
 /// The query with its unmatched text filters grounded, pretty-printed; `None` when every
 /// filter already matches (or nothing could be grounded).
 pub fn ground_literals(sql: &str, schema: &Schema, conn: &Connection) -> Option<String> {
-    let text = sql.trim().trim_end_matches(';');
-    let mut statements = Parser::parse_sql(&SQLiteDialect {}, text).ok()?;
-    let [statement @ Statement::Query(_)] = statements.as_mut_slice() else {
-        return None;
-    };
+    let mut statement = parse_single_query(sql)?;
     let mut grounder = Grounder {
         schema,
         conn,
         changed: 0,
     };
-    let _ = statement.visit(&mut grounder);
+    for_each_select_mut(&mut statement, |select| grounder.ground_select(select));
     (grounder.changed > 0).then(|| format!("{statement:#}"))
 }
 
@@ -48,27 +38,7 @@ struct Grounder<'a> {
     changed: usize,
 }
 
-impl VisitorMut for Grounder<'_> {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
-        self.ground_set_expr(&mut query.body);
-        ControlFlow::Continue(())
-    }
-}
-
 impl Grounder<'_> {
-    fn ground_set_expr(&mut self, body: &mut SetExpr) {
-        match body {
-            SetExpr::Select(select) => self.ground_select(select),
-            SetExpr::SetOperation { left, right, .. } => {
-                self.ground_set_expr(left);
-                self.ground_set_expr(right);
-            }
-            _ => {}
-        }
-    }
-
     fn ground_select(&mut self, select: &mut Select) {
         let tables = tables_in_scope(select, self.schema);
         if let Some(selection) = select.selection.as_mut() {
@@ -76,8 +46,8 @@ impl Grounder<'_> {
         }
     }
 
-    /// Only the AND/OR skeleton of the condition: a subquery is its own scope, reached by
-    /// the visitor with its own tables.
+    /// Only the AND/OR skeleton of the condition: a subquery is its own scope, visited as a
+    /// SELECT of its own with its own tables.
     fn ground_condition(&mut self, expr: &mut Expr, tables: &[(String, &Table)]) {
         match expr {
             Expr::Nested(inner) => self.ground_condition(inner, tables),

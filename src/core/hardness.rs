@@ -17,8 +17,8 @@ use sqlparser::ast::{
     BinaryOperator, Expr, FunctionArguments, GroupByExpr, LimitClause, OrderByKind, Query,
     SelectItem, SetExpr, Statement, UnaryOperator,
 };
-use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
+
+use crate::core::sql_ast::parse_single_query;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,11 +170,10 @@ pub fn hardness_of_sql(sql: &str) -> Option<Hardness> {
 }
 
 pub fn sql_components(sql: &str) -> Option<Components> {
-    let statements = Parser::parse_sql(&SQLiteDialect {}, sql.trim().trim_end_matches(';')).ok()?;
-    let [Statement::Query(query)] = statements.as_slice() else {
+    let Statement::Query(query) = parse_single_query(sql)? else {
         return None;
     };
-    query_components(query)
+    query_components(&query)
 }
 
 fn query_components(query: &Query) -> Option<Components> {

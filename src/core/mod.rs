@@ -23,6 +23,7 @@ pub mod schema;
 pub mod schema_render;
 pub mod score;
 pub mod simplify;
+pub mod sql_ast;
 pub mod store;
 pub mod training;
 pub mod vote;

@@ -535,20 +535,14 @@ fn vote_among_candidates(
     let mut candidates = vec![greedy_sql];
     for k in 1..config.candidates {
         on_event(PipelineEvent::SqlRestarted { attempt: 1 });
-        let request = CompletionRequest {
-            messages: messages.to_vec(),
-            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
-            max_tokens: config.max_sql_tokens,
-            stop: vec![SQL_FENCE_CLOSE.to_string()],
-            sampling: Sampling::Temperature {
-                temperature: config.candidate_temperature,
-                seed: 7919 * k,
-            },
-            grammar: grammar.map(str::to_string),
-        };
-        let completion = model.complete(&request, &mut |_| {})?;
-        let written = format!("{}{}", config.sql_opening, completion.text);
-        candidates.push(tidy_generated_sql(&written, db, config).sql);
+        candidates.push(sample_query(
+            model,
+            db,
+            messages,
+            config,
+            grammar,
+            7919 * k,
+        )?);
     }
     let results: Vec<Option<QueryResult>> = candidates
         .iter()
@@ -587,20 +581,7 @@ fn fresh_candidates(
         error: None,
     };
     for k in 1..=config.fallback_candidates {
-        let request = CompletionRequest {
-            messages: question_turns.to_vec(),
-            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
-            max_tokens: config.max_sql_tokens,
-            stop: vec![SQL_FENCE_CLOSE.to_string()],
-            sampling: Sampling::Temperature {
-                temperature: config.candidate_temperature,
-                seed: 104_729 * k,
-            },
-            grammar: grammar.map(str::to_string),
-        };
-        let completion = model.complete(&request, &mut |_| {})?;
-        let written = format!("{}{}", config.sql_opening, completion.text);
-        let sql = tidy_generated_sql(&written, db, config).sql;
+        let sql = sample_query(model, db, question_turns, config, grammar, 104_729 * k)?;
         if failed.iter().any(|a| same_sql(&a.sql, &sql)) {
             continue;
         }
@@ -630,6 +611,32 @@ fn fresh_candidates(
         }
         None => Fresh::NoneRan(last),
     })
+}
+
+/// One query sampled at `config.candidate_temperature` with `seed`, not streamed, tidied
+/// like a generated one.
+fn sample_query(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    messages: &[crate::core::llm_api::ChatMessage],
+    config: &PipelineConfig,
+    grammar: Option<&str>,
+    seed: u32,
+) -> Result<String, PipelineError> {
+    let request = CompletionRequest {
+        messages: messages.to_vec(),
+        assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+        max_tokens: config.max_sql_tokens,
+        stop: vec![SQL_FENCE_CLOSE.to_string()],
+        sampling: Sampling::Temperature {
+            temperature: config.candidate_temperature,
+            seed,
+        },
+        grammar: grammar.map(str::to_string),
+    };
+    let completion = model.complete(&request, &mut |_| {})?;
+    let written = format!("{}{}", config.sql_opening, completion.text);
+    Ok(tidy_generated_sql(&written, db, config).sql)
 }
 
 enum Fresh {

@@ -18,14 +18,13 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, JoinConstraint,
-    JoinOperator, Query, Select, SelectItem, SetExpr, SetOperator, SetQuantifier, Statement,
-    TableFactor, TableWithJoins, Value, VisitMut, VisitorMut, visit_expressions,
+    BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArguments, GroupByExpr, Join,
+    JoinConstraint, JoinOperator, Select, SelectItem, SetExpr, SetOperator, SetQuantifier,
+    Statement, TableFactor, TableWithJoins, Value, Visit, visit_expressions,
 };
-use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
 
 use crate::core::schema::Schema;
+use crate::core::sql_ast::{any_function, for_each_select_mut, parse_single_query};
 
 /// Rounds of dropping: a table that only bridges to a dropped one becomes unused itself.
 const MAX_ROUNDS: usize = 8;
@@ -33,25 +32,18 @@ const MAX_ROUNDS: usize = 8;
 /// The query without the inner joins it does not use, pretty-printed; `None` when nothing
 /// was dropped (or the text is not one query `sqlparser` reads).
 pub fn drop_unused_joins(sql: &str, schema: &Schema) -> Option<String> {
-    let text = sql.trim().trim_end_matches(';');
-    let mut statements = Parser::parse_sql(&SQLiteDialect {}, text).ok()?;
-    if statements.len() != 1 {
-        return None;
-    }
-    let mut statement = statements.pop()?;
-    if !matches!(statement, Statement::Query(_)) || has_wildcard(&statement) {
+    let mut statement = parse_single_query(sql)?;
+    if has_wildcard(&mut statement) {
         return None;
     }
     let mut dropped_any = false;
     for _ in 0..MAX_ROUNDS {
         let references = References::of(&statement);
-        let mut dropper = JoinDropper {
-            schema,
-            references: &references,
-            dropped: 0,
-        };
-        let _ = statement.visit(&mut dropper);
-        if dropper.dropped == 0 {
+        let mut dropped = false;
+        for_each_select_mut(&mut statement, |select| {
+            dropped |= drop_one_unused_join(select, schema, &references);
+        });
+        if !dropped {
             break;
         }
         dropped_any = true;
@@ -64,9 +56,8 @@ pub fn drop_unused_joins(sql: &str, schema: &Schema) -> Option<String> {
 /// a plain one with exactly two different literals for one column. Grouped, aggregated,
 /// ordered or limited queries are left alone: their INTERSECT would mean something else.
 pub fn intersect_both_values(sql: &str) -> Option<String> {
-    let text = sql.trim().trim_end_matches(';');
-    let mut statements = Parser::parse_sql(&SQLiteDialect {}, text).ok()?;
-    let [Statement::Query(query)] = statements.as_mut_slice() else {
+    let mut statement = parse_single_query(sql)?;
+    let Statement::Query(query) = &mut statement else {
         return None;
     };
     if query.with.is_some()
@@ -79,7 +70,8 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    if has_grouping(select) || select.having.is_some() || has_function(&select.projection) {
+    if has_grouping(select) || select.having.is_some() || any_function(&select.projection, |_| true)
+    {
         return None;
     }
     let conjuncts = conjuncts(select.selection.as_ref()?);
@@ -105,7 +97,7 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
         set_quantifier: SetQuantifier::None,
         right: side(first),
     };
-    Some(format!("{:#}", statements[0]))
+    Some(format!("{statement:#}"))
 }
 
 fn conjuncts(expr: &Expr) -> Vec<&Expr> {
@@ -172,14 +164,6 @@ fn literal_equality(expr: &Expr) -> Option<(String, &Value)> {
     }
 }
 
-fn has_function(projection: &[SelectItem]) -> bool {
-    visit_expressions(&projection.to_vec(), |expr| match expr {
-        Expr::Function(_) => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
-}
-
 /// Every column reference in the statement: qualified ones counted by qualifier, and the
 /// names used without one.
 #[derive(Default)]
@@ -189,7 +173,7 @@ struct References {
 }
 
 impl References {
-    fn of<T: sqlparser::ast::Visit>(node: &T) -> Self {
+    fn of<T: Visit>(node: &T) -> Self {
         let mut references = References::default();
         let _ = visit_expressions(node, |expr| {
             match expr {
@@ -210,92 +194,68 @@ impl References {
     }
 }
 
-struct JoinDropper<'a> {
-    schema: &'a Schema,
-    references: &'a References,
-    dropped: usize,
-}
-
-impl VisitorMut for JoinDropper<'_> {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<Self::Break> {
-        self.drop_in_set_expr(&mut query.body);
-        ControlFlow::Continue(())
+/// Removes the first inner join of `select` that nothing reads; whether it removed one.
+/// One join per round, so the reference counts stay true.
+fn drop_one_unused_join(select: &mut Select, schema: &Schema, references: &References) -> bool {
+    if select.distinct.is_some()
+        || has_grouping(select)
+        || has_distinct_aggregate(select)
+        || counts_rows(select)
+    {
+        return false;
     }
-}
-
-impl JoinDropper<'_> {
-    fn drop_in_set_expr(&mut self, body: &mut SetExpr) {
-        match body {
-            SetExpr::Select(select) => self.drop_in_select(select),
-            SetExpr::SetOperation { left, right, .. } => {
-                self.drop_in_set_expr(left);
-                self.drop_in_set_expr(right);
-            }
-            // Nested queries are reached by the visitor itself.
-            _ => {}
-        }
-    }
-
-    fn drop_in_select(&mut self, select: &mut Select) {
-        if select.distinct.is_some()
-            || has_grouping(select)
-            || has_distinct_aggregate(select)
-            || counts_rows(select)
-        {
-            return;
-        }
-        let [TableWithJoins { joins, .. }] = select.from.as_mut_slice() else {
-            return;
-        };
-        // One join per round, so the reference counts stay true.
-        let unused = joins.iter().position(|join| self.is_unused(join));
-        if let Some(index) = unused {
+    let [TableWithJoins { joins, .. }] = select.from.as_mut_slice() else {
+        return false;
+    };
+    match joins
+        .iter()
+        .position(|join| is_unused(join, schema, references))
+    {
+        Some(index) => {
             joins.remove(index);
-            self.dropped += 1;
+            true
         }
+        None => false,
     }
+}
 
-    fn is_unused(&self, join: &sqlparser::ast::Join) -> bool {
-        let on = match &join.join_operator {
-            JoinOperator::Join(JoinConstraint::On(on))
-            | JoinOperator::Inner(JoinConstraint::On(on)) => on,
-            _ => return false,
-        };
-        let TableFactor::Table {
-            name,
-            alias,
-            args: None,
-            ..
-        } = &join.relation
-        else {
-            return false;
-        };
-        let Some(table_name) = name.0.last().and_then(|part| part.as_ident()) else {
-            return false;
-        };
-        let Some(table) = self.schema.table(&table_name.value) else {
-            return false;
-        };
-        let qualifier = alias
-            .as_ref()
-            .map_or(&table_name.value, |alias| &alias.name.value)
-            .to_lowercase();
-        if !is_column_equalities(on) {
-            return false;
-        }
-        let inside_on = References::of(on);
-        if self.references.count(&qualifier) > inside_on.count(&qualifier) {
-            return false;
-        }
-        // A bare column name may be this table's: keep the join rather than guess.
-        !self
-            .references
-            .unqualified
-            .iter()
-            .any(|name| table.column(name).is_some())
+fn is_unused(join: &Join, schema: &Schema, references: &References) -> bool {
+    let on = match &join.join_operator {
+        JoinOperator::Join(JoinConstraint::On(on))
+        | JoinOperator::Inner(JoinConstraint::On(on)) => on,
+        _ => return false,
+    };
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &join.relation
+    else {
+        return false;
+    };
+    let Some(table_name) = name.0.last().and_then(|part| part.as_ident()) else {
+        return false;
+    };
+    let Some(table) = schema.table(&table_name.value) else {
+        return false;
+    };
+    let qualifier = alias
+        .as_ref()
+        .map_or(&table_name.value, |alias| &alias.name.value)
+        .to_lowercase();
+    if !is_column_equalities(on) {
+        return false;
     }
+    let inside_on = References::of(on);
+    if references.count(&qualifier) > inside_on.count(&qualifier) {
+        return false;
+    }
+    // A bare column name may be this table's: keep the join rather than guess.
+    !references
+        .unqualified
+        .iter()
+        .any(|name| table.column(name).is_some())
 }
 
 fn has_grouping(select: &Select) -> bool {
@@ -306,40 +266,24 @@ fn has_grouping(select: &Select) -> bool {
 }
 
 fn has_distinct_aggregate(select: &Select) -> bool {
-    visit_expressions(&select.projection, |expr| match expr {
-        Expr::Function(function) => match &function.args {
-            FunctionArguments::List(list)
-                if list.duplicate_treatment == Some(DuplicateTreatment::Distinct) =>
-            {
-                ControlFlow::Break(())
-            }
-            _ => ControlFlow::Continue(()),
-        },
-        _ => ControlFlow::Continue(()),
+    any_function(&select.projection, |function| {
+        matches!(&function.args, FunctionArguments::List(list)
+            if list.duplicate_treatment == Some(DuplicateTreatment::Distinct))
     })
-    .is_break()
 }
 
 /// A `COUNT` in the projection or `HAVING`: the number depends on every joined row.
 fn counts_rows(select: &Select) -> bool {
-    contains_count(&select.projection) || contains_count(&select.having)
+    any_function(&select.projection, is_count) || any_function(&select.having, is_count)
 }
 
-fn contains_count<T: sqlparser::ast::Visit>(node: &T) -> bool {
-    visit_expressions(node, |expr| match expr {
-        Expr::Function(function)
-            if function
-                .name
-                .0
-                .last()
-                .and_then(|part| part.as_ident())
-                .is_some_and(|name| name.value.eq_ignore_ascii_case("count")) =>
-        {
-            ControlFlow::Break(())
-        }
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
+fn is_count(function: &Function) -> bool {
+    function
+        .name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|name| name.value.eq_ignore_ascii_case("count"))
 }
 
 /// `a.x = b.y [AND ...]`: a join condition that only matches keys.
@@ -365,35 +309,17 @@ fn is_column(expr: &Expr) -> bool {
 }
 
 /// `*` or `t.*` anywhere: the output depends on every joined table.
-fn has_wildcard(statement: &Statement) -> bool {
-    struct WildcardFinder;
-    impl sqlparser::ast::Visitor for WildcardFinder {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            if set_expr_has_wildcard(&query.body) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        }
-    }
-    sqlparser::ast::Visit::visit(statement, &mut WildcardFinder).is_break()
-}
-
-fn set_expr_has_wildcard(body: &SetExpr) -> bool {
-    match body {
-        SetExpr::Select(select) => select.projection.iter().any(|item| {
+fn has_wildcard(statement: &mut Statement) -> bool {
+    let mut found = false;
+    for_each_select_mut(statement, |select| {
+        found |= select.projection.iter().any(|item| {
             matches!(
                 item,
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
             )
-        }),
-        SetExpr::SetOperation { left, right, .. } => {
-            set_expr_has_wildcard(left) || set_expr_has_wildcard(right)
-        }
-        SetExpr::Query(query) => set_expr_has_wildcard(&query.body),
-        _ => false,
-    }
+        });
+    });
+    found
 }
 
 #[cfg(test)]
