@@ -89,6 +89,10 @@ pub struct PipelineSettings {
     pub drop_unused_joins: bool,
     pub intersect_both_values: bool,
     pub ground_literals: bool,
+    pub filter_named_flags: bool,
+    pub group_by_entity_key: bool,
+    pub show_group_columns: bool,
+    pub check_join_conditions: bool,
     pub fallback_candidates: u32,
 }
 

@@ -136,6 +136,10 @@ impl RuntimeOptions {
             drop_unused_joins: settings.pipeline.drop_unused_joins,
             intersect_both_values: settings.pipeline.intersect_both_values,
             ground_literals: settings.pipeline.ground_literals,
+            filter_named_flags: settings.pipeline.filter_named_flags,
+            group_by_entity_key: settings.pipeline.group_by_entity_key,
+            show_group_columns: settings.pipeline.show_group_columns,
+            check_join_conditions: settings.pipeline.check_join_conditions,
             fallback_candidates: settings.pipeline.fallback_candidates,
             ..PipelineConfig::default()
         };

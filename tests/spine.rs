@@ -542,3 +542,108 @@ fn a_query_fixed_from_the_schema_gets_the_same_rewrites() {
     assert!(shown.ends_with(sql.trim()), "{shown}");
     assert_eq!(outcome.result.unwrap().rows.len(), 2);
 }
+
+#[test]
+fn grouping_by_a_repeated_name_keeps_different_customers_apart() {
+    // Chinook has two customers called Frank and two called Mark.
+    let reply = "SELECT c.FirstName, SUM(i.Total) FROM Customer c JOIN Invoice i \
+                 ON c.CustomerId = i.CustomerId GROUP BY c.FirstName\n```";
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let (outcome, shown) = ask_recording_sql(reply, &config);
+    let sql = outcome.sql.clone().unwrap();
+    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        one_line.contains("GROUP BY c.CustomerId, c.FirstName"),
+        "{sql}"
+    );
+    assert_eq!(shown.trim(), sql.trim());
+    assert_eq!(outcome.result.unwrap().rows.len(), 59);
+
+    let by_name = PipelineConfig {
+        group_by_entity_key: false,
+        ..config
+    };
+    let (outcome, _) = ask_recording_sql(reply, &by_name);
+    assert_eq!(outcome.result.unwrap().rows.len(), 57);
+}
+
+#[test]
+fn a_count_per_group_shows_the_groups() {
+    let reply = "SELECT COUNT(*) FROM Track GROUP BY MediaTypeId\n```";
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let (outcome, _) = ask_recording_sql(reply, &config);
+    let result = outcome.result.unwrap();
+    assert_eq!(result.columns.len(), 2, "{:?}", outcome.sql);
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let gold = "SELECT MediaTypeId, COUNT(*) FROM Track GROUP BY MediaTypeId";
+    assert!(answers_like(&run_sql(&db, gold), &result, gold));
+}
+
+/// Joins a table on a column equal to itself until told why that is wrong.
+struct JoinsOnItselfFirst;
+
+impl LanguageModel for JoinsOnItselfFirst {
+    fn complete(
+        &mut self,
+        request: &CompletionRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, LlmError> {
+        let told = request
+            .messages
+            .iter()
+            .any(|m| m.content.contains("compares a column with itself"));
+        let reply = if told {
+            "SELECT a.Title FROM Album a WHERE a.ArtistId = 1\n```"
+        } else {
+            "SELECT a.Title FROM Album a JOIN Artist r ON r.ArtistId = r.ArtistId \
+             WHERE a.ArtistId = 1 AND r.Name <> ''\n```"
+        };
+        let text = continuation(request, reply);
+        on_text(text);
+        Ok(scripted(text.to_string()))
+    }
+    fn model_id(&self) -> String {
+        "scripted".into()
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        text.len() / 4
+    }
+}
+
+#[test]
+fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let outcome = ask_with(&mut JoinsOnItselfFirst, &db, "Albums of artist 1?", &config);
+    assert_eq!(outcome.error, None);
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    let first_error = outcome.attempts[0].error.as_deref().unwrap();
+    assert!(
+        first_error.contains("r.ArtistId = r.ArtistId compares a column with itself"),
+        "{first_error}"
+    );
+    assert_eq!(outcome.result.unwrap().rows.len(), 2);
+
+    let unchecked = PipelineConfig {
+        check_join_conditions: false,
+        ..config
+    };
+    let outcome = ask_with(
+        &mut JoinsOnItselfFirst,
+        &db,
+        "Albums of artist 1?",
+        &unchecked,
+    );
+    assert_eq!(outcome.attempts.len(), 1);
+    // every album row paired with all 275 artists
+    assert_eq!(outcome.result.unwrap().rows.len(), 2 * 275);
+}

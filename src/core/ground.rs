@@ -5,16 +5,22 @@
 //! zero. For `column = 'text'` where the text does not occur in that column:
 //! - one value of the column equal to it ignoring case replaces it;
 //! - otherwise, when exactly one other column of the same table holds the text, that
-//!   column replaces the filtered one.
+//!   column replaces the filtered one;
+//! - otherwise, when no column of that table holds it and exactly one column of another
+//!   table the same SELECT reads does (or, of several, exactly one with the filtered
+//!   column's name), the filter moves there: `city.Name = 'Anguilla'` over `city JOIN
+//!   country` -> `country.Name = 'Anguilla'`.
 //!
 //! Anything looser (trimmed spaces, spelling distance, prefixes) was measured and not kept:
 //! see docs/eval.md.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, TableFactor, Value};
+use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, Value};
 
 use crate::core::schema::{Schema, Table};
-use crate::core::sql_ast::{for_each_select_mut, parse_single_query};
+use crate::core::sql_ast::{
+    for_each_select_mut, parse_single_query, resolve_column, tables_in_scope,
+};
 
 /// Tables with more rows than this are not searched: each check may scan the table.
 const MAX_ROWS_SEARCHED: u64 = 1_000_000;
@@ -73,9 +79,13 @@ impl Grounder<'_> {
                 let Some((table, column)) = resolve_column(left, tables) else {
                     return;
                 };
-                match self.grounding(table, &column, text) {
+                match self.grounding(tables, table, &column, text) {
                     Some(Grounding::Value(found)) => *text = found,
                     Some(Grounding::Column(other)) => rename_column(left, &other),
+                    Some(Grounding::OtherTable { used_as, column }) => {
+                        **left =
+                            Expr::CompoundIdentifier(vec![Ident::new(used_as), Ident::new(column)]);
+                    }
                     None => return,
                 }
                 self.changed += 1;
@@ -84,8 +94,14 @@ impl Grounder<'_> {
         }
     }
 
-    fn grounding(&self, table: &Table, column: &str, text: &str) -> Option<Grounding> {
-        if table.row_count.is_none_or(|rows| rows > MAX_ROWS_SEARCHED) {
+    fn grounding(
+        &self,
+        tables: &[(String, &Table)],
+        table: &Table,
+        column: &str,
+        text: &str,
+    ) -> Option<Grounding> {
+        if !searchable(table) {
             return None;
         }
         let from = quote(&table.name);
@@ -117,88 +133,86 @@ impl Grounder<'_> {
         if let [found] = same_but_case.as_slice() {
             return Some(Grounding::Value(found.clone()));
         }
-        // One scan for every other column, not one per column: on a wide table the
-        // difference is seconds.
         let others: Vec<&str> = table
             .columns
             .iter()
             .map(|c| c.name.as_str())
             .filter(|name| !name.eq_ignore_ascii_case(column))
             .collect();
-        if others.is_empty() {
-            return None;
+        match self.columns_holding(table, &others, text).as_slice() {
+            [other] => return Some(Grounding::Column((*other).to_string())),
+            [] => {}
+            _ => return None,
         }
-        let checks: Vec<String> = others
+        // `city.Name = 'Anguilla'` where Anguilla is the joined country's name.
+        let mut holders: Vec<(&str, &str)> = Vec::new();
+        for (used_as, other_table) in tables {
+            if other_table.name == table.name || !searchable(other_table) {
+                continue;
+            }
+            let columns: Vec<&str> = other_table
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            for found in self.columns_holding(other_table, &columns, text) {
+                holders.push((used_as.as_str(), found));
+            }
+        }
+        if holders.len() > 1 {
+            // `Name` and `LocalName` both hold 'Anguilla': the filtered column's namesake.
+            holders.retain(|(_, found)| found.eq_ignore_ascii_case(column));
+        }
+        match holders.as_slice() {
+            [(used_as, found)] => Some(Grounding::OtherTable {
+                used_as: (*used_as).to_string(),
+                column: (*found).to_string(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Which of `columns` hold `text` somewhere in the table, in one scan rather than one
+    /// per column: on a wide table the difference is seconds.
+    fn columns_holding<'c>(&self, table: &Table, columns: &[&'c str], text: &str) -> Vec<&'c str> {
+        if columns.is_empty() {
+            return Vec::new();
+        }
+        let checks: Vec<String> = columns
             .iter()
             .map(|name| format!("COALESCE(MAX({} = ?1), 0)", quote(name)))
             .collect();
-        let sql = format!("SELECT {} FROM {from}", checks.join(", "));
+        let sql = format!("SELECT {} FROM {}", checks.join(", "), quote(&table.name));
         let found: Vec<bool> = self
             .conn
             .query_row(&sql, params![text], |row| {
-                (0..others.len())
+                (0..columns.len())
                     .map(|index| row.get::<_, i64>(index).map(|hit| hit != 0))
                     .collect()
             })
             .unwrap_or_default();
-        let holders: Vec<&str> = others
+        columns
             .iter()
             .zip(found)
             .filter_map(|(name, hit)| hit.then_some(*name))
-            .collect();
-        match holders.as_slice() {
-            [other] => Some(Grounding::Column((*other).to_string())),
-            _ => None,
-        }
+            .collect()
     }
+}
+
+fn searchable(table: &Table) -> bool {
+    table
+        .row_count
+        .is_some_and(|rows| rows <= MAX_ROWS_SEARCHED)
 }
 
 enum Grounding {
     Value(String),
     Column(String),
-}
-
-/// The tables a select reads, under the name its columns use (alias, else table name).
-fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, &'s Table)> {
-    let mut tables = Vec::new();
-    for from in &select.from {
-        let factors = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
-        for factor in factors {
-            let TableFactor::Table { name, alias, .. } = factor else {
-                continue;
-            };
-            let Some(ident) = name.0.last().and_then(|part| part.as_ident()) else {
-                continue;
-            };
-            if let Some(table) = schema.table(&ident.value) {
-                let used_as = alias.as_ref().map_or(&ident.value, |a| &a.name.value);
-                tables.push((used_as.to_lowercase(), table));
-            }
-        }
-    }
-    tables
-}
-
-/// The table and the schema's spelling of the column an expression names, when exactly
-/// one table in scope has it.
-fn resolve_column<'s>(expr: &Expr, tables: &[(String, &'s Table)]) -> Option<(&'s Table, String)> {
-    let (qualifier, name) = match expr {
-        Expr::Identifier(ident) => (None, &ident.value),
-        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => (
-            Some(parts[parts.len() - 2].value.to_lowercase()),
-            &parts[parts.len() - 1].value,
-        ),
-        _ => return None,
-    };
-    let mut owners = tables.iter().filter(|(used_as, table)| {
-        qualifier.as_ref().is_none_or(|q| q == used_as) && table.column(name).is_some()
-    });
-    let (_, table) = owners.next()?;
-    if owners.next().is_some() {
-        return None;
-    }
-    let column = table.column(name)?.name.clone();
-    Some((table, column))
+    /// A column of another table the same SELECT reads, under the name it goes by there.
+    OtherTable {
+        used_as: String,
+        column: String,
+    },
 }
 
 fn rename_column(expr: &mut Expr, column: &str) {
@@ -266,6 +280,43 @@ mod tests {
                 "SELECT Name FROM country WHERE Code IN \
                  (SELECT Code FROM country WHERE Continent = 'Europe' OR Name = 'x')"
             )
+        );
+    }
+
+    #[test]
+    fn a_value_of_a_joined_table_moves_the_filter_to_it() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE country (Code TEXT PRIMARY KEY, Name TEXT, LocalName TEXT);
+             INSERT INTO country VALUES ('AIA', 'Anguilla', 'Anguilla');
+             CREATE TABLE city (ID INTEGER PRIMARY KEY, Name TEXT, CountryCode TEXT);
+             INSERT INTO city VALUES (1, 'The Valley', 'AIA');",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let grounded = ground_literals(
+            "SELECT T2.Code FROM city AS T1 JOIN country AS T2 ON T1.CountryCode = T2.Code \
+             WHERE T1.Name = 'Anguilla'",
+            &schema,
+            &conn,
+        )
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(
+            grounded.as_deref(),
+            Some(
+                "SELECT T2.Code FROM city AS T1 JOIN country AS T2 ON T1.CountryCode = T2.Code \
+                 WHERE T2.Name = 'Anguilla'"
+            )
+        );
+        // a value no table in scope holds stays where it is
+        assert_eq!(
+            ground_literals(
+                "SELECT T2.Code FROM city AS T1 JOIN country AS T2 ON T1.CountryCode = T2.Code \
+                 WHERE T1.Name = 'Atlantis'",
+                &schema,
+                &conn,
+            ),
+            None
         );
     }
 

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::exec::{ExecError, ExecLimits, QueryResult, ReadOnlyDb};
 use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::flags::filter_named_flags;
 use crate::core::grammar::sql_grammar;
 use crate::core::ground::ground_literals;
+use crate::core::group_key::group_by_entity_key;
 use crate::core::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::llm_api::{CompletionRequest, LanguageModel, LlmError, Sampling};
 use crate::core::prompt::{
@@ -22,7 +24,9 @@ use crate::core::prompt::{
 use crate::core::repair::{fix_column_reference, quote_bare_names, repair_hints};
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
-use crate::core::simplify::{drop_unused_joins, intersect_both_values};
+use crate::core::simplify::{
+    drop_unused_joins, intersect_both_values, join_comparing_column_with_itself, show_group_columns,
+};
 use crate::core::vote::pick_by_vote;
 
 /// How the schema was put into the prompt.
@@ -135,6 +139,15 @@ pub struct PipelineConfig {
     pub intersect_both_values: bool,
     /// Check text filters against the database's values (`core::ground`).
     pub ground_literals: bool,
+    /// Filter on yes/no columns the question names and the query forgot (`core::flags`).
+    pub filter_named_flags: bool,
+    /// Group by the key, not only the name, when names repeat (`core::group_key`).
+    pub group_by_entity_key: bool,
+    /// Show the grouped columns of a query that returns only aggregates
+    /// (`core::simplify`).
+    pub show_group_columns: bool,
+    /// Send a query whose join compares a column with itself back for repair.
+    pub check_join_conditions: bool,
     /// Queries sampled afresh from the question when every repair failed; the result
     /// most of them agree on is the answer. 0 turns this off.
     pub fallback_candidates: u32,
@@ -157,6 +170,10 @@ impl Default for PipelineConfig {
             drop_unused_joins: true,
             intersect_both_values: true,
             ground_literals: true,
+            filter_named_flags: true,
+            group_by_entity_key: true,
+            show_group_columns: true,
+            check_join_conditions: true,
             fallback_candidates: 3,
         }
     }
@@ -289,7 +306,7 @@ pub fn run_question(
         on_event(PipelineEvent::Stage(stage));
         let sql = if let Some(fixed) = schema_fix.take() {
             // The schema settled the error without the model (see `fix_column_reference`).
-            let fixed = rewrite_sql(fixed, db, config).sql;
+            let fixed = rewrite_sql(fixed, question, db, config).sql;
             on_event(PipelineEvent::SqlText {
                 attempt,
                 text: &fixed,
@@ -317,7 +334,7 @@ pub fn run_question(
                     on_event(PipelineEvent::SqlText { attempt, text });
                 })?;
                 let written = format!("{}{}", config.sql_opening, completion.text);
-                let sql = tidy_generated_sql(&written, db, config);
+                let sql = tidy_generated_sql(&written, question, db, config);
                 if sql.rewritten {
                     on_event(PipelineEvent::SqlRestarted { attempt });
                     on_event(PipelineEvent::SqlText {
@@ -347,15 +364,13 @@ pub fn run_question(
             timings.generate_ms += millis(completion.elapsed);
             if attempt == 1 && config.candidates > 1 {
                 let voting = Instant::now();
-                let chosen = vote_among_candidates(
-                    model,
+                let sampler = Sampler {
                     db,
-                    &messages,
+                    question,
                     config,
-                    grammar.as_deref(),
-                    sql,
-                    on_event,
-                )?;
+                    grammar: grammar.as_deref(),
+                };
+                let chosen = vote_among_candidates(model, &sampler, &messages, sql, on_event)?;
                 timings.generate_ms += millis(voting.elapsed());
                 chosen
             } else {
@@ -363,10 +378,15 @@ pub fn run_question(
             }
         };
 
-        let failure = match check_read_only(&sql) {
-            Err(GuardError::Empty) => Failure::Repairable(GuardError::Empty.to_string()),
-            Err(refused) => Failure::Final(refused.to_string()),
-            Ok(_) => {
+        let self_join = config
+            .check_join_conditions
+            .then(|| join_comparing_column_with_itself(&sql))
+            .flatten();
+        let failure = match (check_read_only(&sql), &self_join) {
+            (Err(GuardError::Empty), _) => Failure::Repairable(GuardError::Empty.to_string()),
+            (Err(refused), _) => Failure::Final(refused.to_string()),
+            (Ok(_), Some(condition)) => Failure::Repairable(self_join_message(condition)),
+            (Ok(_), None) => {
                 on_event(PipelineEvent::Stage(Stage::Executing(attempt)));
                 let executed = Instant::now();
                 let outcome = db.execute(&sql, config.limits);
@@ -416,14 +436,13 @@ pub fn run_question(
         let attempt = u32::try_from(attempts.len()).unwrap_or(u32::MAX) + 1;
         on_event(PipelineEvent::Stage(Stage::Generating(attempt)));
         let sampling = Instant::now();
-        let fresh = fresh_candidates(
-            model,
+        let sampler = Sampler {
             db,
-            &messages[..question_turns_end],
+            question,
             config,
-            grammar.as_deref(),
-            &attempts,
-        )?;
+            grammar: grammar.as_deref(),
+        };
+        let fresh = fresh_candidates(model, &sampler, &messages[..question_turns_end], &attempts)?;
         timings.generate_ms += millis(sampling.elapsed());
         match fresh {
             Fresh::Ran(sql, result) => {
@@ -525,24 +544,16 @@ pub fn run_question(
 /// returns the one whose result most candidates share (the greedy one when none agree).
 fn vote_among_candidates(
     model: &mut dyn LanguageModel,
-    db: &ReadOnlyDb,
+    sampler: &Sampler<'_>,
     messages: &[crate::core::llm_api::ChatMessage],
-    config: &PipelineConfig,
-    grammar: Option<&str>,
     greedy_sql: String,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<String, PipelineError> {
+    let Sampler { db, config, .. } = *sampler;
     let mut candidates = vec![greedy_sql];
     for k in 1..config.candidates {
         on_event(PipelineEvent::SqlRestarted { attempt: 1 });
-        candidates.push(sample_query(
-            model,
-            db,
-            messages,
-            config,
-            grammar,
-            7919 * k,
-        )?);
+        candidates.push(sampler.sample_query(model, messages, 7919 * k)?);
     }
     let results: Vec<Option<QueryResult>> = candidates
         .iter()
@@ -569,19 +580,18 @@ fn vote_among_candidates(
 /// them and returns the query and result that most of those that ran agree on.
 fn fresh_candidates(
     model: &mut dyn LanguageModel,
-    db: &ReadOnlyDb,
+    sampler: &Sampler<'_>,
     question_turns: &[crate::core::llm_api::ChatMessage],
-    config: &PipelineConfig,
-    grammar: Option<&str>,
     failed: &[Attempt],
 ) -> Result<Fresh, PipelineError> {
+    let Sampler { db, config, .. } = *sampler;
     let mut ran: Vec<(String, QueryResult)> = Vec::new();
     let mut last = Attempt {
         sql: String::new(),
         error: None,
     };
     for k in 1..=config.fallback_candidates {
-        let sql = sample_query(model, db, question_turns, config, grammar, 104_729 * k)?;
+        let sql = sampler.sample_query(model, question_turns, 104_729 * k)?;
         if failed.iter().any(|a| same_sql(&a.sql, &sql)) {
             continue;
         }
@@ -613,30 +623,46 @@ fn fresh_candidates(
     })
 }
 
-/// One query sampled at `config.candidate_temperature` with `seed`, not streamed, tidied
-/// like a generated one.
-fn sample_query(
-    model: &mut dyn LanguageModel,
-    db: &ReadOnlyDb,
-    messages: &[crate::core::llm_api::ChatMessage],
-    config: &PipelineConfig,
-    grammar: Option<&str>,
-    seed: u32,
-) -> Result<String, PipelineError> {
-    let request = CompletionRequest {
-        messages: messages.to_vec(),
-        assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
-        max_tokens: config.max_sql_tokens,
-        stop: vec![SQL_FENCE_CLOSE.to_string()],
-        sampling: Sampling::Temperature {
-            temperature: config.candidate_temperature,
-            seed,
-        },
-        grammar: grammar.map(str::to_string),
-    };
-    let completion = model.complete(&request, &mut |_| {})?;
-    let written = format!("{}{}", config.sql_opening, completion.text);
-    Ok(tidy_generated_sql(&written, db, config).sql)
+/// What sampling extra queries for one question needs: where they run, what they answer
+/// (the rewrites read the question) and how they are generated.
+#[derive(Clone, Copy)]
+struct Sampler<'a> {
+    db: &'a ReadOnlyDb,
+    question: &'a str,
+    config: &'a PipelineConfig,
+    grammar: Option<&'a str>,
+}
+
+impl Sampler<'_> {
+    /// One query sampled at `config.candidate_temperature` with `seed`, not streamed,
+    /// tidied like a generated one.
+    fn sample_query(
+        &self,
+        model: &mut dyn LanguageModel,
+        messages: &[crate::core::llm_api::ChatMessage],
+        seed: u32,
+    ) -> Result<String, PipelineError> {
+        let Sampler {
+            db,
+            question,
+            config,
+            grammar,
+        } = *self;
+        let request = CompletionRequest {
+            messages: messages.to_vec(),
+            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", config.sql_opening),
+            max_tokens: config.max_sql_tokens,
+            stop: vec![SQL_FENCE_CLOSE.to_string()],
+            sampling: Sampling::Temperature {
+                temperature: config.candidate_temperature,
+                seed,
+            },
+            grammar: grammar.map(str::to_string),
+        };
+        let completion = model.complete(&request, &mut |_| {})?;
+        let written = format!("{}{}", config.sql_opening, completion.text);
+        Ok(tidy_generated_sql(&written, question, db, config).sql)
+    }
 }
 
 enum Fresh {
@@ -653,12 +679,27 @@ struct GeneratedSql {
 
 /// The query in the model's reply, bare names quoted, with the enabled `core::simplify`
 /// rewrites and `core::ground` checks applied.
-fn tidy_generated_sql(written: &str, db: &ReadOnlyDb, config: &PipelineConfig) -> GeneratedSql {
-    rewrite_sql(extract_sql(written).unwrap_or_default(), db, config)
+fn tidy_generated_sql(
+    written: &str,
+    question: &str,
+    db: &ReadOnlyDb,
+    config: &PipelineConfig,
+) -> GeneratedSql {
+    rewrite_sql(
+        extract_sql(written).unwrap_or_default(),
+        question,
+        db,
+        config,
+    )
 }
 
 /// `sql` with bare names quoted and the enabled rewrites applied.
-fn rewrite_sql(sql: String, db: &ReadOnlyDb, config: &PipelineConfig) -> GeneratedSql {
+fn rewrite_sql(
+    sql: String,
+    question: &str,
+    db: &ReadOnlyDb,
+    config: &PipelineConfig,
+) -> GeneratedSql {
     let Ok(schema) = db.schema() else {
         return GeneratedSql {
             sql,
@@ -681,6 +722,29 @@ fn rewrite_sql(sql: String, db: &ReadOnlyDb, config: &PipelineConfig) -> Generat
     }
     if config.ground_literals
         && let Some(changed) = ground_literals(&sql, schema, db.connection())
+    {
+        // A filter moved to another table can leave the table it was on unused.
+        sql = if config.drop_unused_joins {
+            drop_unused_joins(&changed, schema).unwrap_or(changed)
+        } else {
+            changed
+        };
+        rewritten = true;
+    }
+    if config.filter_named_flags
+        && let Some(changed) = filter_named_flags(&sql, question, schema, db.connection())
+    {
+        sql = changed;
+        rewritten = true;
+    }
+    if config.group_by_entity_key
+        && let Some(changed) = group_by_entity_key(&sql, schema, db.connection())
+    {
+        sql = changed;
+        rewritten = true;
+    }
+    if config.show_group_columns
+        && let Some(changed) = show_group_columns(&sql)
     {
         sql = changed;
         rewritten = true;
@@ -712,6 +776,14 @@ fn same_sql(a: &str, b: &str) -> bool {
             .to_lowercase()
     };
     normalize(a) == normalize(b)
+}
+
+fn self_join_message(condition: &str) -> String {
+    format!(
+        "the join condition {condition} compares a column with itself, so every row is \
+         paired with every row of the joined table; join on the columns that match between \
+         the two tables, or leave out a table the question does not need"
+    )
 }
 
 fn unanswered_message(attempts: usize, reason: &str) -> String {

@@ -13,6 +13,14 @@
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
 //! row can satisfy, into the two queries' INTERSECT: the "both" the question asked for.
+//!
+//! [`show_group_columns`] puts the grouped columns in front of a grouped query that only
+//! returns aggregates: "how many cities in each district" as a bare list of counts cannot
+//! be read without the districts.
+//!
+//! [`join_comparing_column_with_itself`] is a check rather than a rewrite: `JOIN airports AS
+//! P ON P.AirportCode = P.AirportCode` pairs every row with every row, and the pipeline
+//! sends such a query back to the model with that said (there is no one right fix).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -98,6 +106,93 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
         right: side(first),
     };
     Some(format!("{statement:#}"))
+}
+
+/// `SELECT COUNT(*) .. GROUP BY d` as `SELECT d, COUNT(*) .. GROUP BY d`, pretty-printed;
+/// `None` unless the outer query is one grouped SELECT whose every output is an aggregate
+/// and whose groups are plain columns. A query with LIMIT is left alone: "the largest
+/// number of cities in a district" asks for the number.
+pub fn show_group_columns(sql: &str) -> Option<String> {
+    let mut statement = parse_single_query(sql)?;
+    let Statement::Query(query) = &mut statement else {
+        return None;
+    };
+    if query.limit_clause.is_some() || query.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let GroupByExpr::Expressions(grouped, _) = &select.group_by else {
+        return None;
+    };
+    if grouped.is_empty() || !grouped.iter().all(is_column) {
+        return None;
+    }
+    let only_aggregates = !select.projection.is_empty()
+        && select.projection.iter().all(|item| match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                any_function(expr, is_aggregate)
+            }
+            _ => false,
+        });
+    if !only_aggregates {
+        return None;
+    }
+    let shown: Vec<SelectItem> = grouped
+        .iter()
+        .map(|column| SelectItem::UnnamedExpr(column.clone()))
+        .collect();
+    select.projection.splice(0..0, shown);
+    Some(format!("{statement:#}"))
+}
+
+/// The first join condition of the form `x = x` (the same column on both sides), as
+/// written; `None` when there is none or the text is not one query.
+pub fn join_comparing_column_with_itself(sql: &str) -> Option<String> {
+    let mut statement = parse_single_query(sql)?;
+    let mut found = None;
+    for_each_select_mut(&mut statement, |select| {
+        for join in select.from.iter().flat_map(|from| &from.joins) {
+            let on = match &join.join_operator {
+                JoinOperator::Join(JoinConstraint::On(on))
+                | JoinOperator::Inner(JoinConstraint::On(on))
+                | JoinOperator::Left(JoinConstraint::On(on))
+                | JoinOperator::LeftOuter(JoinConstraint::On(on)) => on,
+                _ => continue,
+            };
+            if found.is_none() {
+                found = conjuncts(on)
+                    .into_iter()
+                    .find_map(|condition| match condition {
+                        Expr::BinaryOp {
+                            left,
+                            op: BinaryOperator::Eq,
+                            right,
+                        } if is_column(left)
+                            && left.to_string().eq_ignore_ascii_case(&right.to_string()) =>
+                        {
+                            Some(condition.to_string())
+                        }
+                        _ => None,
+                    });
+            }
+        }
+    });
+    found
+}
+
+fn is_aggregate(function: &Function) -> bool {
+    function
+        .name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|name| {
+            ["count", "sum", "avg", "min", "max", "total", "group_concat"]
+                .iter()
+                .any(|aggregate| name.value.eq_ignore_ascii_case(aggregate))
+        })
 }
 
 fn conjuncts(expr: &Expr) -> Vec<&Expr> {
@@ -434,6 +529,54 @@ mod tests {
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = 33 UNION SELECT 'x'",
         ] {
             assert_eq!(intersect_both_values(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_grouped_query_of_aggregates_shows_its_groups() {
+        assert_eq!(
+            one_line(show_group_columns(
+                "SELECT COUNT(*) AS n FROM city WHERE Population > 10 GROUP BY District"
+            ))
+            .as_deref(),
+            Some(
+                "SELECT District, COUNT(*) AS n FROM city WHERE Population > 10 GROUP BY District"
+            )
+        );
+        for sql in [
+            "SELECT District, COUNT(*) FROM city GROUP BY District",
+            "SELECT COUNT(*) FROM city GROUP BY District ORDER BY COUNT(*) DESC LIMIT 1",
+            "SELECT COUNT(*) FROM city",
+            "SELECT COUNT(*) FROM city GROUP BY LENGTH(District)",
+            "SELECT COUNT(*) FROM city GROUP BY a UNION SELECT COUNT(*) FROM town GROUP BY b",
+        ] {
+            assert_eq!(show_group_columns(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_join_on_a_column_equal_to_itself_is_found() {
+        assert_eq!(
+            join_comparing_column_with_itself(
+                "SELECT A.Airline FROM airlines AS A JOIN airports AS P \
+                 ON P.AirportCode = P.AirportCode WHERE P.Country = 'US'"
+            )
+            .as_deref(),
+            Some("P.AirportCode = P.AirportCode")
+        );
+        assert_eq!(
+            join_comparing_column_with_itself(
+                "SELECT 1 FROM a WHERE x IN (SELECT 1 FROM b JOIN c ON c.k = b.k AND c.k = c.k)"
+            )
+            .as_deref(),
+            Some("c.k = c.k")
+        );
+        for sql in [
+            "SELECT 1 FROM a JOIN b ON a.k = b.k",
+            "SELECT 1 FROM a AS x JOIN a AS y ON x.k = y.k",
+            "SELECT 1 FROM a WHERE a.k = a.k",
+        ] {
+            assert_eq!(join_comparing_column_with_itself(sql), None, "{sql}");
         }
     }
 

@@ -1,11 +1,15 @@
 //! Small helpers over `sqlparser`'s AST shared by the modules that read or rewrite a query
-//! (`hardness`, `simplify`, `ground`).
+//! (`hardness`, `simplify`, `ground`, `flags`, `group_key`).
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Function, Query, Select, SetExpr, Statement, Visit, VisitMut, VisitorMut};
+use sqlparser::ast::{
+    Expr, Function, Query, Select, SetExpr, Statement, TableFactor, Visit, VisitMut, VisitorMut,
+};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
+
+use crate::core::schema::{Schema, Table};
 
 /// The text as one SQLite query statement (a trailing `;` allowed); `None` when it is not
 /// exactly one query `sqlparser` reads.
@@ -56,4 +60,101 @@ pub fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bool) -> 
         _ => ControlFlow::Continue(()),
     })
     .is_break()
+}
+
+/// The tables a select reads, under the name its columns use (alias, else table name, as
+/// the query spells it).
+pub fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, &'s Table)> {
+    let mut tables = Vec::new();
+    for from in &select.from {
+        let factors = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
+        for factor in factors {
+            let TableFactor::Table { name, alias, .. } = factor else {
+                continue;
+            };
+            let Some(ident) = name.0.last().and_then(|part| part.as_ident()) else {
+                continue;
+            };
+            if let Some(table) = schema.table(&ident.value) {
+                let used_as = alias.as_ref().map_or(&ident.value, |a| &a.name.value);
+                tables.push((used_as.clone(), table));
+            }
+        }
+    }
+    tables
+}
+
+/// The table and the schema's spelling of the column an expression names, when exactly
+/// one table in scope has it.
+pub fn resolve_column<'s>(
+    expr: &Expr,
+    tables: &[(String, &'s Table)],
+) -> Option<(&'s Table, String)> {
+    resolve_column_owner(expr, tables).map(|(_, table, column)| (table, column))
+}
+
+/// Like [`resolve_column`], with the name the owning table goes by in the query.
+pub fn resolve_column_owner<'t, 's>(
+    expr: &Expr,
+    tables: &'t [(String, &'s Table)],
+) -> Option<(&'t str, &'s Table, String)> {
+    let (qualifier, name) = match expr {
+        Expr::Identifier(ident) => (None, &ident.value),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => (
+            Some(&parts[parts.len() - 2].value),
+            &parts[parts.len() - 1].value,
+        ),
+        _ => return None,
+    };
+    let mut owners = tables.iter().filter(|(used_as, table)| {
+        qualifier.is_none_or(|q| q.eq_ignore_ascii_case(used_as)) && table.column(name).is_some()
+    });
+    let (used_as, table) = owners.next()?;
+    if owners.next().is_some() {
+        return None;
+    }
+    let column = table.column(name)?.name.clone();
+    Some((used_as.as_str(), table, column))
+}
+
+/// The last part of every column reference in `node` (`T1.Name` and `Name` both give
+/// `Name`), subqueries included.
+pub fn referenced_column_names<T: Visit>(node: &T) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(node, |expr| {
+        match expr {
+            Expr::Identifier(ident) => names.push(ident.value.clone()),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    names.push(last.value.clone());
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    names
+}
+
+/// `a AND b`, or the one condition when there is nothing to add to.
+pub fn and_condition(existing: Option<Expr>, added: Expr) -> Expr {
+    match existing {
+        None => added,
+        Some(existing) => Expr::BinaryOp {
+            left: Box::new(nested_if_or(existing)),
+            op: sqlparser::ast::BinaryOperator::And,
+            right: Box::new(added),
+        },
+    }
+}
+
+/// `a OR b` in parentheses, so that an added `AND` does not bind to `b` alone.
+fn nested_if_or(expr: Expr) -> Expr {
+    match expr {
+        Expr::BinaryOp {
+            op: sqlparser::ast::BinaryOperator::Or,
+            ..
+        } => Expr::Nested(Box::new(expr)),
+        other => other,
+    }
 }
