@@ -597,7 +597,7 @@ impl LanguageModel for JoinsOnItselfFirst {
         let told = request
             .messages
             .iter()
-            .any(|m| m.content.contains("compares a column with itself"));
+            .any(|m| m.content.contains("does not connect two tables"));
         let reply = if told {
             "SELECT a.Title FROM Album a WHERE a.ArtistId = 1\n```"
         } else {
@@ -628,7 +628,7 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
     assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
     let first_error = outcome.attempts[0].error.as_deref().unwrap();
     assert!(
-        first_error.contains("r.ArtistId = r.ArtistId compares a column with itself"),
+        first_error.contains("r.ArtistId = r.ArtistId does not connect two tables"),
         "{first_error}"
     );
     assert_eq!(outcome.result.unwrap().rows.len(), 2);

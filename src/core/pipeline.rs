@@ -25,7 +25,7 @@ use crate::core::repair::{fix_column_reference, quote_bare_names, repair_hints};
 use crate::core::schema::Schema;
 use crate::core::schema_render::{RenderOptions, render_schema};
 use crate::core::simplify::{
-    drop_unused_joins, intersect_both_values, join_comparing_column_with_itself, show_group_columns,
+    drop_unused_joins, intersect_both_values, show_group_columns, unlinked_join_condition,
 };
 use crate::core::vote::pick_by_vote;
 
@@ -146,7 +146,7 @@ pub struct PipelineConfig {
     /// Show the grouped columns of a query that returns only aggregates
     /// (`core::simplify`).
     pub show_group_columns: bool,
-    /// Send a query whose join compares a column with itself back for repair.
+    /// Send a query whose join condition connects no two tables back for repair.
     pub check_join_conditions: bool,
     /// Queries sampled afresh from the question when every repair failed; the result
     /// most of them agree on is the answer. 0 turns this off.
@@ -378,14 +378,14 @@ pub fn run_question(
             }
         };
 
-        let self_join = config
+        let unlinked_join = config
             .check_join_conditions
-            .then(|| join_comparing_column_with_itself(&sql))
+            .then(|| unlinked_join_condition(&sql))
             .flatten();
-        let failure = match (check_read_only(&sql), &self_join) {
+        let failure = match (check_read_only(&sql), &unlinked_join) {
             (Err(GuardError::Empty), _) => Failure::Repairable(GuardError::Empty.to_string()),
             (Err(refused), _) => Failure::Final(refused.to_string()),
-            (Ok(_), Some(condition)) => Failure::Repairable(self_join_message(condition)),
+            (Ok(_), Some(condition)) => Failure::Repairable(unlinked_join_message(condition)),
             (Ok(_), None) => {
                 on_event(PipelineEvent::Stage(Stage::Executing(attempt)));
                 let executed = Instant::now();
@@ -778,11 +778,11 @@ fn same_sql(a: &str, b: &str) -> bool {
     normalize(a) == normalize(b)
 }
 
-fn self_join_message(condition: &str) -> String {
+fn unlinked_join_message(condition: &str) -> String {
     format!(
-        "the join condition {condition} compares a column with itself, so every row is \
-         paired with every row of the joined table; join on the columns that match between \
-         the two tables, or leave out a table the question does not need"
+        "the join condition {condition} does not connect two tables, so every row is paired \
+         with every row of the joined table; join on the columns that match between the two \
+         tables, or leave out a table the question does not need"
     )
 }
 

@@ -13,14 +13,16 @@
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
 //! row can satisfy, into the two queries' INTERSECT: the "both" the question asked for.
+//! Two ranges of one column that cannot overlap (`year < 2003 AND year > 2003`, "founded
+//! before and after 2003") are the same mistake and get the same rewrite.
 //!
 //! [`show_group_columns`] puts the grouped columns in front of a grouped query that only
 //! returns aggregates: "how many cities in each district" as a bare list of counts cannot
 //! be read without the districts.
 //!
-//! [`join_comparing_column_with_itself`] is a check rather than a rewrite: `JOIN airports AS
-//! P ON P.AirportCode = P.AirportCode` pairs every row with every row, and the pipeline
-//! sends such a query back to the model with that said (there is no one right fix).
+//! [`unlinked_join_condition`] is a check rather than a rewrite: `JOIN airports AS P ON
+//! P.AirportCode = P.AirportCode` pairs every row with every row, and the pipeline sends
+//! such a query back to the model with that said (there is no one right fix).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -83,7 +85,8 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
         return None;
     }
     let conjuncts = conjuncts(select.selection.as_ref()?);
-    let (first, second) = conflicting_equalities(&conjuncts)?;
+    let (first, second) =
+        conflicting_equalities(&conjuncts).or_else(|| disjoint_ranges(&conjuncts))?;
     let side = |dropped: usize| {
         let mut side = select.as_ref().clone();
         side.distinct = None;
@@ -147,9 +150,11 @@ pub fn show_group_columns(sql: &str) -> Option<String> {
     Some(format!("{statement:#}"))
 }
 
-/// The first join condition of the form `x = x` (the same column on both sides), as
-/// written; `None` when there is none or the text is not one query.
-pub fn join_comparing_column_with_itself(sql: &str) -> Option<String> {
+/// The first join condition that does not connect two tables, as written: `x = x` (one
+/// column on both sides), or columns of one table only (`T2.CountryAbbrev = T2.Country`).
+/// Either pairs every row with every row of the other table. `None` when there is none or
+/// the text is not one query.
+pub fn unlinked_join_condition(sql: &str) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let mut found = None;
     for_each_select_mut(&mut statement, |select| {
@@ -161,25 +166,45 @@ pub fn join_comparing_column_with_itself(sql: &str) -> Option<String> {
                 | JoinOperator::LeftOuter(JoinConstraint::On(on)) => on,
                 _ => continue,
             };
-            if found.is_none() {
-                found = conjuncts(on)
-                    .into_iter()
-                    .find_map(|condition| match condition {
-                        Expr::BinaryOp {
-                            left,
-                            op: BinaryOperator::Eq,
-                            right,
-                        } if is_column(left)
-                            && left.to_string().eq_ignore_ascii_case(&right.to_string()) =>
-                        {
-                            Some(condition.to_string())
-                        }
-                        _ => None,
-                    });
+            if found.is_none() && links_nothing(on) {
+                found = Some(on.to_string());
             }
         }
     });
     found
+}
+
+/// Column equalities only, and each compares a column with itself or all of them read one
+/// qualifier.
+fn links_nothing(on: &Expr) -> bool {
+    let conditions = conjuncts(on);
+    let mut qualifiers = Vec::new();
+    for condition in &conditions {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = condition
+        else {
+            return false;
+        };
+        if !is_column(left) || !is_column(right) {
+            return false;
+        }
+        if left.to_string().eq_ignore_ascii_case(&right.to_string()) {
+            return true;
+        }
+        for side in [left, right] {
+            let Expr::CompoundIdentifier(parts) = side.as_ref() else {
+                return false;
+            };
+            let Some(qualifier) = parts.len().checked_sub(2).map(|i| &parts[i].value) else {
+                return false;
+            };
+            qualifiers.push(qualifier.to_lowercase());
+        }
+    }
+    !qualifiers.is_empty() && qualifiers.iter().all(|q| *q == qualifiers[0])
 }
 
 fn is_aggregate(function: &Function) -> bool {
@@ -242,6 +267,95 @@ fn conflicting_equalities(conjuncts: &[&Expr]) -> Option<(usize, usize)> {
     None
 }
 
+/// Indices of `c < x` and `c > y` (or `<=`, `>=`) with numbers that leave no value
+/// between them ("founded before 2003 and after 2003"), when the column has no other bound.
+fn disjoint_ranges(conjuncts: &[&Expr]) -> Option<(usize, usize)> {
+    let bounds: Vec<(usize, String, Bound)> = conjuncts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, expr)| {
+            numeric_bound(expr).map(|(column, bound)| (index, column, bound))
+        })
+        .collect();
+    for (upper_index, column, upper) in &bounds {
+        let Bound::Below(limit) = upper else {
+            continue;
+        };
+        if bounds
+            .iter()
+            .filter(|(_, other, _)| other == column)
+            .count()
+            != 2
+        {
+            continue;
+        }
+        let lower = bounds.iter().find_map(|(index, other, bound)| match bound {
+            Bound::Above(floor) if other == column => Some((*index, *floor)),
+            _ => None,
+        });
+        if let Some((lower_index, floor)) = lower
+            && floor >= *limit
+        {
+            return Some((
+                *upper_index.min(&lower_index),
+                *upper_index.max(&lower_index),
+            ));
+        }
+    }
+    None
+}
+
+enum Bound {
+    /// `c < x`.
+    Below(f64),
+    /// `c > x`.
+    Above(f64),
+}
+
+/// `column < number` or `column > number` (either side first) as the column's bound. Only
+/// strict comparisons: `c <= 5 AND c >= 5` matches 5.
+fn numeric_bound(expr: &Expr) -> Option<(String, Bound)> {
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return None;
+    };
+    let number = |expr: &Expr| match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Number(text, _) => text.parse::<f64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let strict = matches!(op, BinaryOperator::Lt | BinaryOperator::Gt);
+    let (column, limit, below) = match (left.as_ref(), right.as_ref()) {
+        (column, value) if is_column(column) => {
+            let below = match op {
+                BinaryOperator::Lt | BinaryOperator::LtEq => true,
+                BinaryOperator::Gt | BinaryOperator::GtEq => false,
+                _ => return None,
+            };
+            (column, number(value)?, below)
+        }
+        (value, column) if is_column(column) => {
+            let below = match op {
+                BinaryOperator::Gt | BinaryOperator::GtEq => true,
+                BinaryOperator::Lt | BinaryOperator::LtEq => false,
+                _ => return None,
+            };
+            (column, number(value)?, below)
+        }
+        _ => return None,
+    };
+    if !strict {
+        return None;
+    }
+    let column = column.to_string().to_lowercase();
+    Some(if below {
+        (column, Bound::Below(limit))
+    } else {
+        (column, Bound::Above(limit))
+    })
+}
+
 fn literal_equality(expr: &Expr) -> Option<(String, &Value)> {
     let Expr::BinaryOp {
         left,
@@ -299,33 +413,43 @@ fn drop_one_unused_join(select: &mut Select, schema: &Schema, references: &Refer
     {
         return false;
     }
-    let [TableWithJoins { joins, .. }] = select.from.as_mut_slice() else {
+    let [TableWithJoins { relation, joins }] = select.from.as_mut_slice() else {
         return false;
     };
-    match joins
-        .iter()
-        .position(|join| is_unused(join, schema, references))
-    {
-        Some(index) => {
-            joins.remove(index);
-            true
-        }
-        None => false,
+    if let Some(index) = joins.iter().position(|join| {
+        inner_join_condition(join)
+            .is_some_and(|on| is_unused(&join.relation, on, schema, references))
+    }) {
+        joins.remove(index);
+        return true;
+    }
+    // `FROM city JOIN country ON ... WHERE country.Name = 'Anguilla'`: the first table is
+    // the unused one, and the joined table takes its place.
+    let first_join_on = joins.first().and_then(inner_join_condition);
+    if first_join_on.is_some_and(|on| is_unused(relation, on, schema, references)) {
+        let first = joins.remove(0);
+        *relation = first.relation;
+        return true;
+    }
+    false
+}
+
+fn inner_join_condition(join: &Join) -> Option<&Expr> {
+    match &join.join_operator {
+        JoinOperator::Join(JoinConstraint::On(on))
+        | JoinOperator::Inner(JoinConstraint::On(on)) => Some(on),
+        _ => None,
     }
 }
 
-fn is_unused(join: &Join, schema: &Schema, references: &References) -> bool {
-    let on = match &join.join_operator {
-        JoinOperator::Join(JoinConstraint::On(on))
-        | JoinOperator::Inner(JoinConstraint::On(on)) => on,
-        _ => return false,
-    };
+/// Whether nothing but the join condition `on` reads `relation`.
+fn is_unused(relation: &TableFactor, on: &Expr, schema: &Schema, references: &References) -> bool {
     let TableFactor::Table {
         name,
         alias,
         args: None,
         ..
-    } = &join.relation
+    } = relation
     else {
         return false;
     };
@@ -452,6 +576,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unused_first_table_gives_its_place_to_the_joined_one() {
+        assert_eq!(
+            dropped(
+                "SELECT T2.Name FROM course_arrange AS T1 JOIN teacher AS T2 \
+                 ON T1.Teacher_ID = T2.Teacher_ID WHERE T2.Age > 30"
+            )
+            .as_deref(),
+            Some("SELECT T2.Name FROM teacher AS T2 WHERE T2.Age > 30")
+        );
+    }
+
+    #[test]
     fn a_chain_of_unused_joins_is_dropped_back_to_the_table_in_use() {
         assert_eq!(
             dropped(
@@ -533,6 +669,28 @@ mod tests {
     }
 
     #[test]
+    fn one_column_held_to_disjoint_ranges_becomes_an_intersect() {
+        assert_eq!(
+            one_line(intersect_both_values(
+                "SELECT DISTINCT Record_Company FROM orchestra \
+                 WHERE Year_of_Founded < 2003 AND Year_of_Founded > 2003"
+            ))
+            .as_deref(),
+            Some(
+                "SELECT Record_Company FROM orchestra WHERE Year_of_Founded < 2003 \
+                 INTERSECT SELECT Record_Company FROM orchestra WHERE Year_of_Founded > 2003"
+            )
+        );
+        for sql in [
+            "SELECT a FROM t WHERE y > 2000 AND y < 2010",
+            "SELECT a FROM t WHERE y <= 2003 AND y >= 2003",
+            "SELECT a FROM t WHERE y < 2003 AND y > 2003 AND y > 1990",
+        ] {
+            assert_eq!(intersect_both_values(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
     fn a_grouped_query_of_aggregates_shows_its_groups() {
         assert_eq!(
             one_line(show_group_columns(
@@ -555,9 +713,9 @@ mod tests {
     }
 
     #[test]
-    fn a_join_on_a_column_equal_to_itself_is_found() {
+    fn a_join_condition_that_links_no_two_tables_is_found() {
         assert_eq!(
-            join_comparing_column_with_itself(
+            unlinked_join_condition(
                 "SELECT A.Airline FROM airlines AS A JOIN airports AS P \
                  ON P.AirportCode = P.AirportCode WHERE P.Country = 'US'"
             )
@@ -565,18 +723,29 @@ mod tests {
             Some("P.AirportCode = P.AirportCode")
         );
         assert_eq!(
-            join_comparing_column_with_itself(
+            unlinked_join_condition(
                 "SELECT 1 FROM a WHERE x IN (SELECT 1 FROM b JOIN c ON c.k = b.k AND c.k = c.k)"
             )
             .as_deref(),
-            Some("c.k = c.k")
+            Some("c.k = b.k AND c.k = c.k")
+        );
+        assert_eq!(
+            unlinked_join_condition(
+                "SELECT COUNT(*) FROM airlines AS T1 JOIN airports AS T2 \
+                 ON T2.CountryAbbrev = T2.Country"
+            )
+            .as_deref(),
+            Some("T2.CountryAbbrev = T2.Country")
         );
         for sql in [
             "SELECT 1 FROM a JOIN b ON a.k = b.k",
             "SELECT 1 FROM a AS x JOIN a AS y ON x.k = y.k",
             "SELECT 1 FROM a WHERE a.k = a.k",
+            "SELECT 1 FROM a JOIN b ON a.k = b.k AND b.x = b.y",
+            "SELECT 1 FROM a JOIN b ON k = j",
+            "SELECT 1 FROM a JOIN b ON b.x = 5",
         ] {
-            assert_eq!(join_comparing_column_with_itself(sql), None, "{sql}");
+            assert_eq!(unlinked_join_condition(sql), None, "{sql}");
         }
     }
 
