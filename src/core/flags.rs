@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, Value};
 
+use crate::core::ident::quote_identifier;
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
     and_condition, for_each_select_mut, parse_single_query, referenced_column_names,
@@ -154,8 +155,8 @@ fn negated(question: &str, flag_words: &[String]) -> bool {
 fn yes_value(conn: &Connection, table: &Table, column: &str) -> Option<Value> {
     let sql = format!(
         "SELECT DISTINCT {col} FROM {from} WHERE {col} IS NOT NULL LIMIT 3",
-        col = quote(column),
-        from = quote(&table.name)
+        col = quote_identifier(column),
+        from = quote_identifier(&table.name)
     );
     let values: Vec<SqlValue> = conn
         .prepare(&sql)
@@ -179,10 +180,6 @@ fn yes_value(conn: &Connection, table: &Table, column: &str) -> Option<Value> {
         SqlValue::Integer(number) => Some(Value::Number(number.to_string(), false)),
         _ => None,
     }
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, Value};
 
+use crate::core::ident::quote_identifier;
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
     for_each_select_mut, parse_single_query, resolve_column, tables_in_scope,
@@ -104,9 +105,12 @@ impl Grounder<'_> {
         if !searchable(table) {
             return None;
         }
-        let from = quote(&table.name);
+        let from = quote_identifier(&table.name);
         let holds = |column: &str| -> bool {
-            let sql = format!("SELECT 1 FROM {from} WHERE {} = ?1 LIMIT 1", quote(column));
+            let sql = format!(
+                "SELECT 1 FROM {from} WHERE {} = ?1 LIMIT 1",
+                quote_identifier(column)
+            );
             self.conn
                 .query_row(&sql, params![text], |_| Ok(()))
                 .optional()
@@ -119,7 +123,7 @@ impl Grounder<'_> {
         }
         let sql = format!(
             "SELECT DISTINCT {col} FROM {from} WHERE {col} = ?1 COLLATE NOCASE LIMIT 2",
-            col = quote(column)
+            col = quote_identifier(column)
         );
         let same_but_case: Vec<String> = self
             .conn
@@ -180,9 +184,13 @@ impl Grounder<'_> {
         }
         let checks: Vec<String> = columns
             .iter()
-            .map(|name| format!("COALESCE(MAX({} = ?1), 0)", quote(name)))
+            .map(|name| format!("COALESCE(MAX({} = ?1), 0)", quote_identifier(name)))
             .collect();
-        let sql = format!("SELECT {} FROM {}", checks.join(", "), quote(&table.name));
+        let sql = format!(
+            "SELECT {} FROM {}",
+            checks.join(", "),
+            quote_identifier(&table.name)
+        );
         let found: Vec<bool> = self
             .conn
             .query_row(&sql, params![text], |row| {
@@ -225,10 +233,6 @@ fn rename_column(expr: &mut Expr, column: &str) {
         }
         _ => {}
     }
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

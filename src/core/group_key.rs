@@ -14,6 +14,7 @@
 use rusqlite::{Connection, OptionalExtension};
 use sqlparser::ast::{Expr, GroupByExpr, Ident, Select};
 
+use crate::core::ident::quote_identifier;
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
     for_each_select_mut, parse_single_query, resolve_column_owner, tables_in_scope,
@@ -94,10 +95,10 @@ fn values_repeat(conn: &Connection, table: &Table, columns: &[String]) -> bool {
     if table.row_count.is_none_or(|rows| rows > MAX_ROWS_SEARCHED) {
         return false;
     }
-    let grouped: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let grouped: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
     let sql = format!(
         "SELECT 1 FROM {} GROUP BY {} HAVING COUNT(*) > 1 LIMIT 1",
-        quote(&table.name),
+        quote_identifier(&table.name),
         grouped.join(", ")
     );
     conn.query_row(&sql, [], |_| Ok(()))
@@ -105,10 +106,6 @@ fn values_repeat(conn: &Connection, table: &Table, columns: &[String]) -> bool {
         .ok()
         .flatten()
         .is_some()
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

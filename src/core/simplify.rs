@@ -30,7 +30,7 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArguments, GroupByExpr, Join,
     JoinConstraint, JoinOperator, Select, SelectItem, SetExpr, SetOperator, SetQuantifier,
-    Statement, TableFactor, TableWithJoins, Value, Visit, visit_expressions,
+    Statement, TableFactor, TableWithJoins, Value, Visit, Visitor, visit_expressions,
 };
 
 use crate::core::schema::Schema;
@@ -43,7 +43,7 @@ const MAX_ROUNDS: usize = 8;
 /// was dropped (or the text is not one query `sqlparser` reads).
 pub fn drop_unused_joins(sql: &str, schema: &Schema) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
-    if has_wildcard(&mut statement) {
+    if has_wildcard(&mut statement) || !qualified_columns_resolve(&statement, schema) {
         return None;
     }
     let mut dropped_any = false;
@@ -527,6 +527,52 @@ fn is_column(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
 }
 
+/// Whether every `alias.column` names a column of the alias's table. A column under the
+/// wrong alias (`T2.Name` where only `T1`'s table has `Name`) makes `T1` look unused, and
+/// the repair loop's schema fix needs that table to find the column's owner.
+fn qualified_columns_resolve(statement: &Statement, schema: &Schema) -> bool {
+    struct Aliases<'s> {
+        schema: &'s Schema,
+        tables: Vec<(String, &'s crate::core::schema::Table)>,
+    }
+    impl Visitor for Aliases<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, alias, .. } = factor
+                && let Some(ident) = name.0.last().and_then(|part| part.as_ident())
+                && let Some(table) = self.schema.table(&ident.value)
+            {
+                let used_as = alias.as_ref().map_or(&ident.value, |a| &a.name.value);
+                self.tables.push((used_as.to_lowercase(), table));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut aliases = Aliases {
+        schema,
+        tables: Vec::new(),
+    };
+    let _ = statement.visit(&mut aliases);
+    !visit_expressions(statement, |expr| match expr {
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            let qualifier = parts[0].value.to_lowercase();
+            let mut owners = aliases
+                .tables
+                .iter()
+                .filter(|(used_as, _)| *used_as == qualifier);
+            let unresolved = owners.clone().next().is_some()
+                && !owners.any(|(_, table)| table.column(&parts[1].value).is_some());
+            if unresolved {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// `*` or `t.*` anywhere: the output depends on every joined table.
 fn has_wildcard(statement: &mut Statement) -> bool {
     let mut found = false;
@@ -572,6 +618,17 @@ mod tests {
             )
             .as_deref(),
             Some("SELECT T1.Name FROM teacher AS T1 ORDER BY T1.Age ASC")
+        );
+    }
+
+    #[test]
+    fn a_column_under_the_wrong_alias_keeps_every_table_for_the_repair() {
+        assert_eq!(
+            dropped(
+                "SELECT T2.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
+                 ON T1.Teacher_ID = T2.Teacher_ID"
+            ),
+            None
         );
     }
 
