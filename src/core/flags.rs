@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, Value};
 
-use crate::core::ident::quote_identifier;
+use crate::core::ident::{lowercase_words, quote_identifier, split_identifier};
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
     and_condition, for_each_select_mut, parse_single_query, referenced_column_names,
@@ -42,7 +42,7 @@ pub fn filter_named_flags(
     schema: &Schema,
     conn: &Connection,
 ) -> Option<String> {
-    let question_words = words_of_question(question);
+    let question_words = lowercase_words(question);
     let mut statement = parse_single_query(sql)?;
     let used_columns = referenced_column_names(&statement);
     let mut added = 0;
@@ -101,42 +101,9 @@ fn flag_filter(used_as: &str, column: &str, yes: Value) -> Expr {
 /// The words after the flag prefix (`IsOfficial` -> `["official"]`), lowercase; `None`
 /// when the name is not a flag's.
 fn flag_words(column: &str) -> Option<Vec<String>> {
-    let words = split_name(column);
+    let words = split_identifier(column);
     let (first, rest) = words.split_first()?;
     (FLAG_PREFIXES.contains(&first.as_str()) && !rest.is_empty()).then(|| rest.to_vec())
-}
-
-/// `IsOfficial`, `is_official` and `IS_OFFICIAL` all as `["is", "official"]`.
-fn split_name(name: &str) -> Vec<String> {
-    let mut words: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if !c.is_alphanumeric() {
-            if !current.is_empty() {
-                words.push(std::mem::take(&mut current));
-            }
-            previous_lower = false;
-            continue;
-        }
-        if c.is_uppercase() && previous_lower && !current.is_empty() {
-            words.push(std::mem::take(&mut current));
-        }
-        previous_lower = c.is_lowercase();
-        current.extend(c.to_lowercase());
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words
-}
-
-fn words_of_question(question: &str) -> Vec<String> {
-    question
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// "unofficial", "non-official", "not official": the question wants the other value.
@@ -291,9 +258,9 @@ mod tests {
 
     #[test]
     fn names_split_into_words() {
-        assert_eq!(split_name("IsOfficial"), ["is", "official"]);
-        assert_eq!(split_name("is_active"), ["is", "active"]);
-        assert_eq!(split_name("HAS_PET"), ["has", "pet"]);
+        assert_eq!(split_identifier("IsOfficial"), ["is", "official"]);
+        assert_eq!(split_identifier("is_active"), ["is", "active"]);
+        assert_eq!(split_identifier("HAS_PET"), ["has", "pet"]);
         assert_eq!(flag_words("Result"), None);
         assert_eq!(flag_words("Is"), None);
     }

@@ -207,7 +207,9 @@ impl Grounder<'_> {
     }
 }
 
-fn searchable(table: &Table) -> bool {
+/// Whether a table is small enough to scan for a value (row counted, at most
+/// a million rows).
+pub fn searchable(table: &Table) -> bool {
     table
         .row_count
         .is_some_and(|rows| rows <= MAX_ROWS_SEARCHED)

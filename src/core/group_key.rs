@@ -14,14 +14,12 @@
 use rusqlite::{Connection, OptionalExtension};
 use sqlparser::ast::{Expr, GroupByExpr, Ident, Select};
 
+use crate::core::ground::searchable;
 use crate::core::ident::quote_identifier;
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
     for_each_select_mut, parse_single_query, resolve_column_owner, tables_in_scope,
 };
-
-/// Tables with more rows than this are not checked for repeated names.
-const MAX_ROWS_SEARCHED: u64 = 1_000_000;
 
 /// The query grouped by the named entity's key, pretty-printed; `None` when no GROUP BY
 /// merges different rows of a table by name.
@@ -92,7 +90,7 @@ fn single_primary_key(table: &Table) -> Option<&str> {
 
 /// Whether two rows of the table share the values of `columns`.
 fn values_repeat(conn: &Connection, table: &Table, columns: &[String]) -> bool {
-    if table.row_count.is_none_or(|rows| rows > MAX_ROWS_SEARCHED) {
+    if !searchable(table) {
         return false;
     }
     let grouped: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();

@@ -41,6 +41,14 @@ fn flush(current: &mut String, words: &mut Vec<String>) {
     }
 }
 
+/// Lower-case words of letters and digits, for matching free text (a question, a value).
+pub fn lowercase_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
 /// Quotes an identifier for SQLite so names with spaces, quotes or keywords work.
 pub fn quote_identifier(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))

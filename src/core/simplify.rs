@@ -325,29 +325,20 @@ fn numeric_bound(expr: &Expr) -> Option<(String, Bound)> {
         },
         _ => None,
     };
-    let strict = matches!(op, BinaryOperator::Lt | BinaryOperator::Gt);
-    let (column, limit, below) = match (left.as_ref(), right.as_ref()) {
-        (column, value) if is_column(column) => {
-            let below = match op {
-                BinaryOperator::Lt | BinaryOperator::LtEq => true,
-                BinaryOperator::Gt | BinaryOperator::GtEq => false,
-                _ => return None,
-            };
-            (column, number(value)?, below)
-        }
-        (value, column) if is_column(column) => {
-            let below = match op {
-                BinaryOperator::Gt | BinaryOperator::GtEq => true,
-                BinaryOperator::Lt | BinaryOperator::LtEq => false,
-                _ => return None,
-            };
-            (column, number(value)?, below)
-        }
+    let column_below = match op {
+        BinaryOperator::Lt => true,
+        BinaryOperator::Gt => false,
         _ => return None,
     };
-    if !strict {
+    // `2003 > year` bounds the column the other way round.
+    let (column, value, below) = if is_column(left) {
+        (left, right, column_below)
+    } else if is_column(right) {
+        (right, left, !column_below)
+    } else {
         return None;
-    }
+    };
+    let limit = number(value)?;
     let column = column.to_string().to_lowercase();
     Some(if below {
         (column, Bound::Below(limit))

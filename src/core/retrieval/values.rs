@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::core::ident::quote_identifier;
+use crate::core::ident::{lowercase_words, quote_identifier};
 use crate::core::schema::Schema;
 
 /// Distinct values read per column.
@@ -93,7 +93,7 @@ impl ValueIndex {
     /// Every phrase of the question (up to six words) that is a value somewhere, longest
     /// first; a shorter phrase inside a longer match is not reported again.
     pub fn find(&self, question: &str) -> Vec<ValueMatch> {
-        let words = normal_words(question);
+        let words = lowercase_words(question);
         let mut covered = vec![false; words.len()];
         let mut found = Vec::new();
         for length in (1..=MAX_PHRASE_WORDS.min(words.len())).rev() {
@@ -126,16 +126,8 @@ impl ValueIndex {
     }
 }
 
-/// Lower-case words of letters and digits.
-fn normal_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
 fn normalize_value(raw: &str) -> Option<String> {
-    let words = normal_words(raw);
+    let words = lowercase_words(raw);
     if words.is_empty() || words.len() > MAX_PHRASE_WORDS {
         return None;
     }
