@@ -90,6 +90,8 @@ pub struct PipelineSettings {
     pub intersect_both_values: bool,
     pub ground_literals: bool,
     pub filter_named_flags: bool,
+    pub drop_unnamed_flags: bool,
+    pub lookup_through_keys: bool,
     pub group_by_entity_key: bool,
     pub show_group_columns: bool,
     pub check_join_conditions: bool,

@@ -137,6 +137,8 @@ impl RuntimeOptions {
             intersect_both_values: settings.pipeline.intersect_both_values,
             ground_literals: settings.pipeline.ground_literals,
             filter_named_flags: settings.pipeline.filter_named_flags,
+            drop_unnamed_flags: settings.pipeline.drop_unnamed_flags,
+            lookup_through_keys: settings.pipeline.lookup_through_keys,
             group_by_entity_key: settings.pipeline.group_by_entity_key,
             show_group_columns: settings.pipeline.show_group_columns,
             check_join_conditions: settings.pipeline.check_join_conditions,

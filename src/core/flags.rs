@@ -1,4 +1,5 @@
-//! Filters on yes/no columns that the question names and the query forgot.
+//! Filters on yes/no columns: added where the question names the column and the query
+//! forgot it, dropped where the query has one the question never names.
 //!
 //! "How many official languages does Afghanistan have?" over `countrylanguage(Language,
 //! IsOfficial)`: a small model counts every language and never reads `IsOfficial`, whose
@@ -10,6 +11,10 @@
 //! Only columns named `Is...`/`Has...` count as flags: a `Result` column with values T/F is
 //! not something "the results" in a question asks to filter on. A question that negates the
 //! word ("unofficial", "not official", "non-official") is left to the model.
+//!
+//! The opposite mistake is as common: `IsOfficial = 'T'` added to "which countries speak
+//! both English and French", which never says "official". [`drop_unnamed_flag_filters`]
+//! drops such a filter from the WHERE it is ANDed into.
 
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
@@ -19,7 +24,7 @@ use crate::core::ident::{lowercase_words, quote_identifier, split_identifier};
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
     and_condition, for_each_select_mut, parse_single_query, referenced_column_names,
-    tables_in_scope,
+    resolve_column, tables_in_scope,
 };
 
 /// Words that make a column a flag when its name starts with them.
@@ -81,6 +86,100 @@ pub fn filter_named_flags(
         }
     });
     (added > 0).then(|| format!("{statement:#}"))
+}
+
+/// The query without the filters on yes/no columns the question never names,
+/// pretty-printed; `None` when there is none to drop.
+///
+/// "How many countries speak both English and Dutch?": a small model adds
+/// `IsOfficial = 'T'` out of habit, and the answer counts only official languages. A filter
+/// `flag = value` in a WHERE's AND chain goes when no word of the question starts with a
+/// word of the flag's name ("official", "officially"); a question that names it keeps it.
+pub fn drop_unnamed_flag_filters(
+    sql: &str,
+    question: &str,
+    schema: &Schema,
+    conn: &Connection,
+) -> Option<String> {
+    let question_words = lowercase_words(question);
+    let named = |flag_words: &[String]| {
+        flag_words.iter().any(|flag| {
+            question_words
+                .iter()
+                .any(|word| word.starts_with(flag.as_str()))
+        })
+    };
+    let mut statement = parse_single_query(sql)?;
+    let mut dropped = 0;
+    for_each_select_mut(&mut statement, |select| {
+        let tables = tables_in_scope(select, schema);
+        let Some(selection) = select.selection.take() else {
+            return;
+        };
+        let mut kept = Vec::new();
+        for condition in into_conjuncts(selection) {
+            let unnamed_flag = flag_equality(&condition, &tables).is_some_and(|(table, column)| {
+                flag_words(&column).is_some_and(|words| !named(&words))
+                    && yes_value(conn, table, &column).is_some()
+            });
+            if unnamed_flag {
+                dropped += 1;
+            } else {
+                kept.push(condition);
+            }
+        }
+        select.selection = kept
+            .into_iter()
+            .reduce(|all, next| and_condition(Some(all), next));
+    });
+    (dropped > 0).then(|| format!("{statement:#}"))
+}
+
+/// The conditions of an AND chain, in order (parentheses around it looked through).
+fn into_conjuncts(expr: Expr) -> Vec<Expr> {
+    match expr {
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            into_conjuncts(*inner)
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut all = into_conjuncts(*left);
+            all.extend(into_conjuncts(*right));
+            all
+        }
+        other => vec![other],
+    }
+}
+
+/// The table and column of `column = literal` (either way round).
+fn flag_equality<'s>(
+    condition: &Expr,
+    tables: &[(String, &'s Table)],
+) -> Option<(&'s Table, String)> {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = condition
+    else {
+        return None;
+    };
+    let column = match (left.as_ref(), right.as_ref()) {
+        (Expr::Value(_), column) | (column, Expr::Value(_)) => column,
+        _ => return None,
+    };
+    resolve_column(column, tables)
 }
 
 fn add_filter(select: &mut Select, filter: Expr) {
@@ -253,6 +352,83 @@ mod tests {
             ("not sql", "official"),
         ] {
             assert_eq!(filtered(sql, question), None, "{sql} / {question}");
+        }
+    }
+
+    fn unflagged(sql: &str, question: &str) -> Option<String> {
+        let (conn, schema) = world();
+        drop_unnamed_flag_filters(sql, question, &schema, &conn)
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    #[test]
+    fn a_flag_filter_the_question_never_names_is_dropped() {
+        assert_eq!(
+            unflagged(
+                "SELECT T1.Name FROM country AS T1 JOIN countrylanguage AS T2 \
+                 ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' AND \
+                 T2.IsOfficial = 'T' INTERSECT SELECT T1.Name FROM country AS T1 JOIN \
+                 countrylanguage AS T2 ON T1.Code = T2.CountryCode WHERE 'T' = T2.IsOfficial \
+                 AND T2.Language = 'French'",
+                "Give the names of nations that speak both English and French."
+            )
+            .as_deref(),
+            Some(
+                "SELECT T1.Name FROM country AS T1 JOIN countrylanguage AS T2 \
+                 ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' INTERSECT \
+                 SELECT T1.Name FROM country AS T1 JOIN countrylanguage AS T2 \
+                 ON T1.Code = T2.CountryCode WHERE T2.Language = 'French'"
+            )
+        );
+        // the only condition, inside a subquery, and an integer flag
+        assert_eq!(
+            unflagged(
+                "SELECT Code FROM country WHERE Code NOT IN (SELECT CountryCode FROM \
+                 countrylanguage WHERE IsOfficial = 'F')",
+                "Which countries have no languages?"
+            )
+            .as_deref(),
+            Some(
+                "SELECT Code FROM country WHERE Code NOT IN \
+                 (SELECT CountryCode FROM countrylanguage)"
+            )
+        );
+        assert_eq!(
+            unflagged(
+                "SELECT name FROM customer WHERE is_active = 1 AND id > 0",
+                "List the customers"
+            )
+            .as_deref(),
+            Some("SELECT name FROM customer WHERE id > 0")
+        );
+    }
+
+    #[test]
+    fn flag_filters_the_question_names_or_that_are_not_flags_stay() {
+        for (sql, question) in [
+            (
+                "SELECT Language FROM countrylanguage WHERE IsOfficial = 'T'",
+                "Which languages are official?",
+            ),
+            (
+                "SELECT Language FROM countrylanguage WHERE IsOfficial = 'T'",
+                "Which languages are spoken officially?",
+            ),
+            (
+                "SELECT Language FROM countrylanguage WHERE IsOfficial = 'F'",
+                "Which languages are not official?",
+            ),
+            // an OR is the model's own choice of rows, not a habit
+            (
+                "SELECT Language FROM countrylanguage WHERE IsOfficial = 'T' OR Percentage > 50",
+                "Which languages are spoken by most people?",
+            ),
+            (
+                "SELECT name FROM customer WHERE result = 'T'",
+                "List the customers",
+            ),
+        ] {
+            assert_eq!(unflagged(sql, question), None, "{sql} / {question}");
         }
     }
 

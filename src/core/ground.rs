@@ -9,13 +9,17 @@
 //! - otherwise, when no column of that table holds it and exactly one column of another
 //!   table the same SELECT reads does (or, of several, exactly one with the filtered
 //!   column's name), the filter moves there: `city.Name = 'Anguilla'` over `city JOIN
-//!   country` -> `country.Name = 'Anguilla'`.
+//!   country` -> `country.Name = 'Anguilla'`;
+//! - otherwise, when exactly one table linked to the filtered one by a declared foreign key
+//!   (either way) holds the text, the filter looks it up through the key: `country.Name =
+//!   'Kabul'`, where Kabul is a city, -> `country.Code IN (SELECT CountryCode FROM city
+//!   WHERE Name = 'Kabul')`.
 //!
 //! Anything looser (trimmed spaces, spelling distance, prefixes) was measured and not kept:
 //! see docs/eval.md.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, Value};
+use sqlparser::ast::{BinaryOperator, Expr, Ident, Query, Select, Statement, Value};
 
 use crate::core::ident::quote_identifier;
 use crate::core::schema::{Schema, Table};
@@ -28,11 +32,17 @@ const MAX_ROWS_SEARCHED: u64 = 1_000_000;
 
 /// The query with its unmatched text filters grounded, pretty-printed; `None` when every
 /// filter already matches (or nothing could be grounded).
-pub fn ground_literals(sql: &str, schema: &Schema, conn: &Connection) -> Option<String> {
+pub fn ground_literals(
+    sql: &str,
+    schema: &Schema,
+    conn: &Connection,
+    look_up_through_keys: bool,
+) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let mut grounder = Grounder {
         schema,
         conn,
+        look_up_through_keys,
         changed: 0,
     };
     for_each_select_mut(&mut statement, |select| grounder.ground_select(select));
@@ -42,6 +52,7 @@ pub fn ground_literals(sql: &str, schema: &Schema, conn: &Connection) -> Option<
 struct Grounder<'a> {
     schema: &'a Schema,
     conn: &'a Connection,
+    look_up_through_keys: bool,
     changed: usize,
 }
 
@@ -86,6 +97,15 @@ impl Grounder<'_> {
                     Some(Grounding::OtherTable { used_as, column }) => {
                         **left =
                             Expr::CompoundIdentifier(vec![Ident::new(used_as), Ident::new(column)]);
+                    }
+                    Some(Grounding::Lookup { column, lookup }) => {
+                        let mut key = left.as_ref().clone();
+                        rename_column(&mut key, &column);
+                        *expr = Expr::InSubquery {
+                            expr: Box::new(key),
+                            subquery: lookup,
+                            negated: false,
+                        };
                     }
                     None => return,
                 }
@@ -163,6 +183,12 @@ impl Grounder<'_> {
                 holders.push((used_as.as_str(), found));
             }
         }
+        if holders.is_empty() {
+            if !self.look_up_through_keys {
+                return None;
+            }
+            return self.lookup_through_key(table, column, text);
+        }
         if holders.len() > 1 {
             // `Name` and `LocalName` both hold 'Anguilla': the filtered column's namesake.
             holders.retain(|(_, found)| found.eq_ignore_ascii_case(column));
@@ -174,6 +200,52 @@ impl Grounder<'_> {
             }),
             _ => None,
         }
+    }
+
+    /// The one table linked to `table` by a foreign key that holds `text`, as a lookup of
+    /// the linked key. Of two links to one table (`SourceAirport`, `DestAirport`), the one
+    /// through the filtered column; a text that is the linked key itself is no lookup.
+    fn lookup_through_key(&self, table: &Table, column: &str, text: &str) -> Option<Grounding> {
+        let mut found: Vec<(KeyLink, &Table, &str)> = Vec::new();
+        for link in key_links(self.schema, table) {
+            let Some(other) = self.schema.table(&link.other_table) else {
+                continue;
+            };
+            if !searchable(other) {
+                continue;
+            }
+            let columns: Vec<&str> = other.columns.iter().map(|c| c.name.as_str()).collect();
+            let mut holders = self.columns_holding(other, &columns, text);
+            if holders.len() > 1 {
+                holders.retain(|holder| holder.eq_ignore_ascii_case(column));
+            }
+            for holder in holders {
+                found.push((link.clone(), other, holder));
+            }
+        }
+        if found.len() > 1 {
+            found.retain(|(link, _, _)| link.own_column.eq_ignore_ascii_case(column));
+        }
+        let [(link, other, holder)] = found.as_slice() else {
+            return None;
+        };
+        if holder.eq_ignore_ascii_case(&link.their_column) {
+            return None;
+        }
+        let lookup = format!(
+            "SELECT {} FROM {} WHERE {} = '{}'",
+            quote_identifier(&link.their_column),
+            quote_identifier(&other.name),
+            quote_identifier(holder),
+            text.replace('\'', "''")
+        );
+        let Statement::Query(lookup) = parse_single_query(&lookup)? else {
+            return None;
+        };
+        Some(Grounding::Lookup {
+            column: link.own_column.clone(),
+            lookup,
+        })
     }
 
     /// Which of `columns` hold `text` somewhere in the table, in one scan rather than one
@@ -223,6 +295,71 @@ enum Grounding {
         used_as: String,
         column: String,
     },
+    /// `column IN (lookup)`: the filter looked up through a foreign key.
+    Lookup {
+        column: String,
+        lookup: Box<Query>,
+    },
+}
+
+/// One declared single-column foreign key seen from `table`: its own column and the
+/// other table's column it pairs with.
+#[derive(Clone)]
+struct KeyLink {
+    own_column: String,
+    other_table: String,
+    their_column: String,
+}
+
+/// The keys `table` declares and the keys other tables declare into it; a key that names
+/// no column points at the referenced table's one-column primary key.
+fn key_links(schema: &Schema, table: &Table) -> Vec<KeyLink> {
+    let primary_key = |table: &Table| -> Option<String> {
+        let mut keys = table.columns.iter().filter(|c| c.primary_key);
+        let key = keys.next()?;
+        keys.next().is_none().then(|| key.name.clone())
+    };
+    let target_column = |to_table: &Table, to_column: &str| {
+        if to_column.is_empty() {
+            primary_key(to_table)
+        } else {
+            Some(to_column.to_string())
+        }
+    };
+    let mut links = Vec::new();
+    for key in &table.foreign_keys {
+        let Some(target) = schema.table(&key.to_table) else {
+            continue;
+        };
+        if target.name == table.name {
+            continue;
+        }
+        if let Some(their_column) = target_column(target, &key.to_column) {
+            links.push(KeyLink {
+                own_column: key.from_column.clone(),
+                other_table: target.name.clone(),
+                their_column,
+            });
+        }
+    }
+    for other in &schema.tables {
+        if other.name == table.name {
+            continue;
+        }
+        for key in &other.foreign_keys {
+            if !key.to_table.eq_ignore_ascii_case(&table.name) {
+                continue;
+            }
+            if let Some(own_column) = target_column(table, &key.to_column) {
+                links.push(KeyLink {
+                    own_column,
+                    other_table: other.name.clone(),
+                    their_column: key.from_column.clone(),
+                });
+            }
+        }
+    }
+    links
 }
 
 fn rename_column(expr: &mut Expr, column: &str) {
@@ -258,7 +395,7 @@ mod tests {
 
     fn grounded(sql: &str) -> Option<String> {
         let (conn, schema) = world();
-        ground_literals(sql, &schema, &conn)
+        ground_literals(sql, &schema, &conn, true)
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
@@ -305,6 +442,7 @@ mod tests {
              WHERE T1.Name = 'Anguilla'",
             &schema,
             &conn,
+            true,
         )
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
         assert_eq!(
@@ -321,9 +459,68 @@ mod tests {
                  WHERE T1.Name = 'Atlantis'",
                 &schema,
                 &conn,
+                true,
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_value_of_a_linked_table_is_looked_up_through_the_key() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE country (Code TEXT PRIMARY KEY, Name TEXT, Region TEXT);
+             INSERT INTO country VALUES ('AFG', 'Afghanistan', 'Southern and Central Asia'),
+                                        ('ABW', 'Aruba', 'Caribbean');
+             CREATE TABLE city (ID INTEGER PRIMARY KEY, Name TEXT,
+                                CountryCode TEXT REFERENCES country(Code));
+             INSERT INTO city VALUES (1, 'Kabul', 'AFG'), (2, 'Oranjestad', 'ABW');
+             CREATE TABLE airport (Code TEXT PRIMARY KEY, City TEXT);
+             INSERT INTO airport VALUES ('KBL', 'Kabul'), ('AUA', 'Oranjestad'), ('ZZZ', 'Nowhere');
+             CREATE TABLE flight (No INTEGER, Source TEXT REFERENCES airport(Code),
+                                  Dest TEXT REFERENCES airport);
+             INSERT INTO flight VALUES (1, 'KBL', 'AUA');",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let grounded = |sql: &str| {
+            ground_literals(sql, &schema, &conn, true)
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
+        // the filtered table is the one referenced
+        assert_eq!(
+            grounded("SELECT Region FROM country WHERE Name = 'Kabul'").as_deref(),
+            Some(
+                "SELECT Region FROM country WHERE Code IN \
+                 (SELECT \"CountryCode\" FROM \"city\" WHERE \"Name\" = 'Kabul')"
+            )
+        );
+        // the filtered table references the holder
+        assert_eq!(
+            grounded("SELECT COUNT(*) FROM city AS T1 WHERE T1.Name = 'Aruba'").as_deref(),
+            Some(
+                "SELECT COUNT(*) FROM city AS T1 WHERE T1.CountryCode IN \
+                 (SELECT \"Code\" FROM \"country\" WHERE \"Name\" = 'Aruba')"
+            )
+        );
+        // of two keys into one table, the one that is filtered; an implicit target column
+        assert_eq!(
+            grounded("SELECT No FROM flight WHERE Dest = 'Oranjestad'").as_deref(),
+            Some(
+                "SELECT No FROM flight WHERE Dest IN \
+                 (SELECT \"Code\" FROM \"airport\" WHERE \"City\" = 'Oranjestad')"
+            )
+        );
+        for sql in [
+            // two keys, neither filtered
+            "SELECT No FROM flight WHERE No = 'Kabul'",
+            // the value is the linked key itself: a lookup would change nothing
+            "SELECT No FROM flight WHERE Source = 'ZZZ'",
+            // no linked table holds it
+            "SELECT Region FROM country WHERE Name = 'Atlantis'",
+        ] {
+            assert_eq!(grounded(sql), None, "{sql}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::exec::{ExecError, ExecLimits, QueryResult, ReadOnlyDb};
 use crate::core::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
-use crate::core::flags::filter_named_flags;
+use crate::core::flags::{drop_unnamed_flag_filters, filter_named_flags};
 use crate::core::grammar::sql_grammar;
 use crate::core::ground::ground_literals;
 use crate::core::group_key::group_by_entity_key;
@@ -141,6 +141,11 @@ pub struct PipelineConfig {
     pub ground_literals: bool,
     /// Filter on yes/no columns the question names and the query forgot (`core::flags`).
     pub filter_named_flags: bool,
+    /// Drop filters on yes/no columns the question never names (`core::flags`).
+    pub drop_unnamed_flags: bool,
+    /// Look a text filter up through a foreign key when only a linked table holds the
+    /// value (`core::ground`; needs `ground_literals`).
+    pub lookup_through_keys: bool,
     /// Group by the key, not only the name, when names repeat (`core::group_key`).
     pub group_by_entity_key: bool,
     /// Show the grouped columns of a query that returns only aggregates
@@ -171,6 +176,8 @@ impl Default for PipelineConfig {
             intersect_both_values: true,
             ground_literals: true,
             filter_named_flags: true,
+            drop_unnamed_flags: true,
+            lookup_through_keys: true,
             group_by_entity_key: true,
             show_group_columns: true,
             check_join_conditions: true,
@@ -708,6 +715,13 @@ fn rewrite_sql(
     };
     let mut sql = quote_bare_names(&sql, schema);
     let mut rewritten = false;
+    // Before the join drop: the flag may be all the query read of its table.
+    if config.drop_unnamed_flags
+        && let Some(changed) = drop_unnamed_flag_filters(&sql, question, schema, db.connection())
+    {
+        sql = changed;
+        rewritten = true;
+    }
     if config.drop_unused_joins
         && let Some(changed) = drop_unused_joins(&sql, schema)
     {
@@ -721,7 +735,8 @@ fn rewrite_sql(
         rewritten = true;
     }
     if config.ground_literals
-        && let Some(changed) = ground_literals(&sql, schema, db.connection())
+        && let Some(changed) =
+            ground_literals(&sql, schema, db.connection(), config.lookup_through_keys)
     {
         // A filter moved to another table can leave the table it was on unused.
         sql = if config.drop_unused_joins {

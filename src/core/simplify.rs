@@ -28,9 +28,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArguments, GroupByExpr, Join,
-    JoinConstraint, JoinOperator, Select, SelectItem, SetExpr, SetOperator, SetQuantifier,
-    Statement, TableFactor, TableWithJoins, Value, Visit, Visitor, visit_expressions,
+    BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Join, JoinConstraint, JoinOperator, Select, SelectItem,
+    SetExpr, SetOperator, SetQuantifier, Statement, TableFactor, TableWithJoins, Value, Visit,
+    Visitor, visit_expressions,
 };
 
 use crate::core::schema::Schema;
@@ -63,8 +64,10 @@ pub fn drop_unused_joins(sql: &str, schema: &Schema) -> Option<String> {
 
 /// `SELECT .. WHERE c = 'a' AND c = 'b' AND rest` as `SELECT .. WHERE c = 'a' AND rest
 /// INTERSECT SELECT .. WHERE c = 'b' AND rest`, pretty-printed; `None` when the query is not
-/// a plain one with exactly two different literals for one column. Grouped, aggregated,
-/// ordered or limited queries are left alone: their INTERSECT would mean something else.
+/// a plain one with exactly two different literals for one column. A lone
+/// `COUNT(DISTINCT x)` counts the INTERSECT of the two sides' `x` ("how many countries
+/// speak both"). Other grouped, aggregated, ordered or limited queries are left alone:
+/// their INTERSECT would mean something else.
 pub fn intersect_both_values(sql: &str) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let Statement::Query(query) = &mut statement else {
@@ -80,8 +83,11 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    if has_grouping(select) || select.having.is_some() || any_function(&select.projection, |_| true)
-    {
+    if has_grouping(select) || select.having.is_some() {
+        return None;
+    }
+    let counted = counted_distinct(select);
+    if counted.is_none() && any_function(&select.projection, |_| true) {
         return None;
     }
     let conjuncts = conjuncts(select.selection.as_ref()?);
@@ -90,6 +96,9 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
     let side = |dropped: usize| {
         let mut side = select.as_ref().clone();
         side.distinct = None;
+        if let Some(counted) = &counted {
+            side.projection = vec![SelectItem::UnnamedExpr(counted.clone())];
+        }
         side.selection = conjuncts
             .iter()
             .enumerate()
@@ -108,7 +117,35 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
         set_quantifier: SetQuantifier::None,
         right: side(first),
     };
+    if counted.is_some() {
+        let counted = parse_single_query(&format!("SELECT COUNT(*) FROM ({statement})"))?;
+        return Some(format!("{counted:#}"));
+    }
     Some(format!("{statement:#}"))
+}
+
+/// `x` of a SELECT whose one output is `COUNT(DISTINCT x)`.
+fn counted_distinct(select: &Select) -> Option<Expr> {
+    let [
+        SelectItem::UnnamedExpr(Expr::Function(function))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(function),
+            ..
+        },
+    ] = select.projection.as_slice()
+    else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    if !is_count(function) || list.duplicate_treatment != Some(DuplicateTreatment::Distinct) {
+        return None;
+    }
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(counted))] => Some(counted.clone()),
+        _ => None,
+    }
 }
 
 /// `SELECT COUNT(*) .. GROUP BY d` as `SELECT d, COUNT(*) .. GROUP BY d`, pretty-printed;
@@ -699,6 +736,24 @@ mod tests {
     }
 
     #[test]
+    fn a_distinct_count_of_both_values_counts_the_intersect() {
+        assert_eq!(
+            one_line(intersect_both_values(
+                "SELECT COUNT(DISTINCT T1.Code) AS n FROM country AS T1 JOIN countrylanguage \
+                 AS T2 ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' \
+                 AND T2.Language = 'Dutch'"
+            ))
+            .as_deref(),
+            Some(
+                "SELECT COUNT(*) FROM ( SELECT T1.Code FROM country AS T1 JOIN countrylanguage \
+                 AS T2 ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' INTERSECT \
+                 SELECT T1.Code FROM country AS T1 JOIN countrylanguage AS T2 \
+                 ON T1.Code = T2.CountryCode WHERE T2.Language = 'Dutch' )"
+            )
+        );
+    }
+
+    #[test]
     fn queries_that_can_match_or_whose_intersect_means_something_else_are_left_alone() {
         for sql in [
             "SELECT Name FROM teacher WHERE Age = 32 OR Age = 33",
@@ -707,6 +762,8 @@ mod tests {
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = '33'",
             "SELECT Name FROM teacher WHERE Age = 31 AND Age = 32 AND Age = 33",
             "SELECT COUNT(*) FROM teacher WHERE Age = 32 AND Age = 33",
+            "SELECT COUNT(DISTINCT Name), MAX(Age) FROM teacher WHERE Age = 32 AND Age = 33",
+            "SELECT COUNT(DISTINCT Name) FROM teacher WHERE Age = 32 AND Age = 33 GROUP BY Name",
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = 33 ORDER BY Name",
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = 33 LIMIT 1",
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = 33 GROUP BY Name",
