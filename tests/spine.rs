@@ -571,6 +571,32 @@ fn grouping_by_a_repeated_name_keeps_different_customers_apart() {
 }
 
 #[test]
+fn a_value_only_a_linked_table_holds_is_looked_up_through_the_key() {
+    // "Jagged Little Pill" is an album title, not an artist's name.
+    let reply = "SELECT Name FROM Artist WHERE Name = 'Jagged Little Pill'\n```";
+    let config = PipelineConfig {
+        answer: false,
+        ..PipelineConfig::default()
+    };
+    let (outcome, shown) = ask_recording_sql(reply, &config);
+    let sql = outcome.sql.clone().unwrap();
+    let one_line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(one_line.contains("ArtistId IN (SELECT"), "{sql}");
+    assert_eq!(shown.trim(), sql.trim());
+    assert_eq!(
+        outcome.result.unwrap().rows,
+        vec![vec![Cell::Text("Alanis Morissette".into())]]
+    );
+
+    let without = PipelineConfig {
+        lookup_through_keys: false,
+        ..config
+    };
+    let (outcome, _) = ask_recording_sql(reply, &without);
+    assert!(outcome.result.unwrap().rows.is_empty());
+}
+
+#[test]
 fn a_count_per_group_shows_the_groups() {
     let reply = "SELECT COUNT(*) FROM Track GROUP BY MediaTypeId\n```";
     let config = PipelineConfig {
