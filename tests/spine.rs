@@ -173,16 +173,16 @@ fn repairs_a_failing_first_attempt_with_the_real_model() {
     assert!(outcome.attempts.last().unwrap().error.is_none());
 }
 
-/// A model that always answers with the same text.
-struct Says(&'static str);
+/// A scripted model: the function picks the whole reply to each request.
+struct Replies<F>(F);
 
-impl LanguageModel for Says {
+impl<F: FnMut(&CompletionRequest) -> &'static str> LanguageModel for Replies<F> {
     fn complete(
         &mut self,
         request: &CompletionRequest,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, LlmError> {
-        let text = continuation(request, self.0);
+        let text = continuation(request, (self.0)(request));
         on_text(text);
         Ok(scripted(text.to_string()))
     }
@@ -192,6 +192,11 @@ impl LanguageModel for Says {
     fn count_tokens(&self, text: &str) -> usize {
         text.len() / 4
     }
+}
+
+/// A model that always answers with the same text.
+fn says(reply: &'static str) -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
+    Replies(move |_: &CompletionRequest| reply)
 }
 
 #[test]
@@ -223,7 +228,7 @@ fn refuses_writing_sql_and_leaves_the_database_untouched() {
             sql_opening: String::new(),
             ..PipelineConfig::default()
         };
-        let outcome = ask_with(&mut Says(reply), &db, "Remove everything", &config);
+        let outcome = ask_with(&mut says(reply), &db, "Remove everything", &config);
         let error = outcome.error.unwrap_or_default();
         assert!(error.contains(refusal), "{reply}: {error}");
         assert_eq!(
@@ -343,7 +348,7 @@ fn a_column_under_the_wrong_alias_is_fixed_from_the_schema_without_the_model() {
     let wrote = "SELECT T2.Name FROM Artist AS T1 JOIN Album AS T2 ON T1.ArtistId = T2.ArtistId \
                  WHERE T2.Title = 'Let There Be Rock'\n```";
     let outcome = ask_with(
-        &mut Says(wrote),
+        &mut says(wrote),
         &db,
         "Who made Let There Be Rock?",
         &config,
@@ -370,7 +375,7 @@ fn ask_recording_sql(reply: &'static str, config: &PipelineConfig) -> (RunOutcom
     let mut context = WholeSchemaContext::new(&schema);
     let mut shown = String::new();
     let outcome = run_question(
-        &mut Says(reply),
+        &mut says(reply),
         &db,
         &mut context,
         "Which albums does artist 1 have?",
@@ -444,34 +449,19 @@ fn one_column_equal_to_two_values_runs_as_their_intersection() {
 
 /// Writes a broken query when decoding greedily or answering a repair turn, and a working
 /// one when sampled from the question alone: what the fallback after the repairs asks for.
-struct StuckInRepairs;
-
-impl LanguageModel for StuckInRepairs {
-    fn complete(
-        &mut self,
-        request: &CompletionRequest,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, LlmError> {
+fn stuck_in_repairs() -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
+    Replies(|request: &CompletionRequest| {
         let in_repair = request
             .messages
             .iter()
             .any(|m| m.content.contains("That query failed"));
         let sampled = matches!(request.sampling, Sampling::Temperature { .. });
-        let reply = if sampled && !in_repair {
+        if sampled && !in_repair {
             "SELECT Title FROM Album WHERE ArtistId = 1\n```"
         } else {
             "SELECT Titel FROM Album WHERE ArtistId = 1\n```"
-        };
-        let text = continuation(request, reply);
-        on_text(text);
-        Ok(scripted(text.to_string()))
-    }
-    fn model_id(&self) -> String {
-        "scripted".into()
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        text.len() / 4
-    }
+        }
+    })
 }
 
 #[test]
@@ -484,7 +474,7 @@ fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
     let mut stages = Vec::new();
     let schema = db.introspect().expect("schema");
     let outcome = run_question(
-        &mut StuckInRepairs,
+        &mut stuck_in_repairs(),
         &db,
         &mut WholeSchemaContext::new(&schema),
         "What are the titles of the albums by artist 1?",
@@ -511,7 +501,7 @@ fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
         ..config
     };
     let outcome = ask_with(
-        &mut StuckInRepairs,
+        &mut stuck_in_repairs(),
         &db,
         "Album titles of artist 1?",
         &without,
@@ -612,34 +602,19 @@ fn a_count_per_group_shows_the_groups() {
 }
 
 /// Joins a table on a column equal to itself until told why that is wrong.
-struct JoinsOnItselfFirst;
-
-impl LanguageModel for JoinsOnItselfFirst {
-    fn complete(
-        &mut self,
-        request: &CompletionRequest,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, LlmError> {
+fn joins_on_itself_first() -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
+    Replies(|request: &CompletionRequest| {
         let told = request
             .messages
             .iter()
             .any(|m| m.content.contains("does not connect two tables"));
-        let reply = if told {
+        if told {
             "SELECT a.Title FROM Album a WHERE a.ArtistId = 1\n```"
         } else {
             "SELECT a.Title FROM Album a JOIN Artist r ON r.ArtistId = r.ArtistId \
              WHERE a.ArtistId = 1 AND r.Name <> ''\n```"
-        };
-        let text = continuation(request, reply);
-        on_text(text);
-        Ok(scripted(text.to_string()))
-    }
-    fn model_id(&self) -> String {
-        "scripted".into()
-    }
-    fn count_tokens(&self, text: &str) -> usize {
-        text.len() / 4
-    }
+        }
+    })
 }
 
 #[test]
@@ -649,7 +624,12 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
         answer: false,
         ..PipelineConfig::default()
     };
-    let outcome = ask_with(&mut JoinsOnItselfFirst, &db, "Albums of artist 1?", &config);
+    let outcome = ask_with(
+        &mut joins_on_itself_first(),
+        &db,
+        "Albums of artist 1?",
+        &config,
+    );
     assert_eq!(outcome.error, None);
     assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
     let first_error = outcome.attempts[0].error.as_deref().unwrap();
@@ -664,7 +644,7 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
         ..config
     };
     let outcome = ask_with(
-        &mut JoinsOnItselfFirst,
+        &mut joins_on_itself_first(),
         &db,
         "Albums of artist 1?",
         &unchecked,

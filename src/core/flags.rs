@@ -272,10 +272,17 @@ mod tests {
         (conn, schema)
     }
 
-    fn filtered(sql: &str, question: &str) -> Option<String> {
+    type Rewrite = fn(&str, &str, &Schema, &Connection) -> Option<String>;
+
+    /// The rewrite's output on one line.
+    fn rewritten(rewrite: Rewrite, sql: &str, question: &str) -> Option<String> {
         let (conn, schema) = world();
-        filter_named_flags(sql, question, &schema, &conn)
+        rewrite(sql, question, &schema, &conn)
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    fn filtered(sql: &str, question: &str) -> Option<String> {
+        rewritten(filter_named_flags, sql, question)
     }
 
     #[test]
@@ -356,9 +363,7 @@ mod tests {
     }
 
     fn unflagged(sql: &str, question: &str) -> Option<String> {
-        let (conn, schema) = world();
-        drop_unnamed_flag_filters(sql, question, &schema, &conn)
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        rewritten(drop_unnamed_flag_filters, sql, question)
     }
 
     #[test]

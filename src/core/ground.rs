@@ -157,12 +157,8 @@ impl Grounder<'_> {
         if let [found] = same_but_case.as_slice() {
             return Some(Grounding::Value(found.clone()));
         }
-        let others: Vec<&str> = table
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|name| !name.eq_ignore_ascii_case(column))
-            .collect();
+        let mut others = column_names(table);
+        others.retain(|name| !name.eq_ignore_ascii_case(column));
         match self.columns_holding(table, &others, text).as_slice() {
             [other] => return Some(Grounding::Column((*other).to_string())),
             [] => {}
@@ -174,12 +170,7 @@ impl Grounder<'_> {
             if other_table.name == table.name || !searchable(other_table) {
                 continue;
             }
-            let columns: Vec<&str> = other_table
-                .columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
-            for found in self.columns_holding(other_table, &columns, text) {
+            for found in self.columns_holding(other_table, &column_names(other_table), text) {
                 holders.push((used_as.as_str(), found));
             }
         }
@@ -206,27 +197,19 @@ impl Grounder<'_> {
     /// the linked key. Of two links to one table (`SourceAirport`, `DestAirport`), the one
     /// through the filtered column; a text that is the linked key itself is no lookup.
     fn lookup_through_key(&self, table: &Table, column: &str, text: &str) -> Option<Grounding> {
-        let mut found: Vec<(KeyLink, &Table, &str)> = Vec::new();
-        for link in key_links(self.schema, table) {
-            let Some(other) = self.schema.table(&link.other_table) else {
-                continue;
-            };
-            if !searchable(other) {
-                continue;
-            }
-            let columns: Vec<&str> = other.columns.iter().map(|c| c.name.as_str()).collect();
-            let mut holders = self.columns_holding(other, &columns, text);
+        let links = key_links(self.schema, table);
+        let mut found: Vec<(&KeyLink, &str)> = Vec::new();
+        for link in links.iter().filter(|link| searchable(link.other)) {
+            let mut holders = self.columns_holding(link.other, &column_names(link.other), text);
             if holders.len() > 1 {
                 holders.retain(|holder| holder.eq_ignore_ascii_case(column));
             }
-            for holder in holders {
-                found.push((link.clone(), other, holder));
-            }
+            found.extend(holders.into_iter().map(|holder| (link, holder)));
         }
         if found.len() > 1 {
-            found.retain(|(link, _, _)| link.own_column.eq_ignore_ascii_case(column));
+            found.retain(|(link, _)| link.own_column.eq_ignore_ascii_case(column));
         }
-        let [(link, other, holder)] = found.as_slice() else {
+        let [(link, holder)] = found.as_slice() else {
             return None;
         };
         if holder.eq_ignore_ascii_case(&link.their_column) {
@@ -235,7 +218,7 @@ impl Grounder<'_> {
         let lookup = format!(
             "SELECT {} FROM {} WHERE {} = '{}'",
             quote_identifier(&link.their_column),
-            quote_identifier(&other.name),
+            quote_identifier(&link.other.name),
             quote_identifier(holder),
             text.replace('\'', "''")
         );
@@ -302,26 +285,25 @@ enum Grounding {
     },
 }
 
+/// Every column name of the table, in order.
+fn column_names(table: &Table) -> Vec<&str> {
+    table.columns.iter().map(|c| c.name.as_str()).collect()
+}
+
 /// One declared single-column foreign key seen from `table`: its own column and the
 /// other table's column it pairs with.
-#[derive(Clone)]
-struct KeyLink {
+struct KeyLink<'s> {
     own_column: String,
-    other_table: String,
+    other: &'s Table,
     their_column: String,
 }
 
 /// The keys `table` declares and the keys other tables declare into it; a key that names
 /// no column points at the referenced table's one-column primary key.
-fn key_links(schema: &Schema, table: &Table) -> Vec<KeyLink> {
-    let primary_key = |table: &Table| -> Option<String> {
-        let mut keys = table.columns.iter().filter(|c| c.primary_key);
-        let key = keys.next()?;
-        keys.next().is_none().then(|| key.name.clone())
-    };
+fn key_links<'s>(schema: &'s Schema, table: &Table) -> Vec<KeyLink<'s>> {
     let target_column = |to_table: &Table, to_column: &str| {
         if to_column.is_empty() {
-            primary_key(to_table)
+            to_table.single_primary_key().map(|key| key.name.clone())
         } else {
             Some(to_column.to_string())
         }
@@ -337,7 +319,7 @@ fn key_links(schema: &Schema, table: &Table) -> Vec<KeyLink> {
         if let Some(their_column) = target_column(target, &key.to_column) {
             links.push(KeyLink {
                 own_column: key.from_column.clone(),
-                other_table: target.name.clone(),
+                other: target,
                 their_column,
             });
         }
@@ -353,7 +335,7 @@ fn key_links(schema: &Schema, table: &Table) -> Vec<KeyLink> {
             if let Some(own_column) = target_column(table, &key.to_column) {
                 links.push(KeyLink {
                     own_column,
-                    other_table: other.name.clone(),
+                    other,
                     their_column: key.from_column.clone(),
                 });
             }

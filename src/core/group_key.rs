@@ -66,7 +66,7 @@ fn entity_key_for(select: &Select, schema: &Schema, conn: &Connection) -> Option
     {
         return None;
     }
-    let key = single_primary_key(table)?;
+    let key = table.single_primary_key()?.name.as_str();
     if columns
         .iter()
         .any(|column| column.eq_ignore_ascii_case(key))
@@ -80,12 +80,6 @@ fn entity_key_for(select: &Select, schema: &Schema, conn: &Connection) -> Option
         Ident::new(used_as),
         Ident::new(key),
     ]))
-}
-
-fn single_primary_key(table: &Table) -> Option<&str> {
-    let mut keys = table.columns.iter().filter(|c| c.primary_key);
-    let key = keys.next()?;
-    keys.next().is_none().then_some(key.name.as_str())
 }
 
 /// Whether two rows of the table share the values of `columns`.

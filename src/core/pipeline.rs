@@ -713,56 +713,41 @@ fn rewrite_sql(
             rewritten: false,
         };
     };
+    let conn = db.connection();
+    type Rewrite<'r> = &'r dyn Fn(&str) -> Option<String>;
+    // In order: a dropped flag may be all the query read of its table, so it goes before
+    // the join drop; a filter grounding moves can leave its table unused.
+    let steps: [(bool, Rewrite<'_>); 7] = [
+        (config.drop_unnamed_flags, &|sql| {
+            drop_unnamed_flag_filters(sql, question, schema, conn)
+        }),
+        (config.drop_unused_joins, &|sql| {
+            drop_unused_joins(sql, schema)
+        }),
+        (config.intersect_both_values, &intersect_both_values),
+        (config.ground_literals, &|sql| {
+            let grounded = ground_literals(sql, schema, conn, config.lookup_through_keys)?;
+            Some(if config.drop_unused_joins {
+                drop_unused_joins(&grounded, schema).unwrap_or(grounded)
+            } else {
+                grounded
+            })
+        }),
+        (config.filter_named_flags, &|sql| {
+            filter_named_flags(sql, question, schema, conn)
+        }),
+        (config.group_by_entity_key, &|sql| {
+            group_by_entity_key(sql, schema, conn)
+        }),
+        (config.show_group_columns, &show_group_columns),
+    ];
     let mut sql = quote_bare_names(&sql, schema);
     let mut rewritten = false;
-    // Before the join drop: the flag may be all the query read of its table.
-    if config.drop_unnamed_flags
-        && let Some(changed) = drop_unnamed_flag_filters(&sql, question, schema, db.connection())
-    {
-        sql = changed;
-        rewritten = true;
-    }
-    if config.drop_unused_joins
-        && let Some(changed) = drop_unused_joins(&sql, schema)
-    {
-        sql = changed;
-        rewritten = true;
-    }
-    if config.intersect_both_values
-        && let Some(changed) = intersect_both_values(&sql)
-    {
-        sql = changed;
-        rewritten = true;
-    }
-    if config.ground_literals
-        && let Some(changed) =
-            ground_literals(&sql, schema, db.connection(), config.lookup_through_keys)
-    {
-        // A filter moved to another table can leave the table it was on unused.
-        sql = if config.drop_unused_joins {
-            drop_unused_joins(&changed, schema).unwrap_or(changed)
-        } else {
-            changed
-        };
-        rewritten = true;
-    }
-    if config.filter_named_flags
-        && let Some(changed) = filter_named_flags(&sql, question, schema, db.connection())
-    {
-        sql = changed;
-        rewritten = true;
-    }
-    if config.group_by_entity_key
-        && let Some(changed) = group_by_entity_key(&sql, schema, db.connection())
-    {
-        sql = changed;
-        rewritten = true;
-    }
-    if config.show_group_columns
-        && let Some(changed) = show_group_columns(&sql)
-    {
-        sql = changed;
-        rewritten = true;
+    for (enabled, rewrite) in steps {
+        if enabled && let Some(changed) = rewrite(&sql) {
+            sql = changed;
+            rewritten = true;
+        }
     }
     GeneratedSql { sql, rewritten }
 }

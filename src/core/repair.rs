@@ -291,8 +291,6 @@ pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> O
     changed.then(|| tokens.iter().map(Token::to_string).collect())
 }
 
-/// `(alias, table)` for every table in FROM and JOIN clauses, the table itself standing for
-/// its own name when it has no alias.
 /// Whether `alias.` occurs in the query.
 fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
     tokens.windows(2).any(|pair| {
@@ -301,6 +299,8 @@ fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
     })
 }
 
+/// `(alias, table)` for every table in FROM and JOIN clauses, the table itself standing for
+/// its own name when it has no alias.
 fn table_aliases(tokens: &[Token], schema: &Schema) -> Vec<(String, String)> {
     let words: Vec<&Token> = tokens
         .iter()

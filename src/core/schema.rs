@@ -98,6 +98,13 @@ impl Table {
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
     }
+
+    /// The primary key when it is one column.
+    pub fn single_primary_key(&self) -> Option<&Column> {
+        let mut keys = self.columns.iter().filter(|c| c.primary_key);
+        let key = keys.next()?;
+        keys.next().is_none().then_some(key)
+    }
 }
 
 /// Reads the whole schema. `path` is only used in error messages.

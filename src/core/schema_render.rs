@@ -45,7 +45,7 @@ pub fn render_schema(schema: &Schema, only: Option<&[String]>, options: RenderOp
 fn render_table(out: &mut String, table: &Table, options: RenderOptions) {
     let keyword = if table.is_view { "VIEW" } else { "TABLE" };
     let _ = writeln!(out, "CREATE {keyword} {} (", prompt_identifier(&table.name));
-    let single_pk = table.columns.iter().filter(|c| c.primary_key).count() == 1;
+    let single_pk = table.single_primary_key().is_some();
     let mut lines: Vec<(String, String)> = Vec::new();
     for column in &table.columns {
         let mut line = prompt_identifier(&column.name);

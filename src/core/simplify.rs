@@ -35,7 +35,7 @@ use sqlparser::ast::{
 };
 
 use crate::core::schema::Schema;
-use crate::core::sql_ast::{any_function, for_each_select_mut, parse_single_query};
+use crate::core::sql_ast::{any_function, for_each_select_mut, parse_single_query, schema_table};
 
 /// Rounds of dropping: a table that only bridges to a dropped one becomes unused itself.
 const MAX_ROUNDS: usize = 8;
@@ -245,16 +245,23 @@ fn links_nothing(on: &Expr) -> bool {
 }
 
 fn is_aggregate(function: &Function) -> bool {
+    named_one_of(
+        function,
+        &["count", "sum", "avg", "min", "max", "total", "group_concat"],
+    )
+}
+
+fn is_count(function: &Function) -> bool {
+    named_one_of(function, &["count"])
+}
+
+fn named_one_of(function: &Function, names: &[&str]) -> bool {
     function
         .name
         .0
         .last()
         .and_then(|part| part.as_ident())
-        .is_some_and(|name| {
-            ["count", "sum", "avg", "min", "max", "total", "group_concat"]
-                .iter()
-                .any(|aggregate| name.value.eq_ignore_ascii_case(aggregate))
-        })
+        .is_some_and(|name| names.iter().any(|n| name.value.eq_ignore_ascii_case(n)))
 }
 
 fn conjuncts(expr: &Expr) -> Vec<&Expr> {
@@ -472,25 +479,13 @@ fn inner_join_condition(join: &Join) -> Option<&Expr> {
 
 /// Whether nothing but the join condition `on` reads `relation`.
 fn is_unused(relation: &TableFactor, on: &Expr, schema: &Schema, references: &References) -> bool {
-    let TableFactor::Table {
-        name,
-        alias,
-        args: None,
-        ..
-    } = relation
-    else {
+    if !matches!(relation, TableFactor::Table { args: None, .. }) {
+        return false;
+    }
+    let Some((used_as, table)) = schema_table(relation, schema) else {
         return false;
     };
-    let Some(table_name) = name.0.last().and_then(|part| part.as_ident()) else {
-        return false;
-    };
-    let Some(table) = schema.table(&table_name.value) else {
-        return false;
-    };
-    let qualifier = alias
-        .as_ref()
-        .map_or(&table_name.value, |alias| &alias.name.value)
-        .to_lowercase();
+    let qualifier = used_as.to_lowercase();
     if !is_column_equalities(on) {
         return false;
     }
@@ -522,15 +517,6 @@ fn has_distinct_aggregate(select: &Select) -> bool {
 /// A `COUNT` in the projection or `HAVING`: the number depends on every joined row.
 fn counts_rows(select: &Select) -> bool {
     any_function(&select.projection, is_count) || any_function(&select.having, is_count)
-}
-
-fn is_count(function: &Function) -> bool {
-    function
-        .name
-        .0
-        .last()
-        .and_then(|part| part.as_ident())
-        .is_some_and(|name| name.value.eq_ignore_ascii_case("count"))
 }
 
 /// `a.x = b.y [AND ...]`: a join condition that only matches keys.
@@ -566,11 +552,7 @@ fn qualified_columns_resolve(statement: &Statement, schema: &Schema) -> bool {
     impl Visitor for Aliases<'_> {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, alias, .. } = factor
-                && let Some(ident) = name.0.last().and_then(|part| part.as_ident())
-                && let Some(table) = self.schema.table(&ident.value)
-            {
-                let used_as = alias.as_ref().map_or(&ident.value, |a| &a.name.value);
+            if let Some((used_as, table)) = schema_table(factor, self.schema) {
                 self.tables.push((used_as.to_lowercase(), table));
             }
             ControlFlow::Continue(())

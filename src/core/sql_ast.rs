@@ -65,23 +65,26 @@ pub fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bool) -> 
 /// The tables a select reads, under the name its columns use (alias, else table name, as
 /// the query spells it).
 pub fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, &'s Table)> {
-    let mut tables = Vec::new();
-    for from in &select.from {
-        let factors = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
-        for factor in factors {
-            let TableFactor::Table { name, alias, .. } = factor else {
-                continue;
-            };
-            let Some(ident) = name.0.last().and_then(|part| part.as_ident()) else {
-                continue;
-            };
-            if let Some(table) = schema.table(&ident.value) {
-                let used_as = alias.as_ref().map_or(&ident.value, |a| &a.name.value);
-                tables.push((used_as.clone(), table));
-            }
-        }
-    }
-    tables
+    select
+        .from
+        .iter()
+        .flat_map(|from| {
+            std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation))
+        })
+        .filter_map(|factor| schema_table(factor, schema))
+        .collect()
+}
+
+/// The schema's table a FROM item names, under the name its columns use (alias, else
+/// table name, as the query spells it); `None` for a subquery or an unknown table.
+pub fn schema_table<'s>(factor: &TableFactor, schema: &'s Schema) -> Option<(String, &'s Table)> {
+    let TableFactor::Table { name, alias, .. } = factor else {
+        return None;
+    };
+    let ident = name.0.last()?.as_ident()?;
+    let table = schema.table(&ident.value)?;
+    let used_as = alias.as_ref().map_or(&ident.value, |a| &a.name.value);
+    Some((used_as.clone(), table))
 }
 
 /// The table and the schema's spelling of the column an expression names, when exactly
