@@ -23,8 +23,8 @@ use sqlparser::ast::{BinaryOperator, Expr, Ident, Select, Value};
 use crate::core::ident::{lowercase_words, quote_identifier, split_identifier};
 use crate::core::schema::{Schema, Table};
 use crate::core::sql_ast::{
-    and_condition, for_each_select_mut, parse_single_query, referenced_column_names,
-    resolve_column, tables_in_scope,
+    and_condition, conjunction, conjuncts, for_each_select_mut, parse_single_query,
+    referenced_column_names, resolve_column, tables_in_scope,
 };
 
 /// Words that make a column a flag when its name starts with them.
@@ -117,49 +117,20 @@ pub fn drop_unnamed_flag_filters(
             return;
         };
         let mut kept = Vec::new();
-        for condition in into_conjuncts(selection) {
-            let unnamed_flag = flag_equality(&condition, &tables).is_some_and(|(table, column)| {
+        for condition in conjuncts(&selection) {
+            let unnamed_flag = flag_equality(condition, &tables).is_some_and(|(table, column)| {
                 flag_words(&column).is_some_and(|words| !named(&words))
                     && yes_value(conn, table, &column).is_some()
             });
             if unnamed_flag {
                 dropped += 1;
             } else {
-                kept.push(condition);
+                kept.push(condition.clone());
             }
         }
-        select.selection = kept
-            .into_iter()
-            .reduce(|all, next| and_condition(Some(all), next));
+        select.selection = conjunction(kept);
     });
     (dropped > 0).then(|| format!("{statement:#}"))
-}
-
-/// The conditions of an AND chain, in order (parentheses around it looked through).
-fn into_conjuncts(expr: Expr) -> Vec<Expr> {
-    match expr {
-        Expr::Nested(inner)
-            if matches!(
-                *inner,
-                Expr::BinaryOp {
-                    op: BinaryOperator::And,
-                    ..
-                }
-            ) =>
-        {
-            into_conjuncts(*inner)
-        }
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            let mut all = into_conjuncts(*left);
-            all.extend(into_conjuncts(*right));
-            all
-        }
-        other => vec![other],
-    }
 }
 
 /// The table and column of `column = literal` (either way round).

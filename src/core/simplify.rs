@@ -35,7 +35,9 @@ use sqlparser::ast::{
 };
 
 use crate::core::schema::Schema;
-use crate::core::sql_ast::{any_function, for_each_select_mut, parse_single_query, schema_table};
+use crate::core::sql_ast::{
+    any_function, conjunction, conjuncts, for_each_select_mut, parse_single_query, schema_table,
+};
 
 /// Rounds of dropping: a table that only bridges to a dropped one becomes unused itself.
 const MAX_ROUNDS: usize = 8;
@@ -99,16 +101,13 @@ pub fn intersect_both_values(sql: &str) -> Option<String> {
         if let Some(counted) = &counted {
             side.projection = vec![SelectItem::UnnamedExpr(counted.clone())];
         }
-        side.selection = conjuncts
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| *index != dropped)
-            .map(|(_, expr)| (*expr).clone())
-            .reduce(|left, right| Expr::BinaryOp {
-                left: Box::new(left),
-                op: BinaryOperator::And,
-                right: Box::new(right),
-            });
+        side.selection = conjunction(
+            conjuncts
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| *index != dropped)
+                .map(|(_, expr)| (*expr).clone()),
+        );
         Box::new(SetExpr::Select(Box::new(side)))
     };
     *query.body = SetExpr::SetOperation {
@@ -262,22 +261,6 @@ fn named_one_of(function: &Function, names: &[&str]) -> bool {
         .last()
         .and_then(|part| part.as_ident())
         .is_some_and(|name| names.iter().any(|n| name.value.eq_ignore_ascii_case(n)))
-}
-
-fn conjuncts(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::Nested(inner) => conjuncts(inner),
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            let mut all = conjuncts(left);
-            all.extend(conjuncts(right));
-            all
-        }
-        other => vec![other],
-    }
 }
 
 /// Indices of `c = x` and `c = y` with x and y different literals of one kind, when that
@@ -713,6 +696,20 @@ mod tests {
                  ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' AND T2.IsOfficial = 'T' \
                  INTERSECT SELECT T1.Name FROM country AS T1 JOIN countrylanguage AS T2 \
                  ON T1.Code = T2.CountryCode WHERE T2.IsOfficial = 'T' AND T2.Language = 'French'"
+            )
+        );
+    }
+
+    #[test]
+    fn an_or_beside_both_values_keeps_its_parentheses_on_each_side() {
+        assert_eq!(
+            one_line(intersect_both_values(
+                "SELECT Name FROM t WHERE lang = 'a' AND (x = 1 OR y = 2) AND lang = 'b'"
+            ))
+            .as_deref(),
+            Some(
+                "SELECT Name FROM t WHERE lang = 'a' AND (x = 1 OR y = 2) \
+                 INTERSECT SELECT Name FROM t WHERE (x = 1 OR y = 2) AND lang = 'b'"
             )
         );
     }

@@ -4,7 +4,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Function, Query, Select, SetExpr, Statement, TableFactor, Visit, VisitMut, VisitorMut,
+    BinaryOperator, Expr, Function, Query, Select, SetExpr, Statement, TableFactor, Visit,
+    VisitMut, VisitorMut,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -145,17 +146,52 @@ pub fn and_condition(existing: Option<Expr>, added: Expr) -> Expr {
         None => added,
         Some(existing) => Expr::BinaryOp {
             left: Box::new(nested_if_or(existing)),
-            op: sqlparser::ast::BinaryOperator::And,
+            op: BinaryOperator::And,
             right: Box::new(added),
         },
     }
+}
+
+/// The conditions of an AND chain, in order, looking through parentheses; a parenthesised
+/// OR stays whole, so that [`conjunction`] puts back what it was.
+pub fn conjuncts(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::Nested(inner)
+            if !matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::Or,
+                    ..
+                }
+            ) =>
+        {
+            conjuncts(inner)
+        }
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut all = conjuncts(left);
+            all.extend(conjuncts(right));
+            all
+        }
+        other => vec![other],
+    }
+}
+
+/// The conditions ANDed together; `None` when there are none.
+pub fn conjunction(conditions: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+    conditions
+        .into_iter()
+        .reduce(|all, next| and_condition(Some(all), next))
 }
 
 /// `a OR b` in parentheses, so that an added `AND` does not bind to `b` alone.
 fn nested_if_or(expr: Expr) -> Expr {
     match expr {
         Expr::BinaryOp {
-            op: sqlparser::ast::BinaryOperator::Or,
+            op: BinaryOperator::Or,
             ..
         } => Expr::Nested(Box::new(expr)),
         other => other,
