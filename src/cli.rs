@@ -322,7 +322,7 @@ pub struct TrainStatusArgs {
 pub struct TrainExportArgs {
     /// chat (messages), alpaca (instruction/input/output) or spider (db_id/question/query).
     #[arg(long, default_value = "chat")]
-    pub format: crate::core::training::ExportFormat,
+    pub format: crate::core::feedback::training::ExportFormat,
     /// The JSON Lines file to write.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,

@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::core::db::exec::ExecLimits;
+use crate::core::model::Sampling;
+use crate::core::pipeline::PipelineConfig;
+use crate::core::rewrite::RewriteSettings;
+
 pub const DEFAULT_CONFIG: &str = include_str!("../assets/default-config.toml");
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +32,7 @@ pub struct Settings {
     pub retrieval: RetrievalSettings,
     pub schema: SchemaSettings,
     pub feedback: FeedbackSettings,
+    pub rewrites: RewriteSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -86,16 +92,9 @@ pub struct PipelineSettings {
     pub candidates: u32,
     pub candidate_temperature: f32,
     pub grammar: bool,
-    pub drop_unused_joins: bool,
-    pub intersect_both_values: bool,
-    pub ground_literals: bool,
-    pub filter_named_flags: bool,
-    pub drop_unnamed_flags: bool,
-    pub lookup_through_keys: bool,
-    pub group_by_entity_key: bool,
-    pub show_group_columns: bool,
-    pub check_join_conditions: bool,
     pub fallback_candidates: u32,
+    pub max_sql_tokens: usize,
+    pub max_answer_tokens: usize,
 }
 
 impl Settings {
@@ -108,7 +107,9 @@ impl Settings {
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
-            merge(&mut merged, parse(&text, &shown)?);
+            let mut user = parse(&text, &shown)?;
+            move_rewrite_keys(&mut user);
+            merge(&mut merged, user);
         }
         let shown = user_file
             .map(|p| p.display().to_string())
@@ -150,6 +151,34 @@ impl Settings {
         Ok(())
     }
 
+    /// The settings every built-in default comes from: the embedded default config.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::load(None)
+    }
+
+    /// The pipeline these settings describe (before command-line flags).
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        let pipeline = &self.pipeline;
+        PipelineConfig {
+            max_repairs: pipeline.max_repairs,
+            limits: ExecLimits {
+                row_limit: pipeline.row_limit,
+                timeout: std::time::Duration::from_secs_f64(pipeline.timeout_secs),
+            },
+            answer: pipeline.answer,
+            max_sql_tokens: pipeline.max_sql_tokens,
+            max_answer_tokens: pipeline.max_answer_tokens,
+            answer_rows: pipeline.answer_rows,
+            sampling: Sampling::Greedy,
+            sql_opening: pipeline.sql_opening.clone(),
+            candidates: pipeline.candidates,
+            candidate_temperature: pipeline.candidate_temperature,
+            grammar: pipeline.grammar,
+            fallback_candidates: pipeline.fallback_candidates,
+            rewrites: self.rewrites,
+        }
+    }
+
     pub fn model_path(&self) -> Option<PathBuf> {
         (!self.model.path.is_empty()).then(|| PathBuf::from(&self.model.path))
     }
@@ -161,6 +190,42 @@ fn parse(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
             path: path.into(),
             reason: one_line(&e.to_string()),
         })
+}
+
+/// Rewrite switches were keys of `[pipeline]` before they got their own `[rewrites]`
+/// table; a user file that still has them there keeps working.
+const MOVED_TO_REWRITES: [&str; 9] = [
+    "drop_unused_joins",
+    "intersect_both_values",
+    "ground_literals",
+    "filter_named_flags",
+    "drop_unnamed_flags",
+    "lookup_through_keys",
+    "group_by_entity_key",
+    "show_group_columns",
+    "check_join_conditions",
+];
+
+fn move_rewrite_keys(user: &mut toml::Table) {
+    let Some(toml::Value::Table(pipeline)) = user.get_mut("pipeline") else {
+        return;
+    };
+    let moved: toml::Table = MOVED_TO_REWRITES
+        .iter()
+        .filter_map(|key| Some((key.to_string(), pipeline.remove(*key)?)))
+        .collect();
+    if moved.is_empty() {
+        return;
+    }
+    tracing::info!("config: [pipeline] rewrite switches read as [rewrites]");
+    let rewrites = user
+        .entry("rewrites")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(rewrites) = rewrites {
+        for (key, value) in moved {
+            rewrites.entry(key).or_insert(value);
+        }
+    }
 }
 
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
@@ -198,6 +263,17 @@ mod tests {
         let settings = Settings::load(Some(&file)).unwrap();
         assert_eq!(settings.pipeline.row_limit, 50);
         assert_eq!(settings.pipeline.max_repairs, 3);
+    }
+
+    #[test]
+    fn rewrite_switches_under_pipeline_still_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "[pipeline]\ndrop_unused_joins = false\n").unwrap();
+        let settings = Settings::load(Some(&file)).unwrap();
+        assert!(!settings.rewrites.drop_unused_joins);
+        assert!(settings.rewrites.ground_literals);
+        assert!(Settings::defaults().unwrap().rewrites.drop_unused_joins);
     }
 
     #[test]

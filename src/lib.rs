@@ -1,16 +1,22 @@
 //! nano-analyst: a private, offline data analyst for SQLite databases.
 //!
-//! `core` is synchronous domain logic with no terminal, runtime or llama.cpp imports;
-//! `llm` owns llama.cpp; `runtime` wires one database and one model together; `commands`
-//! are the headless front ends (the TUI drives the same pipeline).
+//! The module map:
+//! - [`core`]: synchronous domain logic (database, retrieval, rewrites, pipeline, feedback,
+//!   evaluation, fine-tuning) with no terminal, async runtime or llama.cpp imports.
+//! - [`llm`]: llama.cpp: the chat engine, the embedder, GGUF checks, training.
+//! - [`session`]: the composition root: settings + flags -> one database, one model,
+//!   retrieval and example memory, and the [`session::Analyst`] every front end asks through.
+//! - [`commands`]: the headless front ends (`ask`, `eval`, `bench`, `schema`, feedback,
+//!   `train`); [`tui`]: the terminal app.
+//! - [`cli`], [`config`], [`paths`], [`logging`], [`error`]: the edges.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod core;
+pub mod error;
 pub mod llm;
 pub mod logging;
 pub mod paths;
-pub mod runtime;
-pub mod schema_search;
+pub mod session;
 pub mod tui;

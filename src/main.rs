@@ -2,7 +2,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use nano_analyst::cli::{Cli, Command};
-use nano_analyst::runtime::{AppError, RuntimeOptions};
+use nano_analyst::error::AppError;
+use nano_analyst::session::RuntimeOptions;
 use nano_analyst::{commands, logging};
 
 fn main() -> ExitCode {

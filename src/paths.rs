@@ -33,7 +33,7 @@ impl AppPaths {
         self.data_dir.join("models").join(DEFAULT_MODEL_FILE)
     }
 
-    /// Fine-tuned model versions and their registry (see `core::model_registry`).
+    /// Fine-tuned model versions and their registry (see `core::finetune::registry`).
     pub fn versions_dir(&self) -> PathBuf {
         self.data_dir.join("models").join("versions")
     }
@@ -52,7 +52,7 @@ impl AppPaths {
         self.data_dir.join("logs")
     }
 
-    /// The app's own store: run history, ratings, corrections (see `core::store`).
+    /// The app's own store: run history, ratings, corrections (see `core::feedback::store`).
     pub fn history_db(&self) -> PathBuf {
         self.data_dir.join("history.sqlite3")
     }

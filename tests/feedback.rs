@@ -4,24 +4,28 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use nano_analyst::core::exec::{Cell, QueryResult, ReadOnlyDb};
-use nano_analyst::core::history::{DbScope, HistoryError, HistoryStatus, Rating, RunHistory};
-use nano_analyst::core::llm_api::{Completion, CompletionRequest, LanguageModel, LlmError, Role};
-use nano_analyst::core::memory::ExampleMemory;
-use nano_analyst::core::pipeline::{
-    Attempt, ComposedContext, ContextMode, PipelineConfig, RunOutcome, Timings, WholeSchemaContext,
-    run_question,
+use nano_analyst::core::db::exec::{Cell, QueryResult, ReadOnlyDb};
+use nano_analyst::core::db::render::{RenderOptions, render_schema};
+use nano_analyst::core::feedback::history::{
+    DbScope, HistoryError, HistoryStatus, Rating, RunHistory,
 };
-use nano_analyst::core::prompt::{question_message, sql_reply, system_message};
-use nano_analyst::core::schema_render::{RenderOptions, render_schema};
-use nano_analyst::core::store::{HistoryStore, LATEST_VERSION, PairSource, PromptRecord, scope_of};
-use nano_analyst::core::training::{ExportFormat, read_export, training_records, write_export};
+use nano_analyst::core::feedback::memory::ExampleMemory;
+use nano_analyst::core::feedback::store::{HistoryStore, LATEST_VERSION, PairSource, scope_of};
+use nano_analyst::core::feedback::training::{
+    ExportFormat, read_export, training_records, write_export,
+};
+use nano_analyst::core::model::{Completion, CompletionRequest, LanguageModel, LlmError, Role};
+use nano_analyst::core::pipeline::PromptRecord;
+use nano_analyst::core::pipeline::outcome::{Attempt, RunOutcome, Timings};
+use nano_analyst::core::pipeline::prompt::{question_message, sql_reply, system_message};
+use nano_analyst::core::pipeline::{PipelineConfig, run_question};
+use nano_analyst::core::retrieval::provider::{ComposedContext, ContextMode, WholeSchemaContext};
 
-use nano_analyst::schema_search::load_embedder;
+use nano_analyst::session::retrieval::load_embedder;
 
 use crate::support::{
-    answers_like, binary, chinook_path, describe, embed_model_path, engine, model_lock, model_path,
-    run_sql,
+    answers_like, binary, chinook_path, default_pipeline, describe, embed_model_path, engine,
+    model_lock, model_path, run_sql,
 };
 
 fn chinook_scope() -> DbScope {
@@ -72,6 +76,15 @@ fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
         },
         model: "test-model".into(),
         error: None,
+        rewrites: Vec::new(),
+        prompt: None,
+    }
+}
+
+fn with_prompt(outcome: RunOutcome, prompt: &PromptRecord) -> RunOutcome {
+    RunOutcome {
+        prompt: Some(prompt.clone()),
+        ..outcome
     }
 }
 
@@ -213,8 +226,7 @@ fn kill_child_writer() {
         let id = store
             .record(
                 &scope,
-                &outcome(&format!("question {i}"), "SELECT 1", 200),
-                Some(&prompt),
+                &with_prompt(outcome(&format!("question {i}"), "SELECT 1", 200), &prompt),
             )
             .unwrap();
         println!("committed {id}");
@@ -328,7 +340,6 @@ fn corrections_that_do_not_execute_read_only_are_refused() {
         .record(
             &chinook_scope(),
             &outcome("What are the album titles?", "SELECT 1", 1),
-            None,
         )
         .unwrap();
     match store.correct(run, "UPDATE Album SET Title = 'x'") {
@@ -376,7 +387,6 @@ fn rate_history_and_corrections_commands_curate_what_is_learned() {
                         "SELECT count(*) FROM Album",
                         1,
                     ),
-                    None,
                 )
                 .unwrap(),
             store
@@ -387,7 +397,6 @@ fn rate_history_and_corrections_commands_curate_what_is_learned() {
                         "SELECT count(*) FROM Album",
                         1,
                     ),
-                    None,
                 )
                 .unwrap(),
         )
@@ -513,12 +522,14 @@ fn export_round_trips_in_every_format() {
     let run = store
         .record(
             &scope,
-            &outcome(
-                "How many albums are there?",
-                "SELECT count(*) FROM Album",
-                1,
+            &with_prompt(
+                outcome(
+                    "How many albums are there?",
+                    "SELECT count(*) FROM Album",
+                    1,
+                ),
+                &prompt,
             ),
-            Some(&prompt),
         )
         .unwrap();
     store.rate_run(run, Rating::Up, None).unwrap();
@@ -731,7 +742,7 @@ fn example_memory_puts_the_corrected_pair_into_a_paraphrase_prompt() {
     };
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let mut engine = engine(None);
     let mut model = Recording {
@@ -822,7 +833,7 @@ fn paraphrase_ex_before_and_after_corrections() {
     };
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let mut engine = engine(None);
     let mut ask = |question: &str, gold_sql: &str, store: &mut HistoryStore| {
@@ -940,7 +951,7 @@ fn ask_records_runs_and_the_next_ask_sees_the_correction() {
 /// is found when an embedder is given, and not without one.
 struct TableEmbedder(Vec<(&'static str, Vec<f32>)>);
 
-impl nano_analyst::core::embed::Embedder for TableEmbedder {
+impl nano_analyst::core::model::Embedder for TableEmbedder {
     fn dimensions(&self) -> usize {
         2
     }
@@ -950,7 +961,7 @@ impl nano_analyst::core::embed::Embedder for TableEmbedder {
     fn embed(
         &mut self,
         texts: &[&str],
-    ) -> Result<Vec<Vec<f32>>, nano_analyst::core::embed::EmbedError> {
+    ) -> Result<Vec<Vec<f32>>, nano_analyst::core::model::EmbedError> {
         Ok(texts
             .iter()
             .map(|t| {

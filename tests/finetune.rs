@@ -476,7 +476,7 @@ fn walk(dir: &Path) -> Vec<String> {
 
 #[test]
 fn lora_adapters_load_and_change_what_the_model_writes() {
-    use nano_analyst::core::llm_api::{
+    use nano_analyst::core::model::{
         ChatMessage, CompletionRequest, LanguageModel, Role, Sampling,
     };
     use nano_analyst::llm::engine::{EngineConfig, LlamaEngine, LoraConfig};

@@ -4,17 +4,20 @@
 
 use std::path::Path;
 
-use nano_analyst::core::embed::{Embedder, cosine};
-use nano_analyst::core::exec::ReadOnlyDb;
-use nano_analyst::core::pipeline::{ContextMode, ContextProvider, PipelineConfig, run_question};
-use nano_analyst::core::prompt::GlossaryEntry;
+use nano_analyst::core::db::exec::ReadOnlyDb;
+use nano_analyst::core::model::{Embedder, cosine};
+use nano_analyst::core::pipeline::{PipelineConfig, run_question};
+use nano_analyst::core::retrieval::provider::GlossaryEntry;
+use nano_analyst::core::retrieval::provider::{ContextMode, ContextProvider};
 use nano_analyst::core::retrieval::{
     IndexOrigin, Reason, RetrievalContext, RetrievalOptions, ValueIndex,
 };
 use nano_analyst::llm::embedder::LlamaEmbedder;
 use rusqlite::Connection;
 
-use crate::support::{chinook_path, embed_model_path, engine, model_lock, run_sql};
+use crate::support::{
+    chinook_path, default_pipeline, embed_model_path, engine, model_lock, run_sql,
+};
 
 fn retrieval_for(
     database: &Path,
@@ -246,7 +249,7 @@ fn a_schema_with_unicode_spaces_and_quotes_works_end_to_end() {
     let mut model = engine(None);
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let outcome = run_question(
         &mut model,

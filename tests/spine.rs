@@ -2,23 +2,24 @@
 
 use std::path::Path;
 
-use nano_analyst::core::exec::{Cell, ReadOnlyDb};
-use nano_analyst::core::extract::SQL_FENCE_OPEN;
-use nano_analyst::core::llm_api::{
+use nano_analyst::core::db::exec::{Cell, ReadOnlyDb};
+use nano_analyst::core::model::{
     Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
 };
-use nano_analyst::core::pipeline::{
-    PipelineConfig, PipelineEvent, RunOutcome, Stage, WholeSchemaContext, run_question,
-};
+use nano_analyst::core::pipeline::extract::SQL_FENCE_OPEN;
+use nano_analyst::core::pipeline::outcome::{PipelineEvent, RunOutcome, Stage};
+use nano_analyst::core::pipeline::{PipelineConfig, run_question};
+use nano_analyst::core::retrieval::provider::WholeSchemaContext;
+use nano_analyst::core::rewrite::RewriteSettings;
 
 use crate::support::{
-    answers_like, chinook_path, describe, engine, model_lock, run_sql, sha256_of,
+    answers_like, chinook_path, default_pipeline, describe, engine, model_lock, run_sql, sha256_of,
 };
 
 fn ask(model: &mut dyn LanguageModel, db: &ReadOnlyDb, question: &str) -> RunOutcome {
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     ask_with(model, db, question, &config)
 }
@@ -226,7 +227,7 @@ fn refuses_writing_sql_and_leaves_the_database_untouched() {
         let config = PipelineConfig {
             answer: false,
             sql_opening: String::new(),
-            ..PipelineConfig::default()
+            ..default_pipeline()
         };
         let outcome = ask_with(&mut says(reply), &db, "Remove everything", &config);
         let error = outcome.error.unwrap_or_default();
@@ -272,7 +273,7 @@ fn reuses_the_schema_prefix_in_memory_and_from_disk() {
     let schema = db.introspect().unwrap();
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let mut engine = engine(Some(cache.path().to_path_buf()));
     let mut context = WholeSchemaContext::new(&schema);
@@ -343,7 +344,7 @@ fn a_column_under_the_wrong_alias_is_fixed_from_the_schema_without_the_model() {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let wrote = "SELECT T2.Name FROM Artist AS T1 JOIN Album AS T2 ON T1.ArtistId = T2.ArtistId \
                  WHERE T2.Title = 'Let There Be Rock'\n```";
@@ -396,7 +397,7 @@ fn an_unused_join_is_dropped_and_the_shown_sql_is_the_one_that_ran() {
                  WHERE a.ArtistId = 1\n```";
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let (outcome, shown) = ask_recording_sql(reply, &config);
     let sql = outcome.sql.clone().unwrap();
@@ -413,8 +414,11 @@ fn an_unused_join_is_dropped_and_the_shown_sql_is_the_one_that_ran() {
     ));
 
     let kept = PipelineConfig {
-        drop_unused_joins: false,
-        ..config
+        rewrites: RewriteSettings {
+            drop_unused_joins: false,
+            ..config.rewrites
+        },
+        ..config.clone()
     };
     let (outcome, _) = ask_recording_sql(reply, &kept);
     assert!(outcome.sql.unwrap().contains("JOIN Track"));
@@ -427,7 +431,7 @@ fn one_column_equal_to_two_values_runs_as_their_intersection() {
                  JOIN Genre g ON t.GenreId = g.GenreId WHERE g.Name = 'Reggae' AND g.Name = 'Rock'\n```";
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let (outcome, shown) = ask_recording_sql(reply, &config);
     let sql = outcome.sql.clone().unwrap();
@@ -469,7 +473,7 @@ fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let mut stages = Vec::new();
     let schema = db.introspect().expect("schema");
@@ -523,7 +527,7 @@ fn a_query_fixed_from_the_schema_gets_the_same_rewrites() {
                  WHERE T1.ArtistId = 1\n```";
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let (outcome, shown) = ask_recording_sql(reply, &config);
     assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
@@ -540,7 +544,7 @@ fn grouping_by_a_repeated_name_keeps_different_customers_apart() {
                  ON c.CustomerId = i.CustomerId GROUP BY c.FirstName\n```";
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let (outcome, shown) = ask_recording_sql(reply, &config);
     let sql = outcome.sql.clone().unwrap();
@@ -553,8 +557,11 @@ fn grouping_by_a_repeated_name_keeps_different_customers_apart() {
     assert_eq!(outcome.result.unwrap().rows.len(), 59);
 
     let by_name = PipelineConfig {
-        group_by_entity_key: false,
-        ..config
+        rewrites: RewriteSettings {
+            group_by_entity_key: false,
+            ..config.rewrites
+        },
+        ..config.clone()
     };
     let (outcome, _) = ask_recording_sql(reply, &by_name);
     assert_eq!(outcome.result.unwrap().rows.len(), 57);
@@ -566,7 +573,7 @@ fn a_value_only_a_linked_table_holds_is_looked_up_through_the_key() {
     let reply = "SELECT Name FROM Artist WHERE Name = 'Jagged Little Pill'\n```";
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let (outcome, shown) = ask_recording_sql(reply, &config);
     let sql = outcome.sql.clone().unwrap();
@@ -579,8 +586,11 @@ fn a_value_only_a_linked_table_holds_is_looked_up_through_the_key() {
     );
 
     let without = PipelineConfig {
-        lookup_through_keys: false,
-        ..config
+        rewrites: RewriteSettings {
+            lookup_through_keys: false,
+            ..config.rewrites
+        },
+        ..config.clone()
     };
     let (outcome, _) = ask_recording_sql(reply, &without);
     assert!(outcome.result.unwrap().rows.is_empty());
@@ -591,7 +601,7 @@ fn a_count_per_group_shows_the_groups() {
     let reply = "SELECT COUNT(*) FROM Track GROUP BY MediaTypeId\n```";
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let (outcome, _) = ask_recording_sql(reply, &config);
     let result = outcome.result.unwrap();
@@ -622,7 +632,7 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let config = PipelineConfig {
         answer: false,
-        ..PipelineConfig::default()
+        ..default_pipeline()
     };
     let outcome = ask_with(
         &mut joins_on_itself_first(),
@@ -640,8 +650,11 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
     assert_eq!(outcome.result.unwrap().rows.len(), 2);
 
     let unchecked = PipelineConfig {
-        check_join_conditions: false,
-        ..config
+        rewrites: RewriteSettings {
+            check_join_conditions: false,
+            ..config.rewrites
+        },
+        ..config.clone()
     };
     let outcome = ask_with(
         &mut joins_on_itself_first(),

@@ -7,10 +7,12 @@ use serde::Serialize;
 use crate::cli::AskArgs;
 use crate::commands::feedback::retraining_note;
 use crate::commands::text_table;
-use crate::core::exec::Cell;
-use crate::core::pipeline::{Attempt, ContextMode, PipelineEvent, RunOutcome, Timings};
-use crate::core::store::RetrainingStatus;
-use crate::runtime::{Analyst, AppError, RuntimeOptions};
+use crate::core::db::exec::Cell;
+use crate::core::feedback::history::RetrainingStatus;
+use crate::core::pipeline::outcome::{Attempt, PipelineEvent, RunOutcome, Timings};
+use crate::core::retrieval::provider::ContextMode;
+use crate::error::AppError;
+use crate::session::{Analyst, RuntimeOptions};
 
 /// The `--json` contract other tools build on.
 #[derive(Debug, Serialize)]
@@ -26,6 +28,8 @@ pub struct AskJson<'a> {
     pub tables_used: &'a [String],
     pub tables_sent: &'a [String],
     pub context_mode: ContextMode,
+    /// The rewrites and checks that fired on the run's queries.
+    pub rewrites: &'a [String],
     pub timings: &'a Timings,
     pub model: &'a str,
     pub error: Option<&'a str>,
@@ -60,6 +64,7 @@ impl<'a> AskJson<'a> {
             tables_used: &outcome.tables_used,
             tables_sent: &outcome.tables_sent,
             context_mode: outcome.context_mode,
+            rewrites: &outcome.rewrites,
             timings: &outcome.timings,
             model: &outcome.model,
             error: outcome.error.as_deref(),

@@ -11,10 +11,13 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::cli::BenchArgs;
-use crate::core::exec::ExecLimits;
-use crate::core::pipeline::{RunOutcome, Timings};
-use crate::core::score::{gold_is_ordered, results_match};
-use crate::runtime::{Analyst, AppError, RuntimeOptions};
+use crate::core::db::compare::results_match;
+use crate::core::db::exec::ExecLimits;
+use crate::core::eval::percentile;
+use crate::core::eval::score::gold_is_ordered;
+use crate::core::pipeline::outcome::{RunOutcome, Timings};
+use crate::error::AppError;
+use crate::session::{Analyst, RuntimeOptions};
 
 #[derive(Debug, Deserialize)]
 pub struct QuestionPair {
@@ -142,16 +145,4 @@ fn is_correct(analyst: &Analyst, outcome: &RunOutcome, gold_sql: &str) -> bool {
         return results_match(&gold, &full, gold_is_ordered(gold_sql));
     }
     results_match(&gold, predicted, gold_is_ordered(gold_sql))
-}
-
-pub fn percentile(values: &[u64], percent: usize) -> u64 {
-    if values.is_empty() {
-        return 0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let rank = (percent * sorted.len())
-        .div_ceil(100)
-        .clamp(1, sorted.len());
-    sorted[rank - 1]
 }

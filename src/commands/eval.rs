@@ -9,59 +9,19 @@
 //!   dropped and redone.
 //! - The summary is computed from the predictions file alone.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::EvalArgs;
-use crate::core::eval::{
-    EvalError, EvalItem, Prediction, Summary, load_dataset, read_resume, stratified_sample,
-};
-use crate::core::eval_report::{RunInfo, chart, markdown_report, percent};
-use crate::core::exec::ReadOnlyDb;
-use crate::core::llm_api::LanguageModel;
-use crate::core::pipeline::{PipelineError, WholeSchemaContext, run_question};
-use crate::core::score::{Verdict, score_prediction};
+use crate::core::eval::harness::{DbSource, EvalJob, EvalRun};
+use crate::core::eval::report::{chart, percent};
+use crate::core::eval::{EvalItem, Prediction, Summary, load_dataset, stratified_sample};
+use crate::error::AppError;
 use crate::llm::engine::LlamaEngine;
-use crate::runtime::{AppError, RuntimeOptions};
-
-impl From<EvalError> for AppError {
-    fn from(error: EvalError) -> Self {
-        AppError::Invalid(error.to_string())
-    }
-}
-
-/// Where each question's database lives.
-enum DbSource {
-    /// `DIR/<db_id>/<db_id>.sqlite`, as Spider lays them out.
-    Dir(PathBuf),
-    /// One file for every question.
-    File(PathBuf),
-}
-
-impl DbSource {
-    fn path_for(&self, db_id: &str) -> PathBuf {
-        match self {
-            DbSource::Dir(dir) => dir.join(db_id).join(format!("{db_id}.sqlite")),
-            DbSource::File(path) => path.clone(),
-        }
-    }
-}
-
-/// What an evaluation produced, before anything is printed.
-pub struct EvalRun {
-    pub summary: Summary,
-    /// Every selected question was answered (not stopped by Ctrl-C).
-    pub finished: bool,
-    pub answered: usize,
-    pub selected: usize,
-    pub report_path: PathBuf,
-}
+use crate::session::RuntimeOptions;
 
 pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, AppError> {
     let outcome = evaluate(args, options)?;
@@ -110,96 +70,37 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let items = select_items(load_dataset(&args.dataset, &default_db_id)?, args)?;
-    // Every database must be there before minutes go into loading the model.
-    let mut checked = std::collections::HashSet::new();
-    for item in &items {
-        if checked.insert(item.db_id.as_str()) {
-            let path = source.path_for(&item.db_id);
-            if !path.is_file() {
-                return Err(AppError::Invalid(format!(
-                    "database for '{}' not found: '{}'",
-                    item.db_id,
-                    path.display()
-                )));
-            }
-        }
-    }
     options.pipeline.answer = false;
-
-    let resume = if args.resume {
-        read_resume(&args.out, &items)?
-    } else {
-        if !args.overwrite && std::fs::metadata(&args.out).is_ok_and(|m| m.len() > 0) {
-            return Err(AppError::Invalid(format!(
-                "'{}' already has predictions; pass --resume to continue it or --overwrite to start over",
-                args.out.display()
-            )));
-        }
-        Default::default()
-    };
-    let mut file = open_output(&args.out, args.resume.then_some(resume.valid_len))?;
-    let mut predictions = resume.done;
-    let done: std::collections::HashSet<usize> = predictions.iter().map(|p| p.index).collect();
-    let todo: Vec<&EvalItem> = items.iter().filter(|i| !done.contains(&i.index)).collect();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut model_id = String::from("(not loaded)");
-    if !todo.is_empty() {
-        let mut engine = LlamaEngine::load(options.engine.clone())?;
-        model_id = engine.model_id();
-        register_interrupt(&stop, &engine)?;
-        let bar = progress_bar(items.len(), predictions.len(), args.quiet);
-        update_bar(&bar, &predictions, "");
-        let mut open_db: Option<(String, ReadOnlyDb, WholeSchemaContext)> = None;
-        for item in todo {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
-            if open_db.as_ref().is_none_or(|(id, _, _)| *id != item.db_id) {
-                let db = ReadOnlyDb::open(&source.path_for(&item.db_id))?;
-                let schema = db.introspect()?;
-                let context = WholeSchemaContext::with_options(&schema, options.render);
-                open_db = Some((item.db_id.clone(), db, context));
-            }
-            let Some((_, db, context)) = open_db.as_mut() else {
-                continue;
-            };
-            let prediction = match predict(&mut engine, db, context, item, options) {
-                Ok(prediction) => prediction,
-                Err(PipelineError::Cancelled)
-                | Err(PipelineError::Llm(crate::core::llm_api::LlmError::Cancelled)) => break,
-                Err(error) => return Err(error.into()),
-            };
-            append(&mut file, &args.out, &prediction)?;
-            predictions.push(prediction);
-            bar.inc(1);
-            update_bar(&bar, &predictions, &item.db_id);
-        }
-        bar.finish_and_clear();
-    }
-
-    predictions.sort_by_key(|p| p.index);
-    let summary = Summary::of(&predictions);
-    let info = RunInfo {
+    let job = EvalJob {
+        items,
+        source,
+        out: args.out.clone(),
+        report: args
+            .report
+            .clone()
+            .unwrap_or_else(|| args.out.with_extension("md")),
+        resume: args.resume,
+        overwrite: args.overwrite,
+        pipeline: options.pipeline.clone(),
+        render: options.render,
         config_name: args.config_name.clone(),
         dataset: args.dataset.display().to_string(),
-        model: model_id,
         command: reproduce_command(),
     };
-    let report_path = args
-        .report
-        .clone()
-        .unwrap_or_else(|| args.out.with_extension("md"));
-    std::fs::write(&report_path, markdown_report(&summary, &info))
-        .map_err(|e| AppError::Invalid(format!("cannot write '{}': {e}", report_path.display())))?;
-
-    Ok(EvalRun {
-        finished: predictions.len() == items.len(),
-        answered: predictions.len(),
-        selected: items.len(),
-        summary,
-        report_path,
-    })
+    let mut prepared = job.prepare()?;
+    if prepared.remaining() > 0 {
+        let mut engine = LlamaEngine::load(options.engine.clone())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        register_interrupt(&stop, &engine)?;
+        let bar = progress_bar(job.items.len(), prepared.predictions().len(), args.quiet);
+        update_bar(&bar, prepared.predictions(), "");
+        prepared.answer(&mut engine, &stop, &mut |predictions, db_id| {
+            bar.inc(1);
+            update_bar(&bar, predictions, db_id);
+        })?;
+        bar.finish_and_clear();
+    }
+    Ok(prepared.finish()?)
 }
 
 fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, AppError> {
@@ -226,60 +127,6 @@ fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, 
     Ok(items)
 }
 
-/// Runs one question and scores it. Pipeline failures (no valid SQL) are predictions too.
-fn predict(
-    engine: &mut LlamaEngine,
-    db: &ReadOnlyDb,
-    context: &mut WholeSchemaContext,
-    item: &EvalItem,
-    options: &RuntimeOptions,
-) -> Result<Prediction, PipelineError> {
-    let started = Instant::now();
-    let outcome = run_question(
-        engine,
-        db,
-        context,
-        &item.question,
-        &options.pipeline,
-        &mut |_| {},
-    )?;
-    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let valid = outcome.succeeded();
-    let (correct, error) = match (&outcome.sql, valid) {
-        (Some(sql), true) => {
-            let verdict = score_prediction(
-                db,
-                &item.gold_sql,
-                sql,
-                outcome.result.as_ref(),
-                options.pipeline.limits.timeout,
-            );
-            let error = match &verdict {
-                Verdict::PredictionFailed(e) => Some(e.clone()),
-                Verdict::GoldFailed(e) => Some(format!("the gold query failed: {e}")),
-                Verdict::Correct | Verdict::Wrong => None,
-            };
-            (verdict.is_correct(), error)
-        }
-        _ => (false, outcome.error.clone()),
-    };
-    Ok(Prediction {
-        index: item.index,
-        db_id: item.db_id.clone(),
-        question: item.question.clone(),
-        gold_sql: item.gold_sql.clone(),
-        predicted_sql: outcome.sql.clone(),
-        correct,
-        valid,
-        attempts: u32::try_from(outcome.attempts.len()).unwrap_or(u32::MAX),
-        error,
-        latency_ms,
-        prompt_tokens: outcome.timings.prompt_tokens,
-        tables_sent: outcome.tables_sent.clone(),
-        hardness: item.hardness,
-    })
-}
-
 /// Ctrl-C cancels the running generation and stops the loop; a second one exits at once.
 fn register_interrupt(stop: &Arc<AtomicBool>, engine: &LlamaEngine) -> Result<(), AppError> {
     use signal_hook::consts::SIGINT;
@@ -291,37 +138,7 @@ fn register_interrupt(stop: &Arc<AtomicBool>, engine: &LlamaEngine) -> Result<()
     Ok(())
 }
 
-fn open_output(path: &Path, resume_at: Option<u64>) -> Result<std::fs::File, AppError> {
-    let failed =
-        |e: std::io::Error| AppError::Invalid(format!("cannot write '{}': {e}", path.display()));
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(failed)?;
-    }
-    match resume_at {
-        Some(length) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(failed)?;
-            // Drops a line cut off by an interruption.
-            file.set_len(length).map_err(failed)?;
-            Ok(file)
-        }
-        None => std::fs::File::create(path).map_err(failed),
-    }
-}
-
-fn append(file: &mut std::fs::File, path: &Path, prediction: &Prediction) -> Result<(), AppError> {
-    let failed = |e: String| AppError::Invalid(format!("cannot write '{}': {e}", path.display()));
-    let mut line = serde_json::to_string(prediction).map_err(|e| failed(e.to_string()))?;
-    line.push('\n');
-    file.write_all(line.as_bytes())
-        .and_then(|()| file.flush())
-        .map_err(|e| failed(e.to_string()))
-}
-
-fn progress_bar(total: usize, done: usize, quiet: bool) -> ProgressBar {
+pub(crate) fn progress_bar(total: usize, done: usize, quiet: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(total as u64),
         if quiet {
@@ -340,7 +157,7 @@ fn progress_bar(total: usize, done: usize, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn update_bar(bar: &ProgressBar, predictions: &[Prediction], db_id: &str) {
+pub(crate) fn update_bar(bar: &ProgressBar, predictions: &[Prediction], db_id: &str) {
     let summary = Summary::of(predictions);
     bar.set_message(format!(
         "EX {} valid {} | {db_id}",

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::cli::{CorrectArgs, CorrectionsCommand, HistoryArgs, RateArgs, RatingArg};
-use crate::core::exec::ReadOnlyDb;
-use crate::core::history::{DbScope, HistoryStatus, Rating};
-use crate::core::store::{
-    HistoryStore, PairSource, RetrainingStatus, StoreError, VerifiedPair, scope_of, verify_sql,
-    whole_schema_text,
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::feedback::history::{DbScope, HistoryStatus, Rating, RetrainingStatus, utc_time};
+use crate::core::feedback::store::{
+    HistoryStore, PairSource, StoreError, VerifiedPair, scope_of, verify_sql, whole_schema_text,
 };
-use crate::runtime::{AppError, RuntimeOptions};
+use crate::error::AppError;
+use crate::session::RuntimeOptions;
 
 fn open_store(options: &RuntimeOptions) -> Result<HistoryStore, AppError> {
     Ok(HistoryStore::open(&options.paths.history_db())?)
@@ -301,36 +301,4 @@ fn db_name(path: &str) -> String {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `YYYY-MM-DD HH:MM` in UTC from seconds since the epoch.
-fn utc_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rest / 3600,
-        (rest % 3600) / 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc_time;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(utc_time(0), "1970-01-01 00:00");
-        assert_eq!(utc_time(1_709_210_096), "2024-02-29 12:34");
-    }
 }

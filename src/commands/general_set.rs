@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::AppError;
 use crate::llm::checkpoint::write_error;
-use crate::runtime::AppError;
 
 /// Questions in the shipped set.
 pub const SIZE: usize = 100;
@@ -102,13 +102,13 @@ mod tests {
         }
         // Every gold query runs on its database.
         for item in &items {
-            let db = crate::core::exec::ReadOnlyDb::open(
+            let db = crate::core::db::exec::ReadOnlyDb::open(
                 &set.db_dir
                     .join(&item.db_id)
                     .join(format!("{}.sqlite", item.db_id)),
             )
             .unwrap();
-            db.execute(&item.gold_sql, crate::core::exec::ExecLimits::default())
+            db.execute(&item.gold_sql, crate::core::db::exec::ExecLimits::default())
                 .unwrap_or_else(|e| panic!("{}: {e}", item.gold_sql));
         }
     }

@@ -13,15 +13,17 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::RetrievalBenchArgs;
-use crate::core::exec::ReadOnlyDb;
-use crate::core::guard::referenced_tables;
-use crate::core::pipeline::ContextMode;
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::guard::referenced_tables;
+use crate::core::db::schema::{Column, ForeignKey, Schema, Table};
+use crate::core::eval::percentile;
+use crate::core::retrieval::provider::ContextMode;
 use crate::core::retrieval::{
     FusionWeights, RankOptions, RetrievalContext, SchemaIndex, ValueIndex, rank,
 };
-use crate::core::schema::{Column, ForeignKey, Schema, Table};
-use crate::runtime::{AppError, RuntimeOptions};
-use crate::schema_search::{index_cache_dir, load_embedder};
+use crate::error::AppError;
+use crate::session::RuntimeOptions;
+use crate::session::retrieval::{index_cache_dir, load_embedder};
 
 const MAX_K: usize = 10;
 
@@ -287,19 +289,11 @@ fn evaluate(
         mean_tables_sent: sent_total as f64 / n,
         sent_recall: 100.0 * sent_hits as f64 / n,
         whole_schema_share: 100.0 * whole as f64 / n,
-        retrieve_p50_ms: percentile(&times, 0.5),
-        retrieve_p95_ms: percentile(&times, 0.95),
+        retrieve_p50_ms: percentile(&times, 50),
+        retrieve_p95_ms: percentile(&times, 95),
         index_ms: context.index.build_ms,
         misses,
     }
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> {
@@ -435,8 +429,8 @@ fn synthetic(tables: usize, rank_options: &RankOptions) -> Result<Report, AppErr
         let column = &table.columns[q % table.columns.len()];
         let question = format!(
             "What is the average {} of each {} in the last year?",
-            crate::core::ident::identifier_phrase(&column.name),
-            crate::core::ident::identifier_phrase(&table.name)
+            crate::core::db::ident::identifier_phrase(&column.name),
+            crate::core::db::ident::identifier_phrase(&table.name)
         );
         let started = Instant::now();
         let ranking = rank(&mut index, &question, None, &[], rank_options);
@@ -460,8 +454,8 @@ fn synthetic(tables: usize, rank_options: &RankOptions) -> Result<Report, AppErr
             .iter()
             .map(|h| 100.0 * *h as f64 / questions as f64)
             .collect(),
-        retrieve_p50_ms: percentile(&times, 0.5),
-        retrieve_p95_ms: percentile(&times, 0.95),
+        retrieve_p50_ms: percentile(&times, 50),
+        retrieve_p95_ms: percentile(&times, 95),
         index_ms: build_ms,
         ..Report::default()
     })

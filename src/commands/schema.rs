@@ -6,11 +6,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::cli::SchemaArgs;
-use crate::core::exec::ReadOnlyDb;
-use crate::core::pipeline::ContextMode;
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::retrieval::provider::ContextMode;
 use crate::core::retrieval::{IndexOrigin, RankedTable};
-use crate::runtime::{AppError, RuntimeOptions};
-use crate::schema_search::open_retrieval;
+use crate::error::AppError;
+use crate::session::RuntimeOptions;
+use crate::session::retrieval::open_retrieval;
 
 #[derive(Serialize)]
 struct SchemaJson<'a> {

@@ -2,7 +2,7 @@
 
 use unicode_width::UnicodeWidthStr;
 
-use crate::core::exec::QueryResult;
+use crate::core::db::exec::QueryResult;
 
 const MAX_CELL_WIDTH: usize = 40;
 
@@ -61,7 +61,7 @@ fn clip(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::exec::Cell;
+    use crate::core::db::exec::Cell;
 
     #[test]
     fn aligns_by_display_width() {

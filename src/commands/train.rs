@@ -7,13 +7,18 @@ use std::process::ExitCode;
 use crate::cli::{
     TrainAcceptArgs, TrainAugmentArgs, TrainCommand, TrainExportArgs, TrainStatusArgs,
 };
-use crate::core::llm_api::{ChatMessage, CompletionRequest, LanguageModel, Role, Sampling};
-use crate::core::model_registry::Registry;
-use crate::core::pipeline::{PipelineConfig, WholeSchemaContext, run_question};
-use crate::core::score::{gold_is_ordered, results_match};
-use crate::core::store::{HistoryStore, PairSource, normalize_question, scope_of, verify_sql};
-use crate::core::training::{training_records, write_export};
-use crate::runtime::{Analyst, AppError, RuntimeOptions};
+use crate::core::db::compare::results_match;
+use crate::core::eval::score::gold_is_ordered;
+use crate::core::feedback::store::{
+    HistoryStore, PairSource, normalize_question, scope_of, verify_sql,
+};
+use crate::core::feedback::training::{training_records, write_export};
+use crate::core::finetune::registry::Registry;
+use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Role, Sampling};
+use crate::core::pipeline::{PipelineConfig, run_question};
+use crate::core::retrieval::provider::WholeSchemaContext;
+use crate::error::AppError;
+use crate::session::{Analyst, RuntimeOptions};
 
 pub fn run(command: &TrainCommand, options: &mut RuntimeOptions) -> Result<ExitCode, AppError> {
     match command {
@@ -88,7 +93,7 @@ fn status(args: &TrainStatusArgs, options: &RuntimeOptions) -> Result<ExitCode, 
     if registry.versions.is_empty() {
         println!("no fine-tuned versions yet");
     } else {
-        let mut table = crate::core::exec::QueryResult {
+        let mut table = crate::core::db::exec::QueryResult {
             columns: [
                 "id",
                 "status",
@@ -138,7 +143,7 @@ fn status(args: &TrainStatusArgs, options: &RuntimeOptions) -> Result<ExitCode, 
                     loss,
                     format!("{:.0} s", version.timings.train_s),
                 ]
-                .map(crate::core::exec::Cell::Text)
+                .map(crate::core::db::exec::Cell::Text)
                 .to_vec(),
             );
         }
@@ -177,7 +182,7 @@ fn cached_f32_bytes(dir: &std::path::Path) -> u64 {
 fn export(args: &TrainExportArgs, options: &RuntimeOptions) -> Result<ExitCode, AppError> {
     let store = HistoryStore::open(&options.paths.history_db())?;
     let scope = match &args.db {
-        Some(path) => Some(scope_of(&crate::core::exec::ReadOnlyDb::open(path)?)?),
+        Some(path) => Some(scope_of(&crate::core::db::exec::ReadOnlyDb::open(path)?)?),
         None => None,
     };
     let pairs = store.pairs(scope.as_ref())?;

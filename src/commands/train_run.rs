@@ -25,25 +25,28 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::cli::{EvalArgs, ProgressMode, TrainRunArgs};
+use crate::cli::{ProgressMode, TrainRunArgs};
 use crate::commands::general_set;
 use crate::commands::train_progress::{ProgressEvent, Reporter};
-use crate::core::exec::ReadOnlyDb;
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::schema::Schema;
+use crate::core::eval::harness::{DbSource, EvalJob};
+use crate::core::feedback::store::{HistoryStore, scope_of};
+use crate::core::feedback::training::training_records;
+use crate::core::finetune::registry::{
+    BaseModel, GateReport, ModelVersion, PairCounts, Registry, Timings, TrainSettings,
+    VersionStatus,
+};
 use crate::core::finetune::{
     Comparison, FinetunePair, Score, Split, TokenizedExample, Window, epoch_order, example_for,
     gate, pack_windows, split_pairs, window_for,
 };
-use crate::core::model_registry::{
-    BaseModel, GateReport, ModelVersion, PairCounts, Registry, Timings, TrainSettings,
-    VersionStatus,
-};
-use crate::core::schema::Schema;
-use crate::core::store::{HistoryStore, scope_of};
-use crate::core::training::training_records;
+use crate::error::AppError;
 use crate::llm::checkpoint::{ensure_free_space, human_bytes, write_error, write_patched_copy};
+use crate::llm::engine::LlamaEngine;
 use crate::llm::gguf::{GGUF_TYPE_F32, GgufIndex};
 use crate::llm::train::{QuantType, TrainableModel, TrainerConfig, WINDOW_GRANULE, quantize};
-use crate::runtime::{AppError, RuntimeOptions};
+use crate::session::RuntimeOptions;
 
 /// Fewer verified pairs than this cannot be split into halves worth training and judging.
 const MIN_PAIRS: usize = 4;
@@ -525,7 +528,7 @@ fn prepare_windows(
     let backend = crate::llm::engine::backend()?;
     let params = LlamaModelParams::default().with_vocab_only(true);
     let vocab_model = LlamaModel::load_from_file(backend, base_path, &params).map_err(|e| {
-        crate::core::llm_api::LlmError::Load {
+        crate::core::model::LlmError::Load {
             path: base_path.display().to_string(),
             reason: e.to_string(),
         }
@@ -734,47 +737,21 @@ fn evaluate_both(
     stop: &AtomicBool,
 ) -> Result<(Comparison, Comparison), AppError> {
     std::fs::create_dir_all(eval_dir).map_err(|e| AppError::from(write_error(eval_dir, &e)))?;
-    // Held-out pairs, one Spider-format file per database.
-    let mut by_db: BTreeMap<&Path, Vec<&FinetunePair>> = BTreeMap::new();
-    for pair in held_out {
-        by_db.entry(pair.database.as_path()).or_default().push(pair);
-    }
+    let held_out_sets = write_held_out_sets(held_out, eval_dir)?;
+    let gate = Gate {
+        options,
+        eval_dir,
+        progress: args.progress,
+        stop,
+    };
+    // One model in memory at a time: each is loaded for its evaluations and freed after.
     let mut held = Comparison::default();
-    for (number, (db, pairs)) in by_db.iter().enumerate() {
-        let dataset = eval_dir.join(format!("held-out-{number}.jsonl"));
-        let mut text = String::new();
-        for pair in pairs {
-            let line = serde_json::json!({"question": pair.question, "query": pair.sql});
-            text.push_str(&line.to_string());
-            text.push('\n');
-        }
-        std::fs::write(&dataset, text).map_err(|e| AppError::from(write_error(&dataset, &e)))?;
-        for (role, model) in [("base", base), ("candidate", candidate)] {
-            check_stop(stop)?;
-            reporter.phase(
-                "eval",
-                &format!(
-                    "{role} model on {} held-out questions ({})",
-                    pairs.len(),
-                    db.display()
-                ),
-            );
-            let score = eval_score(
-                options,
-                model,
-                &dataset,
-                Source::File(db),
-                None,
-                &eval_dir.join(format!("held-out-{number}-{role}.jsonl")),
-                args.progress,
-            )?;
-            if role == "base" {
-                held.base = held.base.plus(score);
-            } else {
-                held.candidate = held.candidate.plus(score);
-            }
-        }
-    }
+    let mut engine = gate.load(base)?;
+    held.base = gate.held_out(&mut engine, "base", &held_out_sets, reporter)?;
+    drop(engine);
+    let mut engine = gate.load(candidate)?;
+    held.candidate = gate.held_out(&mut engine, "candidate", &held_out_sets, reporter)?;
+
     let mut general = Comparison::default();
     // Without a held-out gain the general set cannot change the verdict; --quick-gate saves
     // its two evaluations then, at the price of a report without general figures.
@@ -787,82 +764,148 @@ fn evaluate_both(
     }
     if args.general > 0 && !skip_general {
         let set = general_set::materialize(&cache_dir.join("general-set"))?;
-        for (role, model) in [("base", base), ("candidate", candidate)] {
+        let questions = args.general.min(general_set::SIZE);
+        let mut general_on = |engine: &mut LlamaEngine, role: &str| {
             check_stop(stop)?;
             reporter.phase(
                 "eval",
-                &format!(
-                    "{role} model on {} general questions",
-                    args.general.min(general_set::SIZE)
-                ),
+                &format!("{role} model on {questions} general questions"),
             );
-            let score = eval_score(
-                options,
-                model,
+            gate.score(
+                engine,
                 &set.dataset,
-                Source::Dir(&set.db_dir),
+                DbSource::Dir(set.db_dir.clone()),
                 Some(args.general),
                 &eval_dir.join(format!("general-{role}.jsonl")),
-                args.progress,
-            )?;
-            if role == "base" {
-                general.base = score;
-            } else {
-                general.candidate = score;
-            }
-        }
+            )
+        };
+        general.candidate = general_on(&mut engine, "candidate")?;
+        drop(engine);
+        general.base = general_on(&mut gate.load(base)?, "base")?;
     }
     Ok((held, general))
 }
 
-enum Source<'a> {
-    File(&'a Path),
-    Dir(&'a Path),
+/// The held-out pairs as Spider-format files, one per database.
+fn write_held_out_sets(
+    held_out: &[FinetunePair],
+    eval_dir: &Path,
+) -> Result<Vec<(PathBuf, PathBuf, usize)>, AppError> {
+    let mut by_db: BTreeMap<&Path, Vec<&FinetunePair>> = BTreeMap::new();
+    for pair in held_out {
+        by_db.entry(pair.database.as_path()).or_default().push(pair);
+    }
+    let mut sets = Vec::new();
+    for (number, (db, pairs)) in by_db.iter().enumerate() {
+        let dataset = eval_dir.join(format!("held-out-{number}.jsonl"));
+        let mut text = String::new();
+        for pair in pairs {
+            let line = serde_json::json!({"question": pair.question, "query": pair.sql});
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        std::fs::write(&dataset, text).map_err(|e| AppError::from(write_error(&dataset, &e)))?;
+        sets.push((dataset, db.to_path_buf(), pairs.len()));
+    }
+    Ok(sets)
 }
 
-fn eval_score(
-    options: &RuntimeOptions,
-    model: &Path,
-    dataset: &Path,
-    source: Source<'_>,
-    limit: Option<usize>,
-    out: &Path,
+/// What the gate's evaluations share.
+struct Gate<'a> {
+    options: &'a RuntimeOptions,
+    eval_dir: &'a Path,
     progress: ProgressMode,
-) -> Result<Score, AppError> {
-    let (db, db_dir) = match source {
-        Source::File(path) => (Some(path.to_path_buf()), None),
-        Source::Dir(path) => (None, Some(path.to_path_buf())),
-    };
-    let args = EvalArgs {
-        dataset: dataset.to_path_buf(),
-        db_dir,
-        db,
-        db_id: Vec::new(),
-        sample: None,
-        limit,
-        out: out.to_path_buf(),
-        report: None,
-        config_name: model
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        resume: false,
-        overwrite: true,
-        quiet: progress == ProgressMode::Json,
-    };
-    let mut options = options.clone();
-    options.engine.model_path = model.to_path_buf();
-    options.engine.lora = None;
-    let outcome = crate::commands::eval::evaluate(&args, &mut options)?;
-    if !outcome.finished {
-        return Err(invalid(
-            "evaluation interrupted; the version stays a candidate (train accept --force uses it)",
-        ));
+    stop: &'a AtomicBool,
+}
+
+impl Gate<'_> {
+    fn load(&self, model: &Path) -> Result<LlamaEngine, AppError> {
+        let mut config = self.options.engine.clone();
+        config.model_path = model.to_path_buf();
+        config.lora = None;
+        let engine = LlamaEngine::load(config)?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, engine.cancel_flag())
+            .map_err(|e| invalid(format!("cannot handle Ctrl-C: {e}")))?;
+        Ok(engine)
     }
-    Ok(Score {
-        correct: outcome.summary.overall.correct,
-        total: outcome.summary.overall.questions,
-    })
+
+    fn held_out(
+        &self,
+        engine: &mut LlamaEngine,
+        role: &str,
+        sets: &[(PathBuf, PathBuf, usize)],
+        reporter: &mut Reporter,
+    ) -> Result<Score, AppError> {
+        let mut total = Score::default();
+        for (number, (dataset, db, questions)) in sets.iter().enumerate() {
+            check_stop(self.stop)?;
+            reporter.phase(
+                "eval",
+                &format!(
+                    "{role} model on {questions} held-out questions ({})",
+                    db.display()
+                ),
+            );
+            let out = self
+                .eval_dir
+                .join(format!("held-out-{number}-{role}.jsonl"));
+            let score = self.score(engine, dataset, DbSource::File(db.clone()), None, &out)?;
+            total = total.plus(score);
+        }
+        Ok(total)
+    }
+
+    fn score(
+        &self,
+        engine: &mut LlamaEngine,
+        dataset: &Path,
+        source: DbSource,
+        limit: Option<usize>,
+        out: &Path,
+    ) -> Result<Score, AppError> {
+        let default_db_id = match &source {
+            DbSource::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            DbSource::Dir(_) => String::new(),
+        };
+        let mut items = crate::core::eval::load_dataset(dataset, &default_db_id)?;
+        items.truncate(limit.unwrap_or(usize::MAX));
+        let mut pipeline = self.options.pipeline.clone();
+        pipeline.answer = false;
+        let job = EvalJob {
+            items,
+            source,
+            out: out.to_path_buf(),
+            report: out.with_extension("md"),
+            resume: false,
+            overwrite: true,
+            pipeline,
+            render: self.options.render,
+            config_name: crate::core::model::LanguageModel::model_id(engine),
+            dataset: dataset.display().to_string(),
+            command: "nano-analyst train run (gate)".into(),
+        };
+        let mut prepared = job.prepare()?;
+        let quiet = self.progress == ProgressMode::Json;
+        let bar = crate::commands::eval::progress_bar(job.items.len(), 0, quiet);
+        prepared.answer(engine, self.stop, &mut |predictions, db_id| {
+            bar.inc(1);
+            crate::commands::eval::update_bar(&bar, predictions, db_id);
+        })?;
+        bar.finish_and_clear();
+        let outcome = prepared.finish()?;
+        if !outcome.finished {
+            return Err(invalid(
+                "evaluation interrupted; the version stays a candidate (train accept --force uses it)",
+            ));
+        }
+        Ok(Score {
+            correct: outcome.summary.overall.correct,
+            total: outcome.summary.overall.questions,
+        })
+    }
 }
 
 fn print_result(version: &ModelVersion, path: &Path) {

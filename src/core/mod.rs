@@ -1,31 +1,23 @@
 //! Synchronous domain logic: no terminal, async runtime or llama.cpp imports.
+//!
+//! The map, each subsystem depending only on those above it:
+//! - [`model`]: what the core needs from a chat model and an embedding model (traits).
+//! - [`db`]: one read-only SQLite database: execution, schema, compact rendering,
+//!   identifiers, parsing and the read-only guard.
+//! - [`retrieval`]: what the prompt says about the database for one question (schema
+//!   retrieval, glossary, the context-provider interface that example memory plugs into).
+//! - [`rewrite`]: checked rewrites of generated SQL, one interface and one ordered registry.
+//! - [`pipeline`]: one question end to end: context, generate, rewrite, check, execute,
+//!   repair, answer.
+//! - [`feedback`]: run history, ratings and corrections, example memory, retraining export.
+//! - [`eval`]: execution-accuracy evaluation (harness, scoring, hardness, reports).
+//! - [`finetune`]: fine-tuning's pure logic and the registry of trained versions.
 
-pub mod embed;
+pub mod db;
 pub mod eval;
-pub mod eval_report;
-pub mod exec;
-pub mod extract;
+pub mod feedback;
 pub mod finetune;
-pub mod flags;
-pub mod grammar;
-pub mod ground;
-pub mod group_key;
-pub mod guard;
-pub mod hardness;
-pub mod history;
-pub mod ident;
-pub mod llm_api;
-pub mod memory;
-pub mod model_registry;
+pub mod model;
 pub mod pipeline;
-pub mod prompt;
-pub mod repair;
 pub mod retrieval;
-pub mod schema;
-pub mod schema_render;
-pub mod score;
-pub mod simplify;
-pub mod sql_ast;
-pub mod store;
-pub mod training;
-pub mod vote;
+pub mod rewrite;

@@ -28,7 +28,7 @@ pub enum CheckpointError {
         elements: usize,
     },
     #[error(transparent)]
-    Llm(#[from] crate::core::llm_api::LlmError),
+    Llm(#[from] crate::core::model::LlmError),
 }
 
 /// Bytes in a human unit ("6.2 GB").

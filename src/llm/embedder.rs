@@ -14,8 +14,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-use crate::core::embed::{EmbedError, Embedder};
-use crate::core::llm_api::LlmError;
+use crate::core::model::LlmError;
+use crate::core::model::{EmbedError, Embedder};
 use crate::llm::engine::{backend, load_model};
 
 /// The default embedding model's file name inside `<data>/models/`.

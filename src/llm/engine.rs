@@ -9,8 +9,10 @@
 //! - The engine is used from one thread: `LlamaContext` is not `Sync`. Cancellation is an
 //!   atomic flag checked between prompt chunks and between generated tokens.
 
+use std::mem::ManuallyDrop;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use sha2::{Digest, Sha256};
 
-use crate::core::llm_api::{
+use crate::core::model::{
     ChatMessage, Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
 };
 use crate::llm::gguf::validate_gguf;
@@ -87,17 +89,12 @@ pub fn backend() -> Result<&'static LlamaBackend, LlmError> {
         })
 }
 
-/// Loads a GGUF model for the life of the process. Models are leaked on purpose: contexts
-/// borrow them, and an app loads one model (plus an embedder) for its whole run.
+/// Loads a GGUF model for the life of the process: the embedder and tests that share one
+/// model between engines use this; an engine that loads its own frees it when dropped.
 pub fn load_model(path: &Path, gpu_layers: u32) -> Result<&'static LlamaModel, LlmError> {
-    validate_gguf(path)?;
-    let backend = backend()?;
-    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
-    let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| LlmError::Load {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok(Box::leak(Box::new(model)))
+    let (model, owned) = load_owned_model(path, gpu_layers)?;
+    std::mem::forget(owned);
+    Ok(model)
 }
 
 /// Loads a model together with a LoRA adapter (adapters need the model mutably, so before
@@ -144,7 +141,8 @@ pub fn load_model_with_lora(
 
 pub struct LlamaEngine {
     model: &'static LlamaModel,
-    context: LlamaContext<'static>,
+    /// Dropped by hand, before `owned` frees the model it borrows.
+    context: ManuallyDrop<LlamaContext<'static>>,
     template: Option<LlamaChatTemplate>,
     evaluated: Vec<LlamaToken>,
     model_id: String,
@@ -152,13 +150,61 @@ pub struct LlamaEngine {
     model_key: String,
     cancel: Arc<AtomicBool>,
     config: EngineConfig,
+    /// The model when this engine loaded it (and so frees it); `None` for a model shared
+    /// with other engines or one with a LoRA adapter, which live for the process.
+    owned: Option<OwnedModel>,
+}
+
+/// A model loaded by one engine, freed when the engine is dropped.
+struct OwnedModel(NonNull<LlamaModel>);
+
+// SAFETY: `LlamaModel` is `Send` and `Sync` in llama-cpp-2; the pointer comes from
+// `Box::into_raw` in `load_owned_model` and is freed once, in `drop`.
+unsafe impl Send for OwnedModel {}
+
+impl Drop for OwnedModel {
+    fn drop(&mut self) {
+        // SAFETY: see the `Send` impl; no context borrows the model any more (the engine
+        // drops its context first).
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+impl Drop for LlamaEngine {
+    fn drop(&mut self) {
+        // SAFETY: the context is dropped exactly once, here, and never used after.
+        unsafe { ManuallyDrop::drop(&mut self.context) };
+        self.owned = None;
+    }
+}
+
+/// Loads a model for one engine: the reference it hands out lives as long as the returned
+/// owner, which the engine keeps and drops after its context.
+fn load_owned_model(
+    path: &Path,
+    gpu_layers: u32,
+) -> Result<(&'static LlamaModel, OwnedModel), LlmError> {
+    validate_gguf(path)?;
+    let backend = backend()?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+    let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| LlmError::Load {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let owned = OwnedModel(NonNull::from(Box::leak(Box::new(model))));
+    // SAFETY: the model stays allocated until `owned` is dropped, and the engine drops
+    // everything that borrows it (its context) before that.
+    let model: &'static LlamaModel = unsafe { owned.0.as_ref() };
+    Ok((model, owned))
 }
 
 impl LlamaEngine {
     pub fn load(config: EngineConfig) -> Result<Self, LlmError> {
         let Some(lora) = config.lora.clone() else {
-            let model = load_model(&config.model_path, config.gpu_layers)?;
-            return Self::with_model(model, config);
+            let (model, owned) = load_owned_model(&config.model_path, config.gpu_layers)?;
+            let mut engine = Self::with_model(model, config)?;
+            engine.owned = Some(owned);
+            return Ok(engine);
         };
         let (model, adapter) = load_model_with_lora(&config.model_path, config.gpu_layers, &lora)?;
         let mut engine = Self::with_model(model, config)?;
@@ -209,18 +255,15 @@ impl LlamaEngine {
         let model_key = model_file_key(&config.model_path);
         Ok(Self {
             model,
-            context,
+            context: ManuallyDrop::new(context),
             template,
             evaluated: Vec::new(),
             model_id,
             model_key,
             cancel: Arc::new(AtomicBool::new(false)),
             config,
+            owned: None,
         })
-    }
-
-    pub fn model(&self) -> &'static LlamaModel {
-        self.model
     }
 
     /// Setting the flag stops the running request at the next token or prompt chunk.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::core::llm_api::LlmError;
+use crate::core::model::LlmError;
 
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 

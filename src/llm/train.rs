@@ -28,7 +28,7 @@ use std::ptr::{self, NonNull};
 
 use llama_cpp_sys_2 as sys;
 
-use crate::core::llm_api::LlmError;
+use crate::core::model::LlmError;
 
 /// llama.cpp pads the context to a multiple of this, so training windows are multiples of it.
 pub const WINDOW_GRANULE: u32 = 256;

@@ -3,10 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::history::{
+use crate::core::feedback::history::{
     DbScope, HistoryEntry, HistoryError, HistoryStatus, Rating, RunHistory, RunId,
 };
-use crate::core::pipeline::RunOutcome;
+use crate::core::pipeline::outcome::RunOutcome;
 
 struct StoredRun {
     id: RunId,

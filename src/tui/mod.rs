@@ -24,16 +24,17 @@ use std::time::Duration;
 
 use crossterm::event::{self, Event, KeyEventKind, MouseEventKind};
 
-use crate::core::exec::ReadOnlyDb;
-use crate::core::history::{DbScope, RunHistory};
-use crate::core::llm_api::{CompletionRequest, LanguageModel, Sampling};
-use crate::core::pipeline::ContextProvider;
-use crate::core::prompt::{question_message, system_message};
-use crate::core::schema_render::{RenderOptions, render_schema};
-use crate::core::store::HistoryStore;
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::render::{RenderOptions, render_schema};
+use crate::core::feedback::history::{DbScope, RunHistory};
+use crate::core::feedback::store::HistoryStore;
+use crate::core::model::{CompletionRequest, LanguageModel, Sampling};
+use crate::core::pipeline::prompt::{question_message, system_message};
+use crate::core::retrieval::provider::ContextProvider;
+use crate::error::AppError;
 use crate::llm::engine::LlamaEngine;
 use crate::paths::AppPaths;
-use crate::runtime::{AppError, QuestionContext, RuntimeOptions};
+use crate::session::{QuestionContext, RuntimeOptions};
 use crate::tui::app::{Model, Msg, StartupEvent};
 use crate::tui::config::TuiConfig;
 use crate::tui::shell::{Shell, run_loop};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 
-use crate::tui::app::{Effect, Model, Msg, Stage, update};
+use crate::tui::app::{Effect, Model, Msg, Stage, WorkerError, update};
 use crate::tui::view::view;
 use crate::tui::workers::database::DbHandle;
 use crate::tui::workers::export;
@@ -62,9 +62,11 @@ impl Shell {
             Effect::LoadRun { run } => self.store.send(StoreRequest::Load { run }),
             Effect::Copy(text) => {
                 let chars = text.chars().count();
-                let _ = self
-                    .out
-                    .send(Msg::Copied((self.clipboard)(&text).map(|()| chars)));
+                let _ = self.out.send(Msg::Copied(
+                    (self.clipboard)(&text)
+                        .map(|()| chars)
+                        .map_err(WorkerError::Clipboard),
+                ));
             }
             Effect::Export {
                 format,
@@ -73,7 +75,9 @@ impl Shell {
             } => export::spawn(format, *result, &name, &self.export_dir, self.out.clone()),
             Effect::OpenEditor { sql } => {
                 let edited = (self.editor)(&sql);
-                let _ = self.out.send(Msg::EditorClosed(edited));
+                let _ = self
+                    .out
+                    .send(Msg::EditorClosed(edited.map_err(WorkerError::Editor)));
                 return true;
             }
             Effect::CheckRetraining { threshold } => {
@@ -90,7 +94,7 @@ impl Shell {
                         let _ =
                             self.out
                                 .send(Msg::Training(crate::tui::app::TrainingUpdate::Ended(Err(
-                                    error,
+                                    WorkerError::Training(error),
                                 ))));
                     }
                 }

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use llama_cpp_2::model::LlamaModel;
-use nano_analyst::core::exec::{ExecLimits, QueryResult, ReadOnlyDb};
-use nano_analyst::core::score::{cell_key, gold_is_ordered, results_match};
+use nano_analyst::core::db::compare::{cell_key, results_match};
+use nano_analyst::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
+use nano_analyst::core::eval::score::gold_is_ordered;
 use nano_analyst::llm::embedder::default_embed_model;
 use nano_analyst::llm::engine::{EngineConfig, LlamaEngine, load_model};
 use nano_analyst::paths::AppPaths;
@@ -155,4 +156,12 @@ pub fn embed_model_path() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The pipeline settings of the embedded default config (what a user without a config
+/// file gets).
+pub fn default_pipeline() -> nano_analyst::core::pipeline::PipelineConfig {
+    nano_analyst::config::Settings::defaults()
+        .expect("the embedded config parses")
+        .pipeline_config()
 }

@@ -5,10 +5,9 @@ use std::fs::File;
 use std::path::Path;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use nano_analyst::core::exec::{Cell, QueryResult};
-use nano_analyst::core::pipeline::{
-    Attempt, ContextMode, PromptContext, RunOutcome, Stage, Timings,
-};
+use nano_analyst::core::db::exec::{Cell, QueryResult};
+use nano_analyst::core::pipeline::outcome::{Attempt, RunOutcome, Stage, Timings};
+use nano_analyst::core::retrieval::provider::{ContextMode, PromptContext};
 use nano_analyst::tui::app::{Effect, Model, Msg, PipelineUpdate, RequestId, update};
 use nano_analyst::tui::config::TuiConfig;
 
@@ -136,6 +135,8 @@ pub fn outcome(question: &str) -> RunOutcome {
         timings: timings(),
         model: "qwen".into(),
         error: None,
+        rewrites: Vec::new(),
+        prompt: None,
     }
 }
 

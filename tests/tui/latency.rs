@@ -9,12 +9,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use nano_analyst::core::exec::{ExecLimits, ReadOnlyDb};
-use nano_analyst::core::history::DbScope;
-use nano_analyst::core::llm_api::{
+use nano_analyst::core::db::exec::{ExecLimits, ReadOnlyDb};
+use nano_analyst::core::feedback::history::DbScope;
+use nano_analyst::core::model::{
     Completion, CompletionRequest, LanguageModel, LlmError, StopReason,
 };
-use nano_analyst::core::pipeline::{PipelineConfig, WholeSchemaContext};
+use nano_analyst::core::retrieval::provider::WholeSchemaContext;
 use nano_analyst::tui::app::{Model, Msg, StartupEvent};
 use nano_analyst::tui::config::TuiConfig;
 use nano_analyst::tui::memory_history::MemoryHistory;
@@ -26,7 +26,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::fixtures::model_file_lock;
-use crate::support::{chinook_path, engine, model_lock};
+use crate::support::{chinook_path, default_pipeline, engine, model_lock};
 
 #[test]
 fn keypress_to_frame_latency_while_tokens_stream() {
@@ -46,7 +46,7 @@ fn keypress_to_frame_latency_while_tokens_stream() {
             model_cancel,
             db,
             context: Box::new(WholeSchemaContext::new(&schema)),
-            config: PipelineConfig::default(),
+            config: default_pipeline(),
         })
     });
     measure("real model", loader);
@@ -67,7 +67,7 @@ fn keypress_to_frame_latency_with_a_scripted_stream() {
             model_cancel: Arc::new(AtomicBool::new(false)),
             db,
             context: Box::new(WholeSchemaContext::new(&schema)),
-            config: PipelineConfig::default(),
+            config: default_pipeline(),
         })
     });
     measure("scripted stream", loader);

@@ -2,7 +2,7 @@
 //! Clocks and timings come from fixtures, so the frames are stable.
 
 use crossterm::event::KeyCode;
-use nano_analyst::core::history::{HistoryEntry, HistoryStatus};
+use nano_analyst::core::feedback::history::{HistoryEntry, HistoryStatus};
 use nano_analyst::tui::app::{Effect, Model, Msg, PipelineUpdate, update};
 use nano_analyst::tui::view::view;
 use ratatui::Terminal;

@@ -2,9 +2,11 @@
 //! the background run's progress in the status bar, and how it ends. No model, no process.
 
 use crossterm::event::KeyCode;
+use nano_analyst::core::feedback::history::RetrainingStatus;
 use nano_analyst::core::finetune::{Comparison, Score, TrainingEvent};
-use nano_analyst::core::store::RetrainingStatus;
-use nano_analyst::tui::app::{Effect, Msg, Training, TrainingUpdate, training_status, update};
+use nano_analyst::tui::app::{
+    Effect, Msg, Training, TrainingUpdate, WorkerError, training_status, update,
+};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -175,7 +177,9 @@ fn a_failed_or_vanished_run_says_why() {
     send(
         &mut model,
         [Msg::Training(TrainingUpdate::Ended(Err(
-            "not enough disk space in '/data': 13.4 GB needed, 2.0 GB free".into(),
+            WorkerError::Training(
+                "not enough disk space in '/data': 13.4 GB needed, 2.0 GB free".into(),
+            ),
         )))],
     );
     assert!(status_line(&model).contains("training failed: not enough disk space"));

@@ -1,12 +1,12 @@
 //! Pure `update` transitions: messages in, model and effects out. No IO, no threads.
 
 use crossterm::event::KeyCode;
-use nano_analyst::core::exec::QueryResult;
-use nano_analyst::core::history::{HistoryEntry, HistoryStatus, Rating};
-use nano_analyst::core::pipeline::Stage as PipelineStage;
+use nano_analyst::core::db::exec::QueryResult;
+use nano_analyst::core::feedback::history::{HistoryEntry, HistoryStatus, Rating};
+use nano_analyst::core::pipeline::outcome::Stage as PipelineStage;
 use nano_analyst::tui::app::{
     Active, Effect, Msg, Overlay, Pane, PipelineUpdate, RECALL_LIST_ID, Stage, Startup,
-    StartupEvent, update,
+    StartupEvent, WorkerError, update,
 };
 
 use super::fixtures::*;
@@ -211,7 +211,9 @@ fn failures_end_the_run_with_their_message() {
         &mut model,
         [pipeline(
             id,
-            PipelineUpdate::Finished(Err("the prompt needs 5000 tokens".into())),
+            PipelineUpdate::Finished(Err(WorkerError::Pipeline(
+                "the prompt needs 5000 tokens".into(),
+            ))),
         )],
     );
     assert!(matches!(&model.stage, Stage::Failed(e) if e.contains("5000")));
@@ -226,9 +228,9 @@ fn failures_end_the_run_with_their_message() {
     assert_eq!(model.stage, Stage::Retrieving);
     send(
         &mut model,
-        [Msg::Startup(StartupEvent::Failed(
+        [Msg::Startup(StartupEvent::Failed(WorkerError::Startup(
             "model not found: '/x.gguf'".into(),
-        ))],
+        )))],
     );
     assert!(matches!(model.startup, Startup::Failed(_)));
     assert!(matches!(&model.stage, Stage::Failed(e) if e.contains("/x.gguf")));
@@ -253,7 +255,7 @@ fn failures_end_the_run_with_their_message() {
         &mut model,
         [Msg::SqlRan {
             id: sql_id,
-            result: Err("no such table: Nope".into()),
+            result: Err(WorkerError::Query("no such table: Nope".into())),
             elapsed_ms: 1,
         }],
     );

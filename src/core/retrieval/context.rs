@@ -6,14 +6,14 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::embed::Embedder;
-use crate::core::pipeline::{ContextMode, ContextProvider, PromptContext};
-use crate::core::prompt::GlossaryEntry;
+use crate::core::db::render::{RenderOptions, render_schema};
+use crate::core::db::schema::Schema;
+use crate::core::model::Embedder;
 use crate::core::retrieval::index::{RetrievalError, SchemaIndex};
+use crate::core::retrieval::provider::GlossaryEntry;
+use crate::core::retrieval::provider::{ContextMode, ContextProvider, PromptContext};
 use crate::core::retrieval::rank::{RankOptions, Ranking, rank};
 use crate::core::retrieval::values::ValueIndex;
-use crate::core::schema::Schema;
-use crate::core::schema_render::{RenderOptions, render_schema};
 
 /// How tables are ordered when the whole schema is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

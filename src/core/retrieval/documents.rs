@@ -2,9 +2,9 @@
 //! keys, foreign-key targets, sample values and user descriptions (glossary entries that
 //! name the table or column).
 
-use crate::core::ident::identifier_phrase;
-use crate::core::prompt::GlossaryEntry;
-use crate::core::schema::{Schema, Table};
+use crate::core::db::ident::identifier_phrase;
+use crate::core::db::schema::{Schema, Table};
+use crate::core::retrieval::provider::GlossaryEntry;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableDoc {

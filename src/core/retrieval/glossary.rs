@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::core::prompt::GlossaryEntry;
+use crate::core::retrieval::provider::GlossaryEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GlossaryError {
@@ -96,13 +96,18 @@ impl Glossary {
     /// Part of the index cache key: a changed glossary re-indexes.
     pub fn digest(&self) -> String {
         let mut hasher = Sha256::new();
-        for entry in &self.entries {
-            hasher.update(entry.term.as_bytes());
-            hasher.update([0]);
-            hasher.update(entry.definition.as_bytes());
-            hasher.update([1]);
-        }
+        hash_entries(&mut hasher, &self.entries);
         hex::encode(&hasher.finalize()[..8])
+    }
+}
+
+/// Feeds glossary entries to a hash, so every cache key that depends on them agrees.
+pub fn hash_entries(hasher: &mut Sha256, entries: &[GlossaryEntry]) {
+    for entry in entries {
+        hasher.update(entry.term.as_bytes());
+        hasher.update([0]);
+        hasher.update(entry.definition.as_bytes());
+        hasher.update([1]);
     }
 }
 

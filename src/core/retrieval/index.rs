@@ -21,12 +21,12 @@ use tantivy::schema::{
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
-use crate::core::embed::{EmbedError, Embedder};
-use crate::core::prompt::GlossaryEntry;
+use crate::core::db::schema::Schema;
+use crate::core::model::{EmbedError, Embedder};
 use crate::core::retrieval::documents::{ColumnDoc, Documents, build_documents};
+use crate::core::retrieval::provider::GlossaryEntry;
 use crate::core::retrieval::tokenizer::{ANALYZER, analyzer, terms};
 use crate::core::retrieval::values::ValueIndex;
-use crate::core::schema::Schema;
 
 /// Bumped whenever documents, analyzer or file layout change: old caches are ignored.
 const FORMAT_VERSION: &str = "retrieval-v1";
@@ -354,12 +354,7 @@ fn cache_key(schema: &Schema, glossary: &[GlossaryEntry]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(FORMAT_VERSION.as_bytes());
     hasher.update(schema.fingerprint().as_bytes());
-    for entry in glossary {
-        hasher.update(entry.term.as_bytes());
-        hasher.update([0]);
-        hasher.update(entry.definition.as_bytes());
-        hasher.update([1]);
-    }
+    crate::core::retrieval::glossary::hash_entries(&mut hasher, glossary);
     hex::encode(&hasher.finalize()[..16])
 }
 

@@ -5,12 +5,14 @@
 //! identifier-aware analyzer ([`tokenizer`], [`index`]) and, when an embedding model is
 //! available, as vectors; literals of the question are looked up among column values
 //! ([`values`]); the signals are fused by weighted reciprocal rank and closed over foreign
-//! keys ([`rank`]); [`context`] budgets what goes into the prompt.
+//! keys ([`rank`]); [`context`] budgets what goes into the prompt. [`provider`] is the
+//! interface the pipeline asks (whole schema, retrieval, and example memory behind it).
 
 pub mod context;
 pub mod documents;
 pub mod glossary;
 pub mod index;
+pub mod provider;
 pub mod rank;
 pub mod tokenizer;
 pub mod values;

@@ -5,10 +5,10 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::core::embed::cosine;
-use crate::core::prompt::GlossaryEntry;
+use crate::core::model::cosine;
 use crate::core::retrieval::documents::mentions;
 use crate::core::retrieval::index::SchemaIndex;
+use crate::core::retrieval::provider::GlossaryEntry;
 use crate::core::retrieval::tokenizer::{analyzer, terms};
 
 /// Weights of each ranked list in the fusion: score = sum of weight / (rrf_k + rank).

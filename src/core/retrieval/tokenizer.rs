@@ -8,7 +8,7 @@ use tantivy::tokenizer::{
     Language, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
 
-use crate::core::ident::split_identifier;
+use crate::core::db::ident::split_identifier;
 
 /// The name the analyzer is registered under in every schema index.
 pub const ANALYZER: &str = "identifier";

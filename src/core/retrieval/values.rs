@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::core::ident::{lowercase_words, quote_identifier};
-use crate::core::schema::Schema;
+use crate::core::db::ident::{lowercase_words, quote_identifier};
+use crate::core::db::schema::Schema;
 
 /// Distinct values read per column.
 const VALUES_PER_COLUMN: usize = 5000;

@@ -4,7 +4,7 @@
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 
-use crate::core::history::HistoryEntry;
+use crate::core::feedback::history::HistoryEntry;
 use crate::tui::app::RequestId;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -9,15 +9,18 @@ mod training;
 mod update;
 
 pub use history_view::HistoryState;
-pub use msg::{Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent, TrainingUpdate};
+pub use msg::{
+    Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent, TrainingUpdate, WorkerError,
+};
 pub use training::status_text as training_status;
 pub use update::update;
 
 use ratatui_textarea::TextArea;
 
-use crate::core::exec::{Cell, QueryResult};
-use crate::core::history::{Rating, RunId};
-use crate::core::pipeline::{PromptContext, Timings};
+use crate::core::db::exec::{Cell, QueryResult};
+use crate::core::feedback::history::{Rating, RunId};
+use crate::core::pipeline::outcome::Timings;
+use crate::core::retrieval::provider::PromptContext;
 use crate::tui::config::TuiConfig;
 use crate::tui::keymap::KeyContext;
 

@@ -6,13 +6,38 @@ use std::path::PathBuf;
 
 use crossterm::event::KeyEvent;
 
-use crate::core::exec::QueryResult;
+use crate::core::db::exec::QueryResult;
+use crate::core::feedback::history::RetrainingStatus;
+use crate::core::feedback::history::{HistoryEntry, Rating, RunId};
 use crate::core::finetune::TrainingEvent;
-use crate::core::history::{HistoryEntry, Rating, RunId};
-use crate::core::pipeline::{PipelineEvent, PromptContext, RunOutcome, Stage};
-use crate::core::store::RetrainingStatus;
+use crate::core::pipeline::outcome::{PipelineEvent, RunOutcome, Stage};
+use crate::core::retrieval::provider::PromptContext;
 
 pub type RequestId = u64;
+
+/// Why a worker's request failed, named by the worker that failed; the message is what the
+/// user sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    /// The model or the database could not be loaded at start-up.
+    #[error("{0}")]
+    Startup(String),
+    #[error("{0}")]
+    Pipeline(String),
+    /// The user's own SQL did not run.
+    #[error("{0}")]
+    Query(String),
+    #[error("{0}")]
+    History(String),
+    #[error("{0}")]
+    Export(String),
+    #[error("{0}")]
+    Clipboard(String),
+    #[error("{0}")]
+    Editor(String),
+    #[error("{0}")]
+    Training(String),
+}
 
 /// An owned copy of a [`PipelineEvent`], sent from the inference worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +59,7 @@ pub enum PipelineUpdate {
     Executed(QueryResult),
     AnswerText(String),
     /// The run ended: its outcome, or why it could not run.
-    Finished(Result<RunOutcome, String>),
+    Finished(Result<RunOutcome, WorkerError>),
 }
 
 impl PipelineUpdate {
@@ -75,7 +100,7 @@ pub enum StartupEvent {
     ModelReady {
         model: String,
     },
-    Failed(String),
+    Failed(WorkerError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,29 +132,29 @@ pub enum Msg {
     },
     SqlRan {
         id: RequestId,
-        result: Result<QueryResult, String>,
+        result: Result<QueryResult, WorkerError>,
         elapsed_ms: u64,
     },
     RunRecorded {
         id: RequestId,
-        run: Result<RunId, String>,
+        run: Result<RunId, WorkerError>,
     },
     HistoryListed {
         id: RequestId,
-        entries: Result<Vec<HistoryEntry>, String>,
+        entries: Result<Vec<HistoryEntry>, WorkerError>,
     },
     RunLoaded {
         run: RunId,
-        outcome: Result<Option<RunOutcome>, String>,
+        outcome: Result<Option<RunOutcome>, WorkerError>,
     },
     /// A rating or correction was written (or failed to be).
-    Stored(Result<String, String>),
-    EditorClosed(Result<String, String>),
-    Exported(Result<PathBuf, String>),
-    Copied(Result<usize, String>),
+    Stored(Result<String, WorkerError>),
+    EditorClosed(Result<String, WorkerError>),
+    Exported(Result<PathBuf, WorkerError>),
+    Copied(Result<usize, WorkerError>),
     /// How much new feedback piled up since the last training (`None`: the store does not
     /// track it).
-    RetrainingChecked(Result<Option<RetrainingStatus>, String>),
+    RetrainingChecked(Result<Option<RetrainingStatus>, WorkerError>),
     /// From the background training process.
     Training(TrainingUpdate),
 }
@@ -139,7 +164,7 @@ pub enum TrainingUpdate {
     /// A progress line of `train run --progress json`.
     Event(TrainingEvent),
     /// The process exited: cleanly, or with the reason (its last error line).
-    Ended(Result<(), String>),
+    Ended(Result<(), WorkerError>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,9 +3,9 @@
 //! (a crash there cannot take the app down) whose progress lines arrive as messages. The
 //! app stays usable throughout. Pure: effects only.
 
+use crate::core::feedback::history::RetrainingStatus;
 use crate::core::finetune::TrainingEvent;
-use crate::core::store::RetrainingStatus;
-use crate::tui::app::{Effect, Model, Training, TrainingUpdate};
+use crate::tui::app::{Effect, Model, Training, TrainingUpdate, WorkerError};
 use crate::tui::keymap::{Command, KeyContext};
 
 /// The retrain key: first press asks, second press starts.
@@ -64,7 +64,7 @@ pub(super) fn cancel_confirmation(model: &mut Model) -> bool {
 
 pub(super) fn on_retraining_checked(
     model: &mut Model,
-    status: Result<Option<RetrainingStatus>, String>,
+    status: Result<Option<RetrainingStatus>, WorkerError>,
 ) {
     let status = match status {
         Ok(Some(status)) => status,
@@ -97,7 +97,7 @@ pub(super) fn on_training_update(model: &mut Model, update: TrainingUpdate) {
         }
         TrainingUpdate::Ended(Err(error)) => {
             if !matches!(model.training, Training::Finished { .. }) {
-                model.training = Training::Failed(error);
+                model.training = Training::Failed(error.to_string());
             }
         }
     }

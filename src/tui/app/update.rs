@@ -3,14 +3,15 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui_textarea::TextArea;
 
-use crate::core::exec::QueryResult;
-use crate::core::history::Rating;
-use crate::core::pipeline::{self, RunOutcome};
+use crate::core::db::exec::QueryResult;
+use crate::core::feedback::history::Rating;
+use crate::core::pipeline;
+use crate::core::pipeline::outcome::RunOutcome;
 use crate::tui::app::training;
 use crate::tui::app::{
     Active, AttemptView, Effect, ExportFormat, HistoryState, Model, Msg, Overlay, Pane,
-    PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, chart_columns,
-    new_question_input,
+    PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, WorkerError,
+    chart_columns, new_question_input,
 };
 use crate::tui::keymap::{Command, Key, KeyContext};
 
@@ -520,7 +521,12 @@ fn run_sql(model: &mut Model, effects: &mut Vec<Effect>) {
     effects.push(Effect::RunSql { id, sql });
 }
 
-fn on_sql_ran(model: &mut Model, id: u64, result: Result<QueryResult, String>, elapsed_ms: u64) {
+fn on_sql_ran(
+    model: &mut Model,
+    id: u64,
+    result: Result<QueryResult, WorkerError>,
+    elapsed_ms: u64,
+) {
     if model.active != Some(Active::Sql(id)) {
         return;
     }
@@ -534,8 +540,8 @@ fn on_sql_ran(model: &mut Model, id: u64, result: Result<QueryResult, String>, e
             Ok(())
         }
         Err(error) => {
-            set_stage(model, Stage::Failed(error.clone()));
-            Err(error)
+            set_stage(model, Stage::Failed(error.to_string()));
+            Err(error.to_string())
         }
     };
     if let Some(user) = model.run.user_sql.as_mut() {
@@ -619,10 +625,10 @@ fn on_startup(model: &mut Model, event: StartupEvent) {
         StartupEvent::Phase(phase) => model.startup = Startup::Loading { phase },
         StartupEvent::ModelReady { model: name } => model.startup = Startup::Ready { model: name },
         StartupEvent::Failed(error) => {
-            model.startup = Startup::Failed(error.clone());
+            model.startup = Startup::Failed(error.to_string());
             if let Some(Active::Ask(_)) = model.active {
                 model.active = None;
-                set_stage(model, Stage::Failed(error));
+                set_stage(model, Stage::Failed(error.to_string()));
             }
         }
     }
@@ -631,7 +637,7 @@ fn on_startup(model: &mut Model, event: StartupEvent) {
 fn on_history_listed(
     model: &mut Model,
     id: u64,
-    entries: Result<Vec<crate::core::history::HistoryEntry>, String>,
+    entries: Result<Vec<crate::core::feedback::history::HistoryEntry>, WorkerError>,
 ) {
     if id == RECALL_LIST_ID {
         if let Ok(entries) = entries {
@@ -649,7 +655,7 @@ fn on_history_listed(
             Ok(entries) => history.set_entries(entries),
             Err(error) => {
                 history.loading = false;
-                history.error = Some(error);
+                history.error = Some(error.to_string());
             }
         }
     }
@@ -716,8 +722,8 @@ fn on_pipeline(model: &mut Model, id: u64, update: PipelineUpdate) -> Vec<Effect
         }
         PipelineUpdate::Finished(Err(error)) => {
             model.active = None;
-            model.run.error = Some(error.clone());
-            set_stage(model, Stage::Failed(error));
+            model.run.error = Some(error.to_string());
+            set_stage(model, Stage::Failed(error.to_string()));
         }
     }
     Vec::new()

@@ -9,7 +9,8 @@ use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use ratatui_textarea::TextArea;
 use unicode_width::UnicodeWidthStr;
 
-use crate::core::history::{HistoryStatus, Rating};
+use crate::core::feedback::history::utc_time;
+use crate::core::feedback::history::{HistoryStatus, Rating};
 use crate::tui::app::{HistoryState, Model};
 use crate::tui::keymap::{Key, KeyContext};
 use crate::tui::view::{centered, format_ms};
@@ -121,7 +122,7 @@ pub fn history(model: &Model, history: &HistoryState, frame: &mut Frame, area: R
         let rows = entry
             .row_count
             .map_or_else(|| "-".to_string(), |n| n.to_string());
-        let when = clock(entry.asked_at);
+        let when = utc_time(entry.asked_at);
         let right = format!(" {rows:>6} rows {:>6} {when}", format_ms(entry.total_ms));
         let question_width = width.saturating_sub(right.width() + 9);
         let mut question: String = entry.question.replace('\n', " ");
@@ -155,27 +156,6 @@ pub fn history(model: &Model, history: &HistoryState, frame: &mut Frame, area: R
     frame.render_widget(Paragraph::new(lines), list_area);
 }
 
-/// "YYYY-MM-DD HH:MM" (UTC) for seconds since the epoch.
-fn clock(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60
-    )
-}
-
 pub fn note(model: &Model, input: &TextArea<'static>, frame: &mut Frame, area: Rect) {
     let theme = &model.config.theme;
     let popup = centered(area, 70, 20);
@@ -206,13 +186,4 @@ pub fn note(model: &Model, input: &TextArea<'static>, frame: &mut Frame, area: R
         .wrap(Wrap { trim: true }),
         hint_area,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn clock_formats_utc() {
-        assert_eq!(super::clock(0), "1970-01-01 00:00");
-        assert_eq!(super::clock(1_700_000_000), "2023-11-14 22:13");
-    }
 }

@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use crate::core::pipeline::ContextMode;
+use crate::core::retrieval::provider::ContextMode;
 use crate::tui::app::{Model, Pane, Stage, Startup};
 use crate::tui::view::{highlight_sql, pane_block, spinner};
 
@@ -186,10 +186,10 @@ pub fn answer(model: &Model, frame: &mut Frame, area: Rect) {
     let run = &model.run;
     let mut extra = Vec::new();
     match run.rating {
-        Some(crate::core::history::Rating::Up) => {
+        Some(crate::core::feedback::history::Rating::Up) => {
             extra.push(Span::styled("rated ▲", Style::default().fg(theme.ok)))
         }
-        Some(crate::core::history::Rating::Down) => {
+        Some(crate::core::feedback::history::Rating::Down) => {
             extra.push(Span::styled("rated ▼", Style::default().fg(theme.error)))
         }
         None => {}

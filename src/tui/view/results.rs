@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Bar, BarChart, BarGroup, Cell as TableCell, Paragraph, Row, Table, Wrap};
 use unicode_width::UnicodeWidthStr;
 
-use crate::core::exec::{Cell, QueryResult};
+use crate::core::db::exec::{Cell, QueryResult};
 use crate::tui::app::{Model, Pane, Stage, Startup, chart_columns};
 use crate::tui::view::{format_ms, pane_block, spinner};
 

@@ -7,9 +7,9 @@ use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Instant;
 
-use crate::core::exec::{ExecLimits, QueryCanceller, ReadOnlyDb};
-use crate::core::guard::check_read_only;
-use crate::tui::app::{Msg, RequestId};
+use crate::core::db::exec::{ExecLimits, QueryCanceller, ReadOnlyDb};
+use crate::core::db::guard::check_read_only;
+use crate::tui::app::{Msg, RequestId, WorkerError};
 
 pub struct DbHandle {
     requests: Sender<(RequestId, String)>,
@@ -36,7 +36,8 @@ impl DbHandle {
                         (None, _) => Err(open_error.clone().unwrap_or_default()),
                         (_, Err(refused)) => Err(refused.to_string()),
                         (Some(db), Ok(_)) => db.execute(&sql, limits).map_err(|e| e.to_string()),
-                    };
+                    }
+                    .map_err(WorkerError::Query);
                     let elapsed_ms = started.elapsed().as_millis() as u64;
                     let _ = out.send(Msg::SqlRan {
                         id,

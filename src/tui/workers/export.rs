@@ -5,13 +5,15 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::exec::{Cell, QueryResult};
-use crate::tui::app::{ExportFormat, Msg};
+use crate::core::db::exec::{Cell, QueryResult};
+use crate::tui::app::{ExportFormat, Msg, WorkerError};
 
 pub fn spawn(format: ExportFormat, result: QueryResult, name: &str, dir: &Path, out: Sender<Msg>) {
     let path = export_path(dir, name, format);
     let spawned = thread::Builder::new().name("export".into()).spawn(move || {
-        let written = write(format, &result, &path).map(|()| path);
+        let written = write(format, &result, &path)
+            .map(|()| path)
+            .map_err(WorkerError::Export);
         let _ = out.send(Msg::Exported(written));
     });
     if let Err(error) = spawned {

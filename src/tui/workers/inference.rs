@@ -9,10 +9,11 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crate::core::exec::{QueryCanceller, ReadOnlyDb};
-use crate::core::llm_api::{Completion, CompletionRequest, LanguageModel, LlmError};
-use crate::core::pipeline::{ContextProvider, PipelineConfig, PipelineError, run_question};
-use crate::tui::app::{Msg, PipelineUpdate, RequestId, StartupEvent};
+use crate::core::db::exec::{QueryCanceller, ReadOnlyDb};
+use crate::core::model::{Completion, CompletionRequest, LanguageModel, LlmError};
+use crate::core::pipeline::{PipelineConfig, PipelineError, run_question};
+use crate::core::retrieval::provider::ContextProvider;
+use crate::tui::app::{Msg, PipelineUpdate, RequestId, StartupEvent, WorkerError};
 
 /// What the worker needs to answer questions, built on the worker thread.
 pub struct Session {
@@ -99,6 +100,7 @@ fn worker(
     let mut session = match load(&report) {
         Ok(session) => session,
         Err(error) => {
+            let error = WorkerError::Startup(error);
             report(StartupEvent::Failed(error.clone()));
             // Answer every question with the load error so none waits forever.
             while let Ok((id, _)) = inbox.recv() {
@@ -131,7 +133,7 @@ fn worker(
         }
         let update = match result {
             Ok(outcome) => PipelineUpdate::Finished(Ok(outcome)),
-            Err(error) => PipelineUpdate::Finished(Err(error.to_string())),
+            Err(error) => PipelineUpdate::Finished(Err(WorkerError::Pipeline(error.to_string()))),
         };
         let _ = out.send(Msg::Pipeline { id, update });
     }
@@ -143,7 +145,7 @@ fn run_one(
     id: RequestId,
     question: &str,
     out: &Sender<Msg>,
-) -> Result<crate::core::pipeline::RunOutcome, PipelineError> {
+) -> Result<crate::core::pipeline::outcome::RunOutcome, PipelineError> {
     let mut model = Cancellable {
         inner: session.model.as_mut(),
         flag: Arc::clone(&session.model_cancel),

@@ -4,9 +4,9 @@
 use std::sync::mpsc::{self, Sender};
 use std::thread;
 
-use crate::core::history::{DbScope, Rating, RunHistory, RunId};
-use crate::core::pipeline::RunOutcome;
-use crate::tui::app::{Msg, RequestId};
+use crate::core::feedback::history::{DbScope, Rating, RunHistory, RunId};
+use crate::core::pipeline::outcome::RunOutcome;
+use crate::tui::app::{Msg, RequestId, WorkerError};
 
 /// Runs listed for the history view and question recall.
 const LIST_LIMIT: usize = 500;
@@ -74,7 +74,7 @@ fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) 
             id,
             run: history
                 .record_run(scope, &outcome)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| WorkerError::History(e.to_string())),
         },
         StoreRequest::Rate { run, rating, note } => Msg::Stored(
             history
@@ -83,26 +83,30 @@ fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) 
                     Rating::Up => "saved: thumbs up".to_string(),
                     Rating::Down => "saved: thumbs down".to_string(),
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| WorkerError::History(e.to_string())),
         ),
         StoreRequest::Correct { run, sql } => Msg::Stored(
             history
                 .correct(run, &sql)
                 .map(|()| "saved as the correct SQL for this question".to_string())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| WorkerError::History(e.to_string())),
         ),
         StoreRequest::List { id } => Msg::HistoryListed {
             id,
-            entries: history.list(scope, LIST_LIMIT).map_err(|e| e.to_string()),
+            entries: history
+                .list(scope, LIST_LIMIT)
+                .map_err(|e| WorkerError::History(e.to_string())),
         },
         StoreRequest::Load { run } => Msg::RunLoaded {
             run,
-            outcome: history.load_run(run).map_err(|e| e.to_string()),
+            outcome: history
+                .load_run(run)
+                .map_err(|e| WorkerError::History(e.to_string())),
         },
         StoreRequest::Retraining { threshold } => Msg::RetrainingChecked(
             history
                 .retraining_status(threshold)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| WorkerError::History(e.to_string())),
         ),
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::core::finetune::TrainingEvent;
-use crate::tui::app::{Msg, TrainingUpdate};
+use crate::tui::app::{Msg, TrainingUpdate, WorkerError};
 
 /// Starts training; tests replace it with a scripted one.
 pub type TrainingLauncher = Box<dyn FnMut(Sender<Msg>) -> Result<TrainingHandle, String>>;
@@ -69,6 +69,7 @@ fn spawn(command: &TrainingCommand, out: Sender<Msg>) -> Result<TrainingHandle, 
             if let Ok(mut pid) = watched.pid.lock() {
                 *pid = None;
             }
+            let ended = ended.map_err(WorkerError::Training);
             let _ = out.send(Msg::Training(TrainingUpdate::Ended(ended)));
         })
         .map_err(|e| format!("cannot start the training thread: {e}"))?;

@@ -1,0 +1,11 @@
+//! One user database, read-only: execution with time and row limits, schema introspection,
+//! the compact schema text, identifier splitting, SQL parsing and the read-only guard.
+//! Depends on nothing else in the core.
+
+pub mod compare;
+pub mod exec;
+pub mod guard;
+pub mod ident;
+pub mod render;
+pub mod schema;
+pub mod sql_ast;

@@ -1,0 +1,436 @@
+//! Execution-accuracy evaluation: the harness that runs a model over Spider-format
+//! questions, scoring, hardness and reports.
+//!
+//! This module holds the data: Spider-format questions in, one prediction record per
+//! question out, and
+//! the summary (execution accuracy, valid rate, repair success, latency, per database and
+//! per hardness level) computed from those records alone, so a resumed or finished
+//! predictions file always yields the same report.
+
+pub mod hardness;
+pub mod harness;
+pub mod report;
+pub mod score;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::eval::hardness::{Hardness, hardness_of_spider_sql, hardness_of_sql};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("cannot read '{path}': {reason}")]
+    Read { path: String, reason: String },
+    #[error("'{path}' is not Spider-format data: {reason}")]
+    Format { path: String, reason: String },
+    #[error("cannot write '{path}': {reason}")]
+    Write { path: String, reason: String },
+    #[error(
+        "'{path}' line {line} does not belong to this run ({reason}); use another --out, or delete the file to start over"
+    )]
+    ResumeMismatch {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("database for '{db_id}' not found: '{path}'")]
+    MissingDatabase { db_id: String, path: String },
+    #[error(
+        "'{0}' already has predictions; pass --resume to continue it or --overwrite to start over"
+    )]
+    OutputExists(String),
+    #[error("cannot open database '{path}': {reason}")]
+    Database { path: String, reason: String },
+    #[error("{0}")]
+    Model(String),
+}
+
+/// One question of the data set, with its position in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalItem {
+    pub index: usize,
+    pub db_id: String,
+    pub question: String,
+    pub gold_sql: String,
+    pub hardness: Hardness,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawItem {
+    #[serde(default)]
+    db_id: Option<String>,
+    question: String,
+    query: String,
+    #[serde(default)]
+    sql: Option<Value>,
+}
+
+/// Reads Spider's `dev.json` (a JSON list) or JSON Lines of `{db_id?, question, query}`.
+/// Items without a `db_id` get `default_db_id` (the name of a `--db` file).
+pub fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, EvalError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let format_error = |reason: String| EvalError::Format {
+        path: shown.clone(),
+        reason,
+    };
+    let raw: Vec<RawItem> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(&text).map_err(|e| format_error(e.to_string()))?
+    } else {
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(number, line)| {
+                serde_json::from_str(line)
+                    .map_err(|e| format_error(format!("line {}: {e}", number + 1)))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    Ok(raw
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let hardness = item
+                .sql
+                .as_ref()
+                .and_then(hardness_of_spider_sql)
+                .or_else(|| hardness_of_sql(&item.query))
+                .unwrap_or(Hardness::Extra);
+            EvalItem {
+                index,
+                db_id: item.db_id.unwrap_or_else(|| default_db_id.to_string()),
+                question: item.question,
+                gold_sql: item.query,
+                hardness,
+            }
+        })
+        .collect())
+}
+
+/// A fixed sample of about `size` items, stratified by database and hardness: each
+/// (database, level) group contributes in proportion to its size (largest remainders
+/// first), taking evenly spaced items. Deterministic; dataset order is kept.
+pub fn stratified_sample(items: &[EvalItem], size: usize) -> Vec<EvalItem> {
+    if size >= items.len() {
+        return items.to_vec();
+    }
+    let mut groups: BTreeMap<(String, Hardness), Vec<&EvalItem>> = BTreeMap::new();
+    for item in items {
+        groups
+            .entry((item.db_id.clone(), item.hardness))
+            .or_default()
+            .push(item);
+    }
+    let total = items.len();
+    let mut quotas: Vec<(usize, usize, &(String, Hardness))> = groups
+        .iter()
+        .map(|(key, members)| {
+            let exact = members.len() * size;
+            (exact / total, exact % total, key)
+        })
+        .collect();
+    let mut left = size - quotas.iter().map(|q| q.0).sum::<usize>();
+    let mut by_remainder: Vec<usize> = (0..quotas.len()).collect();
+    by_remainder.sort_by(|&a, &b| quotas[b].1.cmp(&quotas[a].1).then(a.cmp(&b)));
+    for position in by_remainder {
+        if left == 0 {
+            break;
+        }
+        quotas[position].0 += 1;
+        left -= 1;
+    }
+    let mut chosen: Vec<EvalItem> = Vec::with_capacity(size);
+    for (quota, _, key) in quotas {
+        let members = &groups[key];
+        for k in 0..quota {
+            // The middle of each of `quota` equal slices.
+            let position = (2 * k + 1) * members.len() / (2 * quota);
+            chosen.push(members[position].clone());
+        }
+    }
+    chosen.sort_by_key(|item| item.index);
+    chosen
+}
+
+/// One line of the predictions file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub index: usize,
+    pub db_id: String,
+    pub question: String,
+    pub gold_sql: String,
+    pub predicted_sql: Option<String>,
+    /// Execution match with the gold query (Spider's test-suite rules).
+    pub correct: bool,
+    /// The final query ran without error.
+    pub valid: bool,
+    /// Generations made (1 + repairs).
+    pub attempts: u32,
+    /// Why the prediction failed or was scored wrong by error; `None` otherwise.
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    pub prompt_tokens: usize,
+    pub tables_sent: Vec<String>,
+    pub hardness: Hardness,
+    /// The rewrites and checks that fired on the run's queries (`core::rewrite`).
+    #[serde(default)]
+    pub rewrites: Vec<String>,
+}
+
+impl Prediction {
+    /// The first attempt failed, so the repair loop ran (or could not).
+    pub fn needed_repair(&self) -> bool {
+        self.attempts > 1 || !self.valid
+    }
+}
+
+/// Counts for one slice of the predictions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    pub questions: usize,
+    pub correct: usize,
+    pub valid: usize,
+}
+
+impl Tally {
+    fn add(&mut self, prediction: &Prediction) {
+        self.questions += 1;
+        self.correct += usize::from(prediction.correct);
+        self.valid += usize::from(prediction.valid);
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        ratio(self.correct, self.questions)
+    }
+
+    pub fn valid_rate(&self) -> f64 {
+        ratio(self.valid, self.questions)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub overall: Tally,
+    pub by_database: BTreeMap<String, Tally>,
+    pub by_hardness: BTreeMap<Hardness, Tally>,
+    /// Questions whose first query failed.
+    pub needed_repair: usize,
+    /// ... and whose final query ran.
+    pub repaired_valid: usize,
+    /// ... and whose final query was correct.
+    pub repaired_correct: usize,
+    pub latency_p50_ms: u64,
+    pub latency_p95_ms: u64,
+    pub mean_prompt_tokens: f64,
+}
+
+impl Summary {
+    pub fn of(predictions: &[Prediction]) -> Self {
+        let mut summary = Summary::default();
+        for prediction in predictions {
+            summary.overall.add(prediction);
+            summary
+                .by_database
+                .entry(prediction.db_id.clone())
+                .or_default()
+                .add(prediction);
+            summary
+                .by_hardness
+                .entry(prediction.hardness)
+                .or_default()
+                .add(prediction);
+            if prediction.needed_repair() {
+                summary.needed_repair += 1;
+                summary.repaired_valid += usize::from(prediction.valid);
+                summary.repaired_correct += usize::from(prediction.correct);
+            }
+        }
+        let latencies: Vec<u64> = predictions.iter().map(|p| p.latency_ms).collect();
+        summary.latency_p50_ms = percentile(&latencies, 50);
+        summary.latency_p95_ms = percentile(&latencies, 95);
+        let tokens: usize = predictions.iter().map(|p| p.prompt_tokens).sum();
+        summary.mean_prompt_tokens = tokens as f64 / predictions.len().max(1) as f64;
+        summary
+    }
+
+    pub fn repair_success_rate(&self) -> f64 {
+        ratio(self.repaired_valid, self.needed_repair)
+    }
+}
+
+fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Nearest-rank percentile (zero for no values); every figure we print uses this one.
+pub fn percentile<T: Copy + PartialOrd + Default>(values: &[T], percent: usize) -> T {
+    if values.is_empty() {
+        return T::default();
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let rank = (percent * sorted.len())
+        .div_ceil(100)
+        .clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// What an earlier, interrupted run left: its complete records, and the byte length of the
+/// file up to the last complete line (a line cut by Ctrl-C or a crash is dropped).
+#[derive(Debug, Default)]
+pub struct ResumeState {
+    pub done: Vec<Prediction>,
+    pub valid_len: u64,
+}
+
+/// Reads a predictions file for `--resume`, checking each record against the run's items.
+pub fn read_resume(path: &Path, items: &[EvalItem]) -> Result<ResumeState, EvalError> {
+    let shown = path.display().to_string();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(ResumeState::default());
+        }
+        Err(error) => {
+            return Err(EvalError::Read {
+                path: shown,
+                reason: error.to_string(),
+            });
+        }
+    };
+    let by_index: BTreeMap<usize, &EvalItem> = items.iter().map(|i| (i.index, i)).collect();
+    let mut state = ResumeState::default();
+    let mut offset = 0usize;
+    for (number, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        let complete = line.ends_with(b"\n");
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| serde_json::from_str::<Prediction>(l.trim()).ok());
+        let Some(prediction) = parsed.filter(|_| complete) else {
+            let is_last = offset + line.len() == text.len();
+            if is_last {
+                break; // cut off mid-write: dropped and redone
+            }
+            return Err(EvalError::ResumeMismatch {
+                path: shown,
+                line: number + 1,
+                reason: "not a prediction record".into(),
+            });
+        };
+        let matches = by_index.get(&prediction.index).is_some_and(|item| {
+            item.question == prediction.question && item.db_id == prediction.db_id
+        });
+        if !matches {
+            return Err(EvalError::ResumeMismatch {
+                path: shown,
+                line: number + 1,
+                reason: format!("question {} is not in the selected data", prediction.index),
+            });
+        }
+        offset += line.len();
+        state.done.push(prediction);
+    }
+    state.valid_len = offset as u64;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(index: usize, db: &str, hardness: Hardness) -> EvalItem {
+        EvalItem {
+            index,
+            db_id: db.into(),
+            question: format!("q{index}"),
+            gold_sql: "SELECT 1".into(),
+            hardness,
+        }
+    }
+
+    fn prediction(index: usize, correct: bool, valid: bool, attempts: u32, ms: u64) -> Prediction {
+        Prediction {
+            index,
+            db_id: if index.is_multiple_of(2) { "a" } else { "b" }.into(),
+            question: format!("q{index}"),
+            gold_sql: "SELECT 1".into(),
+            predicted_sql: Some("SELECT 1".into()),
+            correct,
+            valid,
+            attempts,
+            error: None,
+            latency_ms: ms,
+            prompt_tokens: 100,
+            tables_sent: vec![],
+            hardness: Hardness::Easy,
+            rewrites: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn summary_counts_accuracy_repairs_and_latency() {
+        let predictions = vec![
+            prediction(0, true, true, 1, 100),
+            prediction(1, false, true, 1, 200),
+            prediction(2, true, true, 2, 300),
+            prediction(3, false, false, 4, 400),
+        ];
+        let summary = Summary::of(&predictions);
+        assert_eq!(summary.overall.correct, 2);
+        assert_eq!(summary.overall.valid, 3);
+        assert_eq!(summary.needed_repair, 2);
+        assert_eq!(summary.repaired_valid, 1);
+        assert_eq!(summary.repaired_correct, 1);
+        assert_eq!(summary.latency_p50_ms, 200);
+        assert_eq!(summary.latency_p95_ms, 400);
+        assert_eq!(summary.by_database["a"].correct, 2);
+        assert_eq!(summary.by_database["b"].correct, 0);
+    }
+
+    #[test]
+    fn stratified_sample_is_proportional_and_ordered() {
+        let mut items = Vec::new();
+        for index in 0..60 {
+            items.push(item(index, "big", Hardness::Easy));
+        }
+        for index in 60..80 {
+            items.push(item(index, "small", Hardness::Hard));
+        }
+        let sample = stratified_sample(&items, 8);
+        assert_eq!(sample.len(), 8);
+        assert_eq!(sample.iter().filter(|i| i.db_id == "big").count(), 6);
+        assert!(sample.windows(2).all(|w| w[0].index < w[1].index));
+        assert_eq!(stratified_sample(&items, 8), sample, "deterministic");
+    }
+
+    #[test]
+    fn resume_keeps_complete_lines_and_drops_a_cut_one() {
+        let items: Vec<EvalItem> = (0..3).map(|i| item(i, "a", Hardness::Easy)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pred.jsonl");
+        let mut first = prediction(0, true, true, 1, 10);
+        first.db_id = "a".into();
+        let line = serde_json::to_string(&first).unwrap();
+        std::fs::write(&path, format!("{line}\n{{\"index\": 1, \"db_")).unwrap();
+        let state = read_resume(&path, &items).unwrap();
+        assert_eq!(state.done, vec![first.clone()]);
+        assert_eq!(state.valid_len, line.len() as u64 + 1);
+
+        let mut stranger = first;
+        stranger.question = "another question".into();
+        let text = format!("{}\n", serde_json::to_string(&stranger).unwrap());
+        std::fs::write(&path, text).unwrap();
+        let error = read_resume(&path, &items).unwrap_err().to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+}

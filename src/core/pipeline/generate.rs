@@ -1,0 +1,247 @@
+//! Writing queries with the model: the streamed query of an attempt (sampled again when it
+//! repeats a failed one), extra candidates that vote, and the fallback that starts afresh
+//! from the question when every repair failed.
+
+use std::time::Instant;
+
+use crate::core::db::exec::{ExecError, QueryResult};
+use crate::core::db::guard::check_read_only;
+use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Sampling};
+use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::pipeline::outcome::{Attempt, PipelineEvent, Stage};
+use crate::core::pipeline::run::{Ending, Run, same_sql};
+use crate::core::pipeline::vote::pick_by_vote;
+use crate::core::pipeline::{PipelineError, millis};
+use crate::core::rewrite::Rewritten;
+
+/// How many times a repair that repeats an earlier failed query is sampled again.
+const MAX_RESAMPLES: u32 = 2;
+
+impl Run<'_> {
+    /// The query of `attempt`, streamed as it is written, rewritten, and (for the first
+    /// attempt with `candidates > 1`) chosen by vote among sampled candidates.
+    pub(super) fn generate(
+        &mut self,
+        model: &mut dyn LanguageModel,
+        attempt: u32,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<String, PipelineError> {
+        let opening = self.config.sql_opening.as_str();
+        let mut sampling = self.config.sampling;
+        let mut resamples = 0;
+        let (completion, written) = loop {
+            let request = self.sql_request(self.messages.clone(), sampling);
+            if !opening.is_empty() {
+                on_event(PipelineEvent::SqlText {
+                    attempt,
+                    text: opening,
+                });
+            }
+            let completion = model.complete(&request, &mut |text| {
+                on_event(PipelineEvent::SqlText { attempt, text });
+            })?;
+            let written = self.tidy(&format!("{opening}{}", completion.text));
+            if written.changed {
+                on_event(PipelineEvent::SqlRestarted { attempt });
+                on_event(PipelineEvent::SqlText {
+                    attempt,
+                    text: &written.sql,
+                });
+            }
+            // Greedy decoding answers a repair turn with the query it already wrote more
+            // often than not; sampling breaks the loop without a new prompt.
+            let repeated = self.attempts.iter().any(|a| same_sql(&a.sql, &written.sql));
+            if !repeated || resamples >= MAX_RESAMPLES {
+                break (completion, written);
+            }
+            resamples += 1;
+            sampling = Sampling::Temperature {
+                temperature: self.config.candidate_temperature,
+                seed: attempt * 31 + resamples,
+            };
+            on_event(PipelineEvent::SqlRestarted { attempt });
+        };
+        if attempt == 1 {
+            self.timings.prompt_tokens = completion.prompt_tokens;
+            self.timings.cached_prompt_tokens = completion.cached_prompt_tokens;
+            self.timings.ttft_ms = millis(completion.time_to_first_token);
+        }
+        self.timings.generate_ms += millis(completion.elapsed);
+        if attempt == 1 && self.config.candidates > 1 {
+            let voting = Instant::now();
+            let chosen = self.vote_among_candidates(model, written, on_event)?;
+            self.timings.generate_ms += millis(voting.elapsed());
+            self.note_fired(&chosen.fired);
+            Ok(chosen.sql)
+        } else {
+            self.note_fired(&written.fired);
+            Ok(written.sql)
+        }
+    }
+
+    /// Samples `candidates - 1` more queries after the greedy one, runs them all and
+    /// returns the one whose result most candidates share (the greedy one when none agree).
+    fn vote_among_candidates(
+        &self,
+        model: &mut dyn LanguageModel,
+        greedy: Rewritten,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<Rewritten, PipelineError> {
+        let mut candidates = vec![greedy];
+        for k in 1..self.config.candidates {
+            on_event(PipelineEvent::SqlRestarted { attempt: 1 });
+            candidates.push(self.sample_query(model, &self.messages, 7919 * k)?);
+        }
+        let results: Vec<Option<QueryResult>> = candidates
+            .iter()
+            .map(|candidate| match check_read_only(&candidate.sql) {
+                Ok(_) => self.db.execute(&candidate.sql, self.config.limits).ok(),
+                Err(_) => None,
+            })
+            .collect();
+        let refs: Vec<Option<&QueryResult>> = results.iter().map(Option::as_ref).collect();
+        let winner = pick_by_vote(&refs).unwrap_or(0);
+        let chosen = candidates.swap_remove(winner);
+        if winner != 0 {
+            on_event(PipelineEvent::SqlRestarted { attempt: 1 });
+            on_event(PipelineEvent::SqlText {
+                attempt: 1,
+                text: &chosen.sql,
+            });
+        }
+        Ok(chosen)
+    }
+
+    /// When every repair failed: samples `fallback_candidates` queries afresh from the
+    /// question alone (a long repair conversation is where a small model stays stuck),
+    /// runs them and answers with the result most of those that ran agree on. Otherwise
+    /// the run stays unanswered for the reason it had.
+    pub(super) fn fall_back(
+        &mut self,
+        model: &mut dyn LanguageModel,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+        unanswered: Ending,
+    ) -> Result<Ending, PipelineError> {
+        let attempt = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX) + 1;
+        on_event(PipelineEvent::Stage(Stage::Generating(attempt)));
+        let sampling = Instant::now();
+        let fresh = self.fresh_candidates(model)?;
+        self.timings.generate_ms += millis(sampling.elapsed());
+        match fresh {
+            Ok((chosen, result)) => {
+                on_event(PipelineEvent::SqlText {
+                    attempt,
+                    text: &chosen.sql,
+                });
+                self.note_fired(&chosen.fired);
+                self.attempts.push(Attempt {
+                    sql: chosen.sql.clone(),
+                    error: None,
+                });
+                Ok(Ending::Answered {
+                    sql: chosen.sql,
+                    result,
+                })
+            }
+            Err(last) => {
+                let last_error = last.error.as_deref();
+                let error = format!(
+                    "none of {} queries written afresh ran{}",
+                    self.config.fallback_candidates,
+                    last_error
+                        .map(|e| format!(" (last: {e})"))
+                        .unwrap_or_default()
+                );
+                on_event(PipelineEvent::AttemptFailed {
+                    attempt,
+                    sql: &last.sql,
+                    error: &error,
+                });
+                self.attempts.push(Attempt {
+                    sql: last.sql,
+                    error: Some(error),
+                });
+                Ok(unanswered)
+            }
+        }
+    }
+
+    /// The fallback's candidates: the winner and its result, or the last one that failed
+    /// (empty when every one repeated an earlier failure).
+    fn fresh_candidates(
+        &self,
+        model: &mut dyn LanguageModel,
+    ) -> Result<Result<(Rewritten, QueryResult), Attempt>, PipelineError> {
+        let question_turns = &self.messages[..self.question_turns_end];
+        let mut ran: Vec<(Rewritten, QueryResult)> = Vec::new();
+        let mut last = Attempt {
+            sql: String::new(),
+            error: None,
+        };
+        for k in 1..=self.config.fallback_candidates {
+            let candidate = self.sample_query(model, question_turns, 104_729 * k)?;
+            if self
+                .attempts
+                .iter()
+                .any(|a| same_sql(&a.sql, &candidate.sql))
+            {
+                continue;
+            }
+            if let Err(refused) = check_read_only(&candidate.sql) {
+                last = Attempt {
+                    sql: candidate.sql,
+                    error: Some(refused.to_string()),
+                };
+                continue;
+            }
+            match self.db.execute(&candidate.sql, self.config.limits) {
+                Ok(result) => ran.push((candidate, result)),
+                Err(ExecError::Cancelled) => return Err(PipelineError::Cancelled),
+                Err(error) => {
+                    last = Attempt {
+                        sql: candidate.sql,
+                        error: Some(error.to_string()),
+                    }
+                }
+            }
+        }
+        let results: Vec<Option<&QueryResult>> = ran.iter().map(|(_, r)| Some(r)).collect();
+        Ok(match pick_by_vote(&results) {
+            Some(winner) => Ok(ran.swap_remove(winner)),
+            None => Err(last),
+        })
+    }
+
+    /// One query sampled at `candidate_temperature` with `seed`, not streamed, tidied like
+    /// a generated one.
+    fn sample_query(
+        &self,
+        model: &mut dyn LanguageModel,
+        messages: &[ChatMessage],
+        seed: u32,
+    ) -> Result<Rewritten, PipelineError> {
+        let sampling = Sampling::Temperature {
+            temperature: self.config.candidate_temperature,
+            seed,
+        };
+        let request = self.sql_request(messages.to_vec(), sampling);
+        let completion = model.complete(&request, &mut |_| {})?;
+        Ok(self.tidy(&format!("{}{}", self.config.sql_opening, completion.text)))
+    }
+
+    fn sql_request(&self, messages: Vec<ChatMessage>, sampling: Sampling) -> CompletionRequest {
+        CompletionRequest {
+            messages,
+            assistant_prefix: format!("{SQL_FENCE_OPEN}{}", self.config.sql_opening),
+            max_tokens: self.config.max_sql_tokens,
+            stop: vec![SQL_FENCE_CLOSE.to_string()],
+            sampling,
+            grammar: self.grammar.clone(),
+        }
+    }
+
+    /// The query in the model's reply, after the rewrite chain.
+    fn tidy(&self, written: &str) -> Rewritten {
+        self.rewrite(extract_sql(written).unwrap_or_default())
+    }
+}

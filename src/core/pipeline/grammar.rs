@@ -1,0 +1,218 @@
+//! A GBNF grammar for the SQL the model writes after the forced opening, built from the
+//! schema: every bare word must be a SQL keyword or function, a table or column of this
+//! database, a short alias (`T1`, `a`) or a name introduced by `AS`. Literals, numbers
+//! and operators are free. The reply ends with one closing fence, so there is no prose and
+//! no second statement.
+//!
+//! It fixes vocabulary, not scope: `T1.Name` passes when `Name` is a column of any table.
+//! SQLite still validates the query, and the repair loop handles what it rejects.
+//! GBNF literals are case-sensitive, so keywords and names are offered as written in the
+//! schema, in upper case and in lower case.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use crate::core::db::schema::Schema;
+
+const KEYWORDS: &[&str] = &[
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "HAVING",
+    "LIMIT",
+    "OFFSET",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "OUTER",
+    "CROSS",
+    "NATURAL",
+    "ON",
+    "USING",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "IS",
+    "NULL",
+    "LIKE",
+    "GLOB",
+    "BETWEEN",
+    "DISTINCT",
+    "UNION",
+    "ALL",
+    "INTERSECT",
+    "EXCEPT",
+    "EXISTS",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "ASC",
+    "DESC",
+    "WITH",
+    "COLLATE",
+    "NOCASE",
+    "CAST",
+    "INTEGER",
+    "INT",
+    "REAL",
+    "TEXT",
+    "NUMERIC",
+    "FLOAT",
+    "COUNT",
+    "SUM",
+    "AVG",
+    "MIN",
+    "MAX",
+    "TOTAL",
+    "ROUND",
+    "ABS",
+    "LENGTH",
+    "LOWER",
+    "UPPER",
+    "SUBSTR",
+    "SUBSTRING",
+    "TRIM",
+    "REPLACE",
+    "INSTR",
+    "COALESCE",
+    "IFNULL",
+    "NULLIF",
+    "IIF",
+    "STRFTIME",
+    "DATE",
+    "DATETIME",
+    "JULIANDAY",
+    "TIME",
+    "GROUP_CONCAT",
+    "PRINTF",
+    "TRUE",
+    "FALSE",
+    "ROW_NUMBER",
+    "RANK",
+    "DENSE_RANK",
+    "OVER",
+    "PARTITION",
+    "RECURSIVE",
+];
+
+/// The grammar's root rule is `root`; it describes the text after `SELECT `.
+pub fn sql_grammar(schema: &Schema) -> String {
+    let mut words: BTreeSet<String> = BTreeSet::new();
+    for keyword in KEYWORDS {
+        words.insert(keyword.to_string());
+        words.insert(keyword.to_lowercase());
+    }
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for table in &schema.tables {
+        add_name(&mut names, &table.name);
+        for column in &table.columns {
+            add_name(&mut names, &column.name);
+        }
+    }
+    let alternatives = |set: &BTreeSet<String>| -> String {
+        set.iter()
+            .map(|w| gbnf_literal(w))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let mut out = String::new();
+    // A word is checked as a whole: `word` is a keyword, a schema name, an alias, or a free
+    // name right after AS. `wordchar` cannot follow, so `Names` cannot pass as `Name` + `s`.
+    // Two items are separated by whitespace or punctuation, never by nothing: otherwise an
+    // invented `Titles` would pass as `Title` followed by the alias `s`.
+    let _ = writeln!(out, "root ::= body \"\\n```\"");
+    let _ = writeln!(
+        out,
+        "body ::= (\"(\" ws0)* item (sep item)* (ws0 \")\")* \";\"?"
+    );
+    let _ = writeln!(out, "sep ::= ws1 | ws0 punct (ws0 punct)* ws0");
+    let _ = writeln!(out, "ws0 ::= [ \\t\\n]*");
+    let _ = writeln!(out, "ws1 ::= [ \\t\\n]+");
+    let _ = writeln!(
+        out,
+        "item ::= word | qualified | number | string | quoted | punct | asname"
+    );
+    let _ = writeln!(out, "asname ::= (\"AS\" | \"as\") [ ]+ freename");
+    let _ = writeln!(out, "qualified ::= (name | alias) \".\" (name | \"*\")");
+    let _ = writeln!(out, "word ::= keyword | name | alias | \"*\"");
+    let _ = writeln!(out, "keyword ::= {}", alternatives(&words));
+    if names.is_empty() {
+        let _ = writeln!(out, "name ::= \"x_no_tables\"");
+    } else {
+        let _ = writeln!(out, "name ::= {}", alternatives(&names));
+    }
+    let _ = writeln!(
+        out,
+        "alias ::= [Tt] [0-9] [0-9]? | [a-z] [a-z0-9]? | \"sub\" [0-9]? | \"cte\" [0-9]?"
+    );
+    let _ = writeln!(out, "freename ::= [A-Za-z_] [A-Za-z0-9_]*");
+    let _ = writeln!(out, "number ::= \"-\"? [0-9]+ (\".\" [0-9]+)?");
+    let _ = writeln!(out, "string ::= \"'\" ([^'\\n] | \"''\")* \"'\"");
+    let _ = writeln!(
+        out,
+        "quoted ::= \"\\\"\" [^\"\\n]* \"\\\"\" | \"`\" [^`\\n]+ \"`\" | \"[\" [^\\]\\n]+ \"]\""
+    );
+    let _ = writeln!(
+        out,
+        "punct ::= \"(\" | \")\" | \",\" | \"=\" | \"!=\" | \"<>\" | \"<\" | \">\" | \"<=\" | \">=\" | \"+\" | \"-\" | \"*\" | \"/\" | \"%\" | \"||\""
+    );
+    out
+}
+
+fn add_name(names: &mut BTreeSet<String>, name: &str) {
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        names.insert(name.to_string());
+        names.insert(name.to_lowercase());
+        names.insert(name.to_uppercase());
+    }
+    // Names with spaces or symbols must be quoted; `quoted` already allows any quoted text.
+}
+
+fn gbnf_literal(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::schema::introspect;
+
+    #[test]
+    fn grammar_names_the_schema_and_ends_with_the_fence() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE Album (AlbumId INTEGER PRIMARY KEY, Title TEXT);")
+            .unwrap();
+        let schema = introspect(&conn, "memory").unwrap();
+        let grammar = sql_grammar(&schema);
+        assert!(grammar.starts_with("root ::= body \"\\n```\"\n"));
+        let names = grammar.lines().find(|l| l.starts_with("name ::=")).unwrap();
+        for name in [
+            "\"Album\"",
+            "\"album\"",
+            "\"ALBUM\"",
+            "\"AlbumId\"",
+            "\"title\"",
+        ] {
+            assert!(names.contains(name), "{names}");
+        }
+        assert!(!names.contains("\"Track\""));
+    }
+}

@@ -1,0 +1,109 @@
+//! The one pipeline every front end runs: context -> generate -> rewrite -> check ->
+//! execute -> repair -> answer, driven by [`run_question`].
+//!
+//! Synchronous and single-threaded on purpose: the caller owns the model and the database
+//! (the TUI runs this on its inference worker thread, `ask` and `eval` on the main thread)
+//! and observes progress through [`PipelineEvent`]s.
+
+mod answer;
+pub mod extract;
+mod generate;
+pub mod grammar;
+pub mod outcome;
+pub mod prompt;
+pub mod repair;
+mod run;
+pub mod vote;
+
+use std::time::{Duration, Instant};
+
+use crate::core::db::exec::{ExecLimits, ReadOnlyDb};
+use crate::core::model::{LanguageModel, LlmError, Sampling};
+use crate::core::retrieval::provider::ContextProvider;
+use crate::core::rewrite::RewriteSettings;
+
+pub use outcome::{Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings};
+use run::{Ending, Run};
+
+/// How one question is answered. Built from the `[pipeline]` and `[rewrites]` settings
+/// (`config::Settings::pipeline_config`), whose defaults live in the embedded config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineConfig {
+    pub max_repairs: u32,
+    pub limits: ExecLimits,
+    pub answer: bool,
+    pub max_sql_tokens: usize,
+    pub max_answer_tokens: usize,
+    /// Rows of the result shown to the model when it writes the answer.
+    pub answer_rows: usize,
+    pub sampling: Sampling,
+    /// Text the SQL is forced to start with, after the opening fence. `"SELECT "` stops
+    /// small coder models from starting their memorised `T1`/`T2` join pattern, which on
+    /// Chinook made them join tables that do not exist (see README, "Accuracy").
+    pub sql_opening: String,
+    /// Queries generated for the first attempt: 1 is plain greedy decoding; more adds
+    /// sampled candidates, all are executed and the result most agree on wins
+    /// (self-consistency, see [`vote`]).
+    pub candidates: u32,
+    /// Sampling temperature of every sampled query: extra candidates, re-samples of a
+    /// repeated repair and the fallback.
+    pub candidate_temperature: f32,
+    /// Constrain generation with a GBNF grammar of the schema's names ([`grammar`]).
+    pub grammar: bool,
+    /// Queries sampled afresh from the question when every repair failed; the result
+    /// most of them agree on is the answer. 0 turns this off.
+    pub fallback_candidates: u32,
+    /// Which rewrites and checks of `core::rewrite` run on each generated query.
+    pub rewrites: RewriteSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Runs one question end to end.
+pub fn run_question(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    context: &mut dyn ContextProvider,
+    question: &str,
+    config: &PipelineConfig,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<RunOutcome, PipelineError> {
+    let started = Instant::now();
+    on_event(PipelineEvent::Stage(Stage::Retrieving));
+    let prompt_context = context.context_for(question);
+    let retrieve_ms = millis(started.elapsed());
+    on_event(PipelineEvent::Context(&prompt_context));
+
+    let mut run = Run::new(db, question, config, prompt_context);
+    run.timings.retrieve_ms = retrieve_ms;
+    let mut ending = run.attempt_and_repair(model, on_event)?;
+    if let Ending::Unanswered { refused: false, .. } = ending
+        && config.fallback_candidates > 0
+    {
+        ending = run.fall_back(model, on_event, ending)?;
+    }
+    let answered = match ending {
+        Ending::Answered { sql, result } => {
+            on_event(PipelineEvent::Executed(&result));
+            let answer = if config.answer {
+                Some(run.answer(model, &sql, &result, on_event)?)
+            } else {
+                None
+            };
+            Ok((sql, result, answer))
+        }
+        Ending::Unanswered { reason, .. } => Err(reason),
+    };
+    run.timings.total_ms = millis(started.elapsed());
+    Ok(run.into_outcome(model.model_id(), answered))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

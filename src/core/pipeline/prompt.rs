@@ -1,0 +1,207 @@
+//! The prompts: one system message per database (cached), then per-question turns.
+//!
+//! Everything that is the same for every question on a database (instructions and schema)
+//! sits in the system message, so its KV cache is evaluated once. Things that vary per
+//! question come after it: examples as earlier question/reply turns, then the question turn
+//! with its glossary entries.
+
+use std::fmt::Write;
+
+use crate::core::db::exec::QueryResult;
+use crate::core::model::{ChatMessage, Role};
+use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN};
+use crate::core::retrieval::provider::{Example, GlossaryEntry};
+
+const SYSTEM_INSTRUCTIONS: &str = "\
+You are an expert data analyst who writes SQLite queries.
+Write one SQLite SELECT query that answers the user's question about the database below.
+- Use only tables and columns that exist in the schema; quote names with spaces or symbols.
+- Return only the columns the question asks for, in the order it asks for them.
+- Join tables on the REFERENCES keys shown in the schema.
+- Answer with the SQL only, in a ```sql code block.";
+
+pub fn system_message(schema_text: &str) -> ChatMessage {
+    ChatMessage::new(
+        Role::System,
+        format!(
+            "{SYSTEM_INSTRUCTIONS}\n\nDatabase schema:\n{}",
+            schema_text.trim_end()
+        ),
+    )
+}
+
+/// The user turn that asks `question`, with the glossary entries that matched it.
+pub fn question_message(question: &str, glossary: &[GlossaryEntry]) -> ChatMessage {
+    let mut content = String::new();
+    if !glossary.is_empty() {
+        content.push_str("Definitions used in this database:\n");
+        for entry in glossary {
+            let _ = writeln!(content, "- {}: {}", entry.term, entry.definition);
+        }
+        content.push('\n');
+    }
+    let _ = write!(content, "Question: {}", question.trim());
+    ChatMessage::new(Role::User, content)
+}
+
+/// The turns after the system message: each example as an earlier question and the SQL
+/// reply it got, the most similar one last, then the question. A small model copies the
+/// structure of a reply it "wrote" far more faithfully than an example quoted inside the
+/// question (measured on the Chinook paraphrases, see the README).
+pub fn question_turns(
+    question: &str,
+    examples: &[Example],
+    glossary: &[GlossaryEntry],
+) -> Vec<ChatMessage> {
+    let mut turns = Vec::with_capacity(examples.len() * 2 + 1);
+    for example in examples.iter().rev() {
+        turns.push(question_message(&example.question, &[]));
+        turns.push(sql_reply(&example.sql));
+    }
+    turns.push(question_message(question, glossary));
+    turns
+}
+
+/// The assistant turn as it would look had the model written `sql` (used for history).
+pub fn sql_reply(sql: &str) -> ChatMessage {
+    ChatMessage::new(
+        Role::Assistant,
+        format!("{SQL_FENCE_OPEN}{}\n{SQL_FENCE_CLOSE}", sql.trim()),
+    )
+}
+
+pub fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
+    let mut content = format!("That query failed with this error:\n{}\n", error.trim());
+    for hint in hints {
+        let _ = writeln!(content, "{hint}");
+    }
+    content.push_str("Write a corrected SQLite query for the same question.");
+    ChatMessage::new(Role::User, content)
+}
+
+pub fn answer_message(question: &str, result: &QueryResult, max_rows: usize) -> ChatMessage {
+    // A lone value is spelled out: shown as a one-row table, small models answer with the
+    // row count ("AC/DC has 1 album") instead of the value.
+    if let ([column], [row]) = (result.columns.as_slice(), result.rows.as_slice())
+        && let [value] = row.as_slice()
+    {
+        let value = truncate(&value.to_string(), 200);
+        let mut content = format!("The query's result is a single value: {column} = {value}.\n");
+        let _ = write!(
+            content,
+            "\nAnswer the question \"{}\" in one plain sentence that states this value. \
+             Do not mention SQL or the query.",
+            question.trim()
+        );
+        return ChatMessage::new(Role::User, content);
+    }
+    let mut content = format!("The query returned {}.\n", result.row_summary());
+    if !result.rows.is_empty() {
+        content.push_str(&result.columns.join(" | "));
+        content.push('\n');
+        for row in result.rows.iter().take(max_rows) {
+            let cells: Vec<String> = row.iter().map(|c| truncate(&c.to_string(), 60)).collect();
+            content.push_str(&cells.join(" | "));
+            content.push('\n');
+        }
+        if result.rows.len() > max_rows {
+            let _ = writeln!(
+                content,
+                "({} more rows not shown)",
+                result.rows.len() - max_rows
+            );
+        }
+    }
+    let _ = write!(
+        content,
+        "\nAnswer the question \"{}\" in one or two plain sentences, using only these results. \
+         Do not mention SQL or the query.",
+        question.trim()
+    );
+    ChatMessage::new(Role::User, content)
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max_chars).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::exec::Cell;
+
+    #[test]
+    fn examples_are_earlier_turns_with_the_closest_last() {
+        let example = |question: &str, sql: &str| Example {
+            question: question.into(),
+            sql: sql.into(),
+        };
+        let turns = question_turns(
+            "How many rock tracks?",
+            &[
+                example("How many jazz tracks?", "SELECT count(*)\nFROM Track"),
+                example("How many albums?", "SELECT count(*) FROM Album"),
+            ],
+            &[GlossaryEntry {
+                term: "rock".into(),
+                definition: "Genre.Name = 'Rock'".into(),
+            }],
+        );
+        let roles: Vec<Role> = turns.iter().map(|t| t.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(turns[0].content, "Question: How many albums?");
+        assert_eq!(turns[2].content, "Question: How many jazz tracks?");
+        assert_eq!(turns[3], sql_reply("SELECT count(*)\nFROM Track"));
+        assert!(turns[4].content.contains("- rock: Genre.Name = 'Rock'"));
+        assert!(
+            turns[4]
+                .content
+                .ends_with("Question: How many rock tracks?")
+        );
+        assert_eq!(
+            question_turns("How many albums?", &[], &[]),
+            vec![question_message("How many albums?", &[])]
+        );
+    }
+
+    #[test]
+    fn answer_turn_shows_rows_and_summary() {
+        let result = QueryResult {
+            columns: vec!["n".into()],
+            rows: vec![vec![Cell::Integer(347)]],
+            total_rows: Some(1),
+        };
+        let message = answer_message("How many albums?", &result, 20);
+        assert!(
+            message
+                .content
+                .starts_with("The query's result is a single value: n = 347.")
+        );
+        let result = QueryResult {
+            columns: vec!["name".into(), "n".into()],
+            rows: vec![
+                vec![Cell::Text("Rock".into()), Cell::Integer(1297)],
+                vec![Cell::Text("Jazz".into()), Cell::Integer(130)],
+            ],
+            total_rows: Some(2),
+        };
+        let message = answer_message("Tracks per genre?", &result, 1);
+        assert!(message.content.starts_with(
+            "The query returned 2 rows.\nname | n\nRock | 1297\n(1 more rows not shown)"
+        ));
+    }
+}

@@ -1,0 +1,432 @@
+//! Hints for the repair turn: SQLite's error names what is wrong, these lines say what
+//! exists instead, so a small model does not write the same query again.
+
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::core::db::guard::referenced_tables;
+use crate::core::db::ident::is_identifier_char;
+use crate::core::db::schema::Schema;
+
+/// Lines to add after the database's error. Empty when there is nothing useful to add.
+pub fn repair_hints(error: &str, failed_sql: &str, schema: &Schema) -> Vec<String> {
+    let mut hints = Vec::new();
+    if let Some(name) = error_subject(error, "no such table:") {
+        let owners = tables_with_column(schema, &name);
+        if !owners.is_empty() {
+            hints.push(format!(
+                "{name} is not a table; it is a column of {}.",
+                owners.join(", ")
+            ));
+        }
+        hints.push(format!(
+            "The tables are: {}.",
+            table_names(schema).join(", ")
+        ));
+    } else if let Some(name) = error_subject(error, "no such column:") {
+        let column = name.rsplit('.').next().unwrap_or(&name).to_string();
+        let owners = tables_with_column(schema, &column);
+        if !owners.is_empty() {
+            hints.push(format!("{column} is a column of {}.", owners.join(", ")));
+        }
+        for table in referenced_tables(failed_sql) {
+            if let Some(table) = schema.table(&table) {
+                let columns: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+                hints.push(format!(
+                    "Columns of {}: {}.",
+                    table.name,
+                    columns.join(", ")
+                ));
+            }
+        }
+    } else if let Some(name) = error_subject(error, "ambiguous column name:") {
+        hints.push(format!(
+            "Qualify {name} with the alias of the table it should come from."
+        ));
+    } else if error.contains("misuse of aggregate") {
+        hints.push("Filter on aggregates with HAVING, not WHERE.".into());
+    }
+    hints
+}
+
+/// The identifier after `marker` in an error ("no such column: T1.TrackId in SELECT ...").
+fn error_subject(error: &str, marker: &str) -> Option<String> {
+    let start = error.find(marker)? + marker.len();
+    let subject: String = error[start..]
+        .trim_start()
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    (!subject.is_empty()).then_some(subject)
+}
+
+fn tables_with_column(schema: &Schema, column: &str) -> Vec<String> {
+    schema
+        .tables
+        .iter()
+        .filter(|t| t.column(column).is_some())
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+fn table_names(schema: &Schema) -> Vec<String> {
+    schema.tables.iter().map(|t| t.name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::schema::introspect;
+
+    fn schema() -> Schema {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Customer(CustomerId INTEGER PRIMARY KEY, Address TEXT, Country TEXT);
+             CREATE TABLE Genre(GenreId INTEGER PRIMARY KEY, Name TEXT);
+             CREATE TABLE Track(TrackId INTEGER PRIMARY KEY, GenreId INTEGER);",
+        )
+        .unwrap();
+        introspect(&conn, ":memory:").unwrap()
+    }
+
+    #[test]
+    fn a_missing_table_that_is_a_column_is_named() {
+        let hints = repair_hints(
+            "no such table: Address",
+            "SELECT * FROM Customer JOIN Address",
+            &schema(),
+        );
+        assert_eq!(
+            hints,
+            [
+                "Address is not a table; it is a column of Customer.",
+                "The tables are: Customer, Genre, Track."
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_column_lists_where_it_lives_and_what_is_in_scope() {
+        let hints = repair_hints(
+            "no such column: T1.TrackId in SELECT ... at offset 22",
+            "SELECT count(T1.TrackId) FROM Genre AS T1 JOIN Track AS T2 ON 1",
+            &schema(),
+        );
+        assert_eq!(
+            hints,
+            [
+                "TrackId is a column of Track.",
+                "Columns of Genre: GenreId, Name.",
+                "Columns of Track: TrackId, GenreId."
+            ]
+        );
+        assert!(repair_hints("syntax error", "SELEC", &schema()).is_empty());
+    }
+}
+
+/// Rewrites a column reference SQLite could not resolve when the schema says unambiguously
+/// what was meant, so the query runs without another generation:
+/// - the alias is wrong (`T2.Name` where `T2` is `course_arrange` and only `T1`, `teacher`,
+///   has `Name`) -> `T1.Name`;
+/// - the spelling is off (`pet_type` where the query's tables have only `PetType`) ->
+///   `PetType`.
+///
+/// `None` when the error is another one or the fix would be a guess between several.
+pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
+    let subject = error_subject(error, "no such column:")?;
+    let (qualifier, column) = match subject.rsplit_once('.') {
+        Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
+        None => (None, unquote(&subject)),
+    };
+    let dialect = SQLiteDialect {};
+    let mut tokens = Tokenizer::new(&dialect, failed_sql).tokenize().ok()?;
+    let aliases = table_aliases(&tokens, schema);
+    if aliases.is_empty() {
+        return None;
+    }
+    let has_column = |table: &str, column: &str| {
+        schema
+            .table(table)
+            .is_some_and(|t| t.column(column).is_some())
+    };
+    let replacement: (Option<String>, String) = match &qualifier {
+        Some(qualifier) => {
+            // The same alias may name the same table in several SELECTs of one query
+            // (`... EXCEPT SELECT T1.Name FROM Artist AS T1 ...`): one owner, not several.
+            let mut owners: Vec<&(String, String)> = Vec::new();
+            for pair in aliases.iter().filter(|(alias, table)| {
+                !alias.eq_ignore_ascii_case(qualifier) && has_column(table, &column)
+            }) {
+                let known = owners.iter().any(|(alias, table)| {
+                    alias.eq_ignore_ascii_case(&pair.0) && table.eq_ignore_ascii_case(&pair.1)
+                });
+                if !known {
+                    owners.push(pair);
+                }
+            }
+            if owners.len() > 1
+                && owners
+                    .iter()
+                    .all(|(_, table)| table.eq_ignore_ascii_case(&owners[0].1))
+            {
+                // One table under two names, `country AS T1` outside and a bare `country` in a
+                // subquery: the name the query qualifies columns with is the one in scope.
+                owners.retain(|(alias, _)| used_as_qualifier(&tokens, alias));
+            }
+            match owners.as_slice() {
+                [(alias, _)] => (Some(alias.clone()), column.clone()),
+                _ => {
+                    let tables: Vec<&str> = aliases
+                        .iter()
+                        .filter(|(alias, _)| alias.eq_ignore_ascii_case(qualifier))
+                        .map(|(_, table)| table.as_str())
+                        .collect();
+                    let [table] = tables.as_slice() else {
+                        return None;
+                    };
+                    (
+                        Some(qualifier.clone()),
+                        near_miss(schema, &[table], &column)?,
+                    )
+                }
+            }
+        }
+        None => {
+            let tables: Vec<&str> =
+                dedup_case_insensitive(aliases.iter().map(|(_, table)| table.as_str()).collect());
+            (None, near_miss(schema, &tables, &column)?)
+        }
+    };
+    let matches_column = |token: &Token| matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case(&column));
+    let mut changed = false;
+    let mut index = 0;
+    while index < tokens.len() {
+        match &qualifier {
+            Some(qualifier) => {
+                let is_reference = matches!(&tokens[index], Token::Word(w) if w.value.eq_ignore_ascii_case(qualifier))
+                    && matches!(tokens.get(index + 1), Some(Token::Period))
+                    && tokens.get(index + 2).is_some_and(matches_column);
+                if is_reference {
+                    let (alias, name) = &replacement;
+                    if let Some(alias) = alias {
+                        tokens[index] = Token::make_word(alias, None);
+                    }
+                    tokens[index + 2] = Token::make_word(name, quote_style(name));
+                    changed = true;
+                    index += 3;
+                    continue;
+                }
+            }
+            None => {
+                let qualified = index > 0 && matches!(tokens[index - 1], Token::Period);
+                if !qualified && matches_column(&tokens[index]) {
+                    tokens[index] = Token::make_word(&replacement.1, quote_style(&replacement.1));
+                    changed = true;
+                }
+            }
+        }
+        index += 1;
+    }
+    changed.then(|| tokens.iter().map(Token::to_string).collect())
+}
+
+/// Whether `alias.` occurs in the query.
+fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
+    tokens.windows(2).any(|pair| {
+        matches!(&pair[0], Token::Word(word) if word.value.eq_ignore_ascii_case(alias))
+            && matches!(pair[1], Token::Period)
+    })
+}
+
+/// `(alias, table)` for every table in FROM and JOIN clauses, the table itself standing for
+/// its own name when it has no alias.
+fn table_aliases(tokens: &[Token], schema: &Schema) -> Vec<(String, String)> {
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let mut aliases = Vec::new();
+    let mut index = 0;
+    while index < words.len() {
+        let opens_table = match words[index] {
+            Token::Word(word) => matches!(word.keyword, Keyword::FROM | Keyword::JOIN),
+            Token::Comma => aliases.last().is_some() && in_from_list(&words[..index]),
+            _ => false,
+        };
+        index += 1;
+        if !opens_table {
+            continue;
+        }
+        let Some(Token::Word(table)) = words.get(index) else {
+            continue;
+        };
+        if schema.table(&table.value).is_none() {
+            continue;
+        }
+        index += 1;
+        if matches!(words.get(index), Some(Token::Word(w)) if w.keyword == Keyword::AS) {
+            index += 1;
+        }
+        let alias = match words.get(index) {
+            Some(Token::Word(w)) if w.keyword == Keyword::NoKeyword || w.quote_style.is_some() => {
+                index += 1;
+                w.value.clone()
+            }
+            _ => table.value.clone(),
+        };
+        aliases.push((alias, table.value.clone()));
+    }
+    aliases
+}
+
+/// Whether a comma continues a FROM list (`FROM a AS x, b AS y`), not a select list.
+fn in_from_list(before: &[&Token]) -> bool {
+    for token in before.iter().rev() {
+        if let Token::Word(word) = token {
+            match word.keyword {
+                Keyword::FROM | Keyword::JOIN | Keyword::ON => return true,
+                Keyword::SELECT
+                | Keyword::WHERE
+                | Keyword::GROUP
+                | Keyword::ORDER
+                | Keyword::BY => {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// The one column of `tables` whose name equals `column` ignoring case, `_` and spaces.
+fn near_miss(schema: &Schema, tables: &[&str], column: &str) -> Option<String> {
+    let folded = |name: &str| -> String {
+        name.chars()
+            .filter(|c| !matches!(c, '_' | ' '))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = folded(column);
+    let mut found: Vec<String> = Vec::new();
+    for table in tables {
+        let Some(table) = schema.table(table) else {
+            continue;
+        };
+        for candidate in &table.columns {
+            if folded(&candidate.name) == wanted
+                && !found
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(&candidate.name))
+            {
+                found.push(candidate.name.clone());
+            }
+        }
+    }
+    match found.as_slice() {
+        [name] if !name.eq_ignore_ascii_case(column) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+fn dedup_case_insensitive(mut names: Vec<&str>) -> Vec<&str> {
+    let mut seen: Vec<&str> = Vec::new();
+    names.retain(|name| {
+        let new = !seen.iter().any(|s| s.eq_ignore_ascii_case(name));
+        if new {
+            seen.push(name);
+        }
+        new
+    });
+    names
+}
+
+fn unquote(name: &str) -> String {
+    name.trim_matches(|c| matches!(c, '"' | '`' | '[' | ']'))
+        .to_string()
+}
+
+fn quote_style(name: &str) -> Option<char> {
+    (!name.chars().all(is_identifier_char)).then_some('"')
+}
+
+#[cfg(test)]
+mod column_fix_tests {
+    use super::*;
+    use crate::core::db::schema::introspect;
+    use rusqlite::Connection;
+
+    fn schema() -> Schema {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE teacher (Teacher_ID INTEGER PRIMARY KEY, Name TEXT, Age INTEGER);
+             CREATE TABLE course_arrange (Course_ID INTEGER, Teacher_ID INTEGER, Grade INTEGER);
+             CREATE TABLE pets (PetID INTEGER PRIMARY KEY, PetType TEXT, weight REAL);",
+        )
+        .unwrap();
+        introspect(&conn, ":memory:").unwrap()
+    }
+
+    #[test]
+    fn a_column_under_the_wrong_alias_moves_to_the_table_that_has_it() {
+        let sql = "SELECT T2.Name, COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 \
+                   ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T2.Name";
+        let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
+        assert_eq!(
+            fixed,
+            "SELECT T1.Name, COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 \
+             ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name"
+        );
+    }
+
+    #[test]
+    fn an_alias_repeated_across_a_compound_query_is_one_owner() {
+        let sql = "SELECT T2.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON 1 \
+                   EXCEPT SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
+        let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
+        assert!(fixed.starts_with("SELECT T1.Name FROM teacher"), "{fixed}");
+    }
+
+    #[test]
+    fn a_table_aliased_outside_and_bare_in_a_subquery_takes_the_alias_in_use() {
+        let sql = "SELECT T1.Age, T2.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
+                   ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age = (SELECT MAX(Age) FROM teacher)";
+        let fixed = fix_column_reference("no such column: T2.Name", sql, &schema()).unwrap();
+        assert!(fixed.starts_with("SELECT T1.Age, T1.Name FROM"), "{fixed}");
+    }
+
+    #[test]
+    fn a_misspelt_column_becomes_the_one_that_exists() {
+        let sql = "SELECT pet_type, MAX(weight) FROM pets GROUP BY pet_type";
+        assert_eq!(
+            fix_column_reference("no such column: pet_type", sql, &schema()).as_deref(),
+            Some("SELECT PetType, MAX(weight) FROM pets GROUP BY PetType")
+        );
+        let sql = "SELECT p.pet_type FROM pets p";
+        assert_eq!(
+            fix_column_reference("no such column: p.pet_type", sql, &schema()).as_deref(),
+            Some("SELECT p.PetType FROM pets p")
+        );
+    }
+
+    #[test]
+    fn no_guess_when_the_column_is_nowhere_or_the_error_is_another() {
+        let schema = schema();
+        let sql = "SELECT T1.Course FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
+        assert_eq!(
+            fix_column_reference("no such column: T1.Course", sql, &schema),
+            None
+        );
+        assert_eq!(
+            fix_column_reference("no such table: Course", sql, &schema),
+            None
+        );
+        // Both tables have Teacher_ID: the alias was not the problem.
+        let sql = "SELECT T3.Teacher_ID FROM teacher AS T1 JOIN course_arrange AS T2 ON 1";
+        assert_eq!(
+            fix_column_reference("no such column: T3.Teacher_ID", sql, &schema),
+            None
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! One question's state between the steps: the conversation with the model, the attempts
+//! so far, the timings and which rewrites fired; the attempt-and-repair loop.
+
+use std::time::Instant;
+
+use crate::core::db::exec::{ExecError, QueryResult, ReadOnlyDb};
+use crate::core::db::guard::{GuardError, check_read_only, referenced_tables};
+use crate::core::model::{ChatMessage, LanguageModel};
+use crate::core::pipeline::grammar::sql_grammar;
+use crate::core::pipeline::outcome::{
+    Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings,
+};
+use crate::core::pipeline::prompt::{question_turns, repair_message, sql_reply, system_message};
+use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
+use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
+use crate::core::retrieval::provider::PromptContext;
+use crate::core::rewrite::{RewriteChain, RewriteInput, Rewritten};
+
+/// How the attempts ended.
+pub(super) enum Ending {
+    Answered {
+        sql: String,
+        result: QueryResult,
+    },
+    /// `refused`: the guard refused the query outright, so no fallback is tried.
+    Unanswered {
+        reason: String,
+        refused: bool,
+    },
+}
+
+/// Why one attempt did not produce a result.
+enum Failure {
+    /// The model may fix it: the error goes back to it.
+    Repairable(String),
+    /// Nothing to repair (the query would write, or the database failed).
+    Final(String),
+}
+
+pub(super) struct Run<'a> {
+    pub(super) db: &'a ReadOnlyDb,
+    pub(super) question: &'a str,
+    pub(super) config: &'a PipelineConfig,
+    pub(super) chain: RewriteChain,
+    pub(super) grammar: Option<String>,
+    prompt: PromptContext,
+    /// System message, examples and the question, then a reply and a repair request per
+    /// failed attempt.
+    pub(super) messages: Vec<ChatMessage>,
+    /// Where the question turns end (a fresh start and the answer go back to here).
+    pub(super) question_turns_end: usize,
+    pub(super) attempts: Vec<Attempt>,
+    pub(super) timings: Timings,
+    /// Rewrites and checks that fired on any attempt, in order, each once.
+    fired: Vec<&'static str>,
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(
+        db: &'a ReadOnlyDb,
+        question: &'a str,
+        config: &'a PipelineConfig,
+        prompt: PromptContext,
+    ) -> Self {
+        let mut messages = vec![system_message(&prompt.schema_text)];
+        messages.extend(question_turns(question, &prompt.examples, &prompt.glossary));
+        let grammar = if config.grammar {
+            db.schema().ok().map(sql_grammar)
+        } else {
+            None
+        };
+        Self {
+            db,
+            question,
+            config,
+            chain: RewriteChain::from_settings(&config.rewrites),
+            grammar,
+            question_turns_end: messages.len(),
+            messages,
+            prompt,
+            attempts: Vec::new(),
+            timings: Timings::default(),
+            fired: Vec::new(),
+        }
+    }
+
+    /// The first attempt and up to `max_repairs` repairs, each fed the previous error.
+    pub(super) fn attempt_and_repair(
+        &mut self,
+        model: &mut dyn LanguageModel,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<Ending, PipelineError> {
+        let mut schema_fix: Option<String> = None;
+        let mut last_error = None;
+        for attempt in 1..=self.config.max_repairs + 1 {
+            let stage = if attempt == 1 {
+                Stage::Generating(1)
+            } else {
+                Stage::Repairing(attempt)
+            };
+            on_event(PipelineEvent::Stage(stage));
+            let sql = match schema_fix.take() {
+                // The schema settled the error without the model (see `fix_column_reference`).
+                Some(fixed) => {
+                    let fixed = self.rewrite(fixed);
+                    self.note_fired(&fixed.fired);
+                    on_event(PipelineEvent::SqlText {
+                        attempt,
+                        text: &fixed.sql,
+                    });
+                    fixed.sql
+                }
+                None => self.generate(model, attempt, on_event)?,
+            };
+            let failure = match self.check_and_execute(&sql, attempt, on_event)? {
+                Ok(result) => {
+                    self.attempts.push(Attempt {
+                        sql: sql.clone(),
+                        error: None,
+                    });
+                    return Ok(Ending::Answered { sql, result });
+                }
+                Err(failure) => failure,
+            };
+            let (Failure::Repairable(message) | Failure::Final(message)) = &failure;
+            on_event(PipelineEvent::AttemptFailed {
+                attempt,
+                sql: &sql,
+                error: message,
+            });
+            self.attempts.push(Attempt {
+                sql: sql.clone(),
+                error: Some(message.clone()),
+            });
+            if let Failure::Final(reason) = failure {
+                return Ok(Ending::Unanswered {
+                    reason,
+                    refused: true,
+                });
+            }
+            schema_fix = self.ask_for_repair(&sql, message);
+            last_error = Some(message.clone());
+        }
+        let reason = last_error.unwrap_or_else(|| "no attempt was made".into());
+        Ok(Ending::Unanswered {
+            reason,
+            refused: false,
+        })
+    }
+
+    /// The guard, then the chain's checks, then the query itself.
+    fn check_and_execute(
+        &mut self,
+        sql: &str,
+        attempt: u32,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<Result<QueryResult, Failure>, PipelineError> {
+        match check_read_only(sql) {
+            Err(GuardError::Empty) => {
+                return Ok(Err(Failure::Repairable(GuardError::Empty.to_string())));
+            }
+            Err(refused) => return Ok(Err(Failure::Final(refused.to_string()))),
+            Ok(_) => {}
+        }
+        if let Some((name, message)) = self.failed_check(sql) {
+            self.note_fired(&[name]);
+            return Ok(Err(Failure::Repairable(message)));
+        }
+        on_event(PipelineEvent::Stage(Stage::Executing(attempt)));
+        let executed = Instant::now();
+        let outcome = self.db.execute(sql, self.config.limits);
+        self.timings.execute_ms += millis(executed.elapsed());
+        match outcome {
+            Ok(result) => Ok(Ok(result)),
+            Err(ExecError::Cancelled) => Err(PipelineError::Cancelled),
+            Err(error) if error.is_repairable() => Ok(Err(Failure::Repairable(error.to_string()))),
+            Err(error) => Ok(Err(Failure::Final(error.to_string()))),
+        }
+    }
+
+    fn failed_check(&self, sql: &str) -> Option<(&'static str, String)> {
+        let schema = self.db.schema().ok()?;
+        let input = RewriteInput {
+            question: self.question,
+            schema,
+            conn: self.db.connection(),
+        };
+        self.chain.check(sql, &input)
+    }
+
+    /// Adds the failed query and the error (with hints from the schema) to the
+    /// conversation; returns the query the schema alone can fix, when it can.
+    fn ask_for_repair(&mut self, sql: &str, message: &str) -> Option<String> {
+        let schema = self.db.schema().ok();
+        let fix = schema
+            .and_then(|schema| fix_column_reference(message, sql, schema))
+            .filter(|fixed| !self.attempts.iter().any(|a| same_sql(&a.sql, fixed)));
+        let hints = schema
+            .map(|schema| repair_hints(message, sql, schema))
+            .unwrap_or_default();
+        self.messages.push(sql_reply(sql));
+        self.messages.push(repair_message(message, &hints));
+        fix
+    }
+
+    /// `sql` after the enabled rewrites (unchanged when the schema cannot be read).
+    pub(super) fn rewrite(&self, sql: String) -> Rewritten {
+        let Ok(schema) = self.db.schema() else {
+            return Rewritten {
+                sql,
+                fired: Vec::new(),
+                changed: false,
+            };
+        };
+        let input = RewriteInput {
+            question: self.question,
+            schema,
+            conn: self.db.connection(),
+        };
+        self.chain.apply(sql, &input)
+    }
+
+    /// Records rewrites or checks that fired on a query the run went on with.
+    pub(super) fn note_fired(&mut self, names: &[&'static str]) {
+        for name in names {
+            if !self.fired.contains(name) {
+                self.fired.push(name);
+            }
+        }
+    }
+
+    /// The outcome: answered with `(sql, result, answer)`, or the reason it was not.
+    pub(super) fn into_outcome(
+        self,
+        model: String,
+        answered: Result<(String, QueryResult, Option<String>), String>,
+    ) -> RunOutcome {
+        let prompt = PromptRecord {
+            schema_text: self.prompt.schema_text,
+            examples: self.prompt.examples,
+        };
+        let mut outcome = RunOutcome {
+            question: self.question.to_string(),
+            sql: None,
+            result: None,
+            answer: None,
+            attempts: self.attempts,
+            tables_sent: self.prompt.tables_sent,
+            tables_used: Vec::new(),
+            context_mode: self.prompt.mode,
+            timings: self.timings,
+            model,
+            error: None,
+            rewrites: self.fired.iter().map(|name| name.to_string()).collect(),
+            prompt: Some(prompt),
+        };
+        match answered {
+            Ok((sql, result, answer)) => {
+                outcome.tables_used = referenced_tables(&sql);
+                outcome.sql = Some(sql);
+                outcome.result = Some(result);
+                outcome.answer = answer;
+            }
+            Err(reason) => {
+                let last_sql = outcome.attempts.last().map(|a| a.sql.clone());
+                outcome.sql = last_sql.filter(|s| !s.is_empty());
+                outcome.error = Some(unanswered_message(outcome.attempts.len(), &reason));
+            }
+        }
+        outcome
+    }
+}
+
+/// Two queries that differ only in spacing and case.
+pub(super) fn same_sql(a: &str, b: &str) -> bool {
+    let normalize = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    normalize(a) == normalize(b)
+}
+
+fn unanswered_message(attempts: usize, reason: &str) -> String {
+    let plural = if attempts == 1 { "" } else { "s" };
+    format!("could not answer after {attempts} attempt{plural}: {reason}")
+}

@@ -1,0 +1,136 @@
+//! Settings for one run, resolved from the config file, the environment and the flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::GlobalArgs;
+use crate::config::{FeedbackSettings, Settings};
+use crate::core::db::exec::ExecLimits;
+use crate::core::db::render::RenderOptions;
+use crate::core::pipeline::PipelineConfig;
+use crate::core::retrieval::RetrievalOptions;
+use crate::error::AppError;
+use crate::llm::engine::{EngineConfig, default_threads};
+use crate::paths::AppPaths;
+
+/// Resolved settings for a run: config file + environment + flags.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub paths: AppPaths,
+    pub engine: EngineConfig,
+    pub pipeline: PipelineConfig,
+    /// The embedding model for schema retrieval (may be missing: BM25 alone then).
+    pub embed_model: PathBuf,
+    pub glossary: Option<PathBuf>,
+    pub retrieval: crate::core::retrieval::RetrievalOptions,
+    pub render: RenderOptions,
+    pub feedback: FeedbackSettings,
+}
+
+impl RuntimeOptions {
+    pub fn resolve(global: &GlobalArgs) -> Result<Self, AppError> {
+        let paths = AppPaths::resolve(global.data_dir.as_deref(), global.config.as_deref());
+        let settings = Settings::load(paths.config_file.as_deref())?;
+        // An explicit --model (or NANO_ANALYST_MODEL) wins; otherwise the active fine-tuned
+        // version of the configured (or default) model, when there is one.
+        let model_path: PathBuf = global.model.clone().unwrap_or_else(|| {
+            let configured = settings
+                .model_path()
+                .unwrap_or_else(|| paths.default_model());
+            crate::core::finetune::registry::resolve_model(&paths.versions_dir(), &configured)
+        });
+        let mut engine = EngineConfig::new(model_path);
+        if let Some(path) = &global.lora {
+            let scale = global.lora_scale.unwrap_or(1.0);
+            if !scale.is_finite() {
+                return Err(AppError::Invalid(format!(
+                    "--lora-scale {scale} must be a number"
+                )));
+            }
+            engine.lora = Some(crate::llm::engine::LoraConfig {
+                path: path.clone(),
+                scale,
+            });
+        } else if global.lora_scale.is_some() {
+            return Err(AppError::Invalid(
+                "--lora-scale needs --lora PATH (a GGUF LoRA adapter)".into(),
+            ));
+        }
+        let threads = global.threads.unwrap_or(settings.model.threads);
+        engine.threads = if threads == 0 {
+            default_threads()
+        } else {
+            i32::try_from(threads).unwrap_or(i32::MAX)
+        };
+        engine.gpu_layers = global.gpu_layers.unwrap_or(settings.model.gpu_layers);
+        engine.context_tokens = global.context.unwrap_or(settings.model.context_tokens);
+        if engine.context_tokens < 512 {
+            return Err(AppError::Invalid(format!(
+                "--context {} is too small (at least 512)",
+                engine.context_tokens
+            )));
+        }
+        engine.prefix_cache_dir = Some(paths.prefix_cache_dir());
+
+        let timeout = global.timeout.unwrap_or(settings.pipeline.timeout_secs);
+        if !(timeout > 0.0 && timeout.is_finite()) {
+            return Err(AppError::Invalid(format!(
+                "--timeout {timeout} must be a positive number of seconds"
+            )));
+        }
+        let row_limit = global.row_limit.unwrap_or(settings.pipeline.row_limit);
+        if row_limit == 0 {
+            return Err(AppError::Invalid("--row-limit must be at least 1".into()));
+        }
+        let mut pipeline = settings.pipeline_config();
+        pipeline.max_repairs = global.max_repairs.unwrap_or(pipeline.max_repairs);
+        pipeline.limits = ExecLimits {
+            row_limit,
+            timeout: Duration::from_secs_f64(timeout),
+        };
+        let embed_model = global
+            .embed_model
+            .clone()
+            .or_else(|| {
+                let configured = &settings.retrieval.embed_model;
+                (!configured.is_empty()).then(|| PathBuf::from(configured))
+            })
+            .unwrap_or_else(|| crate::llm::embedder::default_embed_model(&paths.data_dir));
+        let render = RenderOptions {
+            sample_values: settings.schema.sample_values,
+            categorical_max_distinct: settings.schema.categorical_max_distinct,
+            row_counts: settings.schema.row_counts,
+        };
+        let retrieval = crate::core::retrieval::RetrievalOptions {
+            render,
+            ..retrieval_options(&settings.retrieval, engine.context_tokens)
+        };
+        Ok(Self {
+            paths,
+            engine,
+            pipeline,
+            embed_model,
+            glossary: global.glossary.clone(),
+            retrieval,
+            render,
+            feedback: settings.feedback,
+        })
+    }
+}
+
+/// Resolves retrieval options from settings and the context window.
+pub fn retrieval_options(
+    settings: &crate::config::RetrievalSettings,
+    context_tokens: u32,
+) -> RetrievalOptions {
+    RetrievalOptions {
+        budget_tokens: if settings.budget_tokens == 0 {
+            RetrievalOptions::budget_for_context(context_tokens)
+        } else {
+            settings.budget_tokens
+        },
+        max_tables: settings.max_tables.max(1),
+        whole_order: settings.whole_schema_order,
+        ..RetrievalOptions::default()
+    }
+}

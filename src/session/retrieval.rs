@@ -1,0 +1,65 @@
+//! Wires schema retrieval for one database: the embedding model (when there is one), the
+//! glossary, the index cache under the data directory, and the retrieval options.
+
+use std::path::{Path, PathBuf};
+
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::schema::Schema;
+use crate::core::model::Embedder;
+use crate::core::retrieval::{Glossary, RetrievalContext, ValueIndex};
+use crate::error::AppError;
+use crate::llm::embedder::LlamaEmbedder;
+use crate::session::options::RuntimeOptions;
+
+/// Where schema indexes are kept, one directory per schema fingerprint.
+pub fn index_cache_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("cache").join("schema-index")
+}
+
+/// Loads the embedding model; on failure, the note the user sees says BM25 runs alone.
+pub fn load_embedder(path: &Path, threads: i32) -> Result<Box<dyn Embedder + Send>, String> {
+    match LlamaEmbedder::load(path, threads) {
+        Ok(embedder) => Ok(Box::new(embedder)),
+        Err(error) => Err(format!("schema retrieval uses BM25 only: {error}")),
+    }
+}
+
+/// The retrieval context provider for `db`, whose schema is `schema`.
+pub fn open_retrieval(
+    db: &ReadOnlyDb,
+    schema: &Schema,
+    options: &RuntimeOptions,
+    use_vectors: bool,
+) -> Result<RetrievalContext, AppError> {
+    let glossary = match &options.glossary {
+        Some(path) => Glossary::load(path)?.entries,
+        None => Vec::new(),
+    };
+    let (embedder, note) = if use_vectors {
+        match load_embedder(&options.embed_model, options.engine.threads) {
+            Ok(embedder) => (Some(embedder), None),
+            Err(note) => (None, Some(note)),
+        }
+    } else {
+        (None, None)
+    };
+    let cache = index_cache_dir(&options.paths.data_dir);
+    let mut collect = || {
+        let mut values = ValueIndex::default();
+        values.collect(db.connection(), schema, 0);
+        values
+    };
+    let mut context = RetrievalContext::new(
+        schema.clone(),
+        glossary,
+        Some(&cache),
+        &mut collect,
+        embedder,
+        options.retrieval,
+    )?;
+    if let Some(note) = note {
+        tracing::warn!(%note, "no embedding model");
+        context.set_note(note);
+    }
+    Ok(context)
+}
