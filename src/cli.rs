@@ -103,6 +103,35 @@ pub enum Command {
     /// Build the retraining set from verified pairs.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Check the query rewrites against known-correct queries.
+    #[command(subcommand)]
+    Rewrites(RewritesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RewritesCommand {
+    /// Run every rewrite, alone and as the configured chain, over the gold queries of a
+    /// Spider-format data set and list each gold result a rule changes.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Spider-format questions (a JSON list, or JSON Lines of {question, query}).
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Directory with <db_id>/<db_id>.sqlite.
+    #[arg(long, value_name = "DIR", conflicts_with = "db")]
+    pub db_dir: Option<PathBuf>,
+    /// One database for every question.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Audit only the first N gold queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print one JSON object per gold query instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

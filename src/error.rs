@@ -37,6 +37,38 @@ pub enum AppError {
     Registry(#[from] crate::core::finetune::registry::RegistryError),
     #[error(transparent)]
     Eval(#[from] crate::core::eval::EvalError),
+    #[error(transparent)]
+    Training(#[from] crate::core::feedback::training::TrainingError),
+    /// A flag, argument or setting the user gave is not usable; the message says which.
+    #[error("{0}")]
+    Usage(String),
+    /// A result could not be written as JSON.
+    #[error("cannot encode {what} as JSON: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// A file or system resource the command needs failed.
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+    /// The terminal app's own settings (keymap, theme) are invalid.
+    #[error("{0}")]
+    TuiConfig(String),
+    /// What `train run` reports when it stops (interrupted, refused, a step failed).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl AppError {
+    pub fn json(what: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| AppError::Json { what, source }
+    }
+
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let action = action.into();
+        move |source| AppError::Io { action, source }
+    }
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use nano_analyst::cli::{Cli, Command};
+use nano_analyst::cli::{Cli, Command, RewritesCommand};
 use nano_analyst::error::AppError;
 use nano_analyst::session::RuntimeOptions;
 use nano_analyst::{commands, logging};
@@ -54,6 +54,14 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Some(Command::History(args)) => commands::feedback::history(&args, &options),
         Some(Command::Corrections(command)) => commands::feedback::corrections(&command, &options),
         Some(Command::Train(command)) => commands::train::run(&command, &mut options),
+        Some(Command::Rewrites(RewritesCommand::Audit(args))) => {
+            let clean = commands::rewrites::audit(&args, &options)?;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         None => {
             let Some(database) = cli.database else {
                 use clap::CommandFactory;

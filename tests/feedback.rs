@@ -83,7 +83,7 @@ fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
 
 fn with_prompt(outcome: RunOutcome, prompt: &PromptRecord) -> RunOutcome {
     RunOutcome {
-        prompt: Some(prompt.clone()),
+        prompt: Some(Box::new(prompt.clone())),
         ..outcome
     }
 }

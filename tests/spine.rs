@@ -404,6 +404,7 @@ fn an_unused_join_is_dropped_and_the_shown_sql_is_the_one_that_ran() {
     assert!(!sql.contains("Track"), "{sql}");
     assert_eq!(shown.trim(), sql.trim());
     assert_eq!(outcome.attempts.last().unwrap().sql, sql);
+    assert_eq!(outcome.rewrites, ["drop_unused_joins"]);
     // One row per album, not one per track.
     let gold = "SELECT Title FROM Album WHERE ArtistId = 1";
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
@@ -421,6 +422,7 @@ fn an_unused_join_is_dropped_and_the_shown_sql_is_the_one_that_ran() {
         ..config.clone()
     };
     let (outcome, _) = ask_recording_sql(reply, &kept);
+    assert!(outcome.rewrites.is_empty(), "{:?}", outcome.rewrites);
     assert!(outcome.sql.unwrap().contains("JOIN Track"));
     assert_eq!(outcome.result.unwrap().rows.len(), 18);
 }
@@ -647,6 +649,11 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
         first_error.contains("r.ArtistId = r.ArtistId does not connect two tables"),
         "{first_error}"
     );
+    assert!(
+        outcome
+            .rewrites
+            .contains(&"check_join_conditions".to_string())
+    );
     assert_eq!(outcome.result.unwrap().rows.len(), 2);
 
     let unchecked = PipelineConfig {
@@ -665,4 +672,85 @@ fn a_join_on_a_column_equal_to_itself_goes_back_for_repair() {
     assert_eq!(outcome.attempts.len(), 1);
     // every album row paired with all 275 artists
     assert_eq!(outcome.result.unwrap().rows.len(), 2 * 275);
+}
+
+/// `ask` records a run through `Analyst::ask`, which calls `HistoryStore::record`; the
+/// terminal app sends the same outcome to its history worker. Both must keep the same
+/// fields, the prompt (schema text and examples) included: the retraining set needs it.
+#[test]
+fn the_app_and_ask_record_the_same_fields_prompt_included() {
+    use nano_analyst::core::feedback::memory::ExampleMemory;
+    use nano_analyst::core::feedback::store::{HistoryStore, scope_of};
+    use nano_analyst::core::retrieval::provider::ComposedContext;
+    use nano_analyst::tui::app::Msg;
+    use nano_analyst::tui::workers::store::{StoreHandle, StoreRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let scope = scope_of(&db).unwrap();
+    let mut store = HistoryStore::open(&path).unwrap();
+    let question = "How many albums are there?";
+    let sql = "SELECT count(*) FROM Album";
+    store.add_correction(&scope, question, sql, None).unwrap();
+    let mut context = ComposedContext {
+        schema: Box::new(WholeSchemaContext::new(db.schema().unwrap())),
+        examples: Some(Box::new(
+            ExampleMemory::open(&path, scope.clone(), None).unwrap(),
+        )),
+        examples_per_question: 3,
+    };
+    let config = PipelineConfig {
+        answer: false,
+        ..default_pipeline()
+    };
+    let reply = "count(*) FROM Album\n```";
+    let outcome = run_question(
+        &mut says(reply),
+        &db,
+        &mut context,
+        question,
+        &config,
+        &mut |_| {},
+    )
+    .unwrap();
+    let prompt = outcome.prompt.clone().expect("the run keeps its prompt");
+    assert!(prompt.schema_text.contains("Album"));
+    assert_eq!(prompt.examples.len(), 1, "{:?}", prompt.examples);
+
+    let by_ask = store.record(&scope, &outcome).unwrap();
+    let (sender, replies) = std::sync::mpsc::channel();
+    let app = StoreHandle::spawn(Box::new(HistoryStore::open(&path).unwrap()), scope, sender);
+    app.send(StoreRequest::Record {
+        id: 1,
+        outcome: Box::new(outcome),
+    });
+    let by_app = match replies.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(Msg::RunRecorded { run: Ok(run), .. }) => run,
+        other => panic!("not recorded: {other:?}"),
+    };
+    let row = |run: i64| {
+        store
+            .connection()
+            .query_row(
+                "SELECT question, final_sql, row_count, answer, error, tables_sent, tables_used,
+                    context_mode, model, outcome, adapter, prompt_id, examples
+                 FROM runs WHERE id = ?1",
+                [run],
+                |row| {
+                    (0..13)
+                        .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                },
+            )
+            .unwrap()
+    };
+    let (asked, apped) = (row(by_ask), row(by_app));
+    assert_eq!(asked, apped);
+    assert_ne!(
+        asked[11],
+        rusqlite::types::Value::Null,
+        "no prompt recorded"
+    );
+    assert_eq!(store.run_examples(by_app).unwrap().len(), 1);
 }

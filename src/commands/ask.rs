@@ -77,7 +77,7 @@ impl<'a> AskJson<'a> {
 /// Returns whether the question was answered (the exit code follows it).
 pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppError> {
     if args.question.trim().is_empty() {
-        return Err(AppError::Invalid("the question is empty".into()));
+        return Err(AppError::Usage("the question is empty".into()));
     }
     if args.no_answer {
         options.pipeline.answer = false;
@@ -125,8 +125,7 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         let mut json = AskJson::from_outcome(&outcome);
         json.run_id = analyst.last_run();
         json.retraining = retraining;
-        let json = serde_json::to_string(&json)
-            .map_err(|e| AppError::Invalid(format!("cannot encode the result as JSON: {e}")))?;
+        let json = serde_json::to_string(&json).map_err(AppError::json("the result"))?;
         println!("{json}");
     } else {
         if answer_started {

@@ -11,10 +11,10 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use crate::cli::BenchArgs;
+use crate::core::db::compare::gold_is_ordered;
 use crate::core::db::compare::results_match;
 use crate::core::db::exec::ExecLimits;
 use crate::core::eval::percentile;
-use crate::core::eval::score::gold_is_ordered;
 use crate::core::pipeline::outcome::{RunOutcome, Timings};
 use crate::error::AppError;
 use crate::session::{Analyst, RuntimeOptions};
@@ -27,16 +27,15 @@ pub struct QuestionPair {
 
 pub fn load_pairs(path: &Path) -> Result<Vec<QuestionPair>, AppError> {
     let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| AppError::Invalid(format!("cannot read '{shown}': {e}")))?;
+    let file = std::fs::File::open(path).map_err(AppError::io(format!("cannot read '{shown}'")))?;
     let mut pairs = Vec::new();
     for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| AppError::Invalid(format!("cannot read '{shown}': {e}")))?;
+        let line = line.map_err(AppError::io(format!("cannot read '{shown}'")))?;
         if line.trim().is_empty() {
             continue;
         }
         let pair: QuestionPair = serde_json::from_str(&line)
-            .map_err(|e| AppError::Invalid(format!("'{shown}' line {}: {e}", number + 1)))?;
+            .map_err(|e| AppError::Usage(format!("'{shown}' line {}: {e}", number + 1)))?;
         pairs.push(pair);
     }
     Ok(pairs)
@@ -50,8 +49,7 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
     options.feedback.record_history = false;
     options.feedback.examples_per_question = 0;
     // A private prompt cache so the first question really is cold.
-    let scratch = tempfile::tempdir()
-        .map_err(|e| AppError::Invalid(format!("cannot create a temp dir: {e}")))?;
+    let scratch = tempfile::tempdir().map_err(AppError::io("cannot create a temp dir"))?;
     options.engine.prefix_cache_dir = Some(scratch.path().to_path_buf());
 
     let load_started = Instant::now();

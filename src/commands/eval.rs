@@ -58,7 +58,7 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
         (Some(file), _) => DbSource::File(file.clone()),
         (None, Some(dir)) => DbSource::Dir(dir.clone()),
         (None, None) => {
-            return Err(AppError::Invalid(
+            return Err(AppError::Usage(
                 "say where the databases are: --db-dir DIR (Spider layout) or --db FILE".into(),
             ));
         }
@@ -119,7 +119,7 @@ fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, 
         items.truncate(limit);
     }
     if items.is_empty() {
-        return Err(AppError::Invalid(format!(
+        return Err(AppError::Usage(format!(
             "no questions selected from '{}' (check --db-id and --limit)",
             args.dataset.display()
         )));
@@ -130,7 +130,7 @@ fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, 
 /// Ctrl-C cancels the running generation and stops the loop; a second one exits at once.
 fn register_interrupt(stop: &Arc<AtomicBool>, engine: &LlamaEngine) -> Result<(), AppError> {
     use signal_hook::consts::SIGINT;
-    let failed = |e: std::io::Error| AppError::Invalid(format!("cannot handle Ctrl-C: {e}"));
+    let failed = |e| AppError::io("cannot handle Ctrl-C")(e);
     signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(stop))
         .map_err(failed)?;
     signal_hook::flag::register(SIGINT, Arc::clone(stop)).map_err(failed)?;

@@ -29,7 +29,7 @@ fn open_db(database: &Path) -> Result<(ReadOnlyDb, DbScope), AppError> {
 fn check_run_scope(store: &HistoryStore, run: i64, scope: &DbScope) -> Result<(), AppError> {
     let asked_on = store.run_scope(run)?;
     if asked_on.path != scope.path {
-        return Err(AppError::Invalid(format!(
+        return Err(AppError::Usage(format!(
             "run {run} was asked on '{}', not on '{}'",
             asked_on.path, scope.path
         )));
@@ -69,12 +69,12 @@ pub fn correct(args: &CorrectArgs, options: &RuntimeOptions) -> Result<ExitCode,
         }
         (None, Some(question)) if !question.trim().is_empty() => question.clone(),
         (Some(_), Some(_)) => {
-            return Err(AppError::Invalid(
+            return Err(AppError::Usage(
                 "give --question or --run, not both (a run already has its question)".into(),
             ));
         }
         _ => {
-            return Err(AppError::Invalid(
+            return Err(AppError::Usage(
                 "say which question the SQL answers: --question TEXT or --run ID".into(),
             ));
         }
@@ -142,8 +142,7 @@ pub fn history(args: &HistoryArgs, options: &RuntimeOptions) -> Result<ExitCode,
     let store = open_store(options)?;
     let entries = store.entries(&scope, args.limit)?;
     if args.json {
-        let json = serde_json::to_string(&entries)
-            .map_err(|e| AppError::Invalid(format!("cannot encode the history as JSON: {e}")))?;
+        let json = serde_json::to_string(&entries).map_err(AppError::json("the history"))?;
         println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -223,8 +222,7 @@ pub fn corrections(
             let pairs = store.pairs(scope.as_ref())?;
             if *json {
                 let rows: Vec<PairJson<'_>> = pairs.iter().map(PairJson::from).collect();
-                let text = serde_json::to_string(&rows)
-                    .map_err(|e| AppError::Invalid(format!("cannot encode as JSON: {e}")))?;
+                let text = serde_json::to_string(&rows).map_err(AppError::json("the pairs"))?;
                 println!("{text}");
             } else if pairs.is_empty() {
                 println!("nothing learned yet: no corrections or thumbs-ups");
@@ -263,12 +261,12 @@ pub fn corrections(
         }
         CorrectionsCommand::Edit { id, question, sql } => {
             if question.is_none() && sql.is_none() {
-                return Err(AppError::Invalid(
+                return Err(AppError::Usage(
                     "nothing to change: give --question and/or --sql".into(),
                 ));
             }
             if question.as_deref().is_some_and(|q| q.trim().is_empty()) {
-                return Err(AppError::Invalid("the question is empty".into()));
+                return Err(AppError::Usage("the question is empty".into()));
             }
             let pair = store.pair(*id)?;
             if let Some(sql) = sql {

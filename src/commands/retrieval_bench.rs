@@ -17,9 +17,10 @@ use crate::core::db::exec::ReadOnlyDb;
 use crate::core::db::guard::referenced_tables;
 use crate::core::db::schema::{Column, ForeignKey, Schema, Table};
 use crate::core::eval::percentile;
+use crate::core::model::Embedder;
 use crate::core::retrieval::provider::ContextMode;
 use crate::core::retrieval::{
-    FusionWeights, RankOptions, RetrievalContext, SchemaIndex, ValueIndex, rank,
+    FusionWeights, RankOptions, RetrievalContext, RetrievalOptions, SchemaIndex, ValueIndex, rank,
 };
 use crate::error::AppError;
 use crate::session::RuntimeOptions;
@@ -76,22 +77,58 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
     };
     let questions: Vec<SpiderQuestion> = read_json(dataset)?;
     let schemas: Vec<SpiderSchema> = read_json(tables)?;
-    let questions: Vec<SpiderQuestion> = questions
+    let questions = questions_in_split(questions, &args.split);
+    let mut retrieval_options = options.retrieval;
+    retrieval_options.rank = rank_options;
+    let use_vectors = !args.no_vectors;
+    let cache = index_cache_dir(&options.paths.data_dir);
+    let databases = open_databases(&schemas, db_dir)?;
+    let embedder = if use_vectors {
+        load_embedder(&options.embed_model, options.engine.threads)
+            .map(Some)
+            .map_err(AppError::Invalid)?
+    } else {
+        None
+    };
+    let bench = Bench {
+        questions: &questions,
+        databases: &databases,
+        cache: &cache,
+        retrieval_options,
+        use_vectors,
+    };
+    let reports = if args.catalog {
+        vec![bench.catalog(embedder)?]
+    } else {
+        bench.per_database(embedder)?
+    };
+    print(args, &reports)
+}
+
+/// `--split even|odd` keeps every other question, so weights tuned on one half can be
+/// reported on the other.
+fn questions_in_split(questions: Vec<SpiderQuestion>, split: &str) -> Vec<SpiderQuestion> {
+    questions
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| match args.split.as_str() {
+        .filter(|(i, _)| match split {
             "even" => i % 2 == 0,
             "odd" => i % 2 == 1,
             _ => true,
         })
         .map(|(_, q)| q)
-        .collect();
-    let mut retrieval_options = options.retrieval;
-    retrieval_options.rank = rank_options;
-    let use_vectors = !args.no_vectors;
-    let cache = index_cache_dir(&options.paths.data_dir);
+        .collect()
+}
+
+/// A Spider database: its id, a read-only connection, and its schema with Spider's keys.
+type SpiderDatabase = (String, ReadOnlyDb, Schema);
+
+fn open_databases(
+    schemas: &[SpiderSchema],
+    db_dir: &Path,
+) -> Result<Vec<SpiderDatabase>, AppError> {
     let mut databases = Vec::new();
-    for spider in &schemas {
+    for spider in schemas {
         let path = db_dir
             .join(&spider.db_id)
             .join(format!("{}.sqlite", spider.db_id));
@@ -100,18 +137,23 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
         add_spider_foreign_keys(&mut schema, spider);
         databases.push((spider.db_id.clone(), db, schema));
     }
-    let new_embedder = || -> Result<_, AppError> {
-        if !use_vectors {
-            return Ok(None);
-        }
-        load_embedder(&options.embed_model, options.engine.threads)
-            .map(Some)
-            .map_err(AppError::Invalid)
-    };
-    let mut reports = Vec::new();
-    if args.catalog {
+    Ok(databases)
+}
+
+/// What every setting of the Spider benchmark runs on.
+struct Bench<'a> {
+    questions: &'a [SpiderQuestion],
+    databases: &'a [SpiderDatabase],
+    cache: &'a Path,
+    retrieval_options: RetrievalOptions,
+    use_vectors: bool,
+}
+
+impl Bench<'_> {
+    /// Every database's tables in one index, each question ranked against all of them.
+    fn catalog(&self, embedder: Option<Box<dyn Embedder + Send>>) -> Result<Report, AppError> {
         let mut merged = Schema { tables: Vec::new() };
-        for (db_id, _, schema) in &databases {
+        for (db_id, _, schema) in self.databases {
             merged
                 .tables
                 .extend(schema.tables.iter().map(|t| prefixed(db_id, t)));
@@ -119,7 +161,7 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
         let mut collect = || {
             let mut values = ValueIndex::default();
             let mut offset = 0;
-            for (_, db, schema) in &databases {
+            for (_, db, schema) in self.databases {
                 values.collect(db.connection(), schema, offset);
                 offset += schema.tables.len();
             }
@@ -128,21 +170,27 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
         let mut context = RetrievalContext::new(
             merged,
             Vec::new(),
-            Some(&cache),
+            Some(self.cache),
             &mut collect,
-            new_embedder()?,
-            retrieval_options,
+            embedder,
+            self.retrieval_options,
         )?;
-        let items: Vec<(&SpiderQuestion, String)> = questions
+        let items: Vec<(&SpiderQuestion, String)> = self
+            .questions
             .iter()
             .map(|q| (q, format!("{}.", q.db_id)))
             .collect();
-        reports.push(evaluate("catalog", &mut context, &items, use_vectors));
-    } else {
-        let mut overall = Report::default();
-        let mut per_db = Vec::new();
-        let mut embedder = new_embedder()?;
-        for (db_id, db, schema) in &databases {
+        Ok(evaluate("catalog", &mut context, &items, self.use_vectors))
+    }
+
+    /// A report for each database with questions, then their question-weighted overall.
+    /// The one embedder is handed from database to database.
+    fn per_database(
+        &self,
+        mut embedder: Option<Box<dyn Embedder + Send>>,
+    ) -> Result<Vec<Report>, AppError> {
+        let mut reports = Vec::new();
+        for (db_id, db, schema) in self.databases {
             let mut collect = || {
                 let mut values = ValueIndex::default();
                 values.collect(db.connection(), schema, 0);
@@ -151,12 +199,13 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
             let mut context = RetrievalContext::new(
                 schema.clone(),
                 Vec::new(),
-                Some(&cache),
+                Some(self.cache),
                 &mut collect,
                 embedder.take(),
-                retrieval_options,
+                self.retrieval_options,
             )?;
-            let items: Vec<(&SpiderQuestion, String)> = questions
+            let items: Vec<(&SpiderQuestion, String)> = self
+                .questions
                 .iter()
                 .filter(|q| &q.db_id == db_id)
                 .map(|q| (q, String::new()))
@@ -165,34 +214,40 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
                 embedder = context.take_embedder();
                 continue;
             }
-            let report = evaluate(db_id, &mut context, &items, use_vectors);
+            let report = evaluate(db_id, &mut context, &items, self.use_vectors);
             embedder = context.take_embedder();
-            per_db.push(report);
+            reports.push(report);
         }
-        overall.setting = "per database".into();
-        let total: usize = per_db.iter().map(|r| r.questions).sum();
-        overall.questions = total;
-        overall.vectors = per_db.iter().all(|r| r.vectors);
-        overall.tables = per_db.iter().map(|r| r.tables).sum();
-        let weighted = |f: &dyn Fn(&Report) -> f64| {
-            per_db
-                .iter()
-                .map(|r| f(r) * r.questions as f64)
-                .sum::<f64>()
-                / total.max(1) as f64
-        };
-        overall.recall_at = (0..MAX_K).map(|k| weighted(&|r| r.recall_at[k])).collect();
-        overall.mean_tables_sent = weighted(&|r| r.mean_tables_sent);
-        overall.sent_recall = weighted(&|r| r.sent_recall);
-        overall.whole_schema_share = weighted(&|r| r.whole_schema_share);
-        overall.retrieve_p50_ms = weighted(&|r| r.retrieve_p50_ms);
-        overall.retrieve_p95_ms = weighted(&|r| r.retrieve_p95_ms);
-        overall.index_ms = per_db.iter().map(|r| r.index_ms).sum();
-        overall.misses = per_db.iter().flat_map(|r| r.misses.clone()).collect();
-        reports.extend(per_db);
+        let overall = overall_report(&reports);
         reports.push(overall);
+        Ok(reports)
     }
-    print(args, &reports)
+}
+
+/// The per-database reports combined, each measure weighted by its questions.
+fn overall_report(per_db: &[Report]) -> Report {
+    let total: usize = per_db.iter().map(|r| r.questions).sum();
+    let weighted = |f: &dyn Fn(&Report) -> f64| {
+        per_db
+            .iter()
+            .map(|r| f(r) * r.questions as f64)
+            .sum::<f64>()
+            / total.max(1) as f64
+    };
+    Report {
+        setting: "per database".into(),
+        questions: total,
+        tables: per_db.iter().map(|r| r.tables).sum(),
+        vectors: per_db.iter().all(|r| r.vectors),
+        recall_at: (0..MAX_K).map(|k| weighted(&|r| r.recall_at[k])).collect(),
+        mean_tables_sent: weighted(&|r| r.mean_tables_sent),
+        sent_recall: weighted(&|r| r.sent_recall),
+        whole_schema_share: weighted(&|r| r.whole_schema_share),
+        retrieve_p50_ms: weighted(&|r| r.retrieve_p50_ms),
+        retrieve_p95_ms: weighted(&|r| r.retrieve_p95_ms),
+        index_ms: per_db.iter().map(|r| r.index_ms).sum(),
+        misses: per_db.iter().flat_map(|r| r.misses.clone()).collect(),
+    }
 }
 
 fn rank_options(args: &RetrievalBenchArgs) -> Result<RankOptions, AppError> {

@@ -35,7 +35,7 @@ struct GlossaryJson<'a> {
 
 pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> {
     if args.question.trim().is_empty() {
-        return Err(AppError::Invalid("the question is empty".into()));
+        return Err(AppError::Usage("the question is empty".into()));
     }
     let db = ReadOnlyDb::open(&args.database)?;
     let schema = db.introspect()?;
@@ -65,8 +65,7 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
                 })
                 .collect(),
         };
-        let text = serde_json::to_string_pretty(&json)
-            .map_err(|e| AppError::Invalid(format!("cannot encode the result as JSON: {e}")))?;
+        let text = serde_json::to_string_pretty(&json).map_err(AppError::json("the result"))?;
         println!("{text}");
         return Ok(());
     }

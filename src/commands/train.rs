@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use crate::cli::{
     TrainAcceptArgs, TrainAugmentArgs, TrainCommand, TrainExportArgs, TrainStatusArgs,
 };
-use crate::core::db::compare::results_match;
-use crate::core::eval::score::gold_is_ordered;
+use crate::core::db::compare::{gold_is_ordered, results_match};
 use crate::core::feedback::store::{
     HistoryStore, PairSource, normalize_question, scope_of, verify_sql,
 };
@@ -187,7 +186,7 @@ fn export(args: &TrainExportArgs, options: &RuntimeOptions) -> Result<ExitCode, 
     };
     let pairs = store.pairs(scope.as_ref())?;
     let (records, skipped) = training_records(pairs, !args.no_synthetic);
-    write_export(&records, args.format, &args.out).map_err(|e| AppError::Invalid(e.to_string()))?;
+    write_export(&records, args.format, &args.out)?;
     let count = |source: PairSource| records.iter().filter(|r| r.source == source).count();
     println!(
         "wrote {} examples to '{}' ({} human corrections, {} thumbs-up, {} synthetic)",
@@ -208,7 +207,7 @@ fn export(args: &TrainExportArgs, options: &RuntimeOptions) -> Result<ExitCode, 
 
 fn augment(args: &TrainAugmentArgs, options: &mut RuntimeOptions) -> Result<ExitCode, AppError> {
     if args.k == 0 {
-        return Err(AppError::Invalid("--k must be at least 1".into()));
+        return Err(AppError::Usage("--k must be at least 1".into()));
     }
     // The check must be independent: no example memory (it would show the model the very
     // pair being paraphrased) and no recorded runs.

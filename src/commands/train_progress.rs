@@ -12,26 +12,55 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::ProgressMode;
+use crate::commands::eval::{progress_bar, update_bar};
+use crate::core::eval::Prediction;
 pub use crate::core::finetune::TrainingEvent as ProgressEvent;
+use crate::session::finetune::FinetuneProgress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Reporter {
     mode: ProgressMode,
     bar: Option<ProgressBar>,
+    /// The gate evaluation in progress (hidden in JSON mode).
+    eval_bar: Option<ProgressBar>,
 }
 
 impl Reporter {
     pub fn new(mode: ProgressMode) -> Self {
-        Self { mode, bar: None }
+        Self {
+            mode,
+            bar: None,
+            eval_bar: None,
+        }
     }
 
     pub fn mode(&self) -> ProgressMode {
         self.mode
     }
 
+    pub fn emit(&self, event: &ProgressEvent) {
+        if self.mode == ProgressMode::Json
+            && let Ok(line) = serde_json::to_string(event)
+        {
+            // A reader that went away (the app quit) must not turn into a panic here.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        }
+    }
+
+    pub fn finish_bar(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        // Only a failed evaluation leaves its bar here; it stays on screen as it was.
+        self.eval_bar = None;
+    }
+}
+
+impl FinetuneProgress for Reporter {
     /// A line for people (stderr in bar mode; nothing in JSON mode, whose reader gets the
     /// structured events).
-    pub fn note(&self, text: &str) {
+    fn note(&mut self, text: &str) {
         if self.mode == ProgressMode::Bar {
             match &self.bar {
                 Some(bar) => bar.println(text),
@@ -41,7 +70,7 @@ impl Reporter {
         tracing::info!("{text}");
     }
 
-    pub fn phase(&mut self, phase: &str, detail: &str) {
+    fn phase(&mut self, phase: &str, detail: &str) {
         self.finish_bar();
         self.emit(&ProgressEvent::Phase {
             phase: phase.into(),
@@ -52,7 +81,7 @@ impl Reporter {
         }
     }
 
-    pub fn start_steps(&mut self, steps: usize) {
+    fn start_steps(&mut self, steps: usize) {
         if self.mode != ProgressMode::Bar {
             return;
         }
@@ -66,7 +95,7 @@ impl Reporter {
         self.bar = Some(bar);
     }
 
-    pub fn step(&mut self, event: ProgressEvent) {
+    fn step(&mut self, event: ProgressEvent) {
         if let (
             Some(bar),
             ProgressEvent::Step {
@@ -87,18 +116,20 @@ impl Reporter {
         self.emit(&event);
     }
 
-    pub fn emit(&self, event: &ProgressEvent) {
-        if self.mode == ProgressMode::Json
-            && let Ok(line) = serde_json::to_string(event)
-        {
-            // A reader that went away (the app quit) must not turn into a panic here.
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    fn eval_started(&mut self, questions: usize) {
+        let quiet = self.mode == ProgressMode::Json;
+        self.eval_bar = Some(progress_bar(questions, 0, quiet));
+    }
+
+    fn eval_answered(&mut self, predictions: &[Prediction], db_id: &str) {
+        if let Some(bar) = &self.eval_bar {
+            bar.inc(1);
+            update_bar(bar, predictions, db_id);
         }
     }
 
-    pub fn finish_bar(&mut self) {
-        if let Some(bar) = self.bar.take() {
+    fn eval_finished(&mut self) {
+        if let Some(bar) = self.eval_bar.take() {
             bar.finish_and_clear();
         }
     }

@@ -32,7 +32,7 @@ pub enum CheckpointError {
 }
 
 /// Bytes in a human unit ("6.2 GB").
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -49,7 +49,7 @@ pub fn human_bytes(bytes: u64) -> String {
 
 /// Fails with a one-line error when the file system holding `dir` has less than `needed`
 /// bytes free.
-pub fn ensure_free_space(dir: &Path, needed: u64) -> Result<(), CheckpointError> {
+pub(crate) fn ensure_free_space(dir: &Path, needed: u64) -> Result<(), CheckpointError> {
     let available = fs4::available_space(dir).map_err(|e| CheckpointError::Write {
         path: dir.display().to_string(),
         reason: e.to_string(),
@@ -65,7 +65,7 @@ pub fn ensure_free_space(dir: &Path, needed: u64) -> Result<(), CheckpointError>
 }
 
 /// Maps an I/O error on `path` to a one-line error (a full disk says so).
-pub fn write_error(path: &Path, error: &std::io::Error) -> CheckpointError {
+pub(crate) fn write_error(path: &Path, error: &std::io::Error) -> CheckpointError {
     let reason = if error.kind() == std::io::ErrorKind::StorageFull {
         "the disk is full".to_string()
     } else {

@@ -19,7 +19,7 @@ use crate::core::model::{EmbedError, Embedder};
 use crate::llm::engine::{backend, load_model};
 
 /// The default embedding model's file name inside `<data>/models/`.
-pub const DEFAULT_EMBED_MODEL_FILE: &str = "all-minilm-l6-v2-f16.gguf";
+pub(crate) const DEFAULT_EMBED_MODEL_FILE: &str = "all-minilm-l6-v2-f16.gguf";
 
 /// Tokens per decode: also the longest text (longer ones are truncated).
 const BATCH_TOKENS: u32 = 512;

@@ -68,7 +68,7 @@ impl EngineConfig {
 }
 
 /// Physical cores: on 2 cores, 2 threads beat 4 by 13% (see LLAMA-NOTES).
-pub fn default_threads() -> i32 {
+pub(crate) fn default_threads() -> i32 {
     i32::try_from(num_cpus::get_physical().max(1)).unwrap_or(1)
 }
 
@@ -99,7 +99,7 @@ pub fn load_model(path: &Path, gpu_layers: u32) -> Result<&'static LlamaModel, L
 
 /// Loads a model together with a LoRA adapter (adapters need the model mutably, so before
 /// any context exists). Both live for the rest of the process, like [`load_model`]'s.
-pub fn load_model_with_lora(
+pub(crate) fn load_model_with_lora(
     path: &Path,
     gpu_layers: u32,
     lora: &LoraConfig,
@@ -272,7 +272,7 @@ impl LlamaEngine {
     }
 
     /// Forgets the KV cache (the next request evaluates its whole prompt or loads it from disk).
-    pub fn clear_cache(&mut self) {
+    pub(crate) fn clear_cache(&mut self) {
         self.context.clear_kv_cache();
         self.evaluated.clear();
     }
@@ -393,6 +393,147 @@ impl LlamaEngine {
         }
         Ok(LlamaSampler::chain_simple(chain))
     }
+
+    /// The request's prompt tokens and how many of them the first message holds; an error
+    /// when the context could not also fit a few generated tokens.
+    fn request_prompt(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<(Vec<LlamaToken>, usize), LlmError> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let segments = self.render_segments(&request.messages)?;
+            tracing::debug!(prompt = %format!("{}{}", segments.concat(), request.assistant_prefix), "rendered prompt");
+        }
+        let (prompt, prefix_len) = prompt_tokens(
+            self.model,
+            self.template.as_ref(),
+            &request.messages,
+            &request.assistant_prefix,
+        )?;
+        let capacity = self.config.context_tokens as usize;
+        if prompt.len() + 8 > capacity {
+            return Err(LlmError::PromptTooLong {
+                needed: prompt.len() + 8,
+                available: capacity,
+            });
+        }
+        Ok((prompt, prefix_len))
+    }
+
+    /// Brings the KV cache to `prompt`, evaluating only what it does not already hold and
+    /// saving the first message's state to disk the first time it is evaluated. Returns how
+    /// many prompt tokens were reused and the batch index of the last token's logits.
+    fn evaluate_prompt(
+        &mut self,
+        prompt: &[LlamaToken],
+        prefix_len: usize,
+    ) -> Result<(usize, i32), LlmError> {
+        let prefix = &prompt[..prefix_len.min(prompt.len() - 1)];
+        let common = self.keep_common_prefix(prompt, prefix)?;
+        if common < prefix.len() {
+            self.evaluate(&prompt[common..prefix.len()], false)?;
+            self.save_prefix(prefix);
+        }
+        let start = self.evaluated.len();
+        let logits_index = self.evaluate(&prompt[start..], true)?;
+        Ok((common, logits_index))
+    }
+
+    /// Loads the first message's saved state when the cache does not start with it, then
+    /// drops every cached token after the longest prefix shared with `prompt`. Returns the
+    /// length kept.
+    fn keep_common_prefix(
+        &mut self,
+        prompt: &[LlamaToken],
+        prefix: &[LlamaToken],
+    ) -> Result<usize, LlmError> {
+        self.restore_prefix(prefix);
+        // At least one token is evaluated so there are fresh logits.
+        let common = self
+            .evaluated
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len() - 1);
+        self.context
+            .kv_cache_seq_rm(0, Some(common as u32), None)
+            .map_err(|e| LlmError::Inference(e.to_string()))?;
+        self.evaluated.truncate(common);
+        Ok(common)
+    }
+
+    /// Samples tokens until the end of text, a stop string or the token limit, streaming the
+    /// text to `on_text` as it settles. `logits_index` points at the prompt's last logits.
+    fn generate(
+        &mut self,
+        request: &CompletionRequest,
+        mut logits_index: i32,
+        started: Instant,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation, LlmError> {
+        let mut sampler = self.sampler(request)?;
+        let vocab = self.model.vocab();
+        let capacity = self.config.context_tokens as usize;
+        let max_tokens = request
+            .max_tokens
+            .min(capacity.saturating_sub(self.evaluated.len()));
+        let mut text = String::new();
+        let mut emitted = 0usize;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut piece: Vec<u8> = Vec::new();
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut first_token_at: Option<Duration> = None;
+        let mut generated = 0usize;
+        let mut stop_reason = StopReason::MaxTokens;
+
+        while generated < max_tokens {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(LlmError::Cancelled);
+            }
+            let token = sampler.sample(&self.context, logits_index);
+            first_token_at.get_or_insert_with(|| started.elapsed());
+            generated += 1;
+            if vocab.is_eog(token) {
+                stop_reason = StopReason::EndOfText;
+                break;
+            }
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            pending.extend_from_slice(&piece);
+            append_valid_utf8(&mut pending, &mut text);
+            if emit_settled_text(&mut text, &mut emitted, &request.stop, on_text) {
+                stop_reason = StopReason::StopString;
+                break;
+            }
+            self.decode_token(&mut batch, token)?;
+            logits_index = 0;
+        }
+        if text.len() > emitted {
+            on_text(&text[emitted..]);
+        }
+        Ok(Generation {
+            text,
+            tokens: generated,
+            first_token_at,
+            stop_reason,
+        })
+    }
+
+    /// Evaluates one sampled token after the cache, so the next sample follows it.
+    fn decode_token(&mut self, batch: &mut LlamaBatch, token: LlamaToken) -> Result<(), LlmError> {
+        batch.clear();
+        let position = i32::try_from(self.evaluated.len())
+            .map_err(|_| LlmError::Inference("position overflow".into()))?;
+        batch
+            .add(token, position, &[0], true)
+            .map_err(|e| LlmError::Inference(e.to_string()))?;
+        self.context
+            .decode(batch)
+            .map_err(|e| LlmError::Inference(e.to_string()))?;
+        self.evaluated.push(token);
+        Ok(())
+    }
 }
 
 /// The chat rendered as the model's template writes it, as separately tokenised segments
@@ -417,7 +558,7 @@ fn render_segments(
 }
 
 /// The chat as text, through the model's template (ChatML when it has none that works).
-pub fn render_chat(
+pub(crate) fn render_chat(
     model: &LlamaModel,
     template: Option<&LlamaChatTemplate>,
     messages: &[ChatMessage],
@@ -475,7 +616,7 @@ pub fn prompt_tokens(
 /// exactly as at inference (with `assistant_prefix`, the text the pipeline writes for the
 /// model), then the rest of the last (assistant) message and the template's end of turn.
 /// Also returns where that rest (the reply the model is to learn) starts.
-pub fn training_tokens(
+pub(crate) fn training_tokens(
     model: &LlamaModel,
     template: Option<&LlamaChatTemplate>,
     messages: &[ChatMessage],
@@ -510,121 +651,19 @@ impl LanguageModel for LlamaEngine {
     ) -> Result<Completion, LlmError> {
         let started = Instant::now();
         self.cancel.store(false, Ordering::SeqCst);
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let segments = self.render_segments(&request.messages)?;
-            tracing::debug!(prompt = %format!("{}{}", segments.concat(), request.assistant_prefix), "rendered prompt");
-        }
-        let (prompt, prefix_len) = prompt_tokens(
-            self.model,
-            self.template.as_ref(),
-            &request.messages,
-            &request.assistant_prefix,
-        )?;
-        let capacity = self.config.context_tokens as usize;
-        if prompt.len() + 8 > capacity {
-            return Err(LlmError::PromptTooLong {
-                needed: prompt.len() + 8,
-                available: capacity,
-            });
-        }
-        let prefix = prompt[..prefix_len.min(prompt.len() - 1)].to_vec();
-        self.restore_prefix(&prefix);
-
-        // Keep the common prefix; at least one token is evaluated so there are fresh logits.
-        let common = self
-            .evaluated
-            .iter()
-            .zip(&prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
-        self.context
-            .kv_cache_seq_rm(0, Some(common as u32), None)
-            .map_err(|e| LlmError::Inference(e.to_string()))?;
-        self.evaluated.truncate(common);
-        let cached_prompt_tokens = common;
-
-        if common < prefix.len() {
-            self.evaluate(&prompt[common..prefix.len()], false)?;
-            self.save_prefix(&prefix);
-        }
-        let start = self.evaluated.len();
-        let mut logits_index = self.evaluate(&prompt[start..], true)?;
-
-        let mut sampler = self.sampler(request)?;
-        let vocab = self.model.vocab();
-        let max_tokens = request
-            .max_tokens
-            .min(capacity.saturating_sub(self.evaluated.len()));
-        let mut text = String::new();
-        let mut emitted = 0usize;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut piece: Vec<u8> = Vec::new();
-        let mut batch = LlamaBatch::new(1, 1);
-        let mut first_token_at: Option<Duration> = None;
-        let mut generated = 0usize;
-        let mut stop_reason = StopReason::MaxTokens;
-
-        while generated < max_tokens {
-            if self.cancel.load(Ordering::Relaxed) {
-                return Err(LlmError::Cancelled);
-            }
-            let token = sampler.sample(&self.context, logits_index);
-            first_token_at.get_or_insert_with(|| started.elapsed());
-            generated += 1;
-            if vocab.is_eog(token) {
-                stop_reason = StopReason::EndOfText;
-                break;
-            }
-            piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
-            pending.extend_from_slice(&piece);
-            append_valid_utf8(&mut pending, &mut text);
-
-            if let Some(cut) = request
-                .stop
-                .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(cut);
-                if text.len() > emitted {
-                    on_text(&text[emitted..]);
-                }
-                emitted = text.len();
-                stop_reason = StopReason::StopString;
-                break;
-            }
-            // Hold back a tail that could still become a stop string ("``" before "```").
-            let safe = safe_emit_len(&text, &request.stop);
-            if safe > emitted {
-                on_text(&text[emitted..safe]);
-                emitted = safe;
-            }
-
-            batch.clear();
-            let position = i32::try_from(self.evaluated.len())
-                .map_err(|_| LlmError::Inference("position overflow".into()))?;
-            batch
-                .add(token, position, &[0], true)
-                .map_err(|e| LlmError::Inference(e.to_string()))?;
-            self.context
-                .decode(&mut batch)
-                .map_err(|e| LlmError::Inference(e.to_string()))?;
-            self.evaluated.push(token);
-            logits_index = 0;
-        }
-        if text.len() > emitted {
-            on_text(&text[emitted..]);
-        }
+        let (prompt, prefix_len) = self.request_prompt(request)?;
+        let (cached_prompt_tokens, logits_index) = self.evaluate_prompt(&prompt, prefix_len)?;
+        let generation = self.generate(request, logits_index, started, on_text)?;
         Ok(Completion {
-            text,
+            text: generation.text,
             prompt_tokens: prompt.len(),
             cached_prompt_tokens,
-            generated_tokens: generated,
-            time_to_first_token: first_token_at.unwrap_or_else(|| started.elapsed()),
+            generated_tokens: generation.tokens,
+            time_to_first_token: generation
+                .first_token_at
+                .unwrap_or_else(|| started.elapsed()),
             elapsed: started.elapsed(),
-            stop_reason,
+            stop_reason: generation.stop_reason,
         })
     }
 
@@ -635,6 +674,40 @@ impl LanguageModel for LlamaEngine {
     fn count_tokens(&self, text: &str) -> usize {
         self.tokenize(text, false).len()
     }
+}
+
+/// What the token loop produced; `complete` adds the timings.
+struct Generation {
+    text: String,
+    /// Sampled tokens, counting the end-of-text token when it came.
+    tokens: usize,
+    first_token_at: Option<Duration>,
+    stop_reason: StopReason,
+}
+
+/// Passes `text` past `emitted` on to `on_text`, except a tail that could still become a
+/// stop string ("``" before "```"). When a stop string has appeared, cuts `text` before it,
+/// passes on the rest up to there and returns true.
+fn emit_settled_text(
+    text: &mut String,
+    emitted: &mut usize,
+    stops: &[String],
+    on_text: &mut dyn FnMut(&str),
+) -> bool {
+    if let Some(cut) = stops.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(cut);
+        if text.len() > *emitted {
+            on_text(&text[*emitted..]);
+        }
+        *emitted = text.len();
+        return true;
+    }
+    let safe = safe_emit_len(text, stops);
+    if safe > *emitted {
+        on_text(&text[*emitted..safe]);
+        *emitted = safe;
+    }
+    false
 }
 
 /// Moves the longest valid UTF-8 prefix of `pending` onto `text`; an incomplete character

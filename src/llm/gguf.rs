@@ -12,7 +12,7 @@ use crate::core::model::LlmError;
 
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 
-pub fn validate_gguf(path: &Path) -> Result<(), LlmError> {
+pub(crate) fn validate_gguf(path: &Path) -> Result<(), LlmError> {
     let shown = path.display().to_string();
     let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => LlmError::ModelNotFound(shown.clone()),
@@ -42,7 +42,7 @@ pub fn validate_gguf(path: &Path) -> Result<(), LlmError> {
 }
 
 /// GGUF's tensor type id for 32-bit floats.
-pub const GGUF_TYPE_F32: u32 = 0;
+pub(crate) const GGUF_TYPE_F32: u32 = 0;
 
 /// A metadata value kept by [`GgufIndex`] (arrays are skipped: they are the vocabulary).
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ pub struct GgufTensor {
 }
 
 impl GgufTensor {
-    pub fn elements(&self) -> u64 {
+    pub(crate) fn elements(&self) -> u64 {
         self.dims.iter().product()
     }
 }
@@ -98,7 +98,7 @@ impl GgufIndex {
         }
     }
 
-    pub fn int(&self, key: &str) -> Option<i64> {
+    pub(crate) fn int(&self, key: &str) -> Option<i64> {
         match self.metadata.get(key) {
             Some(GgufValue::Int(value)) => Some(*value),
             _ => None,
@@ -120,7 +120,7 @@ impl GgufIndex {
     }
 
     /// Total number of weights, which sizes the F32 copy (4 bytes each).
-    pub fn parameter_count(&self) -> u64 {
+    pub(crate) fn parameter_count(&self) -> u64 {
         self.tensors.iter().map(GgufTensor::elements).sum()
     }
 }

@@ -31,7 +31,7 @@ use llama_cpp_sys_2 as sys;
 use crate::core::model::LlmError;
 
 /// llama.cpp pads the context to a multiple of this, so training windows are multiples of it.
-pub const WINDOW_GRANULE: u32 = 256;
+pub(crate) const WINDOW_GRANULE: u32 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

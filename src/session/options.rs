@@ -43,7 +43,7 @@ impl RuntimeOptions {
         if let Some(path) = &global.lora {
             let scale = global.lora_scale.unwrap_or(1.0);
             if !scale.is_finite() {
-                return Err(AppError::Invalid(format!(
+                return Err(AppError::Usage(format!(
                     "--lora-scale {scale} must be a number"
                 )));
             }
@@ -52,7 +52,7 @@ impl RuntimeOptions {
                 scale,
             });
         } else if global.lora_scale.is_some() {
-            return Err(AppError::Invalid(
+            return Err(AppError::Usage(
                 "--lora-scale needs --lora PATH (a GGUF LoRA adapter)".into(),
             ));
         }
@@ -65,7 +65,7 @@ impl RuntimeOptions {
         engine.gpu_layers = global.gpu_layers.unwrap_or(settings.model.gpu_layers);
         engine.context_tokens = global.context.unwrap_or(settings.model.context_tokens);
         if engine.context_tokens < 512 {
-            return Err(AppError::Invalid(format!(
+            return Err(AppError::Usage(format!(
                 "--context {} is too small (at least 512)",
                 engine.context_tokens
             )));
@@ -74,13 +74,13 @@ impl RuntimeOptions {
 
         let timeout = global.timeout.unwrap_or(settings.pipeline.timeout_secs);
         if !(timeout > 0.0 && timeout.is_finite()) {
-            return Err(AppError::Invalid(format!(
+            return Err(AppError::Usage(format!(
                 "--timeout {timeout} must be a positive number of seconds"
             )));
         }
         let row_limit = global.row_limit.unwrap_or(settings.pipeline.row_limit);
         if row_limit == 0 {
-            return Err(AppError::Invalid("--row-limit must be at least 1".into()));
+            return Err(AppError::Usage("--row-limit must be at least 1".into()));
         }
         let mut pipeline = settings.pipeline_config();
         pipeline.max_repairs = global.max_repairs.unwrap_or(pipeline.max_repairs);

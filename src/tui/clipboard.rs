@@ -6,12 +6,12 @@ use std::io::Write;
 use base64::Engine;
 
 /// The escape sequence that puts `text` on the clipboard.
-pub fn osc52(text: &str) -> String {
+pub(crate) fn osc52(text: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
     format!("\x1b]52;c;{encoded}\x07")
 }
 
-pub fn copy_to_terminal(text: &str) -> Result<(), String> {
+pub(crate) fn copy_to_terminal(text: &str) -> Result<(), String> {
     let mut stdout = std::io::stdout();
     stdout
         .write_all(osc52(text).as_bytes())

@@ -39,7 +39,7 @@ pub struct TuiConfig {
 
 impl TuiConfig {
     /// Reads the `[tui]` table of loaded settings; `source` names the file in errors.
-    pub fn from_settings(settings: &Settings, source: &str) -> Result<Self, String> {
+    pub(crate) fn from_settings(settings: &Settings, source: &str) -> Result<Self, String> {
         let invalid = |reason: String| format!("invalid config file '{source}': tui.{reason}");
         let table = &settings.tui;
         let mouse = match table.get("mouse") {

@@ -99,7 +99,7 @@ pub enum KeyContext {
 }
 
 impl KeyContext {
-    pub const ALL: [KeyContext; 10] = [
+    pub(crate) const ALL: [KeyContext; 10] = [
         KeyContext::Global,
         KeyContext::Question,
         KeyContext::Schema,
@@ -128,7 +128,7 @@ impl KeyContext {
     }
 
     /// Overlays and the editor own the keyboard: global bindings do not apply there.
-    pub fn is_modal(self) -> bool {
+    pub(crate) fn is_modal(self) -> bool {
         matches!(
             self,
             KeyContext::Editor | KeyContext::History | KeyContext::Note | KeyContext::Help
@@ -144,7 +144,7 @@ pub struct Key {
 }
 
 impl Key {
-    pub fn from_event(event: KeyEvent) -> Self {
+    pub(crate) fn from_event(event: KeyEvent) -> Self {
         let mut modifiers = event.modifiers & (KeyModifiers::CONTROL | KeyModifiers::ALT);
         let code = match event.code {
             KeyCode::Char(c) if event.modifiers.contains(KeyModifiers::CONTROL) => {
@@ -276,7 +276,7 @@ struct BindingSpec {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Binding {
+pub(crate) struct Binding {
     pub keys: Vec<Key>,
     pub command: Command,
     pub desc: String,
@@ -290,7 +290,7 @@ pub struct Keymap {
 
 impl Keymap {
     /// Reads the `[tui.keymap]` table. Errors name the context and the offending value.
-    pub fn from_table(table: &toml::Table) -> Result<Self, String> {
+    pub(crate) fn from_table(table: &toml::Table) -> Result<Self, String> {
         let mut contexts = BTreeMap::new();
         for (name, value) in table {
             let context: KeyContext = toml::Value::String(name.clone())
@@ -318,7 +318,7 @@ impl Keymap {
         Ok(Self { contexts })
     }
 
-    pub fn bindings(&self, context: KeyContext) -> &[Binding] {
+    pub(crate) fn bindings(&self, context: KeyContext) -> &[Binding] {
         self.contexts.get(&context).map_or(&[], Vec::as_slice)
     }
 
@@ -341,7 +341,7 @@ impl Keymap {
     }
 
     /// Short "key desc" pairs for the status bar: the context's own bindings first.
-    pub fn hints(&self, context: KeyContext) -> Vec<(String, String)> {
+    pub(crate) fn hints(&self, context: KeyContext) -> Vec<(String, String)> {
         let mut seen_desc = Vec::new();
         let mut hints = Vec::new();
         let mut contexts = vec![context];
@@ -362,7 +362,7 @@ impl Keymap {
     }
 
     /// The first key bound to `command` in `context` (or globally), for messages.
-    pub fn key_for(&self, context: KeyContext, command: Command) -> Option<Key> {
+    pub(crate) fn key_for(&self, context: KeyContext, command: Command) -> Option<Key> {
         [context, KeyContext::Global].into_iter().find_map(|ctx| {
             self.bindings(ctx)
                 .iter()

@@ -44,12 +44,12 @@ use crate::tui::workers::store::StoreHandle;
 use crate::tui::workers::training::{TrainingCommand, process_launcher};
 
 /// The run history the app records into: the same store as `ask`, `history` and `correct`.
-pub fn open_history(paths: &AppPaths) -> Result<Box<dyn RunHistory + Send>, AppError> {
+pub(crate) fn open_history(paths: &AppPaths) -> Result<Box<dyn RunHistory + Send>, AppError> {
     Ok(Box::new(HistoryStore::open(&paths.history_db())?))
 }
 
 /// Identifies the database in the history: canonical path and schema fingerprint.
-pub fn db_scope(path: &Path) -> Result<DbScope, AppError> {
+pub(crate) fn db_scope(path: &Path) -> Result<DbScope, AppError> {
     let db = ReadOnlyDb::open(path)?;
     let fingerprint = db.schema()?.fingerprint();
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -61,7 +61,7 @@ pub fn db_scope(path: &Path) -> Result<DbScope, AppError> {
 
 /// The loader the real app uses: database, then the model, then the schema prompt's KV
 /// cache (so the first question does not pay for it).
-pub fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
+pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
     Box::new(move |report: &dyn Fn(StartupEvent)| {
         let db = ReadOnlyDb::open(&database).map_err(|e| e.to_string())?;
         let schema = db.introspect().map_err(|e| e.to_string())?;
@@ -118,7 +118,7 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "config".into());
-    let config = TuiConfig::from_settings(&settings, &source).map_err(AppError::Invalid)?;
+    let config = TuiConfig::from_settings(&settings, &source).map_err(AppError::TuiConfig)?;
     let scope = db_scope(database)?;
     let history = open_history(&options.paths)?;
 
@@ -171,7 +171,7 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
     if let Some(app::Active::Ask(id)) = model.active {
         shell.inference.cancel(id);
     }
-    result.map_err(|e| AppError::Invalid(format!("terminal error: {e}")))
+    result.map_err(AppError::io("terminal error"))
 }
 
 /// `train run` on this database with this app's data directory, config, model and threads.

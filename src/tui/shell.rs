@@ -24,9 +24,9 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const MAX_BATCH: usize = 1024;
 
 /// Copies text to the clipboard (OSC 52 in the terminal; captured in tests).
-pub type Clipboard = Box<dyn FnMut(&str) -> Result<(), String>>;
+pub(crate) type Clipboard = Box<dyn FnMut(&str) -> Result<(), String>>;
 /// Hands the terminal to `$EDITOR` with the SQL and returns the edited text.
-pub type ExternalEditor = Box<dyn FnMut(&str) -> Result<String, String>>;
+pub(crate) type ExternalEditor = Box<dyn FnMut(&str) -> Result<String, String>>;
 
 pub struct Shell {
     pub inference: InferenceHandle,
@@ -45,7 +45,7 @@ pub struct Shell {
 impl Shell {
     /// Carries out one effect. Returns whether the screen must be redrawn from scratch
     /// (after the terminal was handed to an editor).
-    pub fn dispatch(&mut self, effect: Effect) -> bool {
+    pub(crate) fn dispatch(&mut self, effect: Effect) -> bool {
         match effect {
             Effect::Ask { id, question } => self.inference.ask(id, question),
             Effect::CancelAsk { id } => self.inference.cancel(id),

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use llama_cpp_2::model::LlamaModel;
-use nano_analyst::core::db::compare::{cell_key, results_match};
+use nano_analyst::core::db::compare::{cell_key, gold_is_ordered, results_match};
 use nano_analyst::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
-use nano_analyst::core::eval::score::gold_is_ordered;
 use nano_analyst::llm::embedder::default_embed_model;
 use nano_analyst::llm::engine::{EngineConfig, LlamaEngine, load_model};
 use nano_analyst::paths::AppPaths;

@@ -79,7 +79,7 @@ fn finished_model() -> Model {
         [
             pipeline(
                 id,
-                PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+                PipelineUpdate::Finished(Ok(Box::new(outcome("Tracks per genre?")))),
             ),
             Msg::RunRecorded { id, run: Ok(1) },
         ],
@@ -105,7 +105,7 @@ fn failed_run() {
     failed.error = Some("could not answer after 1 attempt: no such column: Genre.Name".into());
     send(
         &mut model,
-        [pipeline(id, PipelineUpdate::Finished(Ok(failed)))],
+        [pipeline(id, PipelineUpdate::Finished(Ok(Box::new(failed))))],
     );
     snapshot_both("failed", &model);
 }

@@ -38,7 +38,7 @@ fn a_question_flows_through_every_stage_and_is_recorded() {
         &mut model,
         [pipeline(
             id,
-            PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+            PipelineUpdate::Finished(Ok(Box::new(outcome("Tracks per genre?")))),
         )],
     );
     assert!(matches!(effects.as_slice(), [Effect::RecordRun { id: r, .. }] if *r == id));
@@ -108,7 +108,7 @@ fn esc_cancels_at_once_and_later_events_of_that_run_are_dropped() {
             pipeline(id, PipelineUpdate::Executed(genre_counts())),
             pipeline(
                 id,
-                PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+                PipelineUpdate::Finished(Ok(Box::new(outcome("Tracks per genre?")))),
             ),
         ],
     );
@@ -143,7 +143,10 @@ fn a_new_question_replaces_the_running_one_and_stale_results_are_dropped() {
         &mut model,
         [
             pipeline(first, PipelineUpdate::Executed(genre_counts())),
-            pipeline(first, PipelineUpdate::Finished(Ok(outcome("first")))),
+            pipeline(
+                first,
+                PipelineUpdate::Finished(Ok(Box::new(outcome("first")))),
+            ),
         ],
     );
     assert_eq!(model.run.question, "second");
@@ -199,7 +202,7 @@ fn failures_end_the_run_with_their_message() {
     failed.error = Some("could not answer after 4 attempts: no such table: X".into());
     let effects = send(
         &mut model,
-        [pipeline(id, PipelineUpdate::Finished(Ok(failed)))],
+        [pipeline(id, PipelineUpdate::Finished(Ok(Box::new(failed))))],
     );
     assert!(matches!(effects.as_slice(), [Effect::RecordRun { .. }]));
     assert!(matches!(&model.stage, Stage::Failed(e) if e.contains("4 attempts")));
@@ -240,7 +243,10 @@ fn failures_end_the_run_with_their_message() {
     let id = ask(&mut model, "q");
     send(
         &mut model,
-        [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))],
+        [pipeline(
+            id,
+            PipelineUpdate::Finished(Ok(Box::new(outcome("q")))),
+        )],
     );
     send(&mut model, [alt('3')]);
     let effects = send(&mut model, [key(KeyCode::Char('r'))]);
@@ -299,7 +305,7 @@ fn edit_run_and_mark_correct_saves_the_edited_sql() {
         [
             pipeline(
                 id,
-                PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+                PipelineUpdate::Finished(Ok(Box::new(outcome("Tracks per genre?")))),
             ),
             Msg::RunRecorded { id, run: Ok(5) },
         ],
@@ -354,7 +360,10 @@ fn running_sql_can_be_cancelled_and_its_late_result_is_dropped() {
     let id = ask(&mut model, "q");
     send(
         &mut model,
-        [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))],
+        [pipeline(
+            id,
+            PipelineUpdate::Finished(Ok(Box::new(outcome("q")))),
+        )],
     );
     send(&mut model, [alt('3')]);
     let effects = send(&mut model, [key(KeyCode::Char('r'))]);
@@ -387,7 +396,10 @@ fn thumbs_up_and_down_with_a_note_are_stored_with_the_run() {
     let id = ask(&mut model, "q");
     send(
         &mut model,
-        [pipeline(id, PipelineUpdate::Finished(Ok(outcome("q"))))],
+        [pipeline(
+            id,
+            PipelineUpdate::Finished(Ok(Box::new(outcome("q")))),
+        )],
     );
     send(&mut model, [alt('5')]);
     // Not saved yet: nothing to attach the rating to.
@@ -483,7 +495,7 @@ fn history_lists_filters_fuzzily_and_opens_reruns_or_copies_a_run() {
         &mut model,
         [Msg::RunLoaded {
             run: 2,
-            outcome: Ok(Some(outcome("How many albums are there?"))),
+            outcome: Ok(Some(Box::new(outcome("How many albums are there?")))),
         }],
     );
     assert_eq!(model.run.question, "How many albums are there?");
@@ -563,7 +575,7 @@ fn results_cursor_copy_chart_and_export() {
         &mut model,
         [pipeline(
             id,
-            PipelineUpdate::Finished(Ok(outcome("Tracks per genre?"))),
+            PipelineUpdate::Finished(Ok(Box::new(outcome("Tracks per genre?")))),
         )],
     );
     send(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use crate::core::db::exec::{Cell, QueryResult};
 
 /// A key equal for results with the same rows (any order) and the same width.
-pub fn result_key(result: &QueryResult) -> String {
+pub(crate) fn result_key(result: &QueryResult) -> String {
     let mut rows: Vec<String> = result
         .rows
         .iter()
@@ -33,7 +33,7 @@ pub fn results_match(gold: &QueryResult, predicted: &QueryResult, ordered: bool)
     )
 }
 
-pub fn rows_match(
+pub(crate) fn rows_match(
     gold: &[Vec<Cell>],
     gold_width: usize,
     predicted: &[Vec<Cell>],
@@ -150,4 +150,11 @@ fn real_key(value: f64) -> String {
     } else {
         format!("r:{value}")
     }
+}
+
+/// Whether a reference query fixes the row order (then rows compare as a list).
+pub fn gold_is_ordered(gold_sql: &str) -> bool {
+    let upper = gold_sql.to_ascii_uppercase();
+    let normalized: String = upper.split_whitespace().collect::<Vec<_>>().join(" ");
+    normalized.contains("ORDER BY")
 }

@@ -57,7 +57,7 @@ pub enum ExecError {
 
 impl ExecError {
     /// Whether showing this error to the model could lead to a better query.
-    pub fn is_repairable(&self) -> bool {
+    pub(crate) fn is_repairable(&self) -> bool {
         matches!(
             self,
             Self::Sqlite(_) | Self::NotReadOnly(_) | Self::Timeout(_)
@@ -115,7 +115,7 @@ impl QueryResult {
     }
 
     /// "12 rows", "100 of 3503 rows" or "100 rows (truncated)".
-    pub fn row_summary(&self) -> String {
+    pub(crate) fn row_summary(&self) -> String {
         match self.total_rows {
             Some(total) if total == self.rows.len() as u64 => {
                 format!("{total} row{}", if total == 1 { "" } else { "s" })
@@ -143,13 +143,13 @@ impl Default for ExecLimits {
 
 /// Cancels the query running on a [`ReadOnlyDb`] from another thread.
 #[derive(Clone)]
-pub struct QueryCanceller {
+pub(crate) struct QueryCanceller {
     cancelled: Arc<AtomicBool>,
     interrupt: Arc<rusqlite::InterruptHandle>,
 }
 
 impl QueryCanceller {
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
     }
@@ -219,7 +219,7 @@ impl ReadOnlyDb {
         &self.conn
     }
 
-    pub fn canceller(&self) -> QueryCanceller {
+    pub(crate) fn canceller(&self) -> QueryCanceller {
         QueryCanceller {
             cancelled: Arc::clone(&self.cancelled),
             interrupt: Arc::clone(&self.interrupt),

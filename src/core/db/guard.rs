@@ -10,7 +10,7 @@ use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GuardError {
+pub(crate) enum GuardError {
     #[error("the model produced no SQL")]
     Empty,
     #[error("refused: {count} statements; only a single query may run")]
@@ -21,7 +21,7 @@ pub enum GuardError {
 
 /// What the guard concluded about a statement it let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GuardVerdict {
+pub(crate) enum GuardVerdict {
     /// Parsed as exactly one read-only query.
     Query,
     /// The parser could not read it (SQLite dialect gaps); SQLite's own read-only
@@ -30,7 +30,7 @@ pub enum GuardVerdict {
 }
 
 /// Checks one piece of SQL. Returns the verdict, or why it must not run.
-pub fn check_read_only(sql: &str) -> Result<GuardVerdict, GuardError> {
+pub(crate) fn check_read_only(sql: &str) -> Result<GuardVerdict, GuardError> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
         return Err(GuardError::Empty);
@@ -57,7 +57,7 @@ pub fn check_read_only(sql: &str) -> Result<GuardVerdict, GuardError> {
 }
 
 /// The tables a query reads, as written in it (CTE names excluded), in order of appearance.
-pub fn referenced_tables(sql: &str) -> Vec<String> {
+pub(crate) fn referenced_tables(sql: &str) -> Vec<String> {
     let Ok(statements) = Parser::parse_sql(&SQLiteDialect {}, sql) else {
         return Vec::new();
     };

@@ -4,7 +4,7 @@
 //! Retrieval and prompt rendering both rely on this, so it must be deterministic and total.
 
 /// Splits an identifier into lower-case words on case changes, digits and separators.
-pub fn split_identifier(identifier: &str) -> Vec<String> {
+pub(crate) fn split_identifier(identifier: &str) -> Vec<String> {
     let chars: Vec<char> = identifier.chars().collect();
     let mut words = Vec::new();
     let mut current = String::new();
@@ -31,7 +31,7 @@ pub fn split_identifier(identifier: &str) -> Vec<String> {
 }
 
 /// The identifier as a phrase: `InvoiceLine` -> `invoice line`.
-pub fn identifier_phrase(identifier: &str) -> String {
+pub(crate) fn identifier_phrase(identifier: &str) -> String {
     split_identifier(identifier).join(" ")
 }
 
@@ -42,7 +42,7 @@ fn flush(current: &mut String, words: &mut Vec<String>) {
 }
 
 /// Lower-case words of letters and digits, for matching free text (a question, a value).
-pub fn lowercase_words(text: &str) -> Vec<String> {
+pub(crate) fn lowercase_words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
@@ -50,12 +50,12 @@ pub fn lowercase_words(text: &str) -> Vec<String> {
 }
 
 /// Quotes an identifier for SQLite so names with spaces, quotes or keywords work.
-pub fn quote_identifier(identifier: &str) -> String {
+pub(crate) fn quote_identifier(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 /// A character that may appear in a bare SQL name.
-pub fn is_identifier_char(c: char) -> bool {
+pub(crate) fn is_identifier_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 

@@ -117,7 +117,7 @@ fn compact_type(declared: &str) -> String {
 }
 
 /// Plain names stay bare (that is how the model will write them); anything else is quoted.
-pub fn prompt_identifier(name: &str) -> String {
+pub(crate) fn prompt_identifier(name: &str) -> String {
     let plain = name
         .chars()
         .next()

@@ -14,7 +14,7 @@ const SAMPLE_VALUES: usize = 3;
 /// Sample values longer than this are not useful to the model and cost tokens.
 const SAMPLE_MAX_CHARS: usize = 40;
 /// Distinct values are counted up to this many; past it a column is not categorical.
-pub const DISTINCT_COUNT_CAP: u64 = 1000;
+pub(crate) const DISTINCT_COUNT_CAP: u64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -100,7 +100,7 @@ impl Table {
     }
 
     /// The primary key when it is one column.
-    pub fn single_primary_key(&self) -> Option<&Column> {
+    pub(crate) fn single_primary_key(&self) -> Option<&Column> {
         let mut keys = self.columns.iter().filter(|c| c.primary_key);
         let key = keys.next()?;
         keys.next().is_none().then_some(key)

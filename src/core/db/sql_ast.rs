@@ -14,7 +14,7 @@ use crate::core::db::schema::{Schema, Table};
 
 /// The text as one SQLite query statement (a trailing `;` allowed); `None` when it is not
 /// exactly one query `sqlparser` reads.
-pub fn parse_single_query(sql: &str) -> Option<Statement> {
+pub(crate) fn parse_single_query(sql: &str) -> Option<Statement> {
     let mut statements =
         Parser::parse_sql(&SQLiteDialect {}, sql.trim().trim_end_matches(';')).ok()?;
     match statements.as_slice() {
@@ -25,7 +25,7 @@ pub fn parse_single_query(sql: &str) -> Option<Statement> {
 
 /// Calls `visit` on every SELECT of the statement: the arms of set operations and every
 /// subquery, each once.
-pub fn for_each_select_mut(statement: &mut Statement, visit: impl FnMut(&mut Select)) {
+pub(crate) fn for_each_select_mut(statement: &mut Statement, visit: impl FnMut(&mut Select)) {
     struct Selects<F>(F);
 
     impl<F: FnMut(&mut Select)> Selects<F> {
@@ -55,7 +55,7 @@ pub fn for_each_select_mut(statement: &mut Statement, visit: impl FnMut(&mut Sel
 }
 
 /// Whether a function call under `node` satisfies `matches` (subqueries included).
-pub fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bool) -> bool {
+pub(crate) fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bool) -> bool {
     sqlparser::ast::visit_expressions(node, |expr| match expr {
         sqlparser::ast::Expr::Function(function) if matches(function) => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
@@ -65,7 +65,7 @@ pub fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bool) -> 
 
 /// The tables a select reads, under the name its columns use (alias, else table name, as
 /// the query spells it).
-pub fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, &'s Table)> {
+pub(crate) fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, &'s Table)> {
     select
         .from
         .iter()
@@ -78,7 +78,10 @@ pub fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, 
 
 /// The schema's table a FROM item names, under the name its columns use (alias, else
 /// table name, as the query spells it); `None` for a subquery or an unknown table.
-pub fn schema_table<'s>(factor: &TableFactor, schema: &'s Schema) -> Option<(String, &'s Table)> {
+pub(crate) fn schema_table<'s>(
+    factor: &TableFactor,
+    schema: &'s Schema,
+) -> Option<(String, &'s Table)> {
     let TableFactor::Table { name, alias, .. } = factor else {
         return None;
     };
@@ -90,7 +93,7 @@ pub fn schema_table<'s>(factor: &TableFactor, schema: &'s Schema) -> Option<(Str
 
 /// The table and the schema's spelling of the column an expression names, when exactly
 /// one table in scope has it.
-pub fn resolve_column<'s>(
+pub(crate) fn resolve_column<'s>(
     expr: &Expr,
     tables: &[(String, &'s Table)],
 ) -> Option<(&'s Table, String)> {
@@ -98,7 +101,7 @@ pub fn resolve_column<'s>(
 }
 
 /// Like [`resolve_column`], with the name the owning table goes by in the query.
-pub fn resolve_column_owner<'t, 's>(
+pub(crate) fn resolve_column_owner<'t, 's>(
     expr: &Expr,
     tables: &'t [(String, &'s Table)],
 ) -> Option<(&'t str, &'s Table, String)> {
@@ -123,7 +126,7 @@ pub fn resolve_column_owner<'t, 's>(
 
 /// The last part of every column reference in `node` (`T1.Name` and `Name` both give
 /// `Name`), subqueries included.
-pub fn referenced_column_names<T: Visit>(node: &T) -> Vec<String> {
+pub(crate) fn referenced_column_names<T: Visit>(node: &T) -> Vec<String> {
     let mut names = Vec::new();
     let _ = sqlparser::ast::visit_expressions(node, |expr| {
         match expr {
@@ -141,7 +144,7 @@ pub fn referenced_column_names<T: Visit>(node: &T) -> Vec<String> {
 }
 
 /// `a AND b`, or the one condition when there is nothing to add to.
-pub fn and_condition(existing: Option<Expr>, added: Expr) -> Expr {
+pub(crate) fn and_condition(existing: Option<Expr>, added: Expr) -> Expr {
     match existing {
         None => added,
         Some(existing) => Expr::BinaryOp {
@@ -154,7 +157,7 @@ pub fn and_condition(existing: Option<Expr>, added: Expr) -> Expr {
 
 /// The conditions of an AND chain, in order, looking through parentheses; a parenthesised
 /// OR stays whole, so that [`conjunction`] puts back what it was.
-pub fn conjuncts(expr: &Expr) -> Vec<&Expr> {
+pub(crate) fn conjuncts(expr: &Expr) -> Vec<&Expr> {
     match expr {
         Expr::Nested(inner)
             if !matches!(
@@ -181,7 +184,7 @@ pub fn conjuncts(expr: &Expr) -> Vec<&Expr> {
 }
 
 /// The conditions ANDed together; `None` when there are none.
-pub fn conjunction(conditions: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+pub(crate) fn conjunction(conditions: impl IntoIterator<Item = Expr>) -> Option<Expr> {
     conditions
         .into_iter()
         .reduce(|all, next| and_condition(Some(all), next))

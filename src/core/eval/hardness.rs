@@ -30,7 +30,7 @@ pub enum Hardness {
 }
 
 impl Hardness {
-    pub const ALL: [Hardness; 4] = [
+    pub(crate) const ALL: [Hardness; 4] = [
         Hardness::Easy,
         Hardness::Medium,
         Hardness::Hard,
@@ -49,7 +49,7 @@ impl Hardness {
 
 /// The three counts Spider's `eval_hardness` reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Components {
+pub(crate) struct Components {
     pub component1: usize,
     pub component2: usize,
     pub others: usize,
@@ -78,7 +78,7 @@ impl Components {
 }
 
 /// Hardness from Spider's parsed `sql` object (the `sql` field of `dev.json`).
-pub fn hardness_of_spider_sql(sql: &Value) -> Option<Hardness> {
+pub(crate) fn hardness_of_spider_sql(sql: &Value) -> Option<Hardness> {
     Some(spider_components(sql)?.hardness())
 }
 
@@ -165,11 +165,11 @@ fn spider_components(sql: &Value) -> Option<Components> {
 }
 
 /// Hardness from SQL text; `None` when `sqlparser` cannot read it as one query.
-pub fn hardness_of_sql(sql: &str) -> Option<Hardness> {
+pub(crate) fn hardness_of_sql(sql: &str) -> Option<Hardness> {
     Some(sql_components(sql)?.hardness())
 }
 
-pub fn sql_components(sql: &str) -> Option<Components> {
+pub(crate) fn sql_components(sql: &str) -> Option<Components> {
     let Statement::Query(query) = parse_single_query(sql)? else {
         return None;
     };

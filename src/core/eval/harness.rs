@@ -24,7 +24,7 @@ use crate::core::retrieval::provider::WholeSchemaContext;
 
 /// Where each question's database lives.
 #[derive(Debug, Clone)]
-pub enum DbSource {
+pub(crate) enum DbSource {
     /// `DIR/<db_id>/<db_id>.sqlite`, as Spider lays them out.
     Dir(PathBuf),
     /// One file for every question.
@@ -32,7 +32,7 @@ pub enum DbSource {
 }
 
 impl DbSource {
-    pub fn path_for(&self, db_id: &str) -> PathBuf {
+    pub(crate) fn path_for(&self, db_id: &str) -> PathBuf {
         match self {
             DbSource::Dir(dir) => dir.join(db_id).join(format!("{db_id}.sqlite")),
             DbSource::File(path) => path.clone(),
@@ -42,7 +42,7 @@ impl DbSource {
 
 /// One evaluation: which questions, on which databases, written where.
 #[derive(Debug, Clone)]
-pub struct EvalJob {
+pub(crate) struct EvalJob {
     pub items: Vec<EvalItem>,
     pub source: DbSource,
     /// The predictions file (JSON lines).
@@ -62,7 +62,7 @@ pub struct EvalJob {
 }
 
 /// A job whose earlier predictions are read and whose output file is open.
-pub struct Prepared<'a> {
+pub(crate) struct Prepared<'a> {
     job: &'a EvalJob,
     file: File,
     predictions: Vec<Prediction>,
@@ -113,7 +113,7 @@ impl EvalJob {
 
 impl Prepared<'_> {
     /// The questions not answered yet.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.job.items.len() - self.predictions.len()
     }
 

@@ -70,7 +70,7 @@ struct RawItem {
 
 /// Reads Spider's `dev.json` (a JSON list) or JSON Lines of `{db_id?, question, query}`.
 /// Items without a `db_id` get `default_db_id` (the name of a `--db` file).
-pub fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, EvalError> {
+pub(crate) fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, EvalError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::Read {
         path: shown.clone(),
@@ -116,7 +116,7 @@ pub fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, E
 /// A fixed sample of about `size` items, stratified by database and hardness: each
 /// (database, level) group contributes in proportion to its size (largest remainders
 /// first), taking evenly spaced items. Deterministic; dataset order is kept.
-pub fn stratified_sample(items: &[EvalItem], size: usize) -> Vec<EvalItem> {
+pub(crate) fn stratified_sample(items: &[EvalItem], size: usize) -> Vec<EvalItem> {
     if size >= items.len() {
         return items.to_vec();
     }
@@ -185,7 +185,7 @@ pub struct Prediction {
 
 impl Prediction {
     /// The first attempt failed, so the repair loop ran (or could not).
-    pub fn needed_repair(&self) -> bool {
+    pub(crate) fn needed_repair(&self) -> bool {
         self.attempts > 1 || !self.valid
     }
 }
@@ -209,7 +209,7 @@ impl Tally {
         ratio(self.correct, self.questions)
     }
 
-    pub fn valid_rate(&self) -> f64 {
+    pub(crate) fn valid_rate(&self) -> f64 {
         ratio(self.valid, self.questions)
     }
 }
@@ -259,7 +259,7 @@ impl Summary {
         summary
     }
 
-    pub fn repair_success_rate(&self) -> f64 {
+    pub(crate) fn repair_success_rate(&self) -> f64 {
         ratio(self.repaired_valid, self.needed_repair)
     }
 }
@@ -273,7 +273,7 @@ fn ratio(part: usize, whole: usize) -> f64 {
 }
 
 /// Nearest-rank percentile (zero for no values); every figure we print uses this one.
-pub fn percentile<T: Copy + PartialOrd + Default>(values: &[T], percent: usize) -> T {
+pub(crate) fn percentile<T: Copy + PartialOrd + Default>(values: &[T], percent: usize) -> T {
     if values.is_empty() {
         return T::default();
     }
@@ -288,13 +288,13 @@ pub fn percentile<T: Copy + PartialOrd + Default>(values: &[T], percent: usize) 
 /// What an earlier, interrupted run left: its complete records, and the byte length of the
 /// file up to the last complete line (a line cut by Ctrl-C or a crash is dropped).
 #[derive(Debug, Default)]
-pub struct ResumeState {
+pub(crate) struct ResumeState {
     pub done: Vec<Prediction>,
     pub valid_len: u64,
 }
 
 /// Reads a predictions file for `--resume`, checking each record against the run's items.
-pub fn read_resume(path: &Path, items: &[EvalItem]) -> Result<ResumeState, EvalError> {
+pub(crate) fn read_resume(path: &Path, items: &[EvalItem]) -> Result<ResumeState, EvalError> {
     let shown = path.display().to_string();
     let text = match std::fs::read(path) {
         Ok(bytes) => bytes,

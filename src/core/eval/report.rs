@@ -8,7 +8,7 @@ use crate::core::eval::{Summary, Tally};
 
 /// What the report says about the run besides the numbers.
 #[derive(Debug, Clone, Default)]
-pub struct RunInfo {
+pub(crate) struct RunInfo {
     pub config_name: String,
     pub dataset: String,
     pub model: String,
@@ -18,11 +18,11 @@ pub struct RunInfo {
 
 const BAR_WIDTH: usize = 30;
 
-pub fn percent(value: f64) -> String {
+pub(crate) fn percent(value: f64) -> String {
     format!("{:.1}%", value * 100.0)
 }
 
-pub fn markdown_report(summary: &Summary, info: &RunInfo) -> String {
+pub(crate) fn markdown_report(summary: &Summary, info: &RunInfo) -> String {
     let mut out = String::new();
     let overall = &summary.overall;
     let _ = writeln!(out, "# Evaluation: {}\n", info.config_name);

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::core::db::compare::results_match;
+use crate::core::db::compare::{gold_is_ordered, results_match};
 use crate::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
 
 /// Rows read when scoring: far above any Spider gold result, so nothing is cut.
@@ -14,7 +14,7 @@ const SCORING_ROW_LIMIT: usize = 1_000_000;
 
 /// The outcome of comparing a prediction with its gold query on one database.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Correct,
     /// Both ran; the results differ.
     Wrong,
@@ -25,7 +25,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn is_correct(&self) -> bool {
+    pub(crate) fn is_correct(&self) -> bool {
         matches!(self, Verdict::Correct)
     }
 }
@@ -33,7 +33,7 @@ impl Verdict {
 /// Runs the gold query and compares the prediction's result with it. `predicted` is the
 /// result the pipeline already has; it is run again here when it was cut at a row cap (or
 /// missing), so that every row is compared.
-pub fn score_prediction(
+pub(crate) fn score_prediction(
     db: &ReadOnlyDb,
     gold_sql: &str,
     predicted_sql: &str,
@@ -67,13 +67,6 @@ pub fn score_prediction(
     } else {
         Verdict::Wrong
     }
-}
-
-/// Whether the gold query fixes the row order.
-pub fn gold_is_ordered(gold_sql: &str) -> bool {
-    let upper = gold_sql.to_ascii_uppercase();
-    let normalized: String = upper.split_whitespace().collect::<Vec<_>>().join(" ");
-    normalized.contains("ORDER BY")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::pipeline::outcome::RunOutcome;
 
-pub type RunId = i64;
+pub(crate) type RunId = i64;
 
 /// Identifies a user database across runs: its path and its schema fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,7 +83,7 @@ pub struct RetrainingStatus {
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC from seconds since the epoch.
-pub fn utc_time(secs: i64) -> String {
+pub(crate) fn utc_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rest = secs.rem_euclid(86_400);
     // Howard Hinnant's civil-from-days.

@@ -71,7 +71,7 @@ impl TrainingRecord {
             .unwrap_or_else(|| self.database.clone())
     }
 
-    pub fn to_json(&self, format: ExportFormat) -> serde_json::Value {
+    pub(crate) fn to_json(&self, format: ExportFormat) -> serde_json::Value {
         let provenance = self.source.provenance();
         let [system, user, assistant] = self.messages();
         let mut line = match format {

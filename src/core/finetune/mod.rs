@@ -26,24 +26,24 @@ use crate::core::pipeline::extract::SQL_FENCE_OPEN;
 use crate::core::pipeline::prompt::{question_message, sql_reply, system_message};
 
 /// How far general EX may fall (in percentage points) for a candidate to pass.
-pub const GENERAL_TOLERANCE_POINTS: f64 = 1.0;
+pub(crate) const GENERAL_TOLERANCE_POINTS: f64 = 1.0;
 
 /// A verified question/SQL pair and the database it is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinetunePair {
+pub(crate) struct FinetunePair {
     pub question: String,
     pub sql: String,
     pub database: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Split {
+pub(crate) struct Split {
     pub train: Vec<FinetunePair>,
     pub held_out: Vec<FinetunePair>,
 }
 
 /// SQL compared for grouping: lower case, single spaces, no trailing semicolon.
-pub fn normalized_sql(sql: &str) -> String {
+pub(crate) fn normalized_sql(sql: &str) -> String {
     sql.trim()
         .trim_end_matches(';')
         .split_whitespace()
@@ -62,7 +62,7 @@ fn stable_hash(text: &str) -> u64 {
 /// Splits pairs in two halves: pairs are grouped by database and normalised SQL, groups are
 /// ordered by a stable hash, and each goes to the side that has fewer pairs so far (the
 /// training side on ties). Order within each side follows the input.
-pub fn split_pairs(pairs: Vec<FinetunePair>) -> Split {
+pub(crate) fn split_pairs(pairs: Vec<FinetunePair>) -> Split {
     let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
     let mut key_of_group: std::collections::HashMap<String, usize> = Default::default();
     for (index, pair) in pairs.iter().enumerate() {
@@ -101,7 +101,7 @@ pub fn split_pairs(pairs: Vec<FinetunePair>) -> Split {
 }
 
 /// The tables `sql` names, in schema order (whole identifiers, case-insensitive).
-pub fn tables_in_sql(sql: &str, schema: &Schema) -> Vec<String> {
+pub(crate) fn tables_in_sql(sql: &str, schema: &Schema) -> Vec<String> {
     let words: Vec<String> = sql
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
@@ -127,7 +127,7 @@ pub fn tables_in_sql(sql: &str, schema: &Schema) -> Vec<String> {
 /// The reply text and the assistant prefix the pipeline would have written before it: the
 /// pipeline opens the SQL block and starts the query with `sql_opening` ("SELECT "), so a
 /// query that starts that way (in any case) is written with exactly that opening.
-pub fn reply_and_prefix(sql: &str, sql_opening: &str) -> (String, String) {
+pub(crate) fn reply_and_prefix(sql: &str, sql_opening: &str) -> (String, String) {
     let sql = sql.trim().trim_end_matches(';').trim_end();
     let opening = sql_opening.trim_end();
     let starts = !opening.is_empty()
@@ -155,7 +155,7 @@ pub struct Example {
 
 /// The example for `pair`: the system message with the compact schema of the tables its
 /// SQL names (the whole schema when it names none), the question turn, the SQL reply.
-pub fn example_for(
+pub(crate) fn example_for(
     pair: &FinetunePair,
     schema: &Schema,
     render: RenderOptions,
@@ -177,7 +177,7 @@ pub fn example_for(
 
 /// The smallest multiple of `granule` that holds `longest` tokens plus the label shift,
 /// capped at `max_window`.
-pub fn window_for(longest: usize, granule: u32, max_window: u32) -> u32 {
+pub(crate) fn window_for(longest: usize, granule: u32, max_window: u32) -> u32 {
     let needed = u32::try_from(longest + 1).unwrap_or(u32::MAX);
     (needed.div_ceil(granule) * granule).clamp(granule, max_window.max(granule))
 }
@@ -185,14 +185,14 @@ pub fn window_for(longest: usize, granule: u32, max_window: u32) -> u32 {
 /// A tokenised training example: its ids, and where the reply starts (the ids after the
 /// assistant prefix the pipeline writes itself, which are the ones the model should learn).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenizedExample {
+pub(crate) struct TokenizedExample {
     pub tokens: Vec<i32>,
     pub reply_start: usize,
 }
 
 /// `window + 1` packed ids and, for each, whether it belongs to a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     pub tokens: Vec<i32>,
     pub reply: Vec<bool>,
 }
@@ -224,7 +224,7 @@ impl Window {
     }
 
     /// How many labels come from a reply.
-    pub fn reply_labels(&self) -> usize {
+    pub(crate) fn reply_labels(&self) -> usize {
         self.reply.iter().skip(1).filter(|r| **r).count()
     }
 }
@@ -236,7 +236,7 @@ impl Window {
 /// to repeat its last token (measured: it made the fine-tuned model loop). Packing also
 /// spends the steps on examples rather than padding.
 /// Returns the windows and how many examples were too long for any window.
-pub fn pack_windows(examples: &[TokenizedExample], window: usize) -> (Vec<Window>, usize) {
+pub(crate) fn pack_windows(examples: &[TokenizedExample], window: usize) -> (Vec<Window>, usize) {
     let capacity = window + 1;
     let fitting: Vec<&TokenizedExample> = examples
         .iter()
@@ -277,7 +277,7 @@ pub fn pack_windows(examples: &[TokenizedExample], window: usize) -> (Vec<Window
 }
 
 /// The order windows are visited in one epoch: a deterministic shuffle per epoch.
-pub fn epoch_order(count: usize, epoch: u32) -> Vec<usize> {
+pub(crate) fn epoch_order(count: usize, epoch: u32) -> Vec<usize> {
     let mut order: Vec<usize> = (0..count).collect();
     let mut state = stable_hash(&format!("epoch {epoch}")) | 1;
     for i in (1..order.len()).rev() {
@@ -300,7 +300,7 @@ pub struct Score {
 }
 
 impl Score {
-    pub fn percent(self) -> f64 {
+    pub(crate) fn percent(self) -> f64 {
         if self.total == 0 {
             0.0
         } else {
@@ -308,7 +308,7 @@ impl Score {
         }
     }
 
-    pub fn plus(self, other: Score) -> Score {
+    pub(crate) fn plus(self, other: Score) -> Score {
         Score {
             correct: self.correct + other.correct,
             total: self.total + other.total,
@@ -336,7 +336,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    pub fn change_points(&self) -> f64 {
+    pub(crate) fn change_points(&self) -> f64 {
         self.candidate.percent() - self.base.percent()
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::finetune::{Comparison, GateDecision};
 
-pub const REGISTRY_FILE: &str = "registry.json";
+pub(crate) const REGISTRY_FILE: &str = "registry.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -37,7 +37,7 @@ pub enum RegistryError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum VersionStatus {
+pub(crate) enum VersionStatus {
     /// Trained, not yet evaluated (or the evaluation was interrupted).
     Candidate,
     /// Passed the gate or was accepted by hand; it is or was active.
@@ -60,14 +60,14 @@ impl VersionStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BaseModel {
+pub(crate) struct BaseModel {
     pub path: String,
     pub sha256: String,
     pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct PairCounts {
+pub(crate) struct PairCounts {
     /// Where the pairs came from: "history store" or a file.
     pub source: String,
     pub train: usize,
@@ -78,7 +78,7 @@ pub struct PairCounts {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSettings {
+pub(crate) struct TrainSettings {
     pub epochs: u32,
     pub layers: u32,
     pub learning_rate: f32,
@@ -110,14 +110,14 @@ pub struct Timings {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateReport {
+pub(crate) struct GateReport {
     pub held_out: Comparison,
     pub general: Comparison,
     pub decision: GateDecision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelVersion {
+pub(crate) struct ModelVersion {
     pub id: String,
     /// The model file, relative to the versions directory.
     pub file: String,
@@ -137,7 +137,7 @@ pub struct ModelVersion {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     /// The version in use (`None`: the base model).
     pub active: Option<String>,
     /// Previously active versions, oldest first (`None` entries: the base model).
@@ -182,7 +182,7 @@ impl Registry {
     }
 
     /// The id the next version gets: `v1`, `v2`, ...
-    pub fn next_id(&self) -> String {
+    pub(crate) fn next_id(&self) -> String {
         let highest = self
             .versions
             .iter()
@@ -204,7 +204,7 @@ impl Registry {
     }
 
     /// Adds or replaces a version (by id).
-    pub fn upsert(&mut self, version: ModelVersion) {
+    pub(crate) fn upsert(&mut self, version: ModelVersion) {
         match self.versions.iter_mut().find(|v| v.id == version.id) {
             Some(existing) => *existing = version,
             None => self.versions.push(version),
@@ -269,7 +269,7 @@ impl Registry {
     }
 
     /// The active version's model file, when there is one and it exists.
-    pub fn active_file(&self, dir: &Path) -> Option<(String, PathBuf)> {
+    pub(crate) fn active_file(&self, dir: &Path) -> Option<(String, PathBuf)> {
         let id = self.active.as_ref()?;
         let version = self.version(id)?;
         let path = dir.join(&version.file);
@@ -280,7 +280,7 @@ impl Registry {
 /// The model to use when none was named on the command line: the active fine-tuned version
 /// when it was trained from `configured` (the configured or default model), else
 /// `configured` itself.
-pub fn resolve_model(versions_dir: &Path, configured: &Path) -> PathBuf {
+pub(crate) fn resolve_model(versions_dir: &Path, configured: &Path) -> PathBuf {
     let registry = match Registry::load(versions_dir) {
         Ok(registry) => registry,
         Err(error) => {

@@ -7,11 +7,11 @@
 /// The fence the assistant turn is prefilled with.
 pub const SQL_FENCE_OPEN: &str = "```sql\n";
 /// Generation stops as soon as this appears.
-pub const SQL_FENCE_CLOSE: &str = "```";
+pub(crate) const SQL_FENCE_CLOSE: &str = "```";
 
 /// Extracts the SQL from a completion that started after [`SQL_FENCE_OPEN`].
 /// Returns `None` when nothing that looks like SQL is there.
-pub fn extract_sql(completion: &str) -> Option<String> {
+pub(crate) fn extract_sql(completion: &str) -> Option<String> {
     let body = match completion.find(SQL_FENCE_CLOSE) {
         Some(end) => &completion[..end],
         None => completion,

@@ -104,7 +104,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// The grammar's root rule is `root`; it describes the text after `SELECT `.
-pub fn sql_grammar(schema: &Schema) -> String {
+pub(crate) fn sql_grammar(schema: &Schema) -> String {
     let mut words: BTreeSet<String> = BTreeSet::new();
     for keyword in KEYWORDS {
         words.insert(keyword.to_string());

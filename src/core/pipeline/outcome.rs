@@ -78,7 +78,7 @@ pub struct RunOutcome {
     /// What the prompt held beyond the question; recorded with the run (not part of the
     /// JSON) so the retraining set can reproduce the prompt exactly.
     #[serde(skip)]
-    pub prompt: Option<PromptRecord>,
+    pub prompt: Option<Box<PromptRecord>>,
 }
 
 /// What the prompt held for a run beyond the question.

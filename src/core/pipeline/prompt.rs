@@ -48,7 +48,7 @@ pub fn question_message(question: &str, glossary: &[GlossaryEntry]) -> ChatMessa
 /// reply it got, the most similar one last, then the question. A small model copies the
 /// structure of a reply it "wrote" far more faithfully than an example quoted inside the
 /// question (measured on the Chinook paraphrases, see the README).
-pub fn question_turns(
+pub(crate) fn question_turns(
     question: &str,
     examples: &[Example],
     glossary: &[GlossaryEntry],
@@ -70,7 +70,7 @@ pub fn sql_reply(sql: &str) -> ChatMessage {
     )
 }
 
-pub fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
+pub(crate) fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
     let mut content = format!("That query failed with this error:\n{}\n", error.trim());
     for hint in hints {
         let _ = writeln!(content, "{hint}");
@@ -79,7 +79,7 @@ pub fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
     ChatMessage::new(Role::User, content)
 }
 
-pub fn answer_message(question: &str, result: &QueryResult, max_rows: usize) -> ChatMessage {
+pub(crate) fn answer_message(question: &str, result: &QueryResult, max_rows: usize) -> ChatMessage {
     // A lone value is spelled out: shown as a one-row table, small models answer with the
     // row count ("AC/DC has 1 album") instead of the value.
     if let ([column], [row]) = (result.columns.as_slice(), result.rows.as_slice())

@@ -10,7 +10,7 @@ use crate::core::db::ident::is_identifier_char;
 use crate::core::db::schema::Schema;
 
 /// Lines to add after the database's error. Empty when there is nothing useful to add.
-pub fn repair_hints(error: &str, failed_sql: &str, schema: &Schema) -> Vec<String> {
+pub(crate) fn repair_hints(error: &str, failed_sql: &str, schema: &Schema) -> Vec<String> {
     let mut hints = Vec::new();
     if let Some(name) = error_subject(error, "no such table:") {
         let owners = tables_with_column(schema, &name);
@@ -133,7 +133,11 @@ mod tests {
 ///   `PetType`.
 ///
 /// `None` when the error is another one or the fix would be a guess between several.
-pub fn fix_column_reference(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
+pub(crate) fn fix_column_reference(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+) -> Option<String> {
     let subject = error_subject(error, "no such column:")?;
     let (qualifier, column) = match subject.rsplit_once('.') {
         Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),

@@ -252,7 +252,7 @@ impl<'a> Run<'a> {
             model,
             error: None,
             rewrites: self.fired.iter().map(|name| name.to_string()).collect(),
-            prompt: Some(prompt),
+            prompt: Some(Box::new(prompt)),
         };
         match answered {
             Ok((sql, result, answer)) => {

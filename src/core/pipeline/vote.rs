@@ -12,7 +12,7 @@ use crate::core::db::compare::result_key;
 use crate::core::db::exec::QueryResult;
 
 /// The index of the winning candidate, or `None` when none ran.
-pub fn pick_by_vote(results: &[Option<&QueryResult>]) -> Option<usize> {
+pub(crate) fn pick_by_vote(results: &[Option<&QueryResult>]) -> Option<usize> {
     let mut groups: HashMap<String, (usize, usize)> = HashMap::new();
     for (index, result) in results.iter().enumerate() {
         if let Some(result) = result {

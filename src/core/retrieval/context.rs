@@ -55,7 +55,7 @@ impl Default for RetrievalOptions {
 impl RetrievalOptions {
     /// The schema budget for a context window: what is left after the instructions, the
     /// question turn, examples, the SQL and the answer turns.
-    pub fn budget_for_context(context_tokens: u32) -> usize {
+    pub(crate) fn budget_for_context(context_tokens: u32) -> usize {
         (context_tokens as usize).saturating_sub(1600).max(400)
     }
 }
@@ -63,7 +63,7 @@ impl RetrievalOptions {
 /// Rough token count of rendered DDL for budgeting: about three characters per token
 /// for identifiers, punctuation and sample values (measured on Chinook with Qwen2.5's
 /// tokenizer: 3.3), rounded down so the estimate errs on the large side.
-pub fn estimate_tokens(text: &str) -> usize {
+pub(crate) fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(3)
 }
 
@@ -123,16 +123,16 @@ impl RetrievalContext {
     }
 
     /// Hands the embedder back (the benchmark reuses one model across databases).
-    pub fn take_embedder(&mut self) -> Option<Box<dyn Embedder + Send>> {
+    pub(crate) fn take_embedder(&mut self) -> Option<Box<dyn Embedder + Send>> {
         self.embedder.take()
     }
 
     /// Records why there is no embedder (the caller could not load one).
-    pub fn set_note(&mut self, note: String) {
+    pub(crate) fn set_note(&mut self, note: String) {
         self.note = Some(note);
     }
 
-    pub fn has_vectors(&self) -> bool {
+    pub(crate) fn has_vectors(&self) -> bool {
         self.embedder.is_some() && self.index.vectors.is_some()
     }
 
@@ -163,12 +163,12 @@ impl RetrievalContext {
     }
 
     /// Whether the whole schema fits the budget.
-    pub fn whole_schema_fits(&self) -> bool {
+    pub(crate) fn whole_schema_fits(&self) -> bool {
         self.whole_tokens <= self.options.budget_tokens
     }
 
     /// The prompt context for a ranking (split from `context_for` for the benchmark).
-    pub fn context_from(&self, ranking: &Ranking) -> PromptContext {
+    pub(crate) fn context_from(&self, ranking: &Ranking) -> PromptContext {
         let reasons: Vec<String> = ranking
             .tables
             .iter()

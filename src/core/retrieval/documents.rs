@@ -32,7 +32,7 @@ pub struct Documents {
 }
 
 /// Builds one document per table and per column, in schema order.
-pub fn build_documents(schema: &Schema, glossary: &[GlossaryEntry]) -> Documents {
+pub(crate) fn build_documents(schema: &Schema, glossary: &[GlossaryEntry]) -> Documents {
     let mut docs = Documents::default();
     for (t, table) in schema.tables.iter().enumerate() {
         let table_phrase = identifier_phrase(&table.name);
@@ -119,7 +119,7 @@ fn column_body(table: &Table, c: usize, table_phrase: &str, glossary: &[Glossary
 
 /// Whether `text` names `identifier` as a whole word (case-insensitive), either as written
 /// or as its phrase (`InvoiceLine` or "invoice line").
-pub fn mentions(text: &str, identifier: &str) -> bool {
+pub(crate) fn mentions(text: &str, identifier: &str) -> bool {
     let lower = text.to_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))

@@ -102,7 +102,7 @@ impl Glossary {
 }
 
 /// Feeds glossary entries to a hash, so every cache key that depends on them agrees.
-pub fn hash_entries(hasher: &mut Sha256, entries: &[GlossaryEntry]) {
+pub(crate) fn hash_entries(hasher: &mut Sha256, entries: &[GlossaryEntry]) {
     for entry in entries {
         hasher.update(entry.term.as_bytes());
         hasher.update([0]);

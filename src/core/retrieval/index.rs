@@ -164,7 +164,7 @@ impl SchemaIndex {
     }
 
     /// The document of column `column` of table `table`.
-    pub fn column_doc(&self, table: usize, column: usize) -> Option<&ColumnDoc> {
+    pub(crate) fn column_doc(&self, table: usize, column: usize) -> Option<&ColumnDoc> {
         let first = *self.column_offsets.get(table)?;
         self.documents
             .columns
@@ -172,13 +172,16 @@ impl SchemaIndex {
             .filter(|doc| doc.table == table && doc.column == column)
     }
 
-    pub fn table_count(&self) -> usize {
+    pub(crate) fn table_count(&self) -> usize {
         self.documents.tables.len()
     }
 
     /// Loads this index's vectors for `embedder`'s model, computing and saving them when
     /// they are missing.
-    pub fn attach_vectors(&mut self, embedder: &mut dyn Embedder) -> Result<(), RetrievalError> {
+    pub(crate) fn attach_vectors(
+        &mut self,
+        embedder: &mut dyn Embedder,
+    ) -> Result<(), RetrievalError> {
         let model_id = embedder.model_id();
         let dimensions = embedder.dimensions();
         let path = self
@@ -223,7 +226,7 @@ impl SchemaIndex {
     }
 
     /// The analyzed terms of a question (deduplicated, in order).
-    pub fn query_terms(&mut self, question: &str) -> Vec<String> {
+    pub(crate) fn query_terms(&mut self, question: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for term in terms(&mut self.analyzer, question) {
             if !out.contains(&term) {
@@ -234,7 +237,7 @@ impl SchemaIndex {
     }
 
     /// BM25 over table documents: (table, score), best first.
-    pub fn search_tables(&self, terms: &[String], limit: usize) -> Vec<(usize, f32)> {
+    pub(crate) fn search_tables(&self, terms: &[String], limit: usize) -> Vec<(usize, f32)> {
         self.search(terms, self.fields.table_name, self.fields.table_body, limit)
             .into_iter()
             .map(|(t, _, s)| (t, s))
@@ -242,7 +245,11 @@ impl SchemaIndex {
     }
 
     /// BM25 over column documents: (table, column, score), best first.
-    pub fn search_columns(&self, terms: &[String], limit: usize) -> Vec<(usize, usize, f32)> {
+    pub(crate) fn search_columns(
+        &self,
+        terms: &[String],
+        limit: usize,
+    ) -> Vec<(usize, usize, f32)> {
         self.search(
             terms,
             self.fields.column_name,

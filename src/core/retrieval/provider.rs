@@ -60,7 +60,7 @@ impl WholeSchemaContext {
         Self::with_options(schema, RenderOptions::default())
     }
 
-    pub fn with_options(schema: &Schema, options: RenderOptions) -> Self {
+    pub(crate) fn with_options(schema: &Schema, options: RenderOptions) -> Self {
         Self {
             schema_text: render_schema(schema, None, options),
             tables: schema.tables.iter().map(|t| t.name.clone()).collect(),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::core::model::cosine;
 use crate::core::retrieval::documents::mentions;
-use crate::core::retrieval::index::SchemaIndex;
+use crate::core::retrieval::index::{SchemaIndex, Vectors};
 use crate::core::retrieval::provider::GlossaryEntry;
 use crate::core::retrieval::tokenizer::{analyzer, terms};
 
@@ -162,148 +162,196 @@ pub fn rank(
     options: &RankOptions,
 ) -> Ranking {
     let n = index.table_count();
-    let query_terms = index.query_terms(question);
-    let limit = n.clamp(1, 200);
-    let mut column_scores: HashMap<(usize, usize), (f32, Vec<Reason>)> = HashMap::new();
-
-    let mut bm25_table = Signal::default();
-    for (t, score) in index.search_tables(&query_terms, limit) {
-        bm25_table.offer(t, score);
-    }
-    let mut bm25_column = Signal::default();
-    for (t, c, score) in index.search_columns(&query_terms, limit * 2) {
-        bm25_column.offer(t, score);
-        let entry = column_scores.entry((t, c)).or_default();
-        entry.0 += score / 10.0;
-        entry.1.push(Reason::Bm25 { score });
-    }
-
-    let mut vector_table = Signal::default();
-    let mut vector_column = Signal::default();
+    let mut signals = Signals::default();
+    signals.add_bm25(index, question);
     let vectors = index.vectors.as_ref().zip(question_vector);
     if let Some((vectors, query)) = vectors {
-        for t in 0..n {
-            vector_table.offer(t, cosine(vectors.table(t), query));
+        signals.add_vectors(index, vectors, query);
+    }
+    if options.values {
+        signals.add_values(index, question);
+    }
+    let matched_glossary = matching_glossary(glossary, question);
+    signals.add_glossary(index, &matched_glossary);
+
+    let fused = signals.fuse(&options.weights, n);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| fused[*b].total_cmp(&fused[*a]).then(a.cmp(b)));
+
+    let mut closure_reasons: HashMap<usize, Reason> = HashMap::new();
+    let final_order = close_over_foreign_keys(index, &order, options, &mut closure_reasons);
+    let tables = signals.into_tables(index, final_order, &fused, closure_reasons);
+    Ranking {
+        tables,
+        glossary: matched_glossary,
+        vectors_used: vectors.is_some(),
+    }
+}
+
+/// Every signal's per-table scores for one question, with the reasons behind them.
+#[derive(Default)]
+struct Signals {
+    bm25_table: Signal,
+    bm25_column: Signal,
+    vector_table: Signal,
+    vector_column: Signal,
+    value: Signal,
+    glossary: Signal,
+    value_reasons: HashMap<usize, Vec<Reason>>,
+    glossary_reasons: HashMap<usize, Vec<Reason>>,
+    /// Score and reasons of each (table, column) a signal found, which orders the columns
+    /// shown under a table.
+    columns: HashMap<(usize, usize), (f32, Vec<Reason>)>,
+}
+
+impl Signals {
+    fn add_bm25(&mut self, index: &mut SchemaIndex, question: &str) {
+        let query_terms = index.query_terms(question);
+        let limit = index.table_count().clamp(1, 200);
+        for (t, score) in index.search_tables(&query_terms, limit) {
+            self.bm25_table.offer(t, score);
+        }
+        for (t, c, score) in index.search_columns(&query_terms, limit * 2) {
+            self.bm25_column.offer(t, score);
+            let entry = self.columns.entry((t, c)).or_default();
+            entry.0 += score / 10.0;
+            entry.1.push(Reason::Bm25 { score });
+        }
+    }
+
+    fn add_vectors(&mut self, index: &SchemaIndex, vectors: &Vectors, query: &[f32]) {
+        for t in 0..index.table_count() {
+            self.vector_table.offer(t, cosine(vectors.table(t), query));
         }
         for (i, &(t, c)) in index.column_refs.iter().enumerate() {
             let similarity = cosine(vectors.column(i), query);
-            vector_column.offer(t, similarity);
+            self.vector_column.offer(t, similarity);
             if similarity > 0.35 {
-                let entry = column_scores.entry((t, c)).or_default();
+                let entry = self.columns.entry((t, c)).or_default();
                 entry.0 += similarity;
                 entry.1.push(Reason::Vector { score: similarity });
             }
         }
     }
 
-    let mut value = Signal::default();
-    let mut value_reasons: HashMap<usize, Vec<Reason>> = HashMap::new();
-    if options.values {
+    fn add_values(&mut self, index: &SchemaIndex, question: &str) {
+        let n = index.table_count();
         for found in index.values.find(question) {
             if found.table >= n {
                 continue;
             }
-            value.offer(found.table, found.score);
+            self.value.offer(found.table, found.score);
             let column = column_name(index, found.table, found.column);
             let reason = Reason::Value {
                 column: column.clone(),
                 value: found.value.clone(),
             };
-            let reasons = value_reasons.entry(found.table).or_default();
+            let reasons = self.value_reasons.entry(found.table).or_default();
             if !reasons.contains(&reason) {
                 reasons.push(reason.clone());
             }
-            let entry = column_scores
-                .entry((found.table, found.column))
-                .or_default();
+            let entry = self.columns.entry((found.table, found.column)).or_default();
             entry.0 += 1.0 + found.score;
             entry.1.push(reason);
         }
     }
 
-    let matched_glossary = matching_glossary(glossary, question);
-    let mut glossary_signal = Signal::default();
-    let mut glossary_reasons: HashMap<usize, Vec<Reason>> = HashMap::new();
-    for entry in &matched_glossary {
-        for (t, doc) in index.documents.tables.iter().enumerate() {
-            if mentions(&entry.definition, &doc.name) || mentions(&entry.term, &doc.name) {
-                glossary_signal.offer(t, 1.0);
-                glossary_reasons
-                    .entry(t)
-                    .or_default()
-                    .push(Reason::Glossary {
-                        term: entry.term.clone(),
-                    });
+    fn add_glossary(&mut self, index: &SchemaIndex, matched: &[GlossaryEntry]) {
+        for entry in matched {
+            for (t, doc) in index.documents.tables.iter().enumerate() {
+                if mentions(&entry.definition, &doc.name) || mentions(&entry.term, &doc.name) {
+                    self.glossary.offer(t, 1.0);
+                    self.glossary_reasons
+                        .entry(t)
+                        .or_default()
+                        .push(Reason::Glossary {
+                            term: entry.term.clone(),
+                        });
+                }
             }
         }
     }
 
-    let w = options.weights;
-    let mut fused = vec![0.0f32; n];
-    for (signal, weight) in [
-        (&bm25_table, w.bm25_table),
-        (&bm25_column, w.bm25_column),
-        (&vector_table, w.vector_table),
-        (&vector_column, w.vector_column),
-        (&value, w.value),
-        (&glossary_signal, w.glossary),
-    ] {
-        if weight == 0.0 {
-            continue;
+    /// Each table's weighted reciprocal-rank score over the signals; `n` tables.
+    fn fuse(&self, weights: &FusionWeights, n: usize) -> Vec<f32> {
+        let w = weights;
+        let mut fused = vec![0.0f32; n];
+        for (signal, weight) in [
+            (&self.bm25_table, w.bm25_table),
+            (&self.bm25_column, w.bm25_column),
+            (&self.vector_table, w.vector_table),
+            (&self.vector_column, w.vector_column),
+            (&self.value, w.value),
+            (&self.glossary, w.glossary),
+        ] {
+            if weight == 0.0 {
+                continue;
+            }
+            for (rank, (t, _)) in signal.ranked().into_iter().enumerate() {
+                fused[t] += weight / (w.rrf_k + rank as f32 + 1.0);
+            }
         }
-        for (rank, (t, _)) in signal.ranked().into_iter().enumerate() {
-            fused[t] += weight / (w.rrf_k + rank as f32 + 1.0);
-        }
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|a, b| fused[*b].total_cmp(&fused[*a]).then(a.cmp(b)));
-
-    let mut closure_reasons: HashMap<usize, Reason> = HashMap::new();
-    let final_order = close_over_foreign_keys(index, &order, options, &mut closure_reasons);
-    let mut columns_by_table: HashMap<usize, Vec<(usize, f32, Vec<Reason>)>> = HashMap::new();
-    for ((t, c), (score, reasons)) in column_scores {
-        columns_by_table
-            .entry(t)
-            .or_default()
-            .push((c, score, reasons));
+        fused
     }
 
-    let tables = final_order
-        .into_iter()
-        .map(|t| {
-            let mut reasons = Vec::new();
-            let bm25 = max_of(
-                bm25_table.scores.get(&t).copied(),
-                bm25_column.scores.get(&t).copied(),
-            );
-            if let Some(score) = bm25 {
-                reasons.push(Reason::Bm25 { score });
-            }
-            let vector = max_of(
-                vector_table.scores.get(&t).copied(),
-                vector_column.scores.get(&t).copied(),
-            );
-            if let Some(score) = vector {
-                reasons.push(Reason::Vector { score });
-            }
-            reasons.extend(value_reasons.remove(&t).unwrap_or_default());
-            reasons.extend(glossary_reasons.remove(&t).unwrap_or_default());
-            if let Some(reason) = closure_reasons.remove(&t) {
-                reasons.push(reason);
-            }
-            RankedTable {
-                index: t,
-                name: index.documents.tables[t].name.clone(),
-                score: fused[t],
-                reasons,
-                columns: ranked_columns(index, t, columns_by_table.remove(&t).unwrap_or_default()),
-            }
-        })
-        .collect();
-    Ranking {
-        tables,
-        glossary: matched_glossary,
-        vectors_used: vectors.is_some(),
+    /// The ranked tables in `order`, each with its reasons and best columns.
+    fn into_tables(
+        mut self,
+        index: &SchemaIndex,
+        order: Vec<usize>,
+        fused: &[f32],
+        mut closure_reasons: HashMap<usize, Reason>,
+    ) -> Vec<RankedTable> {
+        let mut columns_by_table: HashMap<usize, Vec<(usize, f32, Vec<Reason>)>> = HashMap::new();
+        for ((t, c), (score, reasons)) in std::mem::take(&mut self.columns) {
+            columns_by_table
+                .entry(t)
+                .or_default()
+                .push((c, score, reasons));
+        }
+        order
+            .into_iter()
+            .map(|t| {
+                let mut reasons = self.take_table_reasons(t);
+                if let Some(reason) = closure_reasons.remove(&t) {
+                    reasons.push(reason);
+                }
+                RankedTable {
+                    index: t,
+                    name: index.documents.tables[t].name.clone(),
+                    score: fused[t],
+                    reasons,
+                    columns: ranked_columns(
+                        index,
+                        t,
+                        columns_by_table.remove(&t).unwrap_or_default(),
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    /// Table `t`'s reasons: its best BM25 and vector scores (table or column), then its
+    /// values and glossary terms.
+    fn take_table_reasons(&mut self, t: usize) -> Vec<Reason> {
+        let mut reasons = Vec::new();
+        let bm25 = max_of(
+            self.bm25_table.scores.get(&t).copied(),
+            self.bm25_column.scores.get(&t).copied(),
+        );
+        if let Some(score) = bm25 {
+            reasons.push(Reason::Bm25 { score });
+        }
+        let vector = max_of(
+            self.vector_table.scores.get(&t).copied(),
+            self.vector_column.scores.get(&t).copied(),
+        );
+        if let Some(score) = vector {
+            reasons.push(Reason::Vector { score });
+        }
+        reasons.extend(self.value_reasons.remove(&t).unwrap_or_default());
+        reasons.extend(self.glossary_reasons.remove(&t).unwrap_or_default());
+        reasons
     }
 }
 
@@ -417,7 +465,7 @@ fn ranked_columns(
 }
 
 /// Glossary entries whose term's words all occur in the question.
-pub fn matching_glossary(glossary: &[GlossaryEntry], question: &str) -> Vec<GlossaryEntry> {
+pub(crate) fn matching_glossary(glossary: &[GlossaryEntry], question: &str) -> Vec<GlossaryEntry> {
     if glossary.is_empty() {
         return Vec::new();
     }

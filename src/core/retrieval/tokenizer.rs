@@ -11,13 +11,13 @@ use tantivy::tokenizer::{
 use crate::core::db::ident::split_identifier;
 
 /// The name the analyzer is registered under in every schema index.
-pub const ANALYZER: &str = "identifier";
+pub(crate) const ANALYZER: &str = "identifier";
 
 /// Splits text on whitespace and punctuation, then splits each piece as an identifier.
 #[derive(Clone, Default)]
-pub struct IdentifierTokenizer;
+pub(crate) struct IdentifierTokenizer;
 
-pub struct IdentifierTokenStream {
+pub(crate) struct IdentifierTokenStream {
     tokens: Vec<Token>,
     next: usize,
 }
@@ -102,7 +102,7 @@ const QUESTION_WORDS: &[&str] = &[
 ];
 
 /// The analyzer: identifier split, stop words removed, English stemming.
-pub fn analyzer() -> TextAnalyzer {
+pub(crate) fn analyzer() -> TextAnalyzer {
     let stop = StopWordFilter::remove(QUESTION_WORDS.iter().map(|w| (*w).to_string()));
     TextAnalyzer::builder(IdentifierTokenizer)
         .filter(stop)
@@ -111,7 +111,7 @@ pub fn analyzer() -> TextAnalyzer {
 }
 
 /// The analyzed terms of `text`, in order, duplicates kept.
-pub fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
+pub(crate) fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
     while stream.advance() {

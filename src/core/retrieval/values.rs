@@ -21,7 +21,7 @@ const MAX_PHRASE_WORDS: usize = 6;
 
 /// Where a value occurs: table and column positions in the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ValueLocation {
+pub(crate) struct ValueLocation {
     pub table: u32,
     pub column: u32,
 }
@@ -51,7 +51,7 @@ impl ValueIndex {
         self.values.is_empty()
     }
 
-    pub fn insert(&mut self, raw: &str, location: ValueLocation) {
+    pub(crate) fn insert(&mut self, raw: &str, location: ValueLocation) {
         let Some(key) = normalize_value(raw) else {
             return;
         };

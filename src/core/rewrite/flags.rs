@@ -42,7 +42,7 @@ const YES_NO_PAIRS: [(&str, &str); 5] = [
 
 /// The query with the flag filters the question asks for, pretty-printed; `None` when
 /// there is nothing to add.
-pub fn filter_named_flags(
+pub(crate) fn filter_named_flags(
     sql: &str,
     question: &str,
     schema: &Schema,
@@ -96,7 +96,7 @@ pub fn filter_named_flags(
 /// `IsOfficial = 'T'` out of habit, and the answer counts only official languages. A filter
 /// `flag = value` in a WHERE's AND chain goes when no word of the question starts with a
 /// word of the flag's name ("official", "officially"); a question that names it keeps it.
-pub fn drop_unnamed_flag_filters(
+pub(crate) fn drop_unnamed_flag_filters(
     sql: &str,
     question: &str,
     schema: &Schema,
@@ -221,7 +221,7 @@ fn yes_value(conn: &Connection, table: &Table, column: &str) -> Option<Value> {
 }
 
 /// [`filter_named_flags`] as a step of the chain.
-pub struct FilterNamedFlags;
+pub(crate) struct FilterNamedFlags;
 
 impl Rewrite for FilterNamedFlags {
     fn name(&self) -> &'static str {
@@ -234,7 +234,7 @@ impl Rewrite for FilterNamedFlags {
 }
 
 /// [`drop_unnamed_flag_filters`] as a step of the chain.
-pub struct DropUnnamedFlags;
+pub(crate) struct DropUnnamedFlags;
 
 impl Rewrite for DropUnnamedFlags {
     fn name(&self) -> &'static str {

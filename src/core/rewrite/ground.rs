@@ -33,7 +33,7 @@ const MAX_ROWS_SEARCHED: u64 = 1_000_000;
 
 /// The query with its unmatched text filters grounded, pretty-printed; `None` when every
 /// filter already matches (or nothing could be grounded).
-pub fn ground_literals(
+pub(crate) fn ground_literals(
     sql: &str,
     schema: &Schema,
     conn: &Connection,
@@ -265,7 +265,7 @@ impl Grounder<'_> {
 
 /// Whether a table is small enough to scan for a value (row counted, at most
 /// a million rows).
-pub fn searchable(table: &Table) -> bool {
+pub(crate) fn searchable(table: &Table) -> bool {
     table
         .row_count
         .is_some_and(|rows| rows <= MAX_ROWS_SEARCHED)
@@ -358,13 +358,13 @@ fn rename_column(expr: &mut Expr, column: &str) {
 }
 
 /// [`ground_literals`] as a step of the chain.
-pub struct GroundLiterals {
+pub(crate) struct GroundLiterals {
     /// Look a value up through a foreign key when only a linked table holds it.
     pub lookup_through_keys: bool,
 }
 
 impl GroundLiterals {
-    pub const NAME: &'static str = "ground_literals";
+    pub(crate) const NAME: &'static str = "ground_literals";
 }
 
 impl Rewrite for GroundLiterals {

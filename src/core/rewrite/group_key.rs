@@ -102,7 +102,7 @@ fn values_repeat(conn: &Connection, table: &Table, columns: &[String]) -> bool {
 }
 
 /// [`group_by_entity_key`] as a step of the chain.
-pub struct GroupByEntityKey;
+pub(crate) struct GroupByEntityKey;
 
 impl Rewrite for GroupByEntityKey {
     fn name(&self) -> &'static str {

@@ -6,6 +6,7 @@
 //! `[rewrites]` table of the config; defaults live only in the embedded default config)
 //! and is reported by that name when it fires.
 
+pub mod audit;
 pub mod flags;
 pub mod ground;
 pub mod group_key;
@@ -19,14 +20,14 @@ use crate::core::db::schema::Schema;
 
 /// What a step may read besides the query.
 #[derive(Clone, Copy)]
-pub struct RewriteInput<'a> {
+pub(crate) struct RewriteInput<'a> {
     pub question: &'a str,
     pub schema: &'a Schema,
     pub conn: &'a Connection,
 }
 
 /// One rewrite of a query.
-pub trait Rewrite {
+pub(crate) trait Rewrite {
     /// The step's name: its settings key, and what `rewrites` reports when it fires.
     fn name(&self) -> &'static str;
     /// The rewritten query, or `None` when the step leaves this one alone.
@@ -39,7 +40,7 @@ pub trait Rewrite {
 }
 
 /// One test of a query that, when it fails, sends the query back for repair.
-pub trait Check {
+pub(crate) trait Check {
     fn name(&self) -> &'static str;
     /// Why the query must be written again, or `None` when it passes.
     fn check(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String>;
@@ -91,7 +92,7 @@ struct Step {
 
 /// A query after the chain, and what changed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rewritten {
+pub(crate) struct Rewritten {
     pub sql: String,
     /// The steps that changed the query, in order, each once.
     pub fired: Vec<&'static str>,
@@ -100,7 +101,7 @@ pub struct Rewritten {
 }
 
 /// The ordered registry: the enabled rewrites, then the checks.
-pub struct RewriteChain {
+pub(crate) struct RewriteChain {
     steps: Vec<Step>,
     checks: Vec<Box<dyn Check + Send + Sync>>,
 }
@@ -110,7 +111,7 @@ impl RewriteChain {
     /// query); a dropped flag may be all the query read of its table, so it goes before
     /// the join drop; a filter grounding moves can leave its table unused, so the join drop
     /// runs again after it.
-    pub fn from_settings(settings: &RewriteSettings) -> Self {
+    pub(crate) fn from_settings(settings: &RewriteSettings) -> Self {
         use flags::{DropUnnamedFlags, FilterNamedFlags};
         use simplify::{DropUnusedJoins, IntersectBothValues, JoinConditions, ShowGroupColumns};
         let mut steps = vec![Step {
@@ -167,7 +168,7 @@ impl RewriteChain {
     }
 
     /// `sql` after every enabled rewrite.
-    pub fn apply(&self, sql: String, input: &RewriteInput<'_>) -> Rewritten {
+    pub(crate) fn apply(&self, sql: String, input: &RewriteInput<'_>) -> Rewritten {
         let mut rewritten = Rewritten {
             sql,
             fired: Vec::new(),
@@ -180,15 +181,12 @@ impl RewriteChain {
                 continue;
             }
             let name = step.rewrite.name();
-            match step.rewrite.apply(&rewritten.sql, input) {
-                Some(changed) => {
-                    rewritten.sql = changed;
-                    rewritten.changed |= step.rewrite.changes_meaning();
-                    if !rewritten.fired.contains(&name) {
-                        rewritten.fired.push(name);
-                    }
+            if let Some(changed) = step.rewrite.apply(&rewritten.sql, input) {
+                rewritten.sql = changed;
+                rewritten.changed |= step.rewrite.changes_meaning();
+                if !rewritten.fired.contains(&name) {
+                    rewritten.fired.push(name);
                 }
-                None => {}
             }
         }
         rewritten
@@ -199,5 +197,89 @@ impl RewriteChain {
         self.checks
             .iter()
             .find_map(|check| Some((check.name(), check.check(sql, input)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::exec::ReadOnlyDb;
+
+    fn chinook_like() -> (tempfile::TempDir, ReadOnlyDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("music.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Album (AlbumId INTEGER PRIMARY KEY, Title TEXT, ArtistId INTEGER);
+             CREATE TABLE Track (TrackId INTEGER PRIMARY KEY, Name TEXT,
+                 AlbumId INTEGER REFERENCES Album(AlbumId));
+             CREATE TABLE \"Media Type\" (MediaTypeId INTEGER PRIMARY KEY, Name TEXT);
+             INSERT INTO Album VALUES (1, 'For Those About To Rock', 1);
+             INSERT INTO Track VALUES (1, 'Intro', 1), (2, 'Outro', 1);",
+        )
+        .unwrap();
+        drop(conn);
+        let db = ReadOnlyDb::open(&path).unwrap();
+        (dir, db)
+    }
+
+    fn defaults() -> RewriteSettings {
+        RewriteSettings {
+            check_join_conditions: true,
+            ..RewriteSettings::none()
+        }
+    }
+
+    fn apply(settings: &RewriteSettings, sql: &str) -> Rewritten {
+        let (_dir, db) = chinook_like();
+        let input = RewriteInput {
+            question: "Which albums does artist 1 have?",
+            schema: db.schema().unwrap(),
+            conn: db.connection(),
+        };
+        RewriteChain::from_settings(settings).apply(sql.to_string(), &input)
+    }
+
+    #[test]
+    fn the_chain_reports_what_fired_in_order_each_once() {
+        let sql = "SELECT a.Title FROM Album a JOIN Track t ON a.AlbumId = t.AlbumId \
+                   WHERE a.ArtistId = 1";
+        let on = RewriteSettings {
+            drop_unused_joins: true,
+            ..defaults()
+        };
+        let rewritten = apply(&on, sql);
+        assert_eq!(rewritten.fired, ["drop_unused_joins"]);
+        assert!(rewritten.changed);
+        assert!(!rewritten.sql.contains("Track"), "{}", rewritten.sql);
+
+        let off = apply(&defaults(), sql);
+        assert!(off.fired.is_empty());
+        assert_eq!(off.sql, sql);
+    }
+
+    #[test]
+    fn quoting_fires_without_changing_meaning() {
+        let rewritten = apply(&defaults(), "SELECT Name FROM Media Type");
+        assert_eq!(rewritten.sql, "SELECT Name FROM \"Media Type\"");
+        assert_eq!(rewritten.fired, ["quote_names"]);
+        assert!(!rewritten.changed);
+    }
+
+    #[test]
+    fn checks_name_themselves() {
+        let (_dir, db) = chinook_like();
+        let input = RewriteInput {
+            question: "",
+            schema: db.schema().unwrap(),
+            conn: db.connection(),
+        };
+        let chain = RewriteChain::from_settings(&defaults());
+        let sql = "SELECT a.Title FROM Album a JOIN Track t ON a.AlbumId = a.AlbumId";
+        let (name, message) = chain.check(sql, &input).unwrap();
+        assert_eq!(name, "check_join_conditions");
+        assert!(message.contains("does not connect two tables"), "{message}");
+        let unchecked = RewriteChain::from_settings(&RewriteSettings::none());
+        assert_eq!(unchecked.check(sql, &input), None);
     }
 }

@@ -5,7 +5,7 @@ use crate::core::db::schema::Schema;
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
 /// Quotes bare names with spaces; only the spelling changes, so it runs on every query.
-pub struct QuoteNames;
+pub(crate) struct QuoteNames;
 
 impl Rewrite for QuoteNames {
     fn name(&self) -> &'static str {
@@ -25,7 +25,7 @@ impl Rewrite for QuoteNames {
 /// Quotes table and column names that contain spaces where the model wrote them bare
 /// (`FROM Café Kunden`): SQLite would read the first word as the name and fail, and a small
 /// model repeats the same text when shown the error.
-pub fn quote_bare_names(sql: &str, schema: &Schema) -> String {
+pub(crate) fn quote_bare_names(sql: &str, schema: &Schema) -> String {
     let mut names: Vec<&str> = schema
         .tables
         .iter()

@@ -71,7 +71,7 @@ pub fn drop_unused_joins(sql: &str, schema: &Schema) -> Option<String> {
 /// `COUNT(DISTINCT x)` counts the INTERSECT of the two sides' `x` ("how many countries
 /// speak both"). Other grouped, aggregated, ordered or limited queries are left alone:
 /// their INTERSECT would mean something else.
-pub fn intersect_both_values(sql: &str) -> Option<String> {
+pub(crate) fn intersect_both_values(sql: &str) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let Statement::Query(query) = &mut statement else {
         return None;
@@ -152,7 +152,7 @@ fn counted_distinct(select: &Select) -> Option<Expr> {
 /// `None` unless the outer query is one grouped SELECT whose every output is an aggregate
 /// and whose groups are plain columns. A query with LIMIT is left alone: "the largest
 /// number of cities in a district" asks for the number.
-pub fn show_group_columns(sql: &str) -> Option<String> {
+pub(crate) fn show_group_columns(sql: &str) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let Statement::Query(query) = &mut statement else {
         return None;
@@ -191,7 +191,7 @@ pub fn show_group_columns(sql: &str) -> Option<String> {
 /// column on both sides), or columns of one table only (`T2.CountryAbbrev = T2.Country`).
 /// Either pairs every row with every row of the other table. `None` when there is none or
 /// the text is not one query.
-pub fn unlinked_join_condition(sql: &str) -> Option<String> {
+pub(crate) fn unlinked_join_condition(sql: &str) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let mut found = None;
     for_each_select_mut(&mut statement, |select| {
@@ -582,7 +582,7 @@ fn has_wildcard(statement: &mut Statement) -> bool {
 }
 
 /// [`drop_unused_joins`] as a step of the chain.
-pub struct DropUnusedJoins;
+pub(crate) struct DropUnusedJoins;
 
 impl Rewrite for DropUnusedJoins {
     fn name(&self) -> &'static str {
@@ -595,7 +595,7 @@ impl Rewrite for DropUnusedJoins {
 }
 
 /// [`intersect_both_values`] as a step of the chain.
-pub struct IntersectBothValues;
+pub(crate) struct IntersectBothValues;
 
 impl Rewrite for IntersectBothValues {
     fn name(&self) -> &'static str {
@@ -608,7 +608,7 @@ impl Rewrite for IntersectBothValues {
 }
 
 /// [`show_group_columns`] as a step of the chain.
-pub struct ShowGroupColumns;
+pub(crate) struct ShowGroupColumns;
 
 impl Rewrite for ShowGroupColumns {
     fn name(&self) -> &'static str {
@@ -621,7 +621,7 @@ impl Rewrite for ShowGroupColumns {
 }
 
 /// Sends a query whose join condition connects no two tables back for repair.
-pub struct JoinConditions;
+pub(crate) struct JoinConditions;
 
 impl Check for JoinConditions {
     fn name(&self) -> &'static str {

@@ -33,22 +33,22 @@ impl HistoryState {
         }
     }
 
-    pub fn set_entries(&mut self, entries: Vec<HistoryEntry>) {
+    pub(crate) fn set_entries(&mut self, entries: Vec<HistoryEntry>) {
         self.entries = entries;
         self.loading = false;
         self.refilter();
     }
 
-    pub fn set_filter(&mut self, filter: String) {
+    pub(crate) fn set_filter(&mut self, filter: String) {
         self.filter = filter;
         self.refilter();
     }
 
-    pub fn selected_entry(&self) -> Option<&HistoryEntry> {
+    pub(crate) fn selected_entry(&self) -> Option<&HistoryEntry> {
         self.matches.get(self.selected).map(|&i| &self.entries[i])
     }
 
-    pub fn move_selection(&mut self, down: bool) {
+    pub(crate) fn move_selection(&mut self, down: bool) {
         if down {
             if self.selected + 1 < self.matches.len() {
                 self.selected += 1;

@@ -79,7 +79,7 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         matches!(
             self,
             Stage::Retrieving
@@ -193,7 +193,7 @@ pub struct RunView {
 
 impl RunView {
     /// The SQL the panes are about: the user's when there is one, else the last attempt's.
-    pub fn current_sql(&self) -> Option<&str> {
+    pub(crate) fn current_sql(&self) -> Option<&str> {
         if let Some(user) = &self.user_sql {
             return Some(&user.sql);
         }
@@ -204,7 +204,7 @@ impl RunView {
     }
 
     /// SQL that produced the shown result, which may be saved as a correction.
-    pub fn verified_sql(&self) -> Option<&str> {
+    pub(crate) fn verified_sql(&self) -> Option<&str> {
         match &self.user_sql {
             Some(UserSql {
                 sql,
@@ -253,7 +253,7 @@ pub struct Recall {
 }
 
 impl Recall {
-    pub fn remember(&mut self, question: &str) {
+    pub(crate) fn remember(&mut self, question: &str) {
         self.questions.retain(|q| q != question);
         self.questions.push(question.to_string());
         self.index = None;
@@ -356,7 +356,7 @@ impl Model {
     }
 
     /// The cell under the results cursor.
-    pub fn selected_cell(&self) -> Option<&Cell> {
+    pub(crate) fn selected_cell(&self) -> Option<&Cell> {
         let result = self.run.result.as_ref()?;
         result.rows.get(self.results.row)?.get(self.results.column)
     }
@@ -366,7 +366,7 @@ impl Model {
     }
 }
 
-pub fn new_question_input() -> TextArea<'static> {
+pub(crate) fn new_question_input() -> TextArea<'static> {
     let mut input = TextArea::default();
     input.set_cursor_line_style(ratatui::style::Style::default());
     input.set_placeholder_text("Ask a question about the data, then press Enter");
@@ -375,7 +375,7 @@ pub fn new_question_input() -> TextArea<'static> {
 }
 
 /// A label column and a numeric column, when the result has them: (label, value) indexes.
-pub fn chart_columns(result: &QueryResult) -> Option<(usize, usize)> {
+pub(crate) fn chart_columns(result: &QueryResult) -> Option<(usize, usize)> {
     if result.rows.is_empty() {
         return None;
     }

@@ -59,11 +59,11 @@ pub enum PipelineUpdate {
     Executed(QueryResult),
     AnswerText(String),
     /// The run ended: its outcome, or why it could not run.
-    Finished(Result<RunOutcome, WorkerError>),
+    Finished(Result<Box<RunOutcome>, WorkerError>),
 }
 
 impl PipelineUpdate {
-    pub fn from_event(event: PipelineEvent<'_>) -> Self {
+    pub(crate) fn from_event(event: PipelineEvent<'_>) -> Self {
         match event {
             PipelineEvent::Stage(stage) => Self::Stage(stage),
             PipelineEvent::Context(context) => Self::Context(context.clone()),
@@ -110,7 +110,7 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             ExportFormat::Csv => "csv",
             ExportFormat::Json => "json",
@@ -145,7 +145,7 @@ pub enum Msg {
     },
     RunLoaded {
         run: RunId,
-        outcome: Result<Option<RunOutcome>, WorkerError>,
+        outcome: Result<Option<Box<RunOutcome>>, WorkerError>,
     },
     /// A rating or correction was written (or failed to be).
     Stored(Result<String, WorkerError>),

@@ -57,7 +57,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::RunLoaded { run, outcome } => match outcome {
-            Ok(Some(outcome)) => open_outcome(model, run, outcome),
+            Ok(Some(outcome)) => open_outcome(model, run, *outcome),
             Ok(None) => {
                 model.flash = Some(format!("run {run} is no longer in the history"));
                 Vec::new()
@@ -210,73 +210,28 @@ fn on_paste(model: &mut Model, text: &str) {
 fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Option<Vec<Effect>> {
     let mut effects = Vec::new();
     match command {
-        Command::Quit => {
-            model.quit = true;
-            cancel_active(model, &mut effects);
-            effects.push(Effect::Quit);
-        }
-        Command::Cancel => {
-            if !training::cancel_confirmation(model) && !cancel_active(model, &mut effects) {
-                model.zoomed = false;
-            }
-        }
+        Command::Quit => quit(model, &mut effects),
+        Command::Cancel => cancel(model, &mut effects),
         Command::Retrain => training::on_retrain_key(model, &mut effects),
-        Command::FocusNext | Command::FocusPrev => {
-            let index = Pane::ORDER
-                .iter()
-                .position(|p| *p == model.focus)
-                .unwrap_or(0);
-            let step = if command == Command::FocusNext { 1 } else { 4 };
-            model.focus = Pane::ORDER[(index + step) % 5];
-        }
+        Command::FocusNext | Command::FocusPrev => cycle_focus(model, command),
         Command::FocusQuestion => model.focus = Pane::Question,
         Command::FocusSchema => model.focus = Pane::Schema,
         Command::FocusSql => model.focus = Pane::Sql,
         Command::FocusResults => model.focus = Pane::Results,
         Command::FocusAnswer => model.focus = Pane::Answer,
         Command::Zoom => model.zoomed = !model.zoomed,
-        Command::OpenHistory => {
-            let id = next_id(model);
-            model.overlay = Overlay::History(HistoryState::new(id));
-            effects.push(Effect::ListHistory { id });
-        }
-        Command::Help => {
-            model.scrolls.help = 0;
-            model.overlay = Overlay::Help;
-        }
+        Command::OpenHistory => open_history(model, &mut effects),
+        Command::Help => open_help(model),
         Command::Close => model.overlay = Overlay::None,
-        Command::Ask => {
-            let question = model.question_text().trim().to_string();
-            if question.is_empty() {
-                model.flash = Some("type a question first".into());
-            } else {
-                ask(model, question, &mut effects);
-            }
-        }
-        Command::NewLine => {
-            model.question.insert_newline();
-        }
-        Command::RecallOlder => {
-            if model.question.cursor().0 != 0 {
+        Command::Ask => ask_typed_question(model, &mut effects),
+        Command::NewLine => model.question.insert_newline(),
+        Command::RecallOlder | Command::RecallNewer => {
+            if !recall_at_edge(model, command == Command::RecallOlder) {
                 return None;
             }
-            recall(model, true);
-        }
-        Command::RecallNewer => {
-            if model.question.cursor().0 + 1 < model.question.lines().len() {
-                return None;
-            }
-            recall(model, false);
         }
         Command::ScrollUp | Command::ScrollDown => scroll(model, context, command),
-        Command::EditSql => {
-            let sql = model.run.current_sql().unwrap_or_default().to_string();
-            let mut editor = TextArea::new(sql.lines().map(str::to_string).collect());
-            editor.set_line_number_style(ratatui::style::Style::default());
-            editor.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
-            model.editor = Some(editor);
-            model.focus = Pane::Sql;
-        }
+        Command::EditSql => open_inline_editor(model),
         Command::EditSqlExternal => {
             let sql = model.run.current_sql().unwrap_or_default().to_string();
             effects.push(Effect::OpenEditor { sql });
@@ -285,51 +240,10 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
         Command::RunSql => run_sql(model, &mut effects),
         Command::MarkCorrect => mark_correct(model, &mut effects),
         Command::Copy => copy(model, context, &mut effects),
-        Command::CopyRow => {
-            if let Some(row) = model
-                .run
-                .result
-                .as_ref()
-                .and_then(|r| r.rows.get(model.results.row))
-            {
-                let text: Vec<String> = row.iter().map(ToString::to_string).collect();
-                effects.push(Effect::Copy(text.join("\t")));
-            }
-        }
-        Command::ThumbsUp => {
-            if let Some(run) = rateable(model) {
-                model.run.rating = Some(Rating::Up);
-                effects.push(Effect::Rate {
-                    run,
-                    rating: Rating::Up,
-                    note: None,
-                });
-            }
-        }
-        Command::ThumbsDown => {
-            if rateable(model).is_some() {
-                let mut input = TextArea::default();
-                input.set_placeholder_text("What was wrong? (optional) Enter saves");
-                input.set_cursor_line_style(ratatui::style::Style::default());
-                model.overlay = Overlay::Note {
-                    input: Box::new(input),
-                };
-            }
-        }
-        Command::SubmitNote => {
-            if let Overlay::Note { input } = &model.overlay {
-                let note = input.lines().join(" ").trim().to_string();
-                if let Some(run) = model.run.run_id {
-                    model.run.rating = Some(Rating::Down);
-                    effects.push(Effect::Rate {
-                        run,
-                        rating: Rating::Down,
-                        note: (!note.is_empty()).then_some(note),
-                    });
-                }
-            }
-            model.overlay = Overlay::None;
-        }
+        Command::CopyRow => copy_row(model, &mut effects),
+        Command::ThumbsUp => thumbs_up(model, &mut effects),
+        Command::ThumbsDown => open_note(model),
+        Command::SubmitNote => submit_note(model, &mut effects),
         Command::RowUp | Command::RowDown if context == KeyContext::History => {
             if let Overlay::History(history) = &mut model.overlay {
                 history.move_selection(command == Command::RowDown);
@@ -343,32 +257,155 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
         | Command::PageDown
         | Command::FirstRow
         | Command::LastRow => move_cursor(model, command),
-        Command::ToggleChart => {
-            let chartable = model.run.result.as_ref().and_then(chart_columns).is_some();
-            if chartable || model.results.chart {
-                model.results.chart = !model.results.chart;
-            } else {
-                model.flash = Some("a chart needs a label column and a numeric column".into());
-            }
-        }
-        Command::ExportCsv | Command::ExportJson => {
-            let format = if command == Command::ExportCsv {
-                ExportFormat::Csv
-            } else {
-                ExportFormat::Json
-            };
-            match &model.run.result {
-                Some(result) => effects.push(Effect::Export {
-                    format,
-                    result: Box::new(result.clone()),
-                    name: model.run.question.clone(),
-                }),
-                None => model.flash = Some("no results to export".into()),
-            }
-        }
+        Command::ToggleChart => toggle_chart(model),
+        Command::ExportCsv | Command::ExportJson => export(model, command, &mut effects),
         Command::OpenRun | Command::Rerun => history_action(model, command, &mut effects),
     }
     Some(effects)
+}
+
+fn quit(model: &mut Model, effects: &mut Vec<Effect>) {
+    model.quit = true;
+    cancel_active(model, effects);
+    effects.push(Effect::Quit);
+}
+
+/// Steps back one level: out of a retrain confirmation, else stops the running request,
+/// else leaves the zoom.
+fn cancel(model: &mut Model, effects: &mut Vec<Effect>) {
+    if !training::cancel_confirmation(model) && !cancel_active(model, effects) {
+        model.zoomed = false;
+    }
+}
+
+fn cycle_focus(model: &mut Model, command: Command) {
+    let index = Pane::ORDER
+        .iter()
+        .position(|p| *p == model.focus)
+        .unwrap_or(0);
+    // Stepping four panes forward is one step back around the five.
+    let step = if command == Command::FocusNext { 1 } else { 4 };
+    model.focus = Pane::ORDER[(index + step) % 5];
+}
+
+fn open_history(model: &mut Model, effects: &mut Vec<Effect>) {
+    let id = next_id(model);
+    model.overlay = Overlay::History(HistoryState::new(id));
+    effects.push(Effect::ListHistory { id });
+}
+
+fn open_help(model: &mut Model) {
+    model.scrolls.help = 0;
+    model.overlay = Overlay::Help;
+}
+
+fn ask_typed_question(model: &mut Model, effects: &mut Vec<Effect>) {
+    let question = model.question_text().trim().to_string();
+    if question.is_empty() {
+        model.flash = Some("type a question first".into());
+    } else {
+        ask(model, question, effects);
+    }
+}
+
+/// Recalls a question only from the question's first line (older) or last line (newer);
+/// elsewhere the key is left to move the cursor, and this returns false.
+fn recall_at_edge(model: &mut Model, older: bool) -> bool {
+    let row = model.question.cursor().0;
+    let at_edge = if older {
+        row == 0
+    } else {
+        row + 1 >= model.question.lines().len()
+    };
+    if at_edge {
+        recall(model, older);
+    }
+    at_edge
+}
+
+fn open_inline_editor(model: &mut Model) {
+    let sql = model.run.current_sql().unwrap_or_default().to_string();
+    let mut editor = TextArea::new(sql.lines().map(str::to_string).collect());
+    editor.set_line_number_style(ratatui::style::Style::default());
+    editor.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
+    model.editor = Some(editor);
+    model.focus = Pane::Sql;
+}
+
+fn copy_row(model: &Model, effects: &mut Vec<Effect>) {
+    if let Some(row) = model
+        .run
+        .result
+        .as_ref()
+        .and_then(|r| r.rows.get(model.results.row))
+    {
+        let text: Vec<String> = row.iter().map(ToString::to_string).collect();
+        effects.push(Effect::Copy(text.join("\t")));
+    }
+}
+
+fn thumbs_up(model: &mut Model, effects: &mut Vec<Effect>) {
+    if let Some(run) = rateable(model) {
+        model.run.rating = Some(Rating::Up);
+        effects.push(Effect::Rate {
+            run,
+            rating: Rating::Up,
+            note: None,
+        });
+    }
+}
+
+/// A thumbs-down asks what was wrong first; [`submit_note`] records the rating.
+fn open_note(model: &mut Model) {
+    if rateable(model).is_some() {
+        let mut input = TextArea::default();
+        input.set_placeholder_text("What was wrong? (optional) Enter saves");
+        input.set_cursor_line_style(ratatui::style::Style::default());
+        model.overlay = Overlay::Note {
+            input: Box::new(input),
+        };
+    }
+}
+
+fn submit_note(model: &mut Model, effects: &mut Vec<Effect>) {
+    if let Overlay::Note { input } = &model.overlay {
+        let note = input.lines().join(" ").trim().to_string();
+        if let Some(run) = model.run.run_id {
+            model.run.rating = Some(Rating::Down);
+            effects.push(Effect::Rate {
+                run,
+                rating: Rating::Down,
+                note: (!note.is_empty()).then_some(note),
+            });
+        }
+    }
+    model.overlay = Overlay::None;
+}
+
+fn toggle_chart(model: &mut Model) {
+    let chartable = model.run.result.as_ref().and_then(chart_columns).is_some();
+    // Switching back to the table always works, even when the result cannot be charted.
+    if chartable || model.results.chart {
+        model.results.chart = !model.results.chart;
+    } else {
+        model.flash = Some("a chart needs a label column and a numeric column".into());
+    }
+}
+
+fn export(model: &mut Model, command: Command, effects: &mut Vec<Effect>) {
+    let format = if command == Command::ExportCsv {
+        ExportFormat::Csv
+    } else {
+        ExportFormat::Json
+    };
+    match &model.run.result {
+        Some(result) => effects.push(Effect::Export {
+            format,
+            result: Box::new(result.clone()),
+            name: model.run.question.clone(),
+        }),
+        None => model.flash = Some("no results to export".into()),
+    }
 }
 
 fn history_action(model: &mut Model, command: Command, effects: &mut Vec<Effect>) {
@@ -718,7 +755,7 @@ fn on_pipeline(model: &mut Model, id: u64, update: PipelineUpdate) -> Vec<Effect
         PipelineUpdate::AnswerText(text) => run.answer.push_str(&text),
         PipelineUpdate::Finished(Ok(outcome)) => {
             model.active = None;
-            return finish(model, id, outcome);
+            return finish(model, id, *outcome);
         }
         PipelineUpdate::Finished(Err(error)) => {
             model.active = None;

@@ -117,7 +117,7 @@ fn spinner(now_ms: u64) -> &'static str {
 }
 
 /// "850ms", "2.3s", "1m05s".
-pub fn format_ms(ms: u64) -> String {
+pub(crate) fn format_ms(ms: u64) -> String {
     if ms < 1000 {
         format!("{ms}ms")
     } else if ms < 60_000 {

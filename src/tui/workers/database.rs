@@ -59,7 +59,7 @@ impl DbHandle {
         let _ = self.requests.send((id, sql));
     }
 
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         if let Some(canceller) = &self.canceller {
             canceller.cancel();
         }

@@ -22,7 +22,7 @@ pub fn spawn(format: ExportFormat, result: QueryResult, name: &str, dir: &Path, 
 }
 
 /// `<dir>/<question slug>-<unix time>.<ext>`.
-pub fn export_path(dir: &Path, name: &str, format: ExportFormat) -> PathBuf {
+pub(crate) fn export_path(dir: &Path, name: &str, format: ExportFormat) -> PathBuf {
     let slug: String = name
         .chars()
         .map(|c| {

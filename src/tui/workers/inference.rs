@@ -75,7 +75,7 @@ impl InferenceHandle {
     }
 
     /// Stops request `id` (and any older one) at once.
-    pub fn cancel(&self, id: RequestId) {
+    pub(crate) fn cancel(&self, id: RequestId) {
         self.cancel
             .cancelled_through
             .fetch_max(id, Ordering::SeqCst);
@@ -132,7 +132,7 @@ fn worker(
             continue;
         }
         let update = match result {
-            Ok(outcome) => PipelineUpdate::Finished(Ok(outcome)),
+            Ok(outcome) => PipelineUpdate::Finished(Ok(Box::new(outcome))),
             Err(error) => PipelineUpdate::Finished(Err(WorkerError::Pipeline(error.to_string()))),
         };
         let _ = out.send(Msg::Pipeline { id, update });

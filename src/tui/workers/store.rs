@@ -101,6 +101,7 @@ fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) 
             run,
             outcome: history
                 .load_run(run)
+                .map(|loaded| loaded.map(Box::new))
                 .map_err(|e| WorkerError::History(e.to_string())),
         },
         StoreRequest::Retraining { threshold } => Msg::RetrainingChecked(

@@ -14,7 +14,7 @@ use crate::core::finetune::TrainingEvent;
 use crate::tui::app::{Msg, TrainingUpdate, WorkerError};
 
 /// Starts training; tests replace it with a scripted one.
-pub type TrainingLauncher = Box<dyn FnMut(Sender<Msg>) -> Result<TrainingHandle, String>>;
+pub(crate) type TrainingLauncher = Box<dyn FnMut(Sender<Msg>) -> Result<TrainingHandle, String>>;
 
 /// The running child, if any.
 #[derive(Clone, Default)]
@@ -24,7 +24,7 @@ pub struct TrainingHandle {
 
 impl TrainingHandle {
     /// Asks the child to stop (SIGINT through `kill`, so it cleans up after itself).
-    pub fn interrupt(&self) {
+    pub(crate) fn interrupt(&self) {
         let pid = self.pid.lock().ok().and_then(|pid| *pid);
         if let Some(pid) = pid {
             let _ = Command::new("kill")
@@ -38,13 +38,13 @@ impl TrainingHandle {
 
 /// The command line the app re-runs itself with.
 #[derive(Debug, Clone)]
-pub struct TrainingCommand {
+pub(crate) struct TrainingCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
 }
 
 /// A launcher that runs `command` as a child process.
-pub fn process_launcher(command: TrainingCommand) -> TrainingLauncher {
+pub(crate) fn process_launcher(command: TrainingCommand) -> TrainingLauncher {
     Box::new(move |out: Sender<Msg>| spawn(&command, out))
 }
 

@@ -31,7 +31,7 @@ use crate::core::retrieval::provider::Example;
 
 pub use migrations::{LATEST_VERSION, MIGRATIONS, migrate_to, version as schema_version};
 
-pub type PairId = i64;
+pub(crate) type PairId = i64;
 
 /// Result rows kept with a run in the store (the count is kept whole).
 const STORED_ROWS: usize = 200;
@@ -248,7 +248,7 @@ impl HistoryStore {
     }
 
     /// The database a run was asked on.
-    pub fn run_scope(&self, run: RunId) -> Result<DbScope, StoreError> {
+    pub(crate) fn run_scope(&self, run: RunId) -> Result<DbScope, StoreError> {
         self.conn
             .query_row(
                 "SELECT s.path, s.fingerprint FROM runs r JOIN scopes s ON s.id = r.scope_id
@@ -342,7 +342,7 @@ impl HistoryStore {
 
     /// Stores `sql` as the answer to run `run`'s question, replacing an earlier correction
     /// of that run. The SQL must already have passed [`verify_sql`] on the run's database.
-    pub fn correct_run(&mut self, run: RunId, sql: &str) -> Result<PairId, StoreError> {
+    pub(crate) fn correct_run(&mut self, run: RunId, sql: &str) -> Result<PairId, StoreError> {
         let tx = self.conn.transaction()?;
         let row: Option<(i64, String, Option<i64>)> = tx
             .query_row(
@@ -465,7 +465,7 @@ impl HistoryStore {
 
     /// Changes a pair's question and/or SQL. New SQL must already have passed
     /// [`verify_sql`]; an edited pair counts as a person's correction from then on.
-    pub fn edit_pair(
+    pub(crate) fn edit_pair(
         &mut self,
         id: PairId,
         question: Option<&str>,
@@ -488,7 +488,7 @@ impl HistoryStore {
 
     /// Changes whenever a verified pair is added, edited or removed (example memory
     /// rebuilds its index when it moves).
-    pub fn pairs_revision(&self) -> Result<i64, StoreError> {
+    pub(crate) fn pairs_revision(&self) -> Result<i64, StoreError> {
         pairs_revision(&self.conn)
     }
 
@@ -581,7 +581,7 @@ impl HistoryStore {
     }
 
     /// The latest correction stored for `run`, if the user made one.
-    pub fn correction_of(&self, run: RunId) -> Result<Option<String>, StoreError> {
+    pub(crate) fn correction_of(&self, run: RunId) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
             .query_row(
@@ -651,7 +651,7 @@ pub fn scope_of(db: &ReadOnlyDb) -> Result<DbScope, crate::core::db::schema::Sch
 
 /// The whole-schema text the prompt holds for `db` (what a correction made outside a run
 /// is exported with).
-pub fn whole_schema_text(db: &ReadOnlyDb) -> Option<String> {
+pub(crate) fn whole_schema_text(db: &ReadOnlyDb) -> Option<String> {
     db.schema()
         .ok()
         .map(|schema| render_schema(schema, None, RenderOptions::default()))
@@ -659,7 +659,7 @@ pub fn whole_schema_text(db: &ReadOnlyDb) -> Option<String> {
 
 /// Runs a proposed correction the way the pipeline runs the model's SQL: through the guard,
 /// then read-only with the time limit. Refuses it when either says no.
-pub fn verify_sql(
+pub(crate) fn verify_sql(
     db: &ReadOnlyDb,
     sql: &str,
     limits: ExecLimits,
@@ -672,7 +672,7 @@ pub fn verify_sql(
 }
 
 /// Questions compared for duplicates: lower case, words only.
-pub fn normalize_question(question: &str) -> String {
+pub(crate) fn normalize_question(question: &str) -> String {
     question
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -682,7 +682,7 @@ pub fn normalize_question(question: &str) -> String {
 }
 
 /// SQL as stored: trimmed, without a trailing semicolon.
-pub fn clean_sql(sql: &str) -> String {
+pub(crate) fn clean_sql(sql: &str) -> String {
     sql.trim().trim_end_matches(';').trim().to_string()
 }
 

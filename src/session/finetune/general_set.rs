@@ -12,44 +12,46 @@ use crate::llm::checkpoint::write_error;
 /// Questions in the shipped set.
 pub const SIZE: usize = 100;
 
-const DATASET: &str = include_str!("../../assets/general-set.json");
+const DATASET: &str = include_str!("../../../assets/general-set.json");
 
 const DATABASES: [(&str, &[u8]); 9] = [
     (
         "course_teach",
-        include_bytes!("../../sample_dbs/spider/course_teach/course_teach.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/course_teach/course_teach.sqlite"),
     ),
     (
         "cre_Doc_Template_Mgt",
-        include_bytes!("../../sample_dbs/spider/cre_Doc_Template_Mgt/cre_Doc_Template_Mgt.sqlite"),
+        include_bytes!(
+            "../../../sample_dbs/spider/cre_Doc_Template_Mgt/cre_Doc_Template_Mgt.sqlite"
+        ),
     ),
     (
         "flight_2",
-        include_bytes!("../../sample_dbs/spider/flight_2/flight_2.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/flight_2/flight_2.sqlite"),
     ),
     (
         "museum_visit",
-        include_bytes!("../../sample_dbs/spider/museum_visit/museum_visit.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/museum_visit/museum_visit.sqlite"),
     ),
     (
         "network_1",
-        include_bytes!("../../sample_dbs/spider/network_1/network_1.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/network_1/network_1.sqlite"),
     ),
     (
         "orchestra",
-        include_bytes!("../../sample_dbs/spider/orchestra/orchestra.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/orchestra/orchestra.sqlite"),
     ),
     (
         "pets_1",
-        include_bytes!("../../sample_dbs/spider/pets_1/pets_1.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/pets_1/pets_1.sqlite"),
     ),
     (
         "voter_1",
-        include_bytes!("../../sample_dbs/spider/voter_1/voter_1.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/voter_1/voter_1.sqlite"),
     ),
     (
         "world_1",
-        include_bytes!("../../sample_dbs/spider/world_1/world_1.sqlite"),
+        include_bytes!("../../../sample_dbs/spider/world_1/world_1.sqlite"),
     ),
 ];
 
