@@ -28,7 +28,6 @@ pub struct Settings {
     /// The terminal app's section, checked by `tui::config` (keymap, theme).
     #[serde(default)]
     pub tui: toml::Table,
-    #[serde(default)]
     pub retrieval: RetrievalSettings,
     pub schema: SchemaSettings,
     pub feedback: FeedbackSettings,
@@ -36,7 +35,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct RetrievalSettings {
     pub embed_model: String,
     pub budget_tokens: usize,
@@ -44,16 +43,6 @@ pub struct RetrievalSettings {
     pub whole_schema_order: crate::core::retrieval::WholeSchemaOrder,
 }
 
-impl Default for RetrievalSettings {
-    fn default() -> Self {
-        Self {
-            embed_model: String::new(),
-            budget_tokens: 0,
-            max_tables: 8,
-            whole_schema_order: crate::core::retrieval::WholeSchemaOrder::Database,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
