@@ -43,7 +43,6 @@ pub struct RetrievalSettings {
     pub whole_schema_order: crate::core::retrieval::WholeSchemaOrder,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaSettings {
