@@ -192,3 +192,40 @@ fn ctrl_c_leaves_a_file_that_resume_completes() {
     assert!(finished.iter().all(|p| p["db_id"] == "chinook"));
     assert!(!stdout.contains("--resume"), "{stdout}");
 }
+
+/// The gold audit's fast subset: the default rewrite chain leaves the result of every
+/// known-correct query as it was (on Chinook's Spider pairs and the general set's 100
+/// dev questions).
+#[test]
+fn the_default_rewrites_change_no_gold_result() {
+    use nano_analyst::core::db::exec::ReadOnlyDb;
+    use nano_analyst::core::eval::harness::DbSource;
+    use nano_analyst::core::eval::load_dataset;
+    use nano_analyst::core::rewrite::audit::Auditor;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pipeline = crate::support::default_pipeline();
+    let auditor = Auditor::new(&pipeline.rewrites, pipeline.limits.timeout);
+    let sets = [
+        (
+            root.join("../shared/data/chinook/spider_train_pairs.jsonl"),
+            DbSource::File(root.join("sample_dbs/chinook.db")),
+        ),
+        (
+            root.join("assets/general-set.json"),
+            DbSource::Dir(root.join("sample_dbs/spider")),
+        ),
+    ];
+    let mut audited = 0;
+    for (dataset, source) in sets {
+        let items = load_dataset(&dataset, "chinook").unwrap();
+        for item in items {
+            let db = ReadOnlyDb::open(&source.path_for(&item.db_id)).unwrap();
+            let line = auditor.audit(&db, &item.db_id, &item.question, &item.gold_sql);
+            assert_eq!(line.gold_error, None, "{}", item.gold_sql);
+            assert!(!line.changed, "{line:#?}");
+            audited += 1;
+        }
+    }
+    assert_eq!(audited, 184);
+}

@@ -24,7 +24,7 @@ use crate::core::retrieval::provider::WholeSchemaContext;
 
 /// Where each question's database lives.
 #[derive(Debug, Clone)]
-pub(crate) enum DbSource {
+pub enum DbSource {
     /// `DIR/<db_id>/<db_id>.sqlite`, as Spider lays them out.
     Dir(PathBuf),
     /// One file for every question.
@@ -32,7 +32,7 @@ pub(crate) enum DbSource {
 }
 
 impl DbSource {
-    pub(crate) fn path_for(&self, db_id: &str) -> PathBuf {
+    pub fn path_for(&self, db_id: &str) -> PathBuf {
         match self {
             DbSource::Dir(dir) => dir.join(db_id).join(format!("{db_id}.sqlite")),
             DbSource::File(path) => path.clone(),

@@ -70,7 +70,7 @@ struct RawItem {
 
 /// Reads Spider's `dev.json` (a JSON list) or JSON Lines of `{db_id?, question, query}`.
 /// Items without a `db_id` get `default_db_id` (the name of a `--db` file).
-pub(crate) fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, EvalError> {
+pub fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, EvalError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::Read {
         path: shown.clone(),

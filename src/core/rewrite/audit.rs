@@ -17,7 +17,7 @@ const AUDIT_ROW_LIMIT: usize = 1_000_000;
 
 /// What the audit found for one gold query (one JSON line of `rewrites audit --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct AuditLine {
+pub struct AuditLine {
     pub db_id: String,
     pub question: String,
     pub gold_sql: String,
@@ -69,7 +69,7 @@ pub(crate) const RULES: [&str; 9] = [
 ];
 
 /// One gold query on its database, through `chain` and through each rule alone.
-pub(crate) struct Auditor {
+pub struct Auditor {
     chain: RewriteChain,
     alone: Vec<(&'static str, RewriteChain)>,
     timeout: Duration,
