@@ -38,7 +38,7 @@ pub enum AppError {
     #[error(transparent)]
     Eval(#[from] crate::core::eval::EvalError),
     #[error(transparent)]
-    Training(#[from] crate::core::feedback::training::TrainingError),
+    Export(#[from] crate::core::feedback::training::TrainingError),
     /// A flag, argument or setting the user gave is not usable; the message says which.
     #[error("{0}")]
     Usage(String),
@@ -57,9 +57,9 @@ pub enum AppError {
     /// The terminal app's own settings (keymap, theme) are invalid.
     #[error("{0}")]
     TuiConfig(String),
-    /// What `train run` reports when it stops (interrupted, refused, a step failed).
+    /// Why `train run` stopped (interrupted, refused, a step failed).
     #[error("{0}")]
-    Invalid(String),
+    Training(String),
 }
 
 impl AppError {

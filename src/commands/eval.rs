@@ -54,21 +54,7 @@ pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, App
 /// Runs the evaluation and writes its predictions and report; prints nothing on stdout
 /// (the progress bar, unless `quiet`, goes to stderr).
 pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun, AppError> {
-    let source = match (&args.db, &args.db_dir) {
-        (Some(file), _) => DbSource::File(file.clone()),
-        (None, Some(dir)) => DbSource::Dir(dir.clone()),
-        (None, None) => {
-            return Err(AppError::Usage(
-                "say where the databases are: --db-dir DIR (Spider layout) or --db FILE".into(),
-            ));
-        }
-    };
-    let default_db_id = args
-        .db
-        .as_deref()
-        .and_then(Path::file_stem)
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (source, default_db_id) = database_source(args.db.as_deref(), args.db_dir.as_deref())?;
     let items = select_items(load_dataset(&args.dataset, &default_db_id)?, args)?;
     options.pipeline.answer = false;
     let job = EvalJob {
@@ -101,6 +87,28 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
         bar.finish_and_clear();
     }
     Ok(prepared.finish()?)
+}
+
+/// Where a data set's databases are (`--db FILE` or `--db-dir DIR`), and the database id
+/// its questions get when the data set names none (the file's stem).
+pub(crate) fn database_source(
+    db: Option<&Path>,
+    db_dir: Option<&Path>,
+) -> Result<(DbSource, String), AppError> {
+    let source = match (db, db_dir) {
+        (Some(file), _) => DbSource::File(file.to_path_buf()),
+        (None, Some(dir)) => DbSource::Dir(dir.to_path_buf()),
+        (None, None) => {
+            return Err(AppError::Usage(
+                "say where the databases are: --db-dir DIR (Spider layout) or --db FILE".into(),
+            ));
+        }
+    };
+    let default_db_id = db
+        .and_then(Path::file_stem)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((source, default_db_id))
 }
 
 fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, AppError> {

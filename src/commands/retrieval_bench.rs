@@ -71,7 +71,7 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
     }
     let (Some(dataset), Some(tables), Some(db_dir)) = (&args.dataset, &args.tables, &args.db_dir)
     else {
-        return Err(AppError::Invalid(
+        return Err(AppError::Usage(
             "--dataset, --tables and --db-dir are required (or --synthetic N)".into(),
         ));
     };
@@ -86,7 +86,7 @@ pub fn run(args: &RetrievalBenchArgs, options: &RuntimeOptions) -> Result<(), Ap
     let embedder = if use_vectors {
         load_embedder(&options.embed_model, options.engine.threads)
             .map(Some)
-            .map_err(AppError::Invalid)?
+            .map_err(AppError::Usage)?
     } else {
         None
     };
@@ -257,9 +257,9 @@ fn rank_options(args: &RetrievalBenchArgs) -> Result<RankOptions, AppError> {
             .split(',')
             .map(|p| p.trim().parse::<f32>())
             .collect::<Result<_, _>>()
-            .map_err(|e| AppError::Invalid(format!("--weights '{text}': {e}")))?;
+            .map_err(|e| AppError::Usage(format!("--weights '{text}': {e}")))?;
         let [bt, bc, vt, vc, val] = w[..] else {
-            return Err(AppError::Invalid(format!(
+            return Err(AppError::Usage(format!(
                 "--weights '{text}' needs five numbers: bm25-table,bm25-column,vector-table,vector-column,value"
             )));
         };
@@ -353,8 +353,7 @@ fn evaluate(
 
 fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> {
     if args.json {
-        let text = serde_json::to_string_pretty(reports)
-            .map_err(|e| AppError::Invalid(format!("cannot encode the report: {e}")))?;
+        let text = serde_json::to_string_pretty(reports).map_err(AppError::json("the report"))?;
         println!("{text}");
         return Ok(());
     }
@@ -407,9 +406,9 @@ fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> 
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AppError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AppError::Invalid(format!("cannot read '{shown}': {e}")))?;
-    serde_json::from_str(&text).map_err(|e| AppError::Invalid(format!("'{shown}': {e}")))
+    let text =
+        std::fs::read_to_string(path).map_err(AppError::io(format!("cannot read '{shown}'")))?;
+    serde_json::from_str(&text).map_err(|e| AppError::Usage(format!("'{shown}': {e}")))
 }
 
 /// Spider declares keys in tables.json that some of its SQLite files do not: add those.
@@ -465,8 +464,7 @@ fn prefixed(db_id: &str, table: &Table) -> Table {
 /// retrieval on a generated schema of `tables` tables.
 fn synthetic(tables: usize, rank_options: &RankOptions) -> Result<Report, AppError> {
     let schema = generated_schema(tables);
-    let dir = tempfile::tempdir()
-        .map_err(|e| AppError::Invalid(format!("cannot create a temporary directory: {e}")))?;
+    let dir = tempfile::tempdir().map_err(AppError::io("cannot create a temporary directory"))?;
     let started = Instant::now();
     let mut collect = ValueIndex::default;
     let mut index = SchemaIndex::open(&schema, &[], Some(dir.path()), &mut collect)?;

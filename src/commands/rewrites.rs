@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::AuditArgs;
+use crate::commands::eval::database_source;
 use crate::core::db::exec::ReadOnlyDb;
-use crate::core::eval::harness::DbSource;
 use crate::core::eval::load_dataset;
 use crate::core::rewrite::audit::{AuditLine, Auditor, RULES};
 use crate::error::AppError;
@@ -15,21 +15,7 @@ use crate::session::RuntimeOptions;
 
 /// Returns whether the configured chain left every gold result as it was.
 pub fn audit(args: &AuditArgs, options: &RuntimeOptions) -> Result<bool, AppError> {
-    let source = match (&args.db, &args.db_dir) {
-        (Some(file), _) => DbSource::File(file.clone()),
-        (None, Some(dir)) => DbSource::Dir(dir.clone()),
-        (None, None) => {
-            return Err(AppError::Usage(
-                "say where the databases are: --db-dir DIR (Spider layout) or --db FILE".into(),
-            ));
-        }
-    };
-    let default_db_id = args
-        .db
-        .as_deref()
-        .and_then(Path::file_stem)
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (source, default_db_id) = database_source(args.db.as_deref(), args.db_dir.as_deref())?;
     let mut items = load_dataset(&args.dataset, &default_db_id)?;
     items.truncate(args.limit.unwrap_or(usize::MAX));
     let auditor = Auditor::new(&options.pipeline.rewrites, options.pipeline.limits.timeout);

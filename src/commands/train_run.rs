@@ -16,7 +16,7 @@ use crate::session::RuntimeOptions;
 use crate::session::finetune::{FinetuneProgress, FinetuneRequest, PairSource, Plan};
 
 fn invalid(text: impl Into<String>) -> AppError {
-    AppError::Invalid(text.into())
+    AppError::Training(text.into())
 }
 
 pub fn run(args: &TrainRunArgs, options: &mut RuntimeOptions) -> Result<ExitCode, AppError> {

@@ -57,7 +57,7 @@ use general_set::GeneralSet;
 const MIN_PAIRS: usize = 4;
 
 fn invalid(text: impl Into<String>) -> AppError {
-    AppError::Invalid(text.into())
+    AppError::Training(text.into())
 }
 
 /// Where the workflow reports to. A trait rather than the command's reporter, so that
