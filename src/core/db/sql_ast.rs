@@ -200,3 +200,14 @@ fn nested_if_or(expr: Expr) -> Expr {
         other => other,
     }
 }
+/// The `ON` condition of an inner or left join (`None` for `USING`, natural or cross joins).
+pub(crate) fn join_condition(join: &sqlparser::ast::Join) -> Option<&Expr> {
+    use sqlparser::ast::{JoinConstraint, JoinOperator};
+    match &join.join_operator {
+        JoinOperator::Join(JoinConstraint::On(on))
+        | JoinOperator::Inner(JoinConstraint::On(on))
+        | JoinOperator::Left(JoinConstraint::On(on))
+        | JoinOperator::LeftOuter(JoinConstraint::On(on)) => Some(on),
+        _ => None,
+    }
+}

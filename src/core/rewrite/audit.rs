@@ -50,13 +50,14 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "group_by_entity_key" => settings.group_by_entity_key = true,
         "show_group_columns" => settings.show_group_columns = true,
         "check_join_conditions" => settings.check_join_conditions = true,
+        "check_join_keys" => settings.check_join_keys = true,
         _ => return None,
     }
     Some(settings)
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 9] = [
+pub(crate) const RULES: [&str; 10] = [
     "drop_unnamed_flags",
     "drop_unused_joins",
     "intersect_both_values",
@@ -66,6 +67,7 @@ pub(crate) const RULES: [&str; 9] = [
     "group_by_entity_key",
     "show_group_columns",
     "check_join_conditions",
+    "check_join_keys",
 ];
 
 /// One gold query on its database, through `chain` and through each rule alone.

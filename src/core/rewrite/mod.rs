@@ -10,6 +10,7 @@ pub mod audit;
 pub mod flags;
 pub mod ground;
 pub mod group_key;
+pub mod join_keys;
 pub mod quote;
 pub mod simplify;
 
@@ -59,6 +60,7 @@ pub struct RewriteSettings {
     pub group_by_entity_key: bool,
     pub show_group_columns: bool,
     pub check_join_conditions: bool,
+    pub check_join_keys: bool,
 }
 
 impl RewriteSettings {
@@ -74,6 +76,7 @@ impl RewriteSettings {
             group_by_entity_key: false,
             show_group_columns: false,
             check_join_conditions: false,
+            check_join_keys: false,
         }
     }
 }
@@ -163,6 +166,9 @@ impl RewriteChain {
         let mut checks: Vec<Box<dyn Check + Send + Sync>> = Vec::new();
         if settings.check_join_conditions {
             checks.push(Box::new(JoinConditions));
+        }
+        if settings.check_join_keys {
+            checks.push(Box::new(join_keys::JoinKeys));
         }
         Self { steps, checks }
     }

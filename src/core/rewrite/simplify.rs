@@ -40,7 +40,8 @@ use sqlparser::ast::{
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::Schema;
 use crate::core::db::sql_ast::{
-    any_function, conjunction, conjuncts, for_each_select_mut, parse_single_query, schema_table,
+    any_function, conjunction, conjuncts, for_each_select_mut, join_condition, parse_single_query,
+    schema_table,
 };
 use crate::core::rewrite::{Check, Rewrite, RewriteInput};
 
@@ -205,12 +206,8 @@ pub(crate) fn unlinked_join_condition(sql: &str) -> Option<String> {
     let mut found = None;
     for_each_select_mut(&mut statement, |select| {
         for join in select.from.iter().flat_map(|from| &from.joins) {
-            let on = match &join.join_operator {
-                JoinOperator::Join(JoinConstraint::On(on))
-                | JoinOperator::Inner(JoinConstraint::On(on))
-                | JoinOperator::Left(JoinConstraint::On(on))
-                | JoinOperator::LeftOuter(JoinConstraint::On(on)) => on,
-                _ => continue,
+            let Some(on) = join_condition(join) else {
+                continue;
             };
             if found.is_none() && links_nothing(on) {
                 found = Some(on.to_string());

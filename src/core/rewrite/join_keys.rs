@@ -1,0 +1,260 @@
+//! Joins that follow the schema: an equality between columns of two tables in a join's
+//! `ON` must match a declared foreign key (either direction) or compare same-named columns.
+//! `Customer JOIN InvoiceLine ON CustomerId = InvoiceId` runs and returns rows, but pairs
+//! unrelated keys; such a query goes back for repair with the columns that do link the two
+//! tables, or the table that bridges them.
+//!
+//! On a database that declares no foreign key at all, only same-named columns pass; a
+//! table that takes part in no declared key is not judged (its keys are unknown).
+
+use std::collections::HashMap;
+
+use sqlparser::ast::{BinaryOperator, Expr, Select};
+
+use crate::core::db::schema::{Schema, Table};
+use crate::core::db::sql_ast::{
+    conjuncts, for_each_select_mut, join_condition, parse_single_query, schema_table,
+};
+use crate::core::rewrite::{Check, RewriteInput};
+
+/// Sends a join on two unrelated columns back for repair.
+pub struct JoinKeys;
+
+impl Check for JoinKeys {
+    fn name(&self) -> &'static str {
+        "check_join_keys"
+    }
+
+    fn check(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
+        let off = off_key_join(sql, input.schema)?;
+        Some(format!(
+            "the join condition {} pairs {}.{} with {}.{}, which are not linked by a key; {}",
+            off.condition,
+            off.left.0,
+            off.left.1,
+            off.right.0,
+            off.right.1,
+            links_between(input.schema, &off.left.0, &off.right.0)
+        ))
+    }
+}
+
+/// A join equality that follows no key: the condition as written and its two columns.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct OffKey {
+    pub(crate) condition: String,
+    pub(crate) left: (String, String),
+    pub(crate) right: (String, String),
+}
+
+/// The first join equality in `sql` that links two tables by columns no key connects.
+pub(crate) fn off_key_join(sql: &str, schema: &Schema) -> Option<OffKey> {
+    let mut statement = parse_single_query(sql)?;
+    let mut found = None;
+    for_each_select_mut(&mut statement, |select| {
+        if found.is_none() {
+            found = off_key_in(select, schema);
+        }
+    });
+    found
+}
+
+fn off_key_in(select: &Select, schema: &Schema) -> Option<OffKey> {
+    let mut in_scope: HashMap<String, &Table> = HashMap::new();
+    for from in &select.from {
+        let factors = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
+        for factor in factors {
+            let (used_as, table) = schema_table(factor, schema)?;
+            in_scope.insert(used_as.to_lowercase(), table);
+        }
+    }
+    let declares_keys = schema.tables.iter().any(|t| !t.foreign_keys.is_empty());
+    for join in select.from.iter().flat_map(|from| &from.joins) {
+        let Some(on) = join_condition(join) else {
+            continue;
+        };
+        for condition in conjuncts(on) {
+            let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } = condition
+            else {
+                continue;
+            };
+            let (Some(a), Some(b)) = (resolve(left, &in_scope), resolve(right, &in_scope)) else {
+                continue;
+            };
+            if a.0.name.eq_ignore_ascii_case(&b.0.name) || linked(schema, &a, &b, declares_keys) {
+                continue;
+            }
+            return Some(OffKey {
+                condition: condition.to_string(),
+                left: (a.0.name.clone(), a.1),
+                right: (b.0.name.clone(), b.1),
+            });
+        }
+    }
+    None
+}
+
+/// The table and column (as the schema spells it) a column reference reads.
+fn resolve<'s>(expr: &Expr, in_scope: &HashMap<String, &'s Table>) -> Option<(&'s Table, String)> {
+    let (qualifier, column) = match expr {
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            (Some(parts[0].value.to_lowercase()), parts[1].value.as_str())
+        }
+        Expr::Identifier(ident) => (None, ident.value.as_str()),
+        _ => return None,
+    };
+    let table = match qualifier {
+        Some(qualifier) => *in_scope.get(&qualifier)?,
+        None => {
+            let mut holders = in_scope.values().filter(|t| t.column(column).is_some());
+            let only = *holders.next()?;
+            if holders.next().is_some() {
+                return None;
+            }
+            only
+        }
+    };
+    Some((table, table.column(column)?.name.clone()))
+}
+
+/// Same-named columns, or a declared key between them. A table that takes part in no
+/// declared key (neither declares one nor is named by one) has keys the schema does not
+/// say, so a join to it is not judged when the database declares keys elsewhere.
+fn linked(schema: &Schema, a: &(&Table, String), b: &(&Table, String), declares: bool) -> bool {
+    if a.1.eq_ignore_ascii_case(&b.1) {
+        return true;
+    }
+    if declares && !(has_declared_keys(schema, a.0) && has_declared_keys(schema, b.0)) {
+        return true;
+    }
+    key_from(a, b) || key_from(b, a)
+}
+
+fn has_declared_keys(schema: &Schema, table: &Table) -> bool {
+    !table.foreign_keys.is_empty()
+        || schema.tables.iter().any(|other| {
+            other
+                .foreign_keys
+                .iter()
+                .any(|fk| fk.to_table.eq_ignore_ascii_case(&table.name))
+        })
+}
+
+fn key_from(from: &(&Table, String), to: &(&Table, String)) -> bool {
+    from.0.foreign_keys.iter().any(|fk| {
+        fk.from_column.eq_ignore_ascii_case(&from.1)
+            && fk.to_table.eq_ignore_ascii_case(&to.0.name)
+            && (fk.to_column.eq_ignore_ascii_case(&to.1)
+                || (fk.to_column.is_empty()
+                    && to
+                        .0
+                        .single_primary_key()
+                        .is_some_and(|pk| pk.name.eq_ignore_ascii_case(&to.1))))
+    })
+}
+
+/// What the repair prompt says links `a` and `b`: their key columns, or a table between.
+fn links_between(schema: &Schema, a: &str, b: &str) -> String {
+    let direct = key_pairs(schema, a, b);
+    if !direct.is_empty() {
+        return format!("join them on {}", direct.join(" or "));
+    }
+    for middle in &schema.tables {
+        let (first, second) = (
+            key_pairs(schema, a, &middle.name),
+            key_pairs(schema, &middle.name, b),
+        );
+        if let (Some(first), Some(second)) = (first.first(), second.first()) {
+            return format!(
+                "they are linked through {}: {first} and {second}",
+                middle.name
+            );
+        }
+    }
+    format!("no key links {a} and {b}; leave out a table the question does not need")
+}
+
+/// `a.x = b.y` for every declared key between tables `a` and `b`, either direction.
+fn key_pairs(schema: &Schema, a: &str, b: &str) -> Vec<String> {
+    let mut pairs = Vec::new();
+    for (from, to) in [(a, b), (b, a)] {
+        let (Some(from_table), Some(to_table)) = (schema.table(from), schema.table(to)) else {
+            continue;
+        };
+        for fk in &from_table.foreign_keys {
+            if !fk.to_table.eq_ignore_ascii_case(&to_table.name) {
+                continue;
+            }
+            let to_column = if fk.to_column.is_empty() {
+                to_table
+                    .single_primary_key()
+                    .map(|pk| pk.name.clone())
+                    .unwrap_or_default()
+            } else {
+                fk.to_column.clone()
+            };
+            pairs.push(format!(
+                "{}.{} = {}.{}",
+                from_table.name, fk.from_column, to_table.name, to_column
+            ));
+        }
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::schema::introspect;
+    use rusqlite::Connection;
+
+    fn shop() -> Schema {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Customer (CustomerId INTEGER PRIMARY KEY, Name TEXT, Country TEXT);
+             CREATE TABLE Invoice (InvoiceId INTEGER PRIMARY KEY,
+                 CustomerId INTEGER REFERENCES Customer(CustomerId), Total REAL);
+             CREATE TABLE InvoiceLine (InvoiceLineId INTEGER PRIMARY KEY,
+                 InvoiceId INTEGER REFERENCES Invoice(InvoiceId), UnitPrice REAL);
+             CREATE TABLE Note (NoteId INTEGER PRIMARY KEY, About INTEGER);",
+        )
+        .unwrap();
+        introspect(&conn, ":memory:").unwrap()
+    }
+
+    #[test]
+    fn a_join_of_unrelated_keys_is_found_with_the_path_that_links_the_tables() {
+        let schema = shop();
+        let sql = "SELECT c.Name, SUM(l.UnitPrice) FROM Customer c JOIN InvoiceLine l \
+                   ON CustomerId = InvoiceId GROUP BY c.CustomerId";
+        let off = off_key_join(sql, &schema).unwrap();
+        assert_eq!(off.left, ("Customer".to_string(), "CustomerId".to_string()));
+        assert_eq!(
+            off.right,
+            ("InvoiceLine".to_string(), "InvoiceId".to_string())
+        );
+        assert_eq!(
+            links_between(&schema, "Customer", "InvoiceLine"),
+            "they are linked through Invoice: Invoice.CustomerId = Customer.CustomerId and \
+             InvoiceLine.InvoiceId = Invoice.InvoiceId"
+        );
+    }
+
+    #[test]
+    fn key_joins_same_named_columns_and_tables_without_declared_keys_pass() {
+        let schema = shop();
+        for sql in [
+            "SELECT * FROM Customer c JOIN Invoice i ON i.CustomerId = c.CustomerId",
+            "SELECT * FROM Invoice i JOIN InvoiceLine l ON l.InvoiceId = i.InvoiceId \
+             JOIN Customer c ON c.CustomerId = i.CustomerId",
+            "SELECT * FROM Customer c JOIN Invoice i ON c.CustomerId = i.CustomerId AND i.Total > 1",
+            "SELECT * FROM Customer c JOIN Note n ON n.About = c.CustomerId",
+        ] {
+            assert_eq!(off_key_join(sql, &schema), None, "{sql}");
+        }
+    }
+}
