@@ -104,10 +104,7 @@ pub(crate) fn database_source(
             ));
         }
     };
-    let default_db_id = db
-        .and_then(Path::file_stem)
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let default_db_id = source.default_db_id();
     Ok((source, default_db_id))
 }
 

@@ -159,7 +159,7 @@ pub struct LlamaEngine {
 struct OwnedModel(NonNull<LlamaModel>);
 
 // SAFETY: `LlamaModel` is `Send` and `Sync` in llama-cpp-2; the pointer comes from
-// `Box::into_raw` in `load_owned_model` and is freed once, in `drop`.
+// `Box::leak` in `load_owned_model` and is freed once, in `drop`.
 unsafe impl Send for OwnedModel {}
 
 impl Drop for OwnedModel {

@@ -1011,14 +1011,7 @@ impl Gate<'_> {
         out: &Path,
         progress: &mut dyn FinetuneProgress,
     ) -> Result<Score, AppError> {
-        let default_db_id = match &source {
-            DbSource::File(path) => path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            DbSource::Dir(_) => String::new(),
-        };
-        let mut items = crate::core::eval::load_dataset(dataset, &default_db_id)?;
+        let mut items = crate::core::eval::load_dataset(dataset, &source.default_db_id())?;
         items.truncate(limit.unwrap_or(usize::MAX));
         let mut pipeline = self.options.pipeline.clone();
         pipeline.answer = false;

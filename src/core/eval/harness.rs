@@ -32,6 +32,17 @@ pub enum DbSource {
 }
 
 impl DbSource {
+    /// The database id of questions that name none: the one file's stem.
+    pub(crate) fn default_db_id(&self) -> String {
+        match self {
+            DbSource::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            DbSource::Dir(_) => String::new(),
+        }
+    }
+
     pub fn path_for(&self, db_id: &str) -> PathBuf {
         match self {
             DbSource::Dir(dir) => dir.join(db_id).join(format!("{db_id}.sqlite")),

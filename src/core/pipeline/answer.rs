@@ -21,7 +21,10 @@ impl Run<'_> {
     ) -> Result<String, PipelineError> {
         on_event(PipelineEvent::Stage(Stage::Answering));
         let answered = Instant::now();
-        let mut messages = self.messages[..self.question_turns_end].to_vec();
+        // The repair turns are not part of the answer's conversation, and nothing reads
+        // the conversation after the answer.
+        let mut messages = std::mem::take(&mut self.messages);
+        messages.truncate(self.question_turns_end);
         messages.push(sql_reply(sql));
         messages.push(answer_message(
             self.question,

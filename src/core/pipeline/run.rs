@@ -179,13 +179,17 @@ impl<'a> Run<'a> {
     }
 
     fn failed_check(&self, sql: &str) -> Option<(&'static str, String)> {
-        let schema = self.db.schema().ok()?;
-        let input = RewriteInput {
+        self.chain.check(sql, &self.rewrite_input()?)
+    }
+
+    /// What the rewrites and checks read besides the query (`None` when the schema cannot
+    /// be read: then the query goes on as written).
+    fn rewrite_input(&self) -> Option<RewriteInput<'_>> {
+        Some(RewriteInput {
             question: self.question,
-            schema,
+            schema: self.db.schema().ok()?,
             conn: self.db.connection(),
-        };
-        self.chain.check(sql, &input)
+        })
     }
 
     /// Adds the failed query and the error (with hints from the schema) to the
@@ -205,19 +209,14 @@ impl<'a> Run<'a> {
 
     /// `sql` after the enabled rewrites (unchanged when the schema cannot be read).
     pub(super) fn rewrite(&self, sql: String) -> Rewritten {
-        let Ok(schema) = self.db.schema() else {
-            return Rewritten {
+        match self.rewrite_input() {
+            Some(input) => self.chain.apply(sql, &input),
+            None => Rewritten {
                 sql,
                 fired: Vec::new(),
                 changed: false,
-            };
-        };
-        let input = RewriteInput {
-            question: self.question,
-            schema,
-            conn: self.db.connection(),
-        };
-        self.chain.apply(sql, &input)
+            },
+        }
     }
 
     /// Records rewrites or checks that fired on a query the run went on with.
