@@ -91,6 +91,23 @@ fn print_summary(lines: &[AuditLine], dataset: &Path) {
             one_line(&line.rewritten_sql)
         );
     }
+    let sent_back: Vec<&&AuditLine> = audited
+        .iter()
+        .filter(|l| l.sent_back_by.is_some())
+        .collect();
+    println!(
+        "gold queries a configured check sends back for repair: {}",
+        sent_back.len()
+    );
+    for line in sent_back {
+        println!(
+            "- [{}] {} ({})\n    gold: {}",
+            line.db_id,
+            line.question,
+            line.sent_back_by.as_deref().unwrap_or_default(),
+            one_line(&line.gold_sql)
+        );
+    }
 }
 
 fn one_line(sql: &str) -> String {

@@ -113,49 +113,73 @@ pub fn load_dataset(path: &Path, default_db_id: &str) -> Result<Vec<EvalItem>, E
         .collect())
 }
 
-/// A fixed sample of about `size` items, stratified by database and hardness: each
-/// (database, level) group contributes in proportion to its size (largest remainders
-/// first), taking evenly spaced items. Deterministic; dataset order is kept.
+/// A fixed sample of `size` items, stratified by database first and by hardness within
+/// each database. Every database gets one item when `size` allows it (so a 500-question
+/// sample of the 139-database training split spans all of them), the rest is shared in
+/// proportion to each database's size, and each database's share is split over its
+/// hardness levels the same way, taking evenly spaced items. Deterministic; dataset order
+/// is kept.
 pub(crate) fn stratified_sample(items: &[EvalItem], size: usize) -> Vec<EvalItem> {
     if size >= items.len() {
         return items.to_vec();
     }
-    let mut groups: BTreeMap<(String, Hardness), Vec<&EvalItem>> = BTreeMap::new();
+    let mut databases: BTreeMap<&str, Vec<&EvalItem>> = BTreeMap::new();
     for item in items {
-        groups
-            .entry((item.db_id.clone(), item.hardness))
-            .or_default()
-            .push(item);
+        databases.entry(item.db_id.as_str()).or_default().push(item);
     }
-    let total = items.len();
-    let mut quotas: Vec<(usize, usize, &(String, Hardness))> = groups
-        .iter()
-        .map(|(key, members)| {
-            let exact = members.len() * size;
-            (exact / total, exact % total, key)
-        })
-        .collect();
-    let mut left = size - quotas.iter().map(|q| q.0).sum::<usize>();
-    let mut by_remainder: Vec<usize> = (0..quotas.len()).collect();
-    by_remainder.sort_by(|&a, &b| quotas[b].1.cmp(&quotas[a].1).then(a.cmp(&b)));
-    for position in by_remainder {
-        if left == 0 {
-            break;
-        }
-        quotas[position].0 += 1;
-        left -= 1;
-    }
+    let groups: Vec<&Vec<&EvalItem>> = databases.values().collect();
+    let sizes: Vec<usize> = groups.iter().map(|members| members.len()).collect();
+    let quotas = if size >= groups.len() {
+        let rest: Vec<usize> = sizes.iter().map(|n| n - 1).collect();
+        apportion(&rest, size - groups.len())
+            .into_iter()
+            .map(|quota| quota + 1)
+            .collect()
+    } else {
+        apportion(&sizes, size)
+    };
     let mut chosen: Vec<EvalItem> = Vec::with_capacity(size);
-    for (quota, _, key) in quotas {
-        let members = &groups[key];
-        for k in 0..quota {
-            // The middle of each of `quota` equal slices.
-            let position = (2 * k + 1) * members.len() / (2 * quota);
-            chosen.push(members[position].clone());
+    for (members, quota) in groups.into_iter().zip(quotas) {
+        let mut levels: BTreeMap<Hardness, Vec<&EvalItem>> = BTreeMap::new();
+        for item in members {
+            levels.entry(item.hardness).or_default().push(item);
+        }
+        let level_sizes: Vec<usize> = levels.values().map(Vec::len).collect();
+        for (level, level_quota) in levels.values().zip(apportion(&level_sizes, quota)) {
+            for k in 0..level_quota {
+                // The middle of each of `level_quota` equal slices.
+                let position = (2 * k + 1) * level.len() / (2 * level_quota);
+                chosen.push(level[position].clone());
+            }
         }
     }
     chosen.sort_by_key(|item| item.index);
     chosen
+}
+
+/// Splits `size` over groups of the given sizes in proportion (largest remainders first,
+/// ties to the earlier group). Never gives a group more than it holds when `size` is at
+/// most their total.
+fn apportion(sizes: &[usize], size: usize) -> Vec<usize> {
+    let total: usize = sizes.iter().sum();
+    if total == 0 {
+        return vec![0; sizes.len()];
+    }
+    let mut quotas: Vec<usize> = sizes.iter().map(|n| n * size / total).collect();
+    let remainders: Vec<usize> = sizes.iter().map(|n| n * size % total).collect();
+    let mut left = size.saturating_sub(quotas.iter().sum());
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by(|&a, &b| remainders[b].cmp(&remainders[a]).then(a.cmp(&b)));
+    for position in order {
+        if left == 0 {
+            break;
+        }
+        if quotas[position] < sizes[position] {
+            quotas[position] += 1;
+            left -= 1;
+        }
+    }
+    quotas
 }
 
 /// One line of the predictions file.
@@ -411,6 +435,42 @@ mod tests {
         assert_eq!(sample.iter().filter(|i| i.db_id == "big").count(), 6);
         assert!(sample.windows(2).all(|w| w[0].index < w[1].index));
         assert_eq!(stratified_sample(&items, 8), sample, "deterministic");
+    }
+
+    #[test]
+    fn stratified_sample_spans_every_database_when_it_can() {
+        let mut items = Vec::new();
+        for index in 0..90 {
+            let level = if index % 3 == 0 {
+                Hardness::Hard
+            } else {
+                Hardness::Easy
+            };
+            items.push(item(index, "big", level));
+        }
+        for (offset, db) in ["s1", "s2", "s3", "s4"].iter().enumerate() {
+            for k in 0..3 {
+                items.push(item(90 + offset * 3 + k, db, Hardness::Medium));
+            }
+        }
+        let sample = stratified_sample(&items, 10);
+        assert_eq!(sample.len(), 10);
+        for db in ["s1", "s2", "s3", "s4"] {
+            assert_eq!(sample.iter().filter(|i| i.db_id == db).count(), 1, "{db}");
+        }
+        let big: Vec<_> = sample.iter().filter(|i| i.db_id == "big").collect();
+        assert_eq!(big.len(), 6);
+        assert_eq!(
+            big.iter().filter(|i| i.hardness == Hardness::Hard).count(),
+            2
+        );
+    }
+
+    #[test]
+    fn apportion_is_exact_and_capped() {
+        assert_eq!(apportion(&[3, 3, 4], 5), vec![2, 1, 2]);
+        assert_eq!(apportion(&[1, 0, 9], 10), vec![1, 0, 9]);
+        assert_eq!(apportion(&[], 0), Vec::<usize>::new());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Writing queries with the model: the streamed query of an attempt (sampled again when it
-//! repeats a failed one), extra candidates that vote, and the fallback that starts afresh
+//! Writing queries with the model: the streamed query of an attempt (asked again from the
+//! question with what failed, then sampled, when it repeats a failed one or its mistake), extra candidates that vote, and the fallback that starts afresh
 //! from the question when every repair failed.
 
 use std::time::Instant;
@@ -9,6 +9,7 @@ use crate::core::db::guard::check_read_only;
 use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Sampling};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
 use crate::core::pipeline::outcome::{Attempt, PipelineEvent, Stage};
+use crate::core::pipeline::repair::repeats_failure;
 use crate::core::pipeline::run::{Ending, Run, same_sql};
 use crate::core::pipeline::vote::pick_by_vote;
 use crate::core::pipeline::{PipelineError, millis};
@@ -28,9 +29,10 @@ impl Run<'_> {
     ) -> Result<String, PipelineError> {
         let opening = self.config.sql_opening.as_str();
         let mut sampling = self.config.sampling;
+        let mut messages = self.messages.clone();
         let mut resamples = 0;
         let (completion, written) = loop {
-            let request = self.sql_request(self.messages.clone(), sampling);
+            let request = self.sql_request(messages.clone(), sampling);
             if !opening.is_empty() {
                 on_event(PipelineEvent::SqlText {
                     attempt,
@@ -49,16 +51,26 @@ impl Run<'_> {
                 });
             }
             // Greedy decoding answers a repair turn with the query it already wrote more
-            // often than not; sampling breaks the loop without a new prompt.
-            let repeated = self.attempts.iter().any(|a| same_sql(&a.sql, &written.sql));
+            // often than not. The first retry asks again from the question alone, with what
+            // the failures taught and without the failed query to copy; later ones sample.
+            let repeated = self.attempts.iter().any(|a| {
+                same_sql(&a.sql, &written.sql)
+                    || a.error
+                        .as_deref()
+                        .is_some_and(|error| repeats_failure(error, &written.sql))
+            });
             if !repeated || resamples >= MAX_RESAMPLES {
                 break (completion, written);
             }
             resamples += 1;
-            sampling = Sampling::Temperature {
-                temperature: self.config.candidate_temperature,
-                seed: attempt * 31 + resamples,
-            };
+            if resamples == 1 && !self.lessons.is_empty() {
+                messages = self.question_with_lessons();
+            } else {
+                sampling = Sampling::Temperature {
+                    temperature: self.config.candidate_temperature,
+                    seed: attempt * 31 + resamples,
+                };
+            }
             on_event(PipelineEvent::SqlRestarted { attempt });
         };
         if attempt == 1 {
@@ -77,6 +89,21 @@ impl Run<'_> {
             self.note_fired(&written.fired);
             Ok(written.sql)
         }
+    }
+
+    /// The question turns, the question followed by what earlier attempts taught.
+    fn question_with_lessons(&self) -> Vec<ChatMessage> {
+        let mut messages = self.messages[..self.question_turns_end].to_vec();
+        if let Some(question) = messages.last_mut() {
+            question
+                .content
+                .push_str("\n\nEarlier queries for this question failed:");
+            for lesson in &self.lessons {
+                question.content.push_str("\n- ");
+                question.content.push_str(lesson);
+            }
+        }
+        messages
     }
 
     /// Samples `candidates - 1` more queries after the greedy one, runs them all and

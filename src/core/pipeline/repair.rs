@@ -20,6 +20,16 @@ pub(crate) fn repair_hints(error: &str, failed_sql: &str, schema: &Schema) -> Ve
                 owners.join(", ")
             ));
         }
+        hints.push(format!("There is no table {name}."));
+        for column in columns_read_from(failed_sql, &name) {
+            let owners = tables_with_column(schema, &column);
+            if !owners.is_empty() {
+                hints.push(format!(
+                    "{column}, which the query reads from {name}, is a column of {}.",
+                    owners.join(", ")
+                ));
+            }
+        }
         hints.push(format!(
             "The tables are: {}.",
             table_names(schema).join(", ")
@@ -27,7 +37,15 @@ pub(crate) fn repair_hints(error: &str, failed_sql: &str, schema: &Schema) -> Ve
     } else if let Some(name) = error_subject(error, "no such column:") {
         let column = name.rsplit('.').next().unwrap_or(&name).to_string();
         let owners = tables_with_column(schema, &column);
-        if !owners.is_empty() {
+        if owners.is_empty() {
+            let closest = closest_columns(schema, &column);
+            if !closest.is_empty() {
+                hints.push(format!(
+                    "No table has a column {column}; the closest are {}.",
+                    closest.join(", ")
+                ));
+            }
+        } else {
             hints.push(format!("{column} is a column of {}.", owners.join(", ")));
         }
         for table in referenced_tables(failed_sql) {
@@ -48,6 +66,126 @@ pub(crate) fn repair_hints(error: &str, failed_sql: &str, schema: &Schema) -> Ve
         hints.push("Filter on aggregates with HAVING, not WHERE.".into());
     }
     hints
+}
+
+/// The columns `sql` reads through `table` or its alias (`T2.Country` after `JOIN Address
+/// AS T2`), each once, in the order they appear.
+fn columns_read_from(sql: &str, table: &str) -> Vec<String> {
+    let dialect = SQLiteDialect {};
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return Vec::new();
+    };
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let word = |token: &Token| match token {
+        Token::Word(w) => Some(w.clone()),
+        _ => None,
+    };
+    let mut names = vec![unquote(table).to_lowercase()];
+    for (i, token) in words.iter().enumerate() {
+        let Some(w) = word(token) else { continue };
+        if !unquote(&w.value).eq_ignore_ascii_case(&unquote(table)) {
+            continue;
+        }
+        let alias = match words.get(i + 1).and_then(|t| word(t)) {
+            Some(next) if next.keyword == Keyword::AS => words.get(i + 2).and_then(|t| word(t)),
+            Some(next) if next.keyword == Keyword::NoKeyword => Some(next),
+            _ => None,
+        };
+        if let Some(alias) = alias {
+            names.push(alias.value.to_lowercase());
+        }
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for window in words.windows(3) {
+        let (Some(qualifier), Token::Period, Some(column)) =
+            (word(window[0]), window[1], word(window[2]))
+        else {
+            continue;
+        };
+        let column = unquote(&column.value);
+        if names.contains(&qualifier.value.to_lowercase())
+            && !columns.iter().any(|c| c.eq_ignore_ascii_case(&column))
+        {
+            columns.push(column);
+        }
+    }
+    columns
+}
+
+/// Up to three `table.column` names most like `column` (ignoring case and `_`), best first.
+fn closest_columns(schema: &Schema, column: &str) -> Vec<String> {
+    let simplify = |name: &str| name.to_lowercase().replace(['_', ' '], "");
+    let wanted = simplify(column);
+    let mut scored: Vec<(f64, String)> = schema
+        .tables
+        .iter()
+        .flat_map(|table| {
+            table.columns.iter().map(|c| {
+                let name = simplify(&c.name);
+                let contains = !name.is_empty()
+                    && name.len() >= 3
+                    && (wanted.contains(&name) || name.contains(&wanted));
+                let score = strsim::normalized_levenshtein(&wanted, &name).max(if contains {
+                    0.7
+                } else {
+                    0.0
+                });
+                (score, format!("{}.{}", table.name, c.name))
+            })
+        })
+        .filter(|(score, _)| *score >= 0.5)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    scored.into_iter().take(3).map(|(_, name)| name).collect()
+}
+
+/// Whether `sql` makes the mistake `error` reported again: it still reads the table that
+/// does not exist, or still names the column that does not.
+pub(crate) fn repeats_failure(error: &str, sql: &str) -> bool {
+    if let Some(table) = error_subject(error, "no such table:") {
+        let table = unquote(&table);
+        return referenced_tables(sql)
+            .iter()
+            .any(|t| unquote(t).eq_ignore_ascii_case(&table));
+    }
+    if let Some(column) = error_subject(error, "no such column:") {
+        let wanted: Vec<String> = column
+            .split('.')
+            .map(|p| unquote(p).to_lowercase())
+            .collect();
+        let dialect = SQLiteDialect {};
+        let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+            return false;
+        };
+        let parts: Vec<String> = tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .map(|t| match t {
+                Token::Word(w) => unquote(&w.value).to_lowercase(),
+                other => other.to_string(),
+            })
+            .collect();
+        let pattern: Vec<String> = dotted_tokens(&wanted);
+        return parts
+            .windows(pattern.len())
+            .any(|w| w == pattern.as_slice());
+    }
+    false
+}
+
+/// `["t2", "x"]` as the token sequence `t2 . x`.
+fn dotted_tokens(parts: &[String]) -> Vec<String> {
+    let mut pattern = Vec::with_capacity(parts.len() * 2);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            pattern.push(".".to_string());
+        }
+        pattern.push(part.clone());
+    }
+    pattern
 }
 
 /// The identifier after `marker` in an error ("no such column: T1.TrackId in SELECT ...").
@@ -101,6 +239,46 @@ mod tests {
             hints,
             [
                 "Address is not a table; it is a column of Customer.",
+                "There is no table Address.",
+                "The tables are: Customer, Genre, Track."
+            ]
+        );
+    }
+
+    #[test]
+    fn a_query_that_makes_the_same_mistake_is_a_repeat() {
+        let table = "no such table: Address";
+        assert!(repeats_failure(
+            table,
+            "SELECT 1 FROM Customer JOIN address AS a ON 1"
+        ));
+        assert!(!repeats_failure(table, "SELECT Address FROM Customer"));
+        let column = "no such column: T2.UnitPrice in SELECT ... at offset 3";
+        assert!(repeats_failure(
+            column,
+            "SELECT SUM(T2.UnitPrice) FROM Invoice AS T2"
+        ));
+        assert!(!repeats_failure(
+            column,
+            "SELECT SUM(T3.UnitPrice) FROM InvoiceLine AS T3"
+        ));
+        assert!(!repeats_failure("syntax error", "SELECT 1"));
+    }
+
+    #[test]
+    fn a_missing_table_names_the_tables_holding_the_columns_read_from_it() {
+        let hints = repair_hints(
+            "no such table: Place",
+            "SELECT COUNT(T1.CustomerId) FROM Customer AS T1 JOIN Place AS T2 \
+             ON T1.PlaceId = T2.PlaceId WHERE T2.Country = 'Germany' AND T2.Name <> ''",
+            &schema(),
+        );
+        assert_eq!(
+            hints,
+            [
+                "There is no table Place.",
+                "Country, which the query reads from Place, is a column of Customer.",
+                "Name, which the query reads from Place, is a column of Genre.",
                 "The tables are: Customer, Genre, Track."
             ]
         );
@@ -122,6 +300,15 @@ mod tests {
             ]
         );
         assert!(repair_hints("syntax error", "SELEC", &schema()).is_empty());
+        assert_eq!(
+            repair_hints(
+                "no such column: T1.Genre_Name",
+                "SELECT T1.Genre_Name FROM Genre AS T1",
+                &schema()
+            )[0],
+            "No table has a column Genre_Name; the closest are Genre.Name, Genre.GenreId, \
+             Track.GenreId."
+        );
     }
 }
 

@@ -53,6 +53,9 @@ pub(super) struct Run<'a> {
     pub(super) timings: Timings,
     /// Rewrites and checks that fired on any attempt, in order, each once.
     fired: Vec<&'static str>,
+    /// What the failed attempts taught (each error and its hints, once each), for a
+    /// repair that starts again from the question instead of from the failed query.
+    pub(super) lessons: Vec<String>,
 }
 
 impl<'a> Run<'a> {
@@ -81,6 +84,7 @@ impl<'a> Run<'a> {
             attempts: Vec::new(),
             timings: Timings::default(),
             fired: Vec::new(),
+            lessons: Vec::new(),
         }
     }
 
@@ -202,6 +206,13 @@ impl<'a> Run<'a> {
         let hints = schema
             .map(|schema| repair_hints(message, sql, schema))
             .unwrap_or_default();
+        for lesson in std::iter::once(format!("A query failed with: {}", message.trim()))
+            .chain(hints.iter().cloned())
+        {
+            if !self.lessons.contains(&lesson) {
+                self.lessons.push(lesson);
+            }
+        }
         self.messages.push(sql_reply(sql));
         self.messages.push(repair_message(message, &hints));
         fix

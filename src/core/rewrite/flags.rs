@@ -103,11 +103,14 @@ pub(crate) fn drop_unnamed_flag_filters(
     conn: &Connection,
 ) -> Option<String> {
     let question_words = lowercase_words(question);
+    // A word holding the flag's word names it, negated or not: "female" for `is_male`,
+    // "inactive" for `is_active`, "unofficially" for `IsOfficial`. The filter is the
+    // model's reading of that word, right or wrong, not an unasked one.
     let named = |flag_words: &[String]| {
         flag_words.iter().any(|flag| {
-            question_words
-                .iter()
-                .any(|word| word.starts_with(flag.as_str()))
+            question_words.iter().any(|word| {
+                word.starts_with(flag.as_str()) || (flag.len() >= 4 && word.contains(flag.as_str()))
+            })
         })
     };
     let mut statement = parse_single_query(sql)?;
@@ -408,6 +411,13 @@ mod tests {
 
     #[test]
     fn flag_filters_the_question_names_or_that_are_not_flags_stay() {
+        for question in ["List the inactive customers", "Customers who are inactive"] {
+            assert_eq!(
+                unflagged("SELECT name FROM customer WHERE is_active = 0", question),
+                None,
+                "{question}"
+            );
+        }
         for (sql, question) in [
             (
                 "SELECT Language FROM countrylanguage WHERE IsOfficial = 'T'",

@@ -19,13 +19,14 @@
 //! see docs/eval.md.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlparser::ast::{BinaryOperator, Expr, Ident, Query, Select, Statement, Value};
+use sqlparser::ast::{
+    BinaryOperator, Expr, Ident, Query, Select, SetExpr, SetOperator, Statement, TableFactor,
+    UnaryOperator, Value,
+};
 
 use crate::core::db::ident::quote_identifier;
 use crate::core::db::schema::{Schema, Table};
-use crate::core::db::sql_ast::{
-    for_each_select_mut, parse_single_query, resolve_column, tables_in_scope,
-};
+use crate::core::db::sql_ast::{parse_single_query, resolve_column, tables_in_scope};
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
 /// Tables with more rows than this are not searched: each check may scan the table.
@@ -46,7 +47,9 @@ pub(crate) fn ground_literals(
         look_up_through_keys,
         changed: 0,
     };
-    for_each_select_mut(&mut statement, |select| grounder.ground_select(select));
+    if let Statement::Query(query) = &mut statement {
+        grounder.ground_query(query, false);
+    }
     (grounder.changed > 0).then(|| format!("{statement:#}"))
 }
 
@@ -58,10 +61,78 @@ struct Grounder<'a> {
 }
 
 impl Grounder<'_> {
-    fn ground_select(&mut self, select: &mut Select) {
+    /// Every SELECT of the query that is not under a negation. Under `NOT IN`, `NOT
+    /// EXISTS` or the right arm of `EXCEPT` a filter that matches nothing does not empty
+    /// the answer, and the query may mean exactly that ("people with no friend in
+    /// Austin" stays right when no row spells it that way), so it is left as written.
+    fn ground_query(&mut self, query: &mut Query, negated: bool) {
+        self.ground_body(&mut query.body, negated);
+    }
+
+    fn ground_body(&mut self, body: &mut SetExpr, negated: bool) {
+        match body {
+            SetExpr::Select(select) => self.ground_select(select, negated),
+            SetExpr::Query(query) => self.ground_query(query, negated),
+            SetExpr::SetOperation {
+                left, op, right, ..
+            } => {
+                let right_negated = negated || matches!(op, SetOperator::Except);
+                self.ground_body(left, negated);
+                self.ground_body(right, right_negated);
+            }
+            _ => {}
+        }
+    }
+
+    fn ground_select(&mut self, select: &mut Select, negated: bool) {
         let tables = tables_in_scope(select, self.schema);
         if let Some(selection) = select.selection.as_mut() {
-            self.ground_condition(selection, &tables);
+            if !negated {
+                self.ground_condition(selection, &tables);
+            }
+            self.ground_subqueries(selection, negated);
+        }
+        if let Some(having) = select.having.as_mut() {
+            self.ground_subqueries(having, negated);
+        }
+        for from in &mut select.from {
+            let factors = std::iter::once(&mut from.relation)
+                .chain(from.joins.iter_mut().map(|j| &mut j.relation));
+            for factor in factors {
+                if let TableFactor::Derived { subquery, .. } = factor {
+                    self.ground_query(subquery, negated);
+                }
+            }
+        }
+    }
+
+    /// The subqueries of a condition, each knowing whether a negation covers it.
+    fn ground_subqueries(&mut self, expr: &mut Expr, negated: bool) {
+        match expr {
+            Expr::InSubquery {
+                subquery,
+                negated: not,
+                ..
+            }
+            | Expr::Exists {
+                subquery,
+                negated: not,
+            } => {
+                let negated = negated || *not;
+                self.ground_query(subquery, negated);
+            }
+            Expr::Subquery(subquery) => self.ground_query(subquery, negated),
+            Expr::UnaryOp {
+                op: UnaryOperator::Not,
+                expr,
+            } => self.ground_subqueries(expr, true),
+            Expr::Nested(inner) => self.ground_subqueries(inner, negated),
+            Expr::BinaryOp { left, op, right } => {
+                let negated = negated || matches!(op, BinaryOperator::NotEq);
+                self.ground_subqueries(left, negated);
+                self.ground_subqueries(right, negated);
+            }
+            _ => {}
         }
     }
 
@@ -400,6 +471,23 @@ mod tests {
         let (conn, schema) = world();
         ground_literals(sql, &schema, &conn, true)
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    #[test]
+    fn filters_under_a_negation_are_left_as_written() {
+        for sql in [
+            "SELECT Name FROM country WHERE Code NOT IN \
+             (SELECT Code FROM country WHERE Continent = 'asia')",
+            "SELECT Name FROM country EXCEPT SELECT Name FROM country WHERE Continent = 'asia'",
+            "SELECT Name FROM country AS c WHERE NOT EXISTS \
+             (SELECT 1 FROM country AS d WHERE d.Continent = 'asia' AND d.Code = c.Code)",
+        ] {
+            assert_eq!(grounded(sql), None, "{sql}");
+        }
+        assert_eq!(
+            grounded("SELECT Name FROM country WHERE Code IN (SELECT Code FROM country WHERE Continent = 'asia')"),
+            Some("SELECT Name FROM country WHERE Code IN (SELECT Code FROM country WHERE Continent = 'Asia')".to_string())
+        );
     }
 
     #[test]

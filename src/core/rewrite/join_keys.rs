@@ -6,11 +6,19 @@
 //!
 //! On a database that declares no foreign key at all, only same-named columns pass; a
 //! table that takes part in no declared key is not judged (its keys are unknown).
+//!
+//! Schemas leave keys out (`Student.Advisor` holds faculty ids with no `REFERENCES`), so an
+//! equality no declaration covers still passes when the data shows a key: one column's
+//! values are unique and every value of the other is among them. A join of unrelated keys
+//! fails that (`InvoiceLine.InvoiceId` runs past the last `CustomerId`); one whose values
+//! happen to fit a small key range passes, which costs a missed alarm, never a right query.
 
 use std::collections::HashMap;
 
+use rusqlite::{Connection, OptionalExtension};
 use sqlparser::ast::{BinaryOperator, Expr, Select};
 
+use crate::core::db::ident::quote_identifier;
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
     conjuncts, for_each_select_mut, join_condition, parse_single_query, schema_table,
@@ -27,6 +35,9 @@ impl Check for JoinKeys {
 
     fn check(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
         let off = off_key_join(sql, input.schema)?;
+        if data_links(input.conn, &off.left, &off.right) {
+            return None;
+        }
         Some(format!(
             "the join condition {} pairs {}.{} with {}.{}, which are not linked by a key; {}",
             off.condition,
@@ -157,6 +168,31 @@ fn key_from(from: &(&Table, String), to: &(&Table, String)) -> bool {
     })
 }
 
+/// Whether the data shows a key between the two columns: one side unique, every non-null
+/// value of the other among its values. Errors (a view that fails, a timeout) count as
+/// linked, so the check never blocks a query on a guess.
+pub(crate) fn data_links(conn: &Connection, a: &(String, String), b: &(String, String)) -> bool {
+    included_in_key(conn, b, a).unwrap_or(true) || included_in_key(conn, a, b).unwrap_or(true)
+}
+
+fn included_in_key(
+    conn: &Connection,
+    from: &(String, String),
+    key: &(String, String),
+) -> rusqlite::Result<bool> {
+    let (from_table, from_column) = (quote_identifier(&from.0), quote_identifier(&from.1));
+    let (key_table, key_column) = (quote_identifier(&key.0), quote_identifier(&key.1));
+    let sql = format!(
+        "SELECT (SELECT COUNT({key_column}) = COUNT(DISTINCT {key_column}) FROM {key_table}) \
+           AND EXISTS (SELECT 1 FROM {from_table} WHERE {from_column} IS NOT NULL) \
+           AND NOT EXISTS (SELECT 1 FROM {from_table} WHERE {from_column} IS NOT NULL \
+             AND {from_column} NOT IN (SELECT {key_column} FROM {key_table} \
+               WHERE {key_column} IS NOT NULL))"
+    );
+    let linked: Option<bool> = conn.query_row(&sql, [], |row| row.get(0)).optional()?;
+    Ok(linked.unwrap_or(false))
+}
+
 /// What the repair prompt says links `a` and `b`: their key columns, or a table between.
 fn links_between(schema: &Schema, a: &str, b: &str) -> String {
     let direct = key_pairs(schema, a, b);
@@ -256,5 +292,35 @@ mod tests {
         ] {
             assert_eq!(off_key_join(sql, &schema), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn data_shows_an_undeclared_key_but_not_a_join_of_unrelated_keys() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Faculty (FacId INTEGER PRIMARY KEY, Name TEXT);
+             CREATE TABLE Student (StuId INTEGER PRIMARY KEY, Advisor INTEGER);
+             CREATE TABLE Course (CourseId INTEGER PRIMARY KEY, Code TEXT);
+             INSERT INTO Faculty VALUES (10, 'Ada'), (11, 'Alan'), (12, 'Grace');
+             INSERT INTO Student VALUES (1, 10), (2, 12), (3, NULL), (4, 10);
+             INSERT INTO Course VALUES (1, 'A'), (2, 'B'), (3, 'C'), (4, 'D'), (5, 'E');",
+        )
+        .unwrap();
+        let column = |t: &str, c: &str| (t.to_string(), c.to_string());
+        assert!(data_links(
+            &conn,
+            &column("Faculty", "FacId"),
+            &column("Student", "Advisor")
+        ));
+        assert!(!data_links(
+            &conn,
+            &column("Student", "Advisor"),
+            &column("Course", "CourseId")
+        ));
+        assert!(!data_links(
+            &conn,
+            &column("Faculty", "FacId"),
+            &column("Course", "CourseId")
+        ));
     }
 }

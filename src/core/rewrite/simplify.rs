@@ -487,7 +487,7 @@ fn is_unused(
     let Some((used_as, table)) = schema_table(relation, schema) else {
         return false;
     };
-    if asked.names(&table.name) {
+    if asked.restricts_by_clause || asked.names(&table.name) {
         return false;
     }
     let qualifier = used_as.to_lowercase();
@@ -506,26 +506,41 @@ fn is_unused(
 }
 
 /// The words of a question, singular, for telling whether it names a table.
-struct QuestionWords(std::collections::HashSet<String>);
+struct QuestionWords {
+    words: std::collections::HashSet<String>,
+    /// "students who tried out", "documents that have expenses": a relative clause with an
+    /// action or a possession asks for rows that have a match, which is what the join does.
+    restricts_by_clause: bool,
+}
+
+/// Words that join the parts of a table's name and say nothing about what it holds.
+const LINKING_WORDS: [&str; 6] = ["with", "and", "the", "for", "has", "have"];
 
 impl QuestionWords {
     fn of(question: &str) -> Self {
-        Self(
-            lowercase_words(question)
-                .iter()
-                .map(|w| singular(w))
-                .collect(),
-        )
+        let words = lowercase_words(question);
+        let restricts_by_clause = words.windows(2).any(|pair| {
+            matches!(pair[0].as_str(), "who" | "whose" | "that")
+                && !matches!(
+                    pair[1].as_str(),
+                    "is" | "are" | "was" | "were" | "be" | "the" | "a" | "an"
+                )
+        });
+        Self {
+            words: words.iter().map(|w| singular(w)).collect(),
+            restricts_by_clause,
+        }
     }
 
-    /// Every word of `table`'s name (longer than two letters) is in the question.
+    /// Every word of `table`'s name (longer than two letters, linking words aside) is in
+    /// the question.
     fn names(&self, table: &str) -> bool {
         let words: Vec<String> = split_identifier(table)
             .iter()
-            .filter(|w| w.len() > 2)
+            .filter(|w| w.len() > 2 && !LINKING_WORDS.contains(&w.as_str()))
             .map(|w| singular(w))
             .collect();
-        !words.is_empty() && words.iter().all(|w| self.0.contains(w))
+        !words.is_empty() && words.iter().all(|w| self.words.contains(w))
     }
 }
 
@@ -736,6 +751,15 @@ mod tests {
         let kept = drop_unused_joins(membership, &school(), "Teachers with a course arrange?");
         assert_eq!(kept, None);
         assert!(drop_unused_joins(membership, &school(), "Names of all teachers?").is_some());
+        for question in [
+            "Names of the teachers who teach a course?",
+            "Teachers that have an arrangement?",
+        ] {
+            assert_eq!(drop_unused_joins(membership, &school(), question), None);
+        }
+        assert!(
+            drop_unused_joins(membership, &school(), "Names of teachers who are young?").is_some()
+        );
         for sql in [
             "SELECT Name FROM teacher EXCEPT SELECT T1.Name FROM teacher AS T1 \
              JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
