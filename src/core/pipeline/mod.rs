@@ -9,6 +9,7 @@ mod answer;
 pub mod extract;
 mod generate;
 pub mod grammar;
+mod invented_join;
 pub mod outcome;
 pub mod prompt;
 pub mod repair;

@@ -7,6 +7,7 @@ use crate::core::db::exec::{ExecError, QueryResult, ReadOnlyDb};
 use crate::core::db::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::model::{ChatMessage, LanguageModel};
 use crate::core::pipeline::grammar::sql_grammar;
+use crate::core::pipeline::invented_join::drop_invented_join;
 use crate::core::pipeline::outcome::{
     Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings,
 };
@@ -201,7 +202,10 @@ impl<'a> Run<'a> {
     fn ask_for_repair(&mut self, sql: &str, message: &str) -> Option<String> {
         let schema = self.db.schema().ok();
         let fix = schema
-            .and_then(|schema| fix_column_reference(message, sql, schema))
+            .and_then(|schema| {
+                fix_column_reference(message, sql, schema)
+                    .or_else(|| drop_invented_join(message, sql, schema))
+            })
             .filter(|fixed| !self.attempts.iter().any(|a| same_sql(&a.sql, fixed)));
         let hints = schema
             .map(|schema| repair_hints(message, sql, schema))
