@@ -25,6 +25,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use sha2::{Digest, Sha256};
 
 use crate::core::model::{
@@ -376,13 +378,57 @@ impl LlamaEngine {
         Ok(last_index)
     }
 
+    /// The request's grammar as a sampler kept out of the chain, for [`Self::sample_checked`].
+    fn grammar(&self, request: &CompletionRequest) -> Result<Option<LlamaSampler>, LlmError> {
+        request
+            .grammar
+            .as_ref()
+            .map(|grammar| {
+                LlamaSampler::grammar(self.model, grammar, "root")
+                    .map_err(|e| LlmError::Inference(format!("invalid grammar: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The next token under a grammar, checked first: the chain picks from the logits as
+    /// if there were no grammar, and only that one token is checked against it. Only when
+    /// the grammar rejects it does the full pass run (the grammar over all 150k candidates,
+    /// then the chain again), which is the cost that made every token slow (LLAMA-NOTES).
+    /// `None` when the grammar allows no token at all.
+    fn sample_checked(
+        &self,
+        sampler: &mut LlamaSampler,
+        grammar: &mut LlamaSampler,
+        logits_index: i32,
+        full_passes: &mut usize,
+    ) -> Option<LlamaToken> {
+        let mut candidates = self.context.token_data_array_ith(logits_index);
+        candidates.apply_sampler(sampler);
+        let first_choice = candidates.selected_token()?;
+        let mut single =
+            LlamaTokenDataArray::new(vec![LlamaTokenData::new(first_choice, 0.0, 1.0)], false);
+        single.apply_sampler(grammar);
+        let allowed = single.data.first().is_some_and(|d| d.logit().is_finite());
+        let token = if allowed {
+            first_choice
+        } else {
+            *full_passes += 1;
+            let mut candidates = self.context.token_data_array_ith(logits_index);
+            candidates.apply_sampler(grammar);
+            if !candidates.data.iter().any(|d| d.logit().is_finite()) {
+                return None;
+            }
+            candidates.apply_sampler(sampler);
+            candidates.selected_token()?
+        };
+        // Accepting a token the grammar rejects aborts the process; this one it allows.
+        grammar.accept(token);
+        sampler.accept(token);
+        Some(token)
+    }
+
     fn sampler(&self, request: &CompletionRequest) -> Result<LlamaSampler, LlmError> {
         let mut chain = Vec::new();
-        if let Some(grammar) = &request.grammar {
-            let sampler = LlamaSampler::grammar(self.model, grammar, "root")
-                .map_err(|e| LlmError::Inference(format!("invalid grammar: {e}")))?;
-            chain.push(sampler);
-        }
         match request.sampling {
             Sampling::Greedy => chain.push(LlamaSampler::greedy()),
             Sampling::Temperature { temperature, seed } => {
@@ -473,6 +519,8 @@ impl LlamaEngine {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, LlmError> {
         let mut sampler = self.sampler(request)?;
+        let mut grammar = self.grammar(request)?;
+        let mut full_passes = 0usize;
         let vocab = self.model.vocab();
         let capacity = self.config.context_tokens as usize;
         let max_tokens = request
@@ -491,7 +539,19 @@ impl LlamaEngine {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(LlmError::Cancelled);
             }
-            let token = sampler.sample(&self.context, logits_index);
+            let token = match grammar.as_mut() {
+                None => sampler.sample(&self.context, logits_index),
+                Some(grammar) => {
+                    match self.sample_checked(&mut sampler, grammar, logits_index, &mut full_passes)
+                    {
+                        Some(token) => token,
+                        None => {
+                            stop_reason = StopReason::EndOfText;
+                            break;
+                        }
+                    }
+                }
+            };
             first_token_at.get_or_insert_with(|| started.elapsed());
             generated += 1;
             if vocab.is_eog(token) {
@@ -511,6 +571,13 @@ impl LlamaEngine {
         }
         if text.len() > emitted {
             on_text(&text[emitted..]);
+        }
+        if grammar.is_some() {
+            tracing::debug!(
+                generated,
+                full_passes,
+                "grammar: tokens the first choice failed"
+            );
         }
         Ok(Generation {
             text,

@@ -103,16 +103,21 @@ const KEYWORDS: &[&str] = &[
     "RECURSIVE",
 ];
 
+/// Keywords only the `tableref` rule writes, so a table name must follow them.
+const TABLE_KEYWORDS: [&str; 2] = ["FROM", "JOIN"];
+
 /// The grammar's root rule is `root`; it describes the text after `SELECT `.
 pub(crate) fn sql_grammar(schema: &Schema) -> String {
     let mut words: BTreeSet<String> = BTreeSet::new();
-    for keyword in KEYWORDS {
+    for keyword in KEYWORDS.iter().filter(|k| !TABLE_KEYWORDS.contains(k)) {
         words.insert(keyword.to_string());
         words.insert(keyword.to_lowercase());
     }
     let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut tables: BTreeSet<String> = BTreeSet::new();
     for table in &schema.tables {
         add_name(&mut names, &table.name);
+        add_name(&mut tables, &table.name);
         for column in &table.columns {
             add_name(&mut names, &column.name);
         }
@@ -128,7 +133,7 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     // name right after AS. `wordchar` cannot follow, so `Names` cannot pass as `Name` + `s`.
     // Two items are separated by whitespace or punctuation, never by nothing: otherwise an
     // invented `Titles` would pass as `Title` followed by the alias `s`.
-    let _ = writeln!(out, "root ::= body \"\\n```\"");
+    let _ = writeln!(out, "root ::= ws0 body \"\\n```\"");
     let _ = writeln!(
         out,
         "body ::= (\"(\" ws0)* item (sep item)* (ws0 \")\")* \";\"?"
@@ -138,8 +143,19 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     let _ = writeln!(out, "ws1 ::= [ \\t\\n]+");
     let _ = writeln!(
         out,
-        "item ::= word | qualified | number | string | quoted | punct | asname"
+        "item ::= word | qualified | number | string | quoted | punct | asname | tableref"
     );
+    // After FROM and JOIN comes a table of this database (or a subquery): an invented
+    // `Address` table is never written, so it never needs a repair.
+    let _ = writeln!(
+        out,
+        "tableref ::= (\"FROM\" | \"from\" | \"JOIN\" | \"join\") (ws1 (table | quoted) | ws0 \"(\")"
+    );
+    if tables.is_empty() {
+        let _ = writeln!(out, "table ::= \"x_no_tables\"");
+    } else {
+        let _ = writeln!(out, "table ::= {}", alternatives(&tables));
+    }
     let _ = writeln!(out, "asname ::= (\"AS\" | \"as\") [ ]+ freename");
     let _ = writeln!(out, "qualified ::= (name | alias) \".\" (name | \"*\")");
     let _ = writeln!(out, "word ::= keyword | name | alias | \"*\"");
@@ -167,12 +183,13 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     out
 }
 
+/// The schema's spelling and the lower-case one: every extra spelling keeps more parse
+/// stacks alive in the grammar sampler (LLAMA-NOTES), and the model copies the prompt's.
 fn add_name(names: &mut BTreeSet<String>, name: &str) {
     let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if plain {
         names.insert(name.to_string());
         names.insert(name.to_lowercase());
-        names.insert(name.to_uppercase());
     }
     // Names with spaces or symbols must be quoted; `quoted` already allows any quoted text.
 }
@@ -202,17 +219,21 @@ mod tests {
             .unwrap();
         let schema = introspect(&conn, "memory").unwrap();
         let grammar = sql_grammar(&schema);
-        assert!(grammar.starts_with("root ::= body \"\\n```\"\n"));
+        assert!(grammar.starts_with("root ::= ws0 body \"\\n```\"\n"));
         let names = grammar.lines().find(|l| l.starts_with("name ::=")).unwrap();
-        for name in [
-            "\"Album\"",
-            "\"album\"",
-            "\"ALBUM\"",
-            "\"AlbumId\"",
-            "\"title\"",
-        ] {
+        for name in ["\"Album\"", "\"album\"", "\"AlbumId\"", "\"title\""] {
             assert!(names.contains(name), "{names}");
         }
         assert!(!names.contains("\"Track\""));
+        let tables = grammar
+            .lines()
+            .find(|l| l.starts_with("table ::="))
+            .unwrap();
+        assert_eq!(tables, "table ::= \"Album\" | \"album\"");
+        let keywords = grammar
+            .lines()
+            .find(|l| l.starts_with("keyword ::="))
+            .unwrap();
+        assert!(!keywords.contains("\"FROM\"") && keywords.contains("\"WHERE\""));
     }
 }

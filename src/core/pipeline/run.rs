@@ -95,7 +95,7 @@ impl<'a> Run<'a> {
         model: &mut dyn LanguageModel,
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<Ending, PipelineError> {
-        let mut schema_fix: Option<String> = None;
+        let mut schema_fix: Option<(&'static str, String)> = None;
         let mut last_error = None;
         for attempt in 1..=self.config.max_repairs + 1 {
             let stage = if attempt == 1 {
@@ -106,8 +106,9 @@ impl<'a> Run<'a> {
             on_event(PipelineEvent::Stage(stage));
             let sql = match schema_fix.take() {
                 // The schema settled the error without the model (see `fix_column_reference`).
-                Some(fixed) => {
+                Some((fix, fixed)) => {
                     let fixed = self.rewrite(fixed);
+                    self.note_fired(&[fix]);
                     self.note_fired(&fixed.fired);
                     on_event(PipelineEvent::SqlText {
                         attempt,
@@ -198,15 +199,20 @@ impl<'a> Run<'a> {
     }
 
     /// Adds the failed query and the error (with hints from the schema) to the
-    /// conversation; returns the query the schema alone can fix, when it can.
-    fn ask_for_repair(&mut self, sql: &str, message: &str) -> Option<String> {
+    /// conversation; returns the query the schema alone can fix, when it can, with the
+    /// name of the fix (reported with the rewrites that fired).
+    fn ask_for_repair(&mut self, sql: &str, message: &str) -> Option<(&'static str, String)> {
         let schema = self.db.schema().ok();
         let fix = schema
             .and_then(|schema| {
                 fix_column_reference(message, sql, schema)
-                    .or_else(|| drop_invented_join(message, sql, schema))
+                    .map(|fixed| ("fix_column_reference", fixed))
+                    .or_else(|| {
+                        drop_invented_join(message, sql, schema)
+                            .map(|fixed| ("drop_invented_join", fixed))
+                    })
             })
-            .filter(|fixed| !self.attempts.iter().any(|a| same_sql(&a.sql, fixed)));
+            .filter(|(_, fixed)| !self.attempts.iter().any(|a| same_sql(&a.sql, fixed)));
         let hints = schema
             .map(|schema| repair_hints(message, sql, schema))
             .unwrap_or_default();

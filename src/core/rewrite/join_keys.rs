@@ -323,4 +323,41 @@ mod tests {
             &column("Course", "CourseId")
         ));
     }
+
+    /// On the real Chinook database the join checks send a join of unrelated keys back with
+    /// the path that links the tables, and pass the key joins a right query uses.
+    #[test]
+    fn the_join_checks_refuse_a_join_of_unrelated_keys_on_chinook() {
+        use crate::core::db::exec::ReadOnlyDb;
+        use crate::core::rewrite::{RewriteChain, RewriteSettings};
+
+        let settings = RewriteSettings {
+            check_join_conditions: true,
+            check_join_keys: true,
+            ..RewriteSettings::none()
+        };
+        let chain = RewriteChain::from_settings(&settings);
+        let chinook =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_dbs/chinook.db");
+        let db = ReadOnlyDb::open(&chinook).unwrap();
+        let input = RewriteInput {
+            question: "Which 5 customers spent the most, and which country are they from?",
+            schema: db.schema().unwrap(),
+            conn: db.connection(),
+        };
+        let wrong = "SELECT T1.FirstName, T1.Country, SUM(T2.UnitPrice * T2.Quantity) AS Spent \
+                     FROM Customer AS T1 JOIN InvoiceLine AS T2 ON T1.CustomerId = T2.InvoiceId \
+                     GROUP BY T1.CustomerId ORDER BY Spent DESC LIMIT 5";
+        let (name, message) = chain
+            .check(wrong, &input)
+            .expect("the wrong join is refused");
+        assert_eq!(name, "check_join_keys");
+        assert!(message.contains("linked through Invoice"), "{message}");
+        let right = "SELECT c.FirstName, c.Country, SUM(il.UnitPrice * il.Quantity) AS Spent \
+                     FROM Customer c JOIN Invoice i ON c.CustomerId = i.CustomerId \
+                     JOIN InvoiceLine il ON i.InvoiceId = il.InvoiceId \
+                     JOIN Employee e ON c.SupportRepId = e.EmployeeId \
+                     GROUP BY c.CustomerId ORDER BY Spent DESC LIMIT 5";
+        assert_eq!(chain.check(right, &input), None);
+    }
 }
