@@ -6,8 +6,10 @@
 //!
 //! It fixes vocabulary, not scope: `T1.Name` passes when `Name` is a column of any table.
 //! SQLite still validates the query, and the repair loop handles what it rejects.
-//! GBNF literals are case-sensitive, so keywords and names are offered as written in the
-//! schema, in upper case and in lower case.
+//! GBNF literals are case-sensitive: keywords are offered in upper and lower case, names as
+//! the schema spells them and in lower case. After `FROM` and `JOIN` only a table name (or
+//! a subquery) may follow. The engine checks the model's first choice of each token against
+//! the grammar and runs the full pass only when it is rejected (`llm::engine`).
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
