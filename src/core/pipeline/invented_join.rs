@@ -10,18 +10,13 @@ use std::ops::ControlFlow;
 
 use crate::core::db::schema::Schema;
 use crate::core::db::sql_ast::{parse_single_query, tables_in_scope};
+use crate::core::pipeline::repair::{error_subject, unquote};
 
 /// `failed_sql` without its join to the missing table named in `error`, its columns read
 /// from the one table in scope that has each; `None` when the error is another one, the
 /// query is not one plain SELECT, or any column has no single owner.
 pub(crate) fn drop_invented_join(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
-    let missing = error
-        .split_once("no such table:")?
-        .1
-        .split_whitespace()
-        .next()?
-        .trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']')
-        .to_string();
+    let missing = unquote(&error_subject(error, "no such table:")?);
     if schema.table(&missing).is_some() {
         return None;
     }

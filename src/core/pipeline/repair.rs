@@ -189,7 +189,7 @@ fn dotted_tokens(parts: &[String]) -> Vec<String> {
 }
 
 /// The identifier after `marker` in an error ("no such column: T1.TrackId in SELECT ...").
-fn error_subject(error: &str, marker: &str) -> Option<String> {
+pub(crate) fn error_subject(error: &str, marker: &str) -> Option<String> {
     let start = error.find(marker)? + marker.len();
     let subject: String = error[start..]
         .trim_start()
@@ -533,7 +533,7 @@ fn dedup_case_insensitive(mut names: Vec<&str>) -> Vec<&str> {
     names
 }
 
-fn unquote(name: &str) -> String {
+pub(crate) fn unquote(name: &str) -> String {
     name.trim_matches(|c| matches!(c, '"' | '`' | '[' | ']'))
         .to_string()
 }
