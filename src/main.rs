@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("nano-analyst: {error}");
+            nano_analyst::commands::terminal::print_stderr(&format!("nano-analyst: {error}\n"));
             ExitCode::FAILURE
         }
     }

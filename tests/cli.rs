@@ -127,3 +127,38 @@ fn bad_inputs_give_one_line_errors() {
     let error = one_line_error(&nano(data.path(), &["ask", db.to_str().unwrap(), "  "]));
     assert_eq!(error, "nano-analyst: the question is empty");
 }
+
+#[test]
+fn names_with_terminal_escapes_are_printed_as_visible_text() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("hostile.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE \"album\u{1b}]0;pwned\u{7}\" (\"title\u{1b}]52;c;aGk=\u{7}\" TEXT, \
+         \"year\u{9b}2J\" INTEGER);",
+    )
+    .unwrap();
+    drop(conn);
+    for json in [false, true] {
+        let mut args = vec!["schema", db.to_str().unwrap(), "album titles"];
+        if json {
+            args.push("--json");
+        }
+        let output = nano(data.path(), &args);
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        for text in [&stdout, &stderr] {
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{9b}'),
+                "{text}"
+            );
+        }
+        assert!(stdout.contains("album\\u001b]0;pwned\\u0007"), "{stdout}");
+        if json {
+            let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            let first = &value["tables"][0]["name"];
+            assert_eq!(first, "album\u{1b}]0;pwned\u{7}", "{value}");
+        }
+    }
+}

@@ -84,7 +84,7 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
     }
     let mut analyst = Analyst::open(&args.database, options)?;
     if let Some(note) = &analyst.retrieval_note {
-        eprintln!("nano-analyst: {note}");
+        crate::errln!("nano-analyst: {note}");
     }
     let stream_answer = !args.json;
     let mut stdout = std::io::stdout();
@@ -105,16 +105,16 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
             }
             PipelineEvent::SqlRestarted { .. } => sql_so_far.clear(),
             PipelineEvent::AttemptFailed { attempt, error, .. } => {
-                let _ = writeln!(stdout, "attempt {attempt} failed: {error}");
+                crate::outln!("attempt {attempt} failed: {error}");
             }
             PipelineEvent::Executed(result) => {
-                let _ = writeln!(stdout, "{}\n", sql_so_far.trim());
-                let _ = write!(stdout, "{}", text_table::render(result, 50));
-                let _ = writeln!(stdout, "({})\n", result.row_summary());
+                crate::outln!("{}\n", sql_so_far.trim());
+                crate::out!("{}", text_table::render(result, 50));
+                crate::outln!("({})\n", result.row_summary());
             }
             PipelineEvent::AnswerText(text) => {
                 answer_started = true;
-                let _ = write!(stdout, "{text}");
+                crate::out!("{text}");
                 let _ = stdout.flush();
             }
             _ => {}
@@ -126,24 +126,24 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         json.run_id = analyst.last_run();
         json.retraining = retraining;
         let json = serde_json::to_string(&json).map_err(AppError::json("the result"))?;
-        println!("{json}");
+        crate::outln!("{json}");
     } else {
         if answer_started {
-            println!();
+            crate::outln!();
         }
         if let Some(run) = analyst.last_run() {
             let db = args.database.display();
-            println!(
+            crate::outln!(
                 "(run {run}: nano-analyst rate {db} --run {run} up|down, or correct {db} --run {run} --sql \"...\")"
             );
         }
         if let Some(note) = retraining.as_ref().and_then(retraining_note) {
-            eprintln!("note: {note}");
+            crate::errln!("note: {note}");
         }
     }
     if let Some(error) = &outcome.error {
         if !args.json {
-            eprintln!("nano-analyst: {error}");
+            crate::errln!("nano-analyst: {error}");
         }
         return Ok(false);
     }

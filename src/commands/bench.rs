@@ -55,7 +55,7 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
     let load_started = Instant::now();
     let mut analyst = Analyst::open(&args.database, options)?;
     let load_ms = load_started.elapsed().as_millis();
-    println!(
+    crate::outln!(
         "model {} | {} threads | context {} | {} questions from {}",
         analyst.model_id(),
         options.engine.threads,
@@ -63,10 +63,18 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
         pairs.len(),
         args.pairs.display()
     );
-    println!("model + schema load: {load_ms} ms\n");
-    println!(
+    crate::outln!("model + schema load: {load_ms} ms\n");
+    crate::outln!(
         "{:<8} {:>6} {:>6} {:>7} {:>8} {:>7} {:>7} {:>8} {:>4}  question",
-        "run", "prompt", "cached", "ttft", "generate", "execute", "answer", "total", "ok"
+        "run",
+        "prompt",
+        "cached",
+        "ttft",
+        "generate",
+        "execute",
+        "answer",
+        "total",
+        "ok"
     );
 
     let mut warm: Vec<Timings> = Vec::new();
@@ -84,7 +92,7 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
         let ok = is_correct(&analyst, &outcome, &pair.query);
         correct += usize::from(ok);
         let t = &outcome.timings;
-        println!(
+        crate::outln!(
             "{label:<8} {:>6} {:>6} {:>5}ms {:>6}ms {:>5}ms {:>5}ms {:>6}ms {:>4}  {}",
             t.prompt_tokens,
             t.cached_prompt_tokens,
@@ -100,12 +108,12 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
             warm.push(outcome.timings.clone());
         }
     }
-    println!();
+    crate::outln!();
     if !warm.is_empty() {
         let total: Vec<u64> = warm.iter().map(|t| t.total_ms).collect();
         let ttft: Vec<u64> = warm.iter().map(|t| t.ttft_ms).collect();
         let generate: Vec<u64> = warm.iter().map(|t| t.generate_ms).collect();
-        println!(
+        crate::outln!(
             "warm ({} questions): end-to-end p50 {} ms, p95 {} ms | first SQL token p50 {} ms, p95 {} ms | generate p50 {} ms",
             warm.len(),
             percentile(&total, 50),
@@ -115,7 +123,7 @@ pub fn run(args: &BenchArgs, options: &mut RuntimeOptions) -> Result<(), AppErro
             percentile(&generate, 50)
         );
     }
-    println!(
+    crate::outln!(
         "execution accuracy against the pairs' SQL: {correct}/{}",
         pairs.len()
     );

@@ -26,8 +26,8 @@ use crate::session::RuntimeOptions;
 pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, AppError> {
     let outcome = evaluate(args, options)?;
     let summary = outcome.summary;
-    println!("{}", chart(&summary));
-    println!(
+    crate::outln!("{}", chart(&summary));
+    crate::outln!(
         "EX {} | valid {} | repair success {} ({}/{}) | latency p50 {} ms, p95 {} ms",
         percent(summary.overall.accuracy()),
         percent(summary.overall.valid_rate()),
@@ -37,15 +37,16 @@ pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, App
         summary.latency_p50_ms,
         summary.latency_p95_ms
     );
-    println!(
+    crate::outln!(
         "predictions: {} | report: {}",
         args.out.display(),
         outcome.report_path.display()
     );
     if !outcome.finished {
-        println!(
+        crate::outln!(
             "stopped after {} of {} questions; run the same command with --resume to continue",
-            outcome.answered, outcome.selected
+            outcome.answered,
+            outcome.selected
         );
     }
     Ok(summary)

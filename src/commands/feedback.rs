@@ -52,7 +52,7 @@ fn print_retraining_note(store: &HistoryStore, options: &RuntimeOptions) {
     if let Ok(status) = store.retraining_status(options.feedback.retrain_threshold)
         && let Some(note) = retraining_note(&status)
     {
-        eprintln!("note: {note}");
+        crate::errln!("note: {note}");
     }
 }
 
@@ -89,7 +89,7 @@ pub fn correct(args: &CorrectArgs, options: &RuntimeOptions) -> Result<ExitCode,
             whole_schema_text(&db).as_deref(),
         )?,
     };
-    println!(
+    crate::outln!(
         "recorded correction #{id} for \"{}\" (the SQL returned {}); similar questions will \
          see it as an example",
         question.trim(),
@@ -115,18 +115,18 @@ pub fn rate(args: &RateArgs, options: &RuntimeOptions) -> Result<ExitCode, AppEr
                 .iter()
                 .any(|p| p.run_id == Some(args.run) && p.source == PairSource::ThumbsUp);
             if verified {
-                println!(
+                crate::outln!(
                     "run {} rated up: its SQL is now a verified example",
                     args.run
                 );
             } else {
-                println!(
+                crate::outln!(
                     "run {} rated up (it has no answer, so nothing was stored as verified)",
                     args.run
                 );
             }
         }
-        Rating::Down => println!(
+        Rating::Down => crate::outln!(
             "run {} rated down; record the right SQL with: nano-analyst correct {} --run {} --sql \"...\"",
             args.run,
             args.database.display(),
@@ -143,11 +143,11 @@ pub fn history(args: &HistoryArgs, options: &RuntimeOptions) -> Result<ExitCode,
     let entries = store.entries(&scope, args.limit)?;
     if args.json {
         let json = serde_json::to_string(&entries).map_err(AppError::json("the history"))?;
-        println!("{json}");
+        crate::outln!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        println!("no questions asked on '{}' yet", scope.path);
+        crate::outln!("no questions asked on '{}' yet", scope.path);
     }
     for entry in &entries {
         let status = match entry.status {
@@ -163,7 +163,7 @@ pub fn history(args: &HistoryArgs, options: &RuntimeOptions) -> Result<ExitCode,
             .row_count
             .map(|n| format!("{n} rows"))
             .unwrap_or_else(|| "-".into());
-        println!(
+        crate::outln!(
             "#{:<5} {}  {:<10} {:>9}  {}",
             entry.id,
             utc_time(entry.asked_at),
@@ -172,7 +172,7 @@ pub fn history(args: &HistoryArgs, options: &RuntimeOptions) -> Result<ExitCode,
             entry.question
         );
         if let Some(sql) = &entry.sql {
-            println!("       {}", one_line(sql));
+            crate::outln!("       {}", one_line(sql));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -223,12 +223,12 @@ pub fn corrections(
             if *json {
                 let rows: Vec<PairJson<'_>> = pairs.iter().map(PairJson::from).collect();
                 let text = serde_json::to_string(&rows).map_err(AppError::json("the pairs"))?;
-                println!("{text}");
+                crate::outln!("{text}");
             } else if pairs.is_empty() {
-                println!("nothing learned yet: no corrections or thumbs-ups");
+                crate::outln!("nothing learned yet: no corrections or thumbs-ups");
             } else {
                 for pair in &pairs {
-                    println!(
+                    crate::outln!(
                         "#{:<5} {:<10} {:<12} {}\n       {}",
                         pair.id,
                         source_label(pair.source),
@@ -241,23 +241,23 @@ pub fn corrections(
         }
         CorrectionsCommand::Show { id } => {
             let pair = store.pair(*id)?;
-            println!("pair      #{}", pair.id);
-            println!("source    {}", source_label(pair.source));
-            println!("database  {}", pair.scope.path);
-            println!("question  {}", pair.question);
-            println!("sql       {}", pair.sql);
+            crate::outln!("pair      #{}", pair.id);
+            crate::outln!("source    {}", source_label(pair.source));
+            crate::outln!("database  {}", pair.scope.path);
+            crate::outln!("question  {}", pair.question);
+            crate::outln!("sql       {}", pair.sql);
             if let Some(run) = pair.run_id {
-                println!("run       #{run}");
+                crate::outln!("run       #{run}");
             }
             if let Some(parent) = pair.derived_from {
-                println!("from      #{parent} (paraphrase)");
+                crate::outln!("from      #{parent} (paraphrase)");
             }
-            println!("created   {}", utc_time(pair.created_at));
-            println!("updated   {}", utc_time(pair.updated_at));
+            crate::outln!("created   {}", utc_time(pair.created_at));
+            crate::outln!("updated   {}", utc_time(pair.updated_at));
         }
         CorrectionsCommand::Rm { id } => {
             store.remove_pair(*id)?;
-            println!("removed #{id}; it will no longer be shown as an example or exported");
+            crate::outln!("removed #{id}; it will no longer be shown as an example or exported");
         }
         CorrectionsCommand::Edit { id, question, sql } => {
             if question.is_none() && sql.is_none() {
@@ -276,7 +276,7 @@ pub fn corrections(
                 verify_sql(&db, sql, options.pipeline.limits)?;
             }
             store.edit_pair(*id, question.as_deref(), sql.as_deref())?;
-            println!("updated #{id}");
+            crate::outln!("updated #{id}");
         }
     }
     Ok(ExitCode::SUCCESS)

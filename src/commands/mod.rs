@@ -7,6 +7,7 @@ pub mod feedback;
 pub mod retrieval_bench;
 pub mod rewrites;
 pub mod schema;
+pub mod terminal;
 pub mod text_table;
 pub mod train;
 pub mod train_progress;

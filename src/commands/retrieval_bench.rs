@@ -354,10 +354,10 @@ fn evaluate(
 fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> {
     if args.json {
         let text = serde_json::to_string_pretty(reports).map_err(AppError::json("the report"))?;
-        println!("{text}");
+        crate::outln!("{text}");
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{:<22} {:>5} {:>6} {:>4}  {:>6} {:>6} {:>6} {:>6} {:>6}  {:>5} {:>6}  {:>7} {:>7} {:>8}",
         "setting",
         "q",
@@ -376,7 +376,7 @@ fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> 
     );
     for r in reports {
         let at = |k: usize| r.recall_at.get(k - 1).copied().unwrap_or(0.0);
-        println!(
+        crate::outln!(
             "{:<22} {:>5} {:>6} {:>4}  {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1}  {:>5.1} {:>6.1}  {:>7.2} {:>7.2} {:>8}",
             r.setting,
             r.questions,
@@ -396,9 +396,9 @@ fn print(args: &RetrievalBenchArgs, reports: &[Report]) -> Result<(), AppError> 
     }
     if let Some(last) = reports.last() {
         let all: Vec<String> = last.recall_at.iter().map(|r| format!("{r:.1}")).collect();
-        println!("recall@1..10 ({}): {}", last.setting, all.join(" "));
+        crate::outln!("recall@1..10 ({}): {}", last.setting, all.join(" "));
         for miss in last.misses.iter().take(30) {
-            println!("  miss@3 {miss}");
+            crate::outln!("  miss@3 {miss}");
         }
     }
     Ok(())

@@ -36,7 +36,8 @@ pub fn audit(args: &AuditArgs, options: &RuntimeOptions) -> Result<bool, AppErro
         let line = auditor.audit(db, &item.db_id, &item.question, &item.gold_sql);
         if args.json {
             let text = serde_json::to_string(&line).map_err(AppError::json("an audit line"))?;
-            writeln!(out, "{text}").map_err(AppError::io("cannot write the report"))?;
+            writeln!(out, "{}", super::terminal::visible(&text))
+                .map_err(AppError::io("cannot write the report"))?;
         }
         lines.push(line);
     }
@@ -49,7 +50,7 @@ pub fn audit(args: &AuditArgs, options: &RuntimeOptions) -> Result<bool, AppErro
 fn print_summary(lines: &[AuditLine], dataset: &Path) {
     let audited: Vec<&AuditLine> = lines.iter().filter(|l| l.gold_error.is_none()).collect();
     let skipped = lines.len() - audited.len();
-    println!(
+    crate::outln!(
         "{}: {} gold queries audited ({skipped} do not run here and were skipped)",
         dataset.display(),
         audited.len()
@@ -64,24 +65,26 @@ fn print_summary(lines: &[AuditLine], dataset: &Path) {
             *changed_alone.entry(rule.as_str()).or_default() += 1;
         }
     }
-    println!(
+    crate::outln!(
         "{:<24} {:>14} {:>22}",
-        "rule", "fired (chain)", "gold changed (alone)"
+        "rule",
+        "fired (chain)",
+        "gold changed (alone)"
     );
     for rule in std::iter::once("quote_names").chain(RULES) {
-        println!(
+        crate::outln!(
             "{rule:<24} {:>14} {:>22}",
             fired.get(rule).copied().unwrap_or(0),
             changed_alone.get(rule).copied().unwrap_or(0)
         );
     }
     let changed: Vec<&&AuditLine> = audited.iter().filter(|l| l.changed).collect();
-    println!(
+    crate::outln!(
         "gold results changed by the configured chain: {}",
         changed.len()
     );
     for line in changed {
-        println!(
+        crate::outln!(
             "- [{}] {} (rules: {}; alone: {})\n    gold: {}\n    now:  {}",
             line.db_id,
             line.question,
@@ -95,12 +98,12 @@ fn print_summary(lines: &[AuditLine], dataset: &Path) {
         .iter()
         .filter(|l| l.sent_back_by.is_some())
         .collect();
-    println!(
+    crate::outln!(
         "gold queries a configured check sends back for repair: {}",
         sent_back.len()
     );
     for line in sent_back {
-        println!(
+        crate::outln!(
             "- [{}] {} ({})\n    gold: {}",
             line.db_id,
             line.question,

@@ -1,6 +1,7 @@
 //! `nano-analyst schema DB "QUESTION" [--json] [--k N]`: the ranked tables and columns
 //! retrieval finds for a question, with their scores and why each matched.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -11,7 +12,7 @@ use crate::core::retrieval::provider::ContextMode;
 use crate::core::retrieval::{IndexOrigin, RankedTable};
 use crate::error::AppError;
 use crate::session::RuntimeOptions;
-use crate::session::retrieval::open_retrieval;
+use crate::session::retrieval::open_retrieval_with_progress;
 
 #[derive(Serialize)]
 struct SchemaJson<'a> {
@@ -39,7 +40,26 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
     }
     let db = ReadOnlyDb::open(&args.database)?;
     let schema = db.introspect()?;
-    let mut retrieval = open_retrieval(&db, &schema, options, true)?;
+    let bar = indicatif::ProgressBar::hidden();
+    let mut progress = |embedded: usize, total: usize| {
+        if embedded == 0 && !std::io::stderr().is_terminal() {
+            crate::errln!(
+                "nano-analyst: indexing the schema: {total} names to embed (the first time only)"
+            );
+        } else if bar.is_hidden() && embedded == 0 {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(total as u64);
+            bar.set_message("indexing the schema (first time for this database)");
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg}: {pos}/{len} names embedded [{elapsed_precise}, about {eta} left]",
+            ) {
+                bar.set_style(style);
+            }
+        }
+        bar.set_position(embedded as u64);
+    };
+    let mut retrieval = open_retrieval_with_progress(&db, &schema, options, true, &mut progress)?;
+    bar.finish_and_clear();
     let started = Instant::now();
     let ranking = retrieval.rank(&args.question);
     let retrieve_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -66,11 +86,11 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
                 .collect(),
         };
         let text = serde_json::to_string_pretty(&json).map_err(AppError::json("the result"))?;
-        println!("{text}");
+        crate::outln!("{text}");
         return Ok(());
     }
     if let Some(note) = &retrieval.note {
-        eprintln!("nano-analyst: {note}");
+        crate::errln!("nano-analyst: {note}");
     }
     let mode = match context.mode {
         ContextMode::WholeSchema => format!(
@@ -84,10 +104,10 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
             ranking.tables.len()
         ),
     };
-    println!("prompt: {mode}; retrieval {retrieve_ms:.1} ms");
+    crate::outln!("prompt: {mode}; retrieval {retrieve_ms:.1} ms");
     for (position, table) in shown.iter().enumerate() {
         let reasons: Vec<String> = table.reasons.iter().map(ToString::to_string).collect();
-        println!(
+        crate::outln!(
             "{:>2}. {}  {:.4}  [{}]",
             position + 1,
             table.name,
@@ -100,11 +120,11 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
         );
         for column in &table.columns {
             let reasons: Vec<String> = column.reasons.iter().map(ToString::to_string).collect();
-            println!("      .{}  [{}]", column.name, reasons.join("; "));
+            crate::outln!("      .{}  [{}]", column.name, reasons.join("; "));
         }
     }
     for entry in &ranking.glossary {
-        println!("glossary: {} = {}", entry.term, entry.definition);
+        crate::outln!("glossary: {} = {}", entry.term, entry.definition);
     }
     Ok(())
 }

@@ -37,15 +37,16 @@ fn accept(args: &TrainAcceptArgs, options: &RuntimeOptions) -> Result<ExitCode, 
         .accept(&dir, args.id.as_deref(), args.force)?
         .clone();
     registry.save(&dir)?;
-    println!(
+    crate::outln!(
         "now using version {} ({})",
         version.id,
         dir.join(&version.file).display()
     );
     if let Some(report) = &version.eval {
-        println!(
+        crate::outln!(
             "  held-out EX {}\n  general EX  {}",
-            report.held_out, report.general
+            report.held_out,
+            report.general
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -57,12 +58,12 @@ fn rollback(options: &RuntimeOptions) -> Result<ExitCode, AppError> {
     let now = registry.rollback()?;
     registry.save(&dir)?;
     match now.and_then(|id| registry.version(&id).cloned()) {
-        Some(version) => println!(
+        Some(version) => crate::outln!(
             "now using version {} ({})",
             version.id,
             dir.join(&version.file).display()
         ),
-        None => println!("now using the base model"),
+        None => crate::outln!("now using the base model"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,15 +83,15 @@ fn status(args: &TrainStatusArgs, options: &RuntimeOptions) -> Result<ExitCode, 
             "retraining": retraining,
             "cache_bytes": cache,
         });
-        println!("{value}");
+        crate::outln!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
     match &registry.active {
-        Some(id) => println!("model in use: version {id} ({model})"),
-        None => println!("model in use: {model} (no fine-tuned version active)"),
+        Some(id) => crate::outln!("model in use: version {id} ({model})"),
+        None => crate::outln!("model in use: {model} (no fine-tuned version active)"),
     }
     if registry.versions.is_empty() {
-        println!("no fine-tuned versions yet");
+        crate::outln!("no fine-tuned versions yet");
     } else {
         let mut table = crate::core::db::exec::QueryResult {
             columns: [
@@ -147,16 +148,16 @@ fn status(args: &TrainStatusArgs, options: &RuntimeOptions) -> Result<ExitCode, 
             );
         }
         let rows = table.rows.len();
-        print!("{}", crate::commands::text_table::render(&table, rows));
+        crate::out!("{}", crate::commands::text_table::render(&table, rows));
     }
-    println!(
+    crate::outln!(
         "retraining: {} of {} new corrections and thumbs-downs since the last training{}",
         retraining.new_feedback,
         retraining.threshold,
         if retraining.due { " (due)" } else { "" }
     );
     if cache > 0 {
-        println!(
+        crate::outln!(
             "cache: {} of F32 base models in '{}' (`train run --no-cache` removes it)",
             crate::llm::checkpoint::human_bytes(cache),
             options.paths.finetune_cache_dir().display()
@@ -188,7 +189,7 @@ fn export(args: &TrainExportArgs, options: &RuntimeOptions) -> Result<ExitCode, 
     let (records, skipped) = training_records(pairs, !args.no_synthetic);
     write_export(&records, args.format, &args.out)?;
     let count = |source: PairSource| records.iter().filter(|r| r.source == source).count();
-    println!(
+    crate::outln!(
         "wrote {} examples to '{}' ({} human corrections, {} thumbs-up, {} synthetic)",
         records.len(),
         args.out.display(),
@@ -197,7 +198,7 @@ fn export(args: &TrainExportArgs, options: &RuntimeOptions) -> Result<ExitCode, 
         count(PairSource::Synthetic),
     );
     if skipped > 0 {
-        eprintln!(
+        crate::errln!(
             "note: {skipped} pairs were left out: their database is gone or its structure changed, \
              so the schema their prompt would hold is unknown"
         );
@@ -222,7 +223,7 @@ fn augment(args: &TrainAugmentArgs, options: &mut RuntimeOptions) -> Result<Exit
         .take(args.limit.unwrap_or(usize::MAX))
         .collect();
     if sources.is_empty() {
-        println!("no verified pairs for this database yet: correct or rate some runs first");
+        crate::outln!("no verified pairs for this database yet: correct or rate some runs first");
         return Ok(ExitCode::SUCCESS);
     }
     let config = PipelineConfig {
@@ -235,7 +236,7 @@ fn augment(args: &TrainAugmentArgs, options: &mut RuntimeOptions) -> Result<Exit
         let gold = match verify_sql(&analyst.db, &pair.sql, config.limits) {
             Ok(result) => result,
             Err(error) => {
-                eprintln!("#{}: skipped, its SQL no longer runs: {error}", pair.id);
+                crate::errln!("#{}: skipped, its SQL no longer runs: {error}", pair.id);
                 continue;
             }
         };
@@ -261,14 +262,14 @@ fn augment(args: &TrainAugmentArgs, options: &mut RuntimeOptions) -> Result<Exit
             }
         }
         kept += kept_here;
-        println!(
+        crate::outln!(
             "#{} \"{}\": kept {kept_here} of {} paraphrases",
             pair.id,
             pair.question,
             paraphrases.len()
         );
     }
-    println!(
+    crate::outln!(
         "kept {kept} of {asked} paraphrases (each returned the same rows as its verified SQL), \
          labelled synthetic"
     );

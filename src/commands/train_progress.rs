@@ -44,7 +44,7 @@ impl Reporter {
         {
             // A reader that went away (the app quit) must not turn into a panic here.
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+            let _ = writeln!(out, "{}", super::terminal::visible(&line)).and_then(|()| out.flush());
         }
     }
 
@@ -64,7 +64,7 @@ impl FinetuneProgress for Reporter {
         if self.mode == ProgressMode::Bar {
             match &self.bar {
                 Some(bar) => bar.println(text),
-                None => eprintln!("{text}"),
+                None => crate::errln!("{text}"),
             }
         }
         tracing::info!("{text}");
@@ -77,7 +77,7 @@ impl FinetuneProgress for Reporter {
             detail: detail.into(),
         });
         if self.mode == ProgressMode::Bar {
-            eprintln!("{phase}: {detail}");
+            crate::errln!("{phase}: {detail}");
         }
     }
 

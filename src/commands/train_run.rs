@@ -158,7 +158,7 @@ fn print_result(version: &ModelVersion, path: &Path) {
     let curve = &version.loss_curve;
     let first = curve.first().copied().unwrap_or(0.0);
     let last = curve.last().copied().unwrap_or(0.0);
-    println!(
+    crate::outln!(
         "version {}: {}\n  held-out EX {}\n  general EX  {}\n  {}",
         version.id,
         if report.decision.passed {
@@ -170,7 +170,7 @@ fn print_result(version: &ModelVersion, path: &Path) {
         report.general,
         report.decision.reason
     );
-    println!(
+    crate::outln!(
         "  loss {first:.3} -> {last:.3} over {} steps (epoch means {})",
         curve.len(),
         version
@@ -181,7 +181,7 @@ fn print_result(version: &ModelVersion, path: &Path) {
             .join(", ")
     );
     let t = &version.timings;
-    println!(
+    crate::outln!(
         "  time: train {:.0} s ({:.1} tokens/s), dequantize {:.0} s, prompt predictions {:.0} s, \
          save {:.0} s, quantize {:.0} s, eval {:.0} s, total {:.0} s; peak memory {}",
         t.train_s,
@@ -197,13 +197,13 @@ fn print_result(version: &ModelVersion, path: &Path) {
             .map(human_bytes)
             .unwrap_or_else(|| "unknown".into())
     );
-    println!("  file: {}", path.display());
+    crate::outln!("  file: {}", path.display());
     if !report.decision.passed {
-        println!(
+        crate::outln!(
             "  use it anyway: nano-analyst train accept {} --force",
             version.id
         );
     } else {
-        println!("  go back: nano-analyst train rollback");
+        crate::outln!("  go back: nano-analyst train rollback");
     }
 }

@@ -237,3 +237,7 @@ mod tests {
         assert_eq!(count_statements("SELECT 1 -- ; comment\n"), 1);
     }
 }
+
+#[cfg(test)]
+#[path = "guard_fuzz.rs"]
+mod fuzz;
