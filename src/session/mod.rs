@@ -39,8 +39,11 @@ impl QuestionContext {
         schema: &Schema,
         options: &RuntimeOptions,
         embedder: Option<Box<dyn Embedder + Send>>,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self, AppError> {
-        let retrieval = crate::session::retrieval::open_retrieval(db, schema, options, true)?;
+        let retrieval = crate::session::retrieval::open_retrieval_with_progress(
+            db, schema, options, true, progress,
+        )?;
         let retrieval_note = retrieval.note.clone();
         // Example memory ranks by the same embedding model as retrieval when it loads; a
         // second context on a 46 MB model is cheap next to the SQL model.
@@ -108,7 +111,7 @@ impl Analyst {
             context,
             retrieval_note,
             scope,
-        } = QuestionContext::open(&db, &schema, options, embedder)?;
+        } = QuestionContext::open(&db, &schema, options, embedder, &mut |_, _| {})?;
         let history = if options.feedback.record_history {
             Some(HistoryStore::open(&options.paths.history_db())?)
         } else {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::core::db::exec::ReadOnlyDb;
 use crate::core::db::schema::Schema;
 use crate::core::model::Embedder;
-use crate::core::retrieval::{Glossary, RetrievalContext, ValueIndex};
+use crate::core::retrieval::{Glossary, IndexSources, RetrievalContext, ValueIndex};
 use crate::error::AppError;
 use crate::llm::embedder::LlamaEmbedder;
 use crate::session::options::RuntimeOptions;
@@ -31,6 +31,17 @@ pub fn open_retrieval(
     options: &RuntimeOptions,
     use_vectors: bool,
 ) -> Result<RetrievalContext, AppError> {
+    open_retrieval_with_progress(db, schema, options, use_vectors, &mut |_, _| {})
+}
+
+/// [`open_retrieval`], reporting `(embedded, total)` while a new index's vectors are computed.
+pub fn open_retrieval_with_progress(
+    db: &ReadOnlyDb,
+    schema: &Schema,
+    options: &RuntimeOptions,
+    use_vectors: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<RetrievalContext, AppError> {
     let glossary = match &options.glossary {
         Some(path) => Glossary::load(path)?.entries,
         None => Vec::new(),
@@ -49,17 +60,22 @@ pub fn open_retrieval(
         values.collect(db.connection(), schema, 0);
         values
     };
-    let mut context = RetrievalContext::new(
-        schema.clone(),
+    let sources = IndexSources {
         glossary,
-        Some(&cache),
-        &mut collect,
+        cache_root: Some(&cache),
+        collect_values: &mut collect,
         embedder,
-        options.retrieval,
-    )?;
+    };
+    let mut context =
+        RetrievalContext::with_progress(schema.clone(), sources, options.retrieval, progress)?;
     if let Some(note) = note {
         tracing::warn!(%note, "no embedding model");
         context.set_note(note);
     }
     Ok(context)
+}
+
+/// "indexing the schema: 3,584 of 14,000 names embedded" for a progress line.
+pub fn index_progress_text(embedded: usize, total: usize) -> String {
+    format!("indexing the schema: {embedded} of {total} names embedded")
 }

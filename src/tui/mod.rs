@@ -34,6 +34,7 @@ use crate::core::retrieval::provider::ContextProvider;
 use crate::error::AppError;
 use crate::llm::engine::LlamaEngine;
 use crate::paths::AppPaths;
+use crate::session::retrieval::index_progress_text;
 use crate::session::{QuestionContext, RuntimeOptions};
 use crate::tui::app::{Model, Msg, StartupEvent};
 use crate::tui::config::TuiConfig;
@@ -70,8 +71,11 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
             tables: schema.tables.len(),
         });
         report(StartupEvent::Phase("indexing the schema".into()));
-        let question_context =
-            QuestionContext::open(&db, &schema, &options, None).map_err(|e| e.to_string())?;
+        let mut progress = |embedded: usize, total: usize| {
+            report(StartupEvent::Phase(index_progress_text(embedded, total)));
+        };
+        let question_context = QuestionContext::open(&db, &schema, &options, None, &mut progress)
+            .map_err(|e| e.to_string())?;
         if let Some(note) = &question_context.retrieval_note {
             tracing::info!("{note}");
         }

@@ -67,6 +67,16 @@ pub(crate) fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(3)
 }
 
+/// What an index is built from besides the schema.
+pub struct IndexSources<'a> {
+    pub glossary: Vec<GlossaryEntry>,
+    /// Where built indexes are kept; `None` builds in memory every time.
+    pub cache_root: Option<&'a Path>,
+    /// Reads the sample values; called only when the index is built.
+    pub collect_values: &'a mut dyn FnMut() -> ValueIndex,
+    pub embedder: Option<Box<dyn Embedder + Send>>,
+}
+
 pub struct RetrievalContext {
     schema: Schema,
     pub index: SchemaIndex,
@@ -92,11 +102,32 @@ impl RetrievalContext {
         embedder: Option<Box<dyn Embedder + Send>>,
         options: RetrievalOptions,
     ) -> Result<Self, RetrievalError> {
+        let sources = IndexSources {
+            glossary,
+            cache_root,
+            collect_values,
+            embedder,
+        };
+        Self::with_progress(schema, sources, options, &mut |_, _| {})
+    }
+
+    /// [`RetrievalContext::new`], reporting `(embedded, total)` while vectors are computed.
+    pub fn with_progress(
+        schema: Schema,
+        sources: IndexSources<'_>,
+        options: RetrievalOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self, RetrievalError> {
+        let IndexSources {
+            glossary,
+            cache_root,
+            collect_values,
+            mut embedder,
+        } = sources;
         let mut index = SchemaIndex::open(&schema, &glossary, cache_root, collect_values)?;
         let mut note = None;
-        let mut embedder = embedder;
         if let Some(model) = embedder.as_mut()
-            && let Err(error) = index.attach_vectors(model.as_mut())
+            && let Err(error) = index.attach_vectors(model.as_mut(), progress)
         {
             note = Some(format!("schema retrieval uses BM25 only: {error}"));
             embedder = None;

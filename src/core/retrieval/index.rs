@@ -177,10 +177,12 @@ impl SchemaIndex {
     }
 
     /// Loads this index's vectors for `embedder`'s model, computing and saving them when
-    /// they are missing.
+    /// they are missing. `progress` hears `(embedded, total)` as the texts are embedded: a
+    /// catalog of thousands of tables takes minutes on a laptop the first time.
     pub(crate) fn attach_vectors(
         &mut self,
         embedder: &mut dyn Embedder,
+        progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(), RetrievalError> {
         let model_id = embedder.model_id();
         let dimensions = embedder.dimensions();
@@ -196,20 +198,17 @@ impl SchemaIndex {
             self.vectors = Some(vectors);
             return Ok(());
         }
-        let table_texts: Vec<&str> = self
-            .documents
-            .tables
-            .iter()
-            .map(|d| d.embed_text.as_str())
+        let texts: Vec<&str> = (self.documents.tables.iter().map(|d| d.embed_text.as_str()))
+            .chain(self.documents.columns.iter().map(|d| d.embed_text.as_str()))
             .collect();
-        let column_texts: Vec<&str> = self
-            .documents
-            .columns
-            .iter()
-            .map(|d| d.embed_text.as_str())
-            .collect();
-        let tables = embedder.embed(&table_texts)?.concat();
-        let columns = embedder.embed(&column_texts)?.concat();
+        let mut embedded: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+        progress(0, texts.len());
+        for chunk in texts.chunks(PROGRESS_CHUNK) {
+            embedded.extend(embedder.embed(chunk)?);
+            progress(embedded.len(), texts.len());
+        }
+        let columns = embedded.split_off(expected.0.min(embedded.len())).concat();
+        let tables = embedded.concat();
         let vectors = Vectors {
             model_id,
             dimensions,
@@ -308,6 +307,9 @@ impl SchemaIndex {
         out
     }
 }
+
+/// Texts embedded between two progress reports.
+const PROGRESS_CHUNK: usize = 512;
 
 fn index_schema() -> (IndexSchema, Fields) {
     let text = TextOptions::default().set_indexing_options(

@@ -17,7 +17,7 @@ pub mod rank;
 pub mod tokenizer;
 pub mod values;
 
-pub use context::{RetrievalContext, RetrievalOptions, WholeSchemaOrder};
+pub use context::{IndexSources, RetrievalContext, RetrievalOptions, WholeSchemaOrder};
 pub use glossary::{Glossary, GlossaryError};
 pub use index::{IndexOrigin, RetrievalError, SchemaIndex};
 pub use rank::{FusionWeights, RankOptions, RankedTable, Ranking, Reason, rank};
