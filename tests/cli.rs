@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::{binary, chinook_path, model_lock, model_path};
+use crate::support::{binary, chinook_path, embed_model_path, model_lock, model_path};
 
 fn nano(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(binary())
@@ -126,4 +126,65 @@ fn bad_inputs_give_one_line_errors() {
 
     let error = one_line_error(&nano(data.path(), &["ask", db.to_str().unwrap(), "  "]));
     assert_eq!(error, "nano-analyst: the question is empty");
+}
+
+#[test]
+fn model_files_of_the_wrong_kind_are_refused_in_one_line() {
+    use nano_analyst::llm::embedder::LlamaEmbedder;
+    use nano_analyst::llm::gguf::{ModelKind, model_kind};
+
+    // The real files: the chat model carries its template, the embedder is a BERT.
+    let started = std::time::Instant::now();
+    let chat = model_kind(&model_path()).unwrap();
+    let read_in = started.elapsed();
+    assert_eq!(
+        chat,
+        ModelKind::Chat {
+            arch: "qwen2".into(),
+            chat_template: true
+        }
+    );
+    assert!(read_in.as_millis() < 2_000, "metadata read in {read_in:?}");
+    let embedder = embed_model_path();
+    assert_eq!(
+        model_kind(&embedder).unwrap(),
+        ModelKind::Embedding {
+            arch: "bert".into()
+        }
+    );
+
+    // The embedder as --model ended in a GGML_ASSERT (exit 134) inside llama.cpp.
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    let output = nano(
+        data.path(),
+        &[
+            "ask",
+            db.to_str().unwrap(),
+            "How many albums?",
+            "--model",
+            embedder.to_str().unwrap(),
+            "--embed-model",
+            embedder.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        one_line_error(&output),
+        format!(
+            "nano-analyst: '{}' is an embedding model (bert); --model needs a chat model such \
+             as Qwen2.5-Coder",
+            embedder.display()
+        )
+    );
+
+    let error = LlamaEmbedder::load(&model_path(), 1).err().unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "'{}' is a chat model (qwen2); --embed-model needs a sentence-embedding model such \
+             as all-MiniLM-L6-v2",
+            model_path().display()
+        )
+    );
 }
