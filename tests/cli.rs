@@ -188,3 +188,24 @@ fn model_files_of_the_wrong_kind_are_refused_in_one_line() {
         )
     );
 }
+
+#[test]
+fn the_app_without_a_terminal_says_so_in_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    // stdin from /dev/null and stdout to a pipe, as in a script: ratatui used to panic.
+    let output = Command::new(binary())
+        .arg(&db)
+        .env("NANO_ANALYST_DATA_DIR", data.path())
+        .env("NANO_ANALYST_CONFIG", data.path().join("no-config.toml"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        one_line_error(&output),
+        "nano-analyst: the app needs a terminal (stdin and stdout must be a TTY); use \
+         `nano-analyst ask DB QUESTION` in scripts"
+    );
+    assert!(output.stdout.is_empty());
+}
