@@ -86,7 +86,12 @@ fn four_processes_creating_one_store_at_once_all_migrate_it() {
         assert_eq!(stored + failed.len() as i64, PROCESSES as i64);
         failures.extend(failed);
     }
-    assert_eq!(failures, Vec::<String>::new(), "{} of 40 failed", failures.len());
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "{} of 40 failed",
+        failures.len()
+    );
 }
 
 #[test]
@@ -103,7 +108,10 @@ fn four_processes_correcting_at_once_lose_no_write() {
     assert_eq!(count(&store, "SELECT count(*) FROM pairs"), total);
     assert_eq!(count(&store, "SELECT count(*) FROM feedback_log"), total);
     assert_eq!(
-        count(&store, "SELECT value FROM meta WHERE key = 'pairs_revision'"),
+        count(
+            &store,
+            "SELECT value FROM meta WHERE key = 'pairs_revision'"
+        ),
         total
     );
 }
@@ -141,8 +149,46 @@ fn four_processes_rating_at_once_lose_no_rating() {
     let total = (PROCESSES * WRITES) as i64;
     assert_eq!(count(&store, "SELECT count(*) FROM ratings"), total);
     assert_eq!(
-        count(&store, "SELECT count(*) FROM pairs WHERE source = 'thumbs_up'"),
+        count(
+            &store,
+            "SELECT count(*) FROM pairs WHERE source = 'thumbs_up'"
+        ),
         total / 2
     );
-    assert_eq!(count(&store, "SELECT count(*) FROM feedback_log"), total / 2);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM feedback_log"),
+        total / 2
+    );
+}
+
+#[test]
+fn a_rating_made_just_before_quitting_waits_for_the_lock_and_is_kept() {
+    use nano_analyst::core::feedback::history::Rating;
+    use nano_analyst::tui::workers::store::{StoreHandle, StoreRequest};
+
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("history.sqlite3");
+    let mut store = HistoryStore::open(&path).unwrap();
+    let scope = chinook_scope();
+    let run = store
+        .record(&scope, &outcome("question", "SELECT 1", 1))
+        .unwrap();
+    // Another process (`correct` in a second shell) holds the write lock for a moment.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (out, _replies) = std::sync::mpsc::channel();
+    let app = StoreHandle::spawn(Box::new(HistoryStore::open(&path).unwrap()), scope, out);
+    app.send(StoreRequest::Rate {
+        run,
+        rating: Rating::Up,
+        note: None,
+    });
+    let release = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(500));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    // What the app does on quit: it returns once the rating is written.
+    app.finish();
+    release.join().unwrap();
+    assert_eq!(count(&store, "SELECT count(*) FROM ratings"), 1);
 }

@@ -189,6 +189,7 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<Ended, AppError>
     if let Some(app::Active::Ask(id)) = model.active {
         shell.inference.cancel(id);
     }
+    shell.store.finish();
     result.map_err(AppError::io("terminal error"))?;
     Ok(match caught.load(Ordering::SeqCst) {
         0 => Ended::Quit,
@@ -225,19 +226,21 @@ fn forward_signals(
         }
     };
     let handle = signals.handle();
-    let spawned = thread::Builder::new().name("signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            if signal == SIGINT && paused.load(Ordering::SeqCst) {
-                continue;
+    let spawned = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGINT && paused.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if caught.swap(signal, Ordering::SeqCst) != 0 {
+                    restore_terminal(mouse);
+                    std::process::exit(128 + signal);
+                }
+                tracing::info!(signal, "quitting on a signal");
+                let _ = tx.send(Msg::Signalled);
             }
-            if caught.swap(signal, Ordering::SeqCst) != 0 {
-                restore_terminal(mouse);
-                std::process::exit(128 + signal);
-            }
-            tracing::info!(signal, "quitting on a signal");
-            let _ = tx.send(Msg::Signalled);
-        }
-    });
+        });
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start the signal thread");
         return None;
