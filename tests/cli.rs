@@ -144,6 +144,7 @@ fn model_files_of_the_wrong_kind_are_refused_in_one_line() {
             chat_template: true
         }
     );
+    println!("{}: metadata read in {read_in:?}", model_path().display());
     assert!(read_in.as_millis() < 2_000, "metadata read in {read_in:?}");
     let embedder = embed_model_path();
     assert_eq!(

@@ -453,7 +453,10 @@ mod tests {
         let with_template = kind_of(&[
             ("general.architecture", Kv::Text("qwen2")),
             ("qwen2.pooling_type", Kv::U32(0)),
-            ("tokenizer.chat_template", Kv::Text("{% for m in messages %}{% endfor %}")),
+            (
+                "tokenizer.chat_template",
+                Kv::Text("{% for m in messages %}{% endfor %}"),
+            ),
         ]);
         assert_eq!(
             with_template,

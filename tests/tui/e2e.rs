@@ -66,7 +66,13 @@ impl Tmux {
 
     /// "alternate_on cursor_flag" of the pane: "1 0" while a full-screen app runs.
     pub(super) fn pane_flags(&self) -> String {
-        let output = self.tmux(&["display", "-p", "-t", "e2e", "#{alternate_on} #{cursor_flag}"]);
+        let output = self.tmux(&[
+            "display",
+            "-p",
+            "-t",
+            "e2e",
+            "#{alternate_on} #{cursor_flag}",
+        ]);
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 

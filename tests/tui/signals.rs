@@ -109,7 +109,11 @@ fn sigterm_sighup_and_sigint_give_the_terminal_back() {
         // tmux runs the line with `sh -c`.
         let tmux = Tmux::start(&[script], 100, 30);
         tmux.wait_for(&["1 Question"], Duration::from_secs(20));
-        assert_eq!(tmux.pane_flags(), "1 0", "alternate screen on, cursor hidden");
+        assert_eq!(
+            tmux.pane_flags(),
+            "1 0",
+            "alternate screen on, cursor hidden"
+        );
         let shell_pid = tmux.pane_pid();
         let app_pid = child_of(&shell_pid).expect("the app runs under the pane's shell");
         let killed = Command::new("kill")
@@ -119,7 +123,14 @@ fn sigterm_sighup_and_sigint_give_the_terminal_back() {
         assert!(killed.success());
         let screen = tmux.wait_for(&[&format!("exit={code}")], Duration::from_secs(10));
         // Cooked mode again (raw mode clears icanon), main screen, cursor shown.
-        assert!(screen.lines().any(|l| l.trim() == "icanon"), "SIG{signal}:\n{screen}");
-        assert_eq!(tmux.pane_flags(), "0 1", "SIG{signal}: main screen, cursor shown");
+        assert!(
+            screen.lines().any(|l| l.trim() == "icanon"),
+            "SIG{signal}:\n{screen}"
+        );
+        assert_eq!(
+            tmux.pane_flags(),
+            "0 1",
+            "SIG{signal}: main screen, cursor shown"
+        );
     }
 }
