@@ -68,8 +68,13 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 let _ = Cli::command().print_help();
                 return Ok(ExitCode::FAILURE);
             };
-            nano_analyst::tui::run(&database, &options)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(match nano_analyst::tui::run(&database, &options)? {
+                nano_analyst::tui::Ended::Quit => ExitCode::SUCCESS,
+                // The shell's convention for a process stopped by a signal.
+                nano_analyst::tui::Ended::Signalled(signal) => {
+                    ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+                }
+            })
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::{binary, chinook_path, model_lock, model_path};
+use crate::support::{binary, chinook_path, embed_model_path, model_lock, model_path};
 
 fn nano(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(binary())
@@ -161,4 +161,85 @@ fn names_with_terminal_escapes_are_printed_as_visible_text() {
             assert_eq!(first, "album\u{1b}]0;pwned\u{7}", "{value}");
         }
     }
+
+fn model_files_of_the_wrong_kind_are_refused_in_one_line() {
+    use nano_analyst::llm::embedder::LlamaEmbedder;
+    use nano_analyst::llm::gguf::{ModelKind, model_kind};
+
+    // The real files: the chat model carries its template, the embedder is a BERT.
+    let started = std::time::Instant::now();
+    let chat = model_kind(&model_path()).unwrap();
+    let read_in = started.elapsed();
+    assert_eq!(
+        chat,
+        ModelKind::Chat {
+            arch: "qwen2".into(),
+            chat_template: true
+        }
+    );
+    println!("{}: metadata read in {read_in:?}", model_path().display());
+    assert!(read_in.as_millis() < 2_000, "metadata read in {read_in:?}");
+    let embedder = embed_model_path();
+    assert_eq!(
+        model_kind(&embedder).unwrap(),
+        ModelKind::Embedding {
+            arch: "bert".into()
+        }
+    );
+
+    // The embedder as --model ended in a GGML_ASSERT (exit 134) inside llama.cpp.
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    let output = nano(
+        data.path(),
+        &[
+            "ask",
+            db.to_str().unwrap(),
+            "How many albums?",
+            "--model",
+            embedder.to_str().unwrap(),
+            "--embed-model",
+            embedder.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        one_line_error(&output),
+        format!(
+            "nano-analyst: '{}' is an embedding model (bert); --model needs a chat model such \
+             as Qwen2.5-Coder",
+            embedder.display()
+        )
+    );
+
+    let error = LlamaEmbedder::load(&model_path(), 1).err().unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "'{}' is a chat model (qwen2); --embed-model needs a sentence-embedding model such \
+             as all-MiniLM-L6-v2",
+            model_path().display()
+        )
+    );
+}
+
+#[test]
+fn the_app_without_a_terminal_says_so_in_one_line() {
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    // stdin from /dev/null and stdout to a pipe, as in a script: ratatui used to panic.
+    let output = Command::new(binary())
+        .arg(&db)
+        .env("NANO_ANALYST_DATA_DIR", data.path())
+        .env("NANO_ANALYST_CONFIG", data.path().join("no-config.toml"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        one_line_error(&output),
+        "nano-analyst: the app needs a terminal (stdin and stdout must be a TTY); use \
+         `nano-analyst ask DB QUESTION` in scripts"
+    );
+    assert!(output.stdout.is_empty());
 }

@@ -28,7 +28,7 @@ use crate::support::{
     model_lock, model_path, run_sql,
 };
 
-fn chinook_scope() -> DbScope {
+pub(crate) fn chinook_scope() -> DbScope {
     scope_of(&ReadOnlyDb::open(&chinook_path()).unwrap()).unwrap()
 }
 
@@ -51,7 +51,7 @@ fn chinook_schema_text() -> String {
 }
 
 /// A run as the pipeline reports it (data, not a model: these tests are about storage).
-fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
+pub(crate) fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
     RunOutcome {
         question: question.into(),
         sql: Some(sql.into()),

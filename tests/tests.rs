@@ -9,4 +9,5 @@ mod feedback;
 mod finetune;
 mod retrieval;
 mod spine;
+mod store_races;
 mod tui;

@@ -93,6 +93,9 @@ pub enum LlmError {
     NotGguf(String),
     #[error("could not load model '{path}': {reason}")]
     Load { path: String, reason: String },
+    /// The file is a model, but not one that chats (`found` says what it is).
+    #[error("'{path}' is {found}; --model needs a chat model such as Qwen2.5-Coder")]
+    NotChatModel { path: String, found: String },
     #[error("the prompt needs {needed} tokens but the context holds {available}; raise --context")]
     PromptTooLong { needed: usize, available: usize },
     #[error("inference failed: {0}")]
@@ -125,6 +128,11 @@ pub enum EmbedError {
     ModelNotFound(String),
     #[error("could not load embedding model '{path}': {reason}")]
     Load { path: String, reason: String },
+    /// The file is a model, but not a sentence embedder (`found` says what it is).
+    #[error(
+        "'{path}' is {found}; --embed-model needs a sentence-embedding model such as all-MiniLM-L6-v2"
+    )]
+    NotEmbeddingModel { path: String, found: String },
     #[error("embedding failed: {0}")]
     Inference(String),
 }

@@ -22,6 +22,7 @@ use llama_cpp_2::token::LlamaToken;
 use crate::core::model::LlmError;
 use crate::core::model::{EmbedError, Embedder};
 use crate::llm::engine::{backend, load_model};
+use crate::llm::gguf::{ModelKind, model_kind};
 
 /// The default embedding model's file name inside `<data>/models/`.
 pub(crate) const DEFAULT_EMBED_MODEL_FILE: &str = "all-minilm-l6-v2-f16.gguf";
@@ -51,6 +52,15 @@ impl LlamaEmbedder {
             path: path.display().to_string(),
             reason,
         };
+        match model_kind(path).map_err(|e| load_error(e.to_string()))? {
+            ModelKind::Embedding { .. } => {}
+            other => {
+                return Err(EmbedError::NotEmbeddingModel {
+                    path: path.display().to_string(),
+                    found: other.describe(),
+                });
+            }
+        }
         let model = load_model(path, 0).map_err(|e: LlmError| load_error(e.to_string()))?;
         let backend = backend().map_err(|e| load_error(e.to_string()))?;
         let workers = usize::try_from(threads.clamp(1, MAX_WORKERS)).unwrap_or(1);

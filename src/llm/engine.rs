@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::core::model::{
     ChatMessage, Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
 };
-use crate::llm::gguf::validate_gguf;
+use crate::llm::gguf::{ModelKind, model_kind, validate_gguf};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -200,8 +200,30 @@ fn load_owned_model(
     Ok((model, owned))
 }
 
+/// Refuses a file that is not a chat model before llama.cpp loads it (see `gguf`).
+pub(crate) fn check_chat_model(path: &Path) -> Result<(), LlmError> {
+    match model_kind(path)? {
+        ModelKind::Chat {
+            chat_template: false,
+            ..
+        } => {
+            tracing::info!(
+                "'{}' has no tokenizer.chat_template: prompts use ChatML",
+                path.display()
+            );
+            Ok(())
+        }
+        ModelKind::Chat { .. } => Ok(()),
+        other => Err(LlmError::NotChatModel {
+            path: path.display().to_string(),
+            found: other.describe(),
+        }),
+    }
+}
+
 impl LlamaEngine {
     pub fn load(config: EngineConfig) -> Result<Self, LlmError> {
+        check_chat_model(&config.model_path)?;
         let Some(lora) = config.lora.clone() else {
             let (model, owned) = load_owned_model(&config.model_path, config.gpu_layers)?;
             let mut engine = Self::with_model(model, config)?;

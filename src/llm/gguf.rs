@@ -1,11 +1,14 @@
 //! Checks a model file before llama.cpp sees it: llama.cpp aborts the whole process on
 //! some malformed inputs, and a one-line error naming the path is what the user needs.
+//! The same goes for a well-formed model of the wrong kind: an embedding model asked to
+//! generate ends in a `GGML_ASSERT` (exit 134), so [`model_kind`] tells chat models,
+//! sentence embedders and adapters apart from their metadata first.
 //! Also reads a GGUF file's table of contents (a few metadata values and where each
 //! tensor's bytes lie), which fine-tuning uses to write trained tensors into a copy of the
 //! base model in place.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use crate::core::model::LlmError;
@@ -39,6 +42,65 @@ pub(crate) fn validate_gguf(path: &Path) -> Result<(), LlmError> {
         }
         _ => Err(LlmError::NotGguf(shown)),
     }
+}
+
+/// Architectures llama.cpp only runs as encoders (no text generation).
+const ENCODER_ARCHITECTURES: &[&str] = &[
+    "bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "neo-bert",
+    "modern-bert",
+    "t5encoder",
+];
+
+/// What a GGUF model file is for, as far as the app is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Generates text; `chat_template` says whether it carries `tokenizer.chat_template`.
+    Chat { arch: String, chat_template: bool },
+    /// Turns text into vectors (an encoder, or a decoder converted with a pooling type).
+    Embedding { arch: String },
+    /// A LoRA adapter, which needs its base model.
+    Adapter { arch: String },
+}
+
+impl ModelKind {
+    /// How an error names it: "an embedding model (bert)".
+    pub fn describe(&self) -> String {
+        match self {
+            ModelKind::Chat { arch, .. } => format!("a chat model ({arch})"),
+            ModelKind::Embedding { arch } => format!("an embedding model ({arch})"),
+            ModelKind::Adapter { arch } => format!("a LoRA adapter ({arch}), not a model"),
+        }
+    }
+}
+
+/// Reads what kind of model `path` holds, from its metadata alone (no tensor is read).
+pub fn model_kind(path: &Path) -> Result<ModelKind, LlmError> {
+    let index = GgufIndex::read_metadata(path)?;
+    let arch = index.architecture().unwrap_or("unknown").to_string();
+    if index.text("general.type") == Some("adapter") {
+        return Ok(ModelKind::Adapter { arch });
+    }
+    // Pooling type 0 is "none": per-token outputs, as a generating model has.
+    let pools = index
+        .int(&format!("{arch}.pooling_type"))
+        .is_some_and(|pooling| pooling > 0);
+    let bidirectional = matches!(
+        index.metadata.get(&format!("{arch}.attention.causal")),
+        Some(GgufValue::Bool(false))
+    );
+    if ENCODER_ARCHITECTURES.contains(&arch.as_str()) || pools || bidirectional {
+        return Ok(ModelKind::Embedding { arch });
+    }
+    let chat_template = index.text("tokenizer.chat_template").is_some();
+    Ok(ModelKind::Chat {
+        arch,
+        chat_template,
+    })
 }
 
 /// GGUF's tensor type id for 32-bit floats.
@@ -79,6 +141,15 @@ pub struct GgufIndex {
 impl GgufIndex {
     /// Reads the header of `path` (not the tensor data).
     pub fn read(path: &Path) -> Result<Self, LlmError> {
+        Self::read_header(path, true)
+    }
+
+    /// Reads the metadata of `path` only, without the tensor table.
+    pub fn read_metadata(path: &Path) -> Result<Self, LlmError> {
+        Self::read_header(path, false)
+    }
+
+    fn read_header(path: &Path, with_tensors: bool) -> Result<Self, LlmError> {
         validate_gguf(path)?;
         let bad = |reason: String| LlmError::Load {
             path: path.display().to_string(),
@@ -88,7 +159,8 @@ impl GgufIndex {
         let mut reader = HeaderReader {
             inner: BufReader::with_capacity(1 << 20, file),
         };
-        read_index(&mut reader).map_err(|e| bad(format!("malformed GGUF header: {e}")))
+        read_index(&mut reader, with_tensors)
+            .map_err(|e| bad(format!("malformed GGUF header: {e}")))
     }
 
     pub fn text(&self, key: &str) -> Option<&str> {
@@ -126,7 +198,7 @@ impl GgufIndex {
 }
 
 struct HeaderReader<R> {
-    inner: R,
+    inner: BufReader<R>,
 }
 
 impl<R: Read + Seek> HeaderReader<R> {
@@ -152,7 +224,8 @@ impl<R: Read + Seek> HeaderReader<R> {
     }
     fn skip(&mut self, bytes: u64) -> std::io::Result<()> {
         let delta = i64::try_from(bytes).map_err(|_| invalid("a value that does not fit"))?;
-        self.inner.seek(SeekFrom::Current(delta)).map(|_| ())
+        // Relative: a plain seek would drop the buffer for every token of the vocabulary.
+        self.inner.seek_relative(delta)
     }
     fn position(&mut self) -> std::io::Result<u64> {
         self.inner.stream_position()
@@ -207,7 +280,10 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
-fn read_index<R: Read + Seek>(reader: &mut HeaderReader<R>) -> std::io::Result<GgufIndex> {
+fn read_index<R: Read + Seek>(
+    reader: &mut HeaderReader<R>,
+    with_tensors: bool,
+) -> std::io::Result<GgufIndex> {
     let _magic = reader.bytes::<4>()?;
     let version = reader.u32()?;
     if version < 2 {
@@ -222,6 +298,9 @@ fn read_index<R: Read + Seek>(reader: &mut HeaderReader<R>) -> std::io::Result<G
         if let Some(value) = reader.value(kind)? {
             index.metadata.insert(key, value);
         }
+    }
+    if !with_tensors {
+        return Ok(index);
     }
     let mut relative = Vec::new();
     for _ in 0..tensor_count {
@@ -303,6 +382,163 @@ mod tests {
         assert_eq!(tensor.offset, data_start);
         assert_eq!(tensor.elements(), 4);
         assert_eq!(index.parameter_count(), 4);
+    }
+
+    /// Metadata values a crafted header holds.
+    enum Kv<'a> {
+        Text(&'a str),
+        U32(u32),
+        Bool(bool),
+    }
+
+    /// A GGUF v3 file with `pairs` as metadata and no tensors: enough for [`model_kind`].
+    fn crafted(dir: &Path, name: &str, pairs: &[(&str, Kv<'_>)]) -> std::path::PathBuf {
+        let mut file = b"GGUF".to_vec();
+        file.extend(3u32.to_le_bytes());
+        file.extend(0u64.to_le_bytes());
+        file.extend((pairs.len() as u64).to_le_bytes());
+        for (key, value) in pairs {
+            string(&mut file, key);
+            match value {
+                Kv::Text(text) => {
+                    file.extend(8u32.to_le_bytes());
+                    string(&mut file, text);
+                }
+                Kv::U32(n) => {
+                    file.extend(4u32.to_le_bytes());
+                    file.extend(n.to_le_bytes());
+                }
+                Kv::Bool(b) => {
+                    file.extend(7u32.to_le_bytes());
+                    file.push(u8::from(*b));
+                }
+            }
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, &file).unwrap();
+        path
+    }
+
+    fn kind_of(pairs: &[(&str, Kv<'_>)]) -> ModelKind {
+        let dir = tempfile::tempdir().unwrap();
+        model_kind(&crafted(dir.path(), "m.gguf", pairs)).unwrap()
+    }
+
+    #[test]
+    fn encoders_and_pooling_models_are_embedding_models() {
+        let embedding = |arch: &str| ModelKind::Embedding { arch: arch.into() };
+        for arch in ["bert", "nomic-bert", "jina-bert-v2"] {
+            let kind = kind_of(&[("general.architecture", Kv::Text(arch))]);
+            assert_eq!(kind, embedding(arch));
+        }
+        // A decoder converted for embeddings (gte-Qwen2 and the like) declares its pooling.
+        let pooled = kind_of(&[
+            ("general.architecture", Kv::Text("qwen2")),
+            ("qwen2.pooling_type", Kv::U32(1)),
+        ]);
+        assert_eq!(pooled, embedding("qwen2"));
+        let bidirectional = kind_of(&[
+            ("general.architecture", Kv::Text("llama")),
+            ("llama.attention.causal", Kv::Bool(false)),
+        ]);
+        assert_eq!(bidirectional, embedding("llama"));
+        assert_eq!(
+            embedding("bert").describe(),
+            "an embedding model (bert)".to_string()
+        );
+    }
+
+    #[test]
+    fn decoders_are_chat_models_with_or_without_a_template() {
+        let with_template = kind_of(&[
+            ("general.architecture", Kv::Text("qwen2")),
+            ("qwen2.pooling_type", Kv::U32(0)),
+            (
+                "tokenizer.chat_template",
+                Kv::Text("{% for m in messages %}{% endfor %}"),
+            ),
+        ]);
+        assert_eq!(
+            with_template,
+            ModelKind::Chat {
+                arch: "qwen2".into(),
+                chat_template: true
+            }
+        );
+        let bare = kind_of(&[
+            ("general.architecture", Kv::Text("llama")),
+            ("llama.attention.causal", Kv::Bool(true)),
+        ]);
+        assert_eq!(
+            bare,
+            ModelKind::Chat {
+                arch: "llama".into(),
+                chat_template: false
+            }
+        );
+        let adapter = kind_of(&[
+            ("general.architecture", Kv::Text("qwen2")),
+            ("general.type", Kv::Text("adapter")),
+        ]);
+        assert_eq!(
+            adapter,
+            ModelKind::Adapter {
+                arch: "qwen2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_model_of_the_wrong_kind_is_refused_before_llama_cpp_loads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = crafted(
+            dir.path(),
+            "minilm.gguf",
+            &[("general.architecture", Kv::Text("bert"))],
+        );
+        let error = crate::llm::engine::check_chat_model(&embedder).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "'{}' is an embedding model (bert); --model needs a chat model such as \
+                 Qwen2.5-Coder",
+                embedder.display()
+            )
+        );
+        let chat = crafted(
+            dir.path(),
+            "qwen.gguf",
+            &[("general.architecture", Kv::Text("qwen2"))],
+        );
+        assert!(crate::llm::engine::check_chat_model(&chat).is_ok());
+        let error = crate::llm::embedder::LlamaEmbedder::load(&chat, 1)
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "'{}' is a chat model (qwen2); --embed-model needs a sentence-embedding model \
+                 such as all-MiniLM-L6-v2",
+                chat.display()
+            )
+        );
+    }
+
+    #[test]
+    fn metadata_is_read_without_the_tensor_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crafted(
+            dir.path(),
+            "m.gguf",
+            &[("general.architecture", Kv::Text("bert"))],
+        );
+        // A tensor count the file does not hold: reading the tensor table would fail.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..16].copy_from_slice(&5u64.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(GgufIndex::read(&path).is_err());
+        let index = GgufIndex::read_metadata(&path).unwrap();
+        assert_eq!(index.architecture(), Some("bert"));
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub struct TrainableModel {
 
 impl TrainableModel {
     pub fn load(path: &Path) -> Result<Self, TrainError> {
-        crate::llm::gguf::validate_gguf(path)?;
+        crate::llm::engine::check_chat_model(path)?;
         crate::llm::engine::backend()?;
         let path_c = c_path(path)?;
         // SAFETY: returns a plain struct by value.

@@ -731,7 +731,7 @@ fn prepare_windows(
     use llama_cpp_2::model::LlamaModel;
     use llama_cpp_2::model::params::LlamaModelParams;
 
-    crate::llm::gguf::validate_gguf(base_path)?;
+    crate::llm::engine::check_chat_model(base_path)?;
     let backend = crate::llm::engine::backend()?;
     let params = LlamaModelParams::default().with_vocab_only(true);
     let vocab_model = LlamaModel::load_from_file(backend, base_path, &params).map_err(|e| {

@@ -14,10 +14,10 @@ pub mod shell;
 pub mod view;
 pub mod workers;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
@@ -113,8 +113,25 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
     })
 }
 
+/// Why the app stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The user quit.
+    Quit,
+    /// A signal asked it to (its number); the terminal was given back first.
+    Signalled(i32),
+}
+
+/// The one line the app prints when it has no terminal to draw on.
+pub const NEEDS_TERMINAL: &str = "the app needs a terminal (stdin and stdout must be a TTY); \
+     use `nano-analyst ask DB QUESTION` in scripts";
+
 /// Opens the terminal app on `database`.
-pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
+pub fn run(database: &Path, options: &RuntimeOptions) -> Result<Ended, AppError> {
+    // ratatui panics when it cannot put a missing terminal in raw mode.
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(AppError::Usage(NEEDS_TERMINAL.into()));
+    }
     let settings = crate::config::Settings::load(options.paths.config_file.as_deref())?;
     let source = options
         .paths
@@ -160,22 +177,79 @@ pub fn run(database: &Path, options: &RuntimeOptions) -> Result<(), AppError> {
     if mouse {
         let _ = crossterm::execute!(std::io::stdout(), event::EnableMouseCapture);
     }
+    let caught = Arc::new(AtomicI32::new(0));
+    let signals = forward_signals(tx.clone(), Arc::clone(&paused), Arc::clone(&caught), mouse);
     spawn_input(tx, Arc::clone(&paused));
     let result = run_loop(&mut terminal, &mut model, &mut shell, &rx, &mut |stats| {
         if stats.draw_time > Duration::from_millis(30) {
             tracing::debug!(?stats, "slow frame");
         }
     });
+    restore_terminal(mouse);
+    if let Some(signals) = signals {
+        signals.close();
+    }
+    // Stop a question still running so the process exits without waiting for it.
+    if let Some(app::Active::Ask(id)) = model.active {
+        shell.inference.cancel(id);
+    }
+    shell.store.finish();
+    result.map_err(AppError::io("terminal error"))?;
+    Ok(match caught.load(Ordering::SeqCst) {
+        0 => Ended::Quit,
+        signal => Ended::Signalled(signal),
+    })
+}
+
+/// Leaves the alternate screen, shows the cursor, ends raw mode, mouse capture and
+/// bracketed paste.
+fn restore_terminal(mouse: bool) {
     if mouse {
         let _ = crossterm::execute!(std::io::stdout(), event::DisableMouseCapture);
     }
     let _ = crossterm::execute!(std::io::stdout(), event::DisableBracketedPaste);
     ratatui::restore();
-    // Stop a question still running so the process exits without waiting for it.
-    if let Some(app::Active::Ask(id)) = model.active {
-        shell.inference.cancel(id);
+}
+
+/// Turns SIGTERM, SIGHUP and an outside SIGINT (Ctrl-C in raw mode is a key, not a signal)
+/// into [`Msg::Signalled`], so the loop quits and the terminal is restored on the normal
+/// path. A second signal while that quit is under way restores it here and exits at once.
+/// SIGINT is ignored while `$EDITOR` owns the terminal: Ctrl-C there is the editor's.
+fn forward_signals(
+    tx: Sender<Msg>,
+    paused: Arc<AtomicBool>,
+    caught: Arc<AtomicI32>,
+    mouse: bool,
+) -> Option<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGHUP, SIGINT]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch for termination signals");
+            return None;
+        }
+    };
+    let handle = signals.handle();
+    let spawned = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGINT && paused.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if caught.swap(signal, Ordering::SeqCst) != 0 {
+                    restore_terminal(mouse);
+                    std::process::exit(128 + signal);
+                }
+                tracing::info!(signal, "quitting on a signal");
+                let _ = tx.send(Msg::Signalled);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the signal thread");
+        return None;
     }
-    result.map_err(AppError::io("terminal error"))
+    Some(handle)
 }
 
 /// `train run` on this database with this app's data directory, config, model and threads.

@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 use super::fixtures::model_file_lock;
 use crate::support::{binary, chinook_path, model_lock, model_path};
 
-struct Tmux {
+pub(super) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(command: &[String], width: u16, height: u16) -> Self {
-        let socket = format!("nano-e2e-{}", std::process::id());
+    pub(super) fn start(command: &[String], width: u16, height: u16) -> Self {
+        // One server per session: tests in this binary run at the same time.
+        static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("nano-e2e-{}-{n}", std::process::id());
         let status = Command::new("tmux")
             .args([
                 "-L",
@@ -61,12 +64,30 @@ impl Tmux {
             .into_owned()
     }
 
+    /// "alternate_on cursor_flag" of the pane: "1 0" while a full-screen app runs.
+    pub(super) fn pane_flags(&self) -> String {
+        let output = self.tmux(&[
+            "display",
+            "-p",
+            "-t",
+            "e2e",
+            "#{alternate_on} #{cursor_flag}",
+        ]);
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// The process the pane runs (its first command).
+    pub(super) fn pane_pid(&self) -> String {
+        let output = self.tmux(&["display", "-p", "-t", "e2e", "#{pane_pid}"]);
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
     fn alive(&self) -> bool {
         self.tmux(&["has-session", "-t", "e2e"]).status.success()
     }
 
     /// Waits until every needle is on screen; fails with the screen otherwise.
-    fn wait_for(&self, needles: &[&str], timeout: Duration) -> String {
+    pub(super) fn wait_for(&self, needles: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen();

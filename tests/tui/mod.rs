@@ -6,5 +6,6 @@ mod e2e;
 mod fixtures;
 mod latency;
 mod render;
+mod signals;
 mod training;
 mod update;

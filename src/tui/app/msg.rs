@@ -157,6 +157,9 @@ pub enum Msg {
     RetrainingChecked(Result<Option<RetrainingStatus>, WorkerError>),
     /// From the background training process.
     Training(TrainingUpdate),
+    /// SIGTERM, SIGHUP or an outside SIGINT arrived: quit the way the quit key does, so
+    /// the terminal is given back.
+    Signalled,
 }
 
 #[derive(Debug, Clone, PartialEq)]

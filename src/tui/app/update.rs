@@ -27,6 +27,11 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Resized => Vec::new(),
+        Msg::Signalled => {
+            let mut effects = Vec::new();
+            quit(model, &mut effects);
+            effects
+        }
         Msg::Tick(now) => {
             model.now_ms = now;
             Vec::new()

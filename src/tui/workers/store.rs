@@ -2,7 +2,7 @@
 //! [`RunHistory`] implementation and the database scope; answers listings and loads.
 
 use std::sync::mpsc::{self, Sender};
-use std::thread;
+use std::thread::{self, JoinHandle};
 
 use crate::core::feedback::history::{DbScope, Rating, RunHistory, RunId};
 use crate::core::pipeline::outcome::RunOutcome;
@@ -38,6 +38,7 @@ pub enum StoreRequest {
 
 pub struct StoreHandle {
     requests: Sender<StoreRequest>,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl StoreHandle {
@@ -57,14 +58,24 @@ impl StoreHandle {
                     }
                 }
             });
-        if let Err(error) = spawned {
-            tracing::error!(%error, "cannot start the history thread");
-        }
-        Self { requests }
+        let worker = spawned
+            .map_err(|error| tracing::error!(%error, "cannot start the history thread"))
+            .ok();
+        Self { requests, worker }
     }
 
     pub fn send(&self, request: StoreRequest) {
         let _ = self.requests.send(request);
+    }
+
+    /// Waits until every request already sent is written: a rating made just before
+    /// quitting would otherwise die with the process while it waits for the store's lock.
+    pub fn finish(self) {
+        let Self { requests, worker } = self;
+        drop(requests);
+        if let Some(worker) = worker {
+            let _ = worker.join();
+        }
     }
 }
 

@@ -2,10 +2,14 @@
 //! each step runs in one transaction with the version bump, so a store is always at one
 //! exact version (a crash mid-migration leaves the previous one).
 //!
+//! Several processes may open a new store at once (two `correct`s, the app and a shell):
+//! each step takes the write lock first (`BEGIN IMMEDIATE`) and reads the version again
+//! under it, so a step another process applied meanwhile is skipped, never run twice.
+//!
 //! Never edit a released step: add a new one. `tests/fixtures/history-v1.sql` is a store as
 //! version 1 wrote it; the tests migrate it forward.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 /// Version 1: runs and their attempts, scoped to a database (path + schema fingerprint).
 const V1: &str = "
@@ -102,11 +106,16 @@ pub fn version(conn: &Connection) -> rusqlite::Result<u32> {
 /// Applies the steps after the store's version, up to `target`. Returns the version reached.
 /// A store newer than this build is left alone and reported by the caller.
 pub fn migrate_to(conn: &mut Connection, target: u32) -> rusqlite::Result<u32> {
+    let target = target.min(LATEST_VERSION);
     let mut current = version(conn)?;
-    while current < target.min(LATEST_VERSION) {
-        let step = MIGRATIONS[current as usize];
-        let tx = conn.transaction()?;
-        tx.execute_batch(step)?;
+    while current < target {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The version read before the lock may be stale: another process may have migrated.
+        current = version(&tx)?;
+        if current >= target {
+            break;
+        }
+        tx.execute_batch(MIGRATIONS[current as usize])?;
         tx.pragma_update(None, "user_version", current + 1)?;
         tx.commit()?;
         current += 1;

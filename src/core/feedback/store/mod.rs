@@ -5,6 +5,9 @@
 //! Invariants:
 //! - WAL journal, one transaction per write: a process killed mid-write loses at most that
 //!   write, and the file stays consistent (`tests/feedback.rs` kills a writer to show it).
+//! - Every write transaction takes the write lock when it begins (`BEGIN IMMEDIATE`) and
+//!   waits up to [`BUSY_TIMEOUT`] for it: a deferred one that read first would fail with
+//!   "database is locked" when another process wrote meanwhile, losing the user's rating.
 //! - Runs and pairs belong to a [`DbScope`] (canonical path + schema fingerprint).
 //! - A pair is only stored as verified when a person said so: a correction whose SQL ran
 //!   read-only through the guard ([`verify_sql`]), a thumbs-up on a run that answered, or a
@@ -14,9 +17,11 @@
 mod migrations;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -35,6 +40,10 @@ pub(crate) type PairId = i64;
 
 /// Result rows kept with a run in the store (the count is kept whole).
 const STORED_ROWS: usize = 200;
+
+/// How long a write waits for another process's write to finish. Writes take milliseconds;
+/// this only runs out when a process holds the lock and hangs.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -146,9 +155,8 @@ impl HistoryStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn =
             Connection::open_with_flags(path, flags).map_err(|e| open_error(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| open_error(e.to_string()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        switch_to_wal(&conn).map_err(|e| open_error(e.to_string()))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let found = migrations::version(&conn)?;
@@ -178,6 +186,13 @@ impl HistoryStore {
         &self.conn
     }
 
+    /// A write transaction holding the write lock from its start (see the module doc).
+    fn write(&mut self) -> Result<Transaction<'_>, StoreError> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
     fn existing_scope_id(&self, scope: &DbScope) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
@@ -193,7 +208,7 @@ impl HistoryStore {
     /// of it or nothing.
     pub fn record(&mut self, scope: &DbScope, outcome: &RunOutcome) -> Result<RunId, StoreError> {
         let prompt = outcome.prompt.as_ref();
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let store = StoreTx(&tx);
         let scope_id = store.scope_id(scope)?;
         let prompt_id = match prompt {
@@ -288,7 +303,7 @@ impl HistoryStore {
         rating: Rating,
         note: Option<&str>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let row: Option<RatedRun> = tx
             .query_row(
                 "SELECT scope_id, question, final_sql, error, prompt_id FROM runs WHERE id = ?1",
@@ -343,7 +358,7 @@ impl HistoryStore {
     /// Stores `sql` as the answer to run `run`'s question, replacing an earlier correction
     /// of that run. The SQL must already have passed [`verify_sql`] on the run's database.
     pub(crate) fn correct_run(&mut self, run: RunId, sql: &str) -> Result<PairId, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let row: Option<(i64, String, Option<i64>)> = tx
             .query_row(
                 "SELECT scope_id, question, prompt_id FROM runs WHERE id = ?1",
@@ -372,7 +387,7 @@ impl HistoryStore {
         sql: &str,
         schema_text: Option<&str>,
     ) -> Result<PairId, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let store = StoreTx(&tx);
         let scope_id = store.scope_id(scope)?;
         let prompt_id = match schema_text {
@@ -391,7 +406,7 @@ impl HistoryStore {
         parent: PairId,
         question: &str,
     ) -> Result<Option<PairId>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let row: Option<(i64, String, Option<i64>)> = tx
             .query_row(
                 "SELECT scope_id, sql, prompt_id FROM pairs WHERE id = ?1",
@@ -453,7 +468,7 @@ impl HistoryStore {
 
     /// Forgets a verified pair (and the synthetic paraphrases derived from it).
     pub fn remove_pair(&mut self, id: PairId) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let removed = tx.execute("DELETE FROM pairs WHERE id = ?1", params![id])?;
         if removed == 0 {
             return Err(StoreError::UnknownPair(id));
@@ -471,7 +486,7 @@ impl HistoryStore {
         question: Option<&str>,
         sql: Option<&str>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write()?;
         let changed = tx.execute(
             "UPDATE pairs SET question = coalesce(?2, question), sql = coalesce(?3, sql),
                 source = 'correction', derived_from = NULL, updated_at = ?4
@@ -510,11 +525,13 @@ impl HistoryStore {
 
     /// Records that a model (adapter) was trained on everything so far: the count restarts.
     pub fn mark_trained(&mut self, adapter: Option<&str>) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.write()?;
+        tx.execute(
             "INSERT INTO training_marks (at, adapter, last_feedback_id)
              VALUES (?1, ?2, coalesce((SELECT max(id) FROM feedback_log), 0))",
             params![now_secs(), adapter],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -637,6 +654,24 @@ impl RunHistory for HistoryStore {
 
     fn retraining_status(&self, threshold: u64) -> Result<Option<RetrainingStatus>, HistoryError> {
         Ok(Some(HistoryStore::retraining_status(self, threshold)?))
+    }
+}
+
+/// Puts the store in WAL mode. Switching needs the file to itself for a moment: when
+/// another process is opening the same new store, SQLite may answer "busy" without
+/// waiting, so this retries within [`BUSY_TIMEOUT`].
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let started = Instant::now();
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
