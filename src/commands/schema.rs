@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::cli::SchemaArgs;
 use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::schema::BrokenObject;
 use crate::core::retrieval::provider::ContextMode;
 use crate::core::retrieval::{IndexOrigin, RankedTable};
 use crate::error::AppError;
@@ -25,6 +26,8 @@ struct SchemaJson<'a> {
     retrieve_ms: f64,
     tables: &'a [RankedTable],
     glossary: Vec<GlossaryJson<'a>>,
+    /// Tables and views SQLite cannot read, left out of retrieval and the prompt.
+    broken: &'a [BrokenObject],
 }
 
 #[derive(Serialize)]
@@ -38,7 +41,7 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
         return Err(AppError::Usage("the question is empty".into()));
     }
     let db = ReadOnlyDb::open(&args.database)?;
-    let schema = db.introspect()?;
+    let schema = db.askable_schema()?;
     let mut retrieval = open_retrieval(&db, &schema, options, true)?;
     let started = Instant::now();
     let ranking = retrieval.rank(&args.question);
@@ -64,6 +67,7 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
                     definition: &e.definition,
                 })
                 .collect(),
+            broken: &schema.broken,
         };
         let text = serde_json::to_string_pretty(&json).map_err(AppError::json("the result"))?;
         println!("{text}");
@@ -105,6 +109,9 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
     }
     for entry in &ranking.glossary {
         println!("glossary: {} = {}", entry.term, entry.definition);
+    }
+    for broken in &schema.broken {
+        println!("left out: {broken}");
     }
     Ok(())
 }

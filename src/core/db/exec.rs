@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
 pub use crate::core::db::open::DbError;
+use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
 use crate::core::db::schema::{Schema, SchemaError, introspect};
 
 /// Pragmas that only read the schema; everything else is denied.

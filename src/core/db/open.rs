@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
-use crate::core::db::schema::SchemaError;
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::schema::{Schema, SchemaError};
 
 /// How long a read waits for another program's write to finish before giving up.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,6 +68,20 @@ pub(crate) fn open_read_only(
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
         .map_err(classify)?;
     Ok((conn, sidecars))
+}
+
+impl ReadOnlyDb {
+    /// The schema a question is asked against: refused when no table can be read (a model
+    /// shown none invents them, attempt after attempt); tables and views SQLite cannot read
+    /// are left out and logged.
+    pub fn askable_schema(&self) -> Result<Schema, SchemaError> {
+        let schema = self.introspect()?;
+        schema.ensure_has_tables(&self.path().display().to_string())?;
+        for broken in &schema.broken {
+            tracing::warn!("left out of the prompt: {broken}");
+        }
+        Ok(schema)
+    }
 }
 
 /// The name SQLite is given. This SQLite is built with URI filenames on, so a relative
@@ -289,7 +304,10 @@ mod tests {
     use crate::core::db::exec::{ExecLimits, ReadOnlyDb};
 
     fn chinook() -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sample_dbs/chinook.db"))
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/sample_dbs/chinook.db"
+        ))
     }
 
     fn open_error(path: &Path) -> String {
@@ -321,9 +339,15 @@ mod tests {
 
     #[test]
     fn names_are_paths_never_uris() {
-        assert_eq!(sqlite_path(Path::new("file:x.db")), Path::new("./file:x.db"));
+        assert_eq!(
+            sqlite_path(Path::new("file:x.db")),
+            Path::new("./file:x.db")
+        );
         assert_eq!(sqlite_path(Path::new("a/b.db")), Path::new("./a/b.db"));
-        assert_eq!(sqlite_path(Path::new("/t/file:x.db")), Path::new("/t/file:x.db"));
+        assert_eq!(
+            sqlite_path(Path::new("/t/file:x.db")),
+            Path::new("/t/file:x.db")
+        );
         assert_eq!(sqlite_path(Path::new("../x.db")), Path::new("../x.db"));
         // An absolute name holding URI syntax opens that very file.
         let dir = tempfile::tempdir().unwrap();
@@ -457,7 +481,11 @@ mod tests {
                 copy.display()
             )
         );
-        assert_eq!(std::fs::read(&copy).unwrap(), before, "the database is untouched");
+        assert_eq!(
+            std::fs::read(&copy).unwrap(),
+            before,
+            "the database is untouched"
+        );
         assert_eq!(listing(crashed.path()), ["x.db", "x.db-journal"]);
     }
 
@@ -493,7 +521,10 @@ mod tests {
         drop(second);
         assert_eq!(listing(dir.path()), ["w.db"]);
         assert_eq!(std::fs::read(&path).unwrap(), before);
-        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified
+        );
     }
 
     #[test]

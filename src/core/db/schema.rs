@@ -381,8 +381,10 @@ mod tests {
             schema.ensure_has_tables("x.db").unwrap_err().to_string(),
             "the database 'x.db' has no tables"
         );
-        conn.execute_batch("CREATE TABLE old(a); CREATE VIEW v AS SELECT a FROM old; DROP TABLE old;")
-            .unwrap();
+        conn.execute_batch(
+            "CREATE TABLE old(a); CREATE VIEW v AS SELECT a FROM old; DROP TABLE old;",
+        )
+        .unwrap();
         let schema = introspect(&conn, ":memory:").unwrap();
         assert_eq!(
             schema.ensure_has_tables("x.db").unwrap_err().to_string(),
