@@ -242,4 +242,130 @@ fn the_app_without_a_terminal_says_so_in_one_line() {
          `nano-analyst ask DB QUESTION` in scripts"
     );
     assert!(output.stdout.is_empty());
+
+/// `schema` as a user runs it from `dir`, with a throwaway data directory.
+fn schema_in(dir: &std::path::Path, database: &str) -> Output {
+    Command::new(binary())
+        .current_dir(dir)
+        .args(["schema", database, "How many rows?"])
+        .env("NANO_ANALYST_DATA_DIR", dir.join(".data"))
+        .env("NANO_ANALYST_CONFIG", dir.join("no-config.toml"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn write_db(path: &std::path::Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn awkward_databases_open_or_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let here = dir.path();
+    let run = |name: &str| schema_in(here, name);
+
+    // A view over a dropped table is left out, with its reason; the rest is usable.
+    write_db(
+        &here.join("broken.db"),
+        "CREATE TABLE old(a); CREATE TABLE Album(Title TEXT); CREATE VIEW v AS SELECT a FROM old;
+         DROP TABLE old;",
+    );
+    let output = run("broken.db");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("Album"), "{stdout}");
+    assert!(
+        stdout.contains("left out: v (broken view: no such table: main.old)"),
+        "{stdout}"
+    );
+
+    // A file named like a URI is that file, not the file the URI would name.
+    std::fs::copy(chinook_path(), here.join("file:chinook.db")).unwrap();
+    write_db(&here.join("chinook.db"), "CREATE TABLE Decoy(x);");
+    let stdout = String::from_utf8_lossy(&run("file:chinook.db").stdout).into_owned();
+    assert!(stdout.contains("PlaylistTrack"), "{stdout}");
+    assert!(!stdout.contains("Decoy"), "{stdout}");
+
+    write_db(&here.join("empty.db"), "CREATE TABLE t(x); DROP TABLE t;");
+    assert_eq!(
+        one_line_error(&run("empty.db")),
+        "nano-analyst: the database 'empty.db' has no tables"
+    );
+    std::fs::create_dir(here.join("folder.db")).unwrap();
+    assert_eq!(
+        one_line_error(&run("folder.db")),
+        "nano-analyst: 'folder.db' is a directory, not a database file"
+    );
+    assert_eq!(
+        one_line_error(&run("/dev/null")),
+        "nano-analyst: '/dev/null' is not a regular file (a character device), not a database file"
+    );
+    std::fs::write(here.join("notes.db"), "plain text, no database here").unwrap();
+    assert_eq!(
+        one_line_error(&run("notes.db")),
+        "nano-analyst: 'notes.db' is not a SQLite database"
+    );
+
+    // Another program in the middle of a write (this test process holds the lock).
+    write_db(&here.join("busy.db"), "CREATE TABLE t(x);");
+    let writer = rusqlite::Connection::open(here.join("busy.db")).unwrap();
+    writer
+        .execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+        .unwrap();
+    assert_eq!(
+        one_line_error(&run("busy.db")),
+        "nano-analyst: another program is writing to the database 'busy.db'; try again"
+    );
+    drop(writer);
+}
+
+#[test]
+fn a_hot_journal_is_named_and_left_for_its_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.db");
+    write_db(
+        &path,
+        "CREATE TABLE t(x);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t SELECT printf('%0200d', i) FROM n;",
+    );
+    // A cache too small for the change: the journal is synced and pages are written
+    // before the commit, which is what a crash mid-write leaves behind.
+    let writer = rusqlite::Connection::open(&path).unwrap();
+    writer
+        .execute_batch("PRAGMA cache_size = 2; BEGIN; UPDATE t SET x = x || 'changed';")
+        .unwrap();
+    std::fs::copy(&path, crashed.path().join("x.db")).unwrap();
+    std::fs::copy(
+        dir.path().join("x.db-journal"),
+        crashed.path().join("x.db-journal"),
+    )
+    .unwrap();
+    drop(writer);
+    assert_eq!(
+        one_line_error(&schema_in(crashed.path(), "x.db")),
+        "nano-analyst: the database 'x.db' has an unfinished write (hot journal \
+         'x.db-journal'); open it once with sqlite3 or the program that wrote it to recover"
+    );
+    assert!(crashed.path().join("x.db-journal").exists());
+}
+
+#[test]
+fn ask_refuses_a_database_without_tables_before_loading_the_model() {
+    let data = tempfile::tempdir().unwrap();
+    let empty = data.path().join("empty.db");
+    write_db(&empty, "CREATE TABLE t(x); DROP TABLE t;");
+    let error = one_line_error(&nano(
+        data.path(),
+        &["ask", empty.to_str().unwrap(), "How many albums?"],
+    ));
+    assert_eq!(
+        error,
+        format!(
+            "nano-analyst: the database '{}' has no tables",
+            empty.display()
+        )
+    );
 }

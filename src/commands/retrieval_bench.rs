@@ -152,7 +152,7 @@ struct Bench<'a> {
 impl Bench<'_> {
     /// Every database's tables in one index, each question ranked against all of them.
     fn catalog(&self, embedder: Option<Box<dyn Embedder + Send>>) -> Result<Report, AppError> {
-        let mut merged = Schema { tables: Vec::new() };
+        let mut merged = Schema::default();
         for (db_id, _, schema) in self.databases {
             merged
                 .tables
@@ -639,7 +639,10 @@ pub fn generated_schema(tables: usize) -> Schema {
             row_count: None,
         });
     }
-    Schema { tables: out }
+    Schema {
+        tables: out,
+        broken: Vec::new(),
+    }
 }
 
 fn column(name: &str, declared_type: &str, primary_key: bool) -> Column {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::cli::SchemaArgs;
 use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::schema::BrokenObject;
 use crate::core::retrieval::provider::ContextMode;
 use crate::core::retrieval::{IndexOrigin, RankedTable};
 use crate::error::AppError;
@@ -26,6 +27,8 @@ struct SchemaJson<'a> {
     retrieve_ms: f64,
     tables: &'a [RankedTable],
     glossary: Vec<GlossaryJson<'a>>,
+    /// Tables and views SQLite cannot read, left out of retrieval and the prompt.
+    broken: &'a [BrokenObject],
 }
 
 #[derive(Serialize)]
@@ -39,27 +42,11 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
         return Err(AppError::Usage("the question is empty".into()));
     }
     let db = ReadOnlyDb::open(&args.database)?;
-    let schema = db.introspect()?;
-    let bar = indicatif::ProgressBar::hidden();
-    let mut progress = |embedded: usize, total: usize| {
-        if embedded == 0 && !std::io::stderr().is_terminal() {
-            crate::errln!(
-                "nano-analyst: indexing the schema: {total} names to embed (the first time only)"
-            );
-        } else if bar.is_hidden() && embedded == 0 {
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar.set_length(total as u64);
-            bar.set_message("indexing the schema (first time for this database)");
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{msg}: {pos}/{len} names embedded [{elapsed_precise}, about {eta} left]",
-            ) {
-                bar.set_style(style);
-            }
-        }
-        bar.set_position(embedded as u64);
-    };
+    let schema = db.askable_schema()?;
+    let bar = IndexBar::default();
+    let mut progress = |embedded: usize, total: usize| bar.update(embedded, total);
     let mut retrieval = open_retrieval_with_progress(&db, &schema, options, true, &mut progress)?;
-    bar.finish_and_clear();
+    bar.finish();
     let started = Instant::now();
     let ranking = retrieval.rank(&args.question);
     let retrieve_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -84,6 +71,7 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
                     definition: &e.definition,
                 })
                 .collect(),
+            broken: &schema.broken,
         };
         let text = serde_json::to_string_pretty(&json).map_err(AppError::json("the result"))?;
         crate::outln!("{text}");
@@ -126,5 +114,50 @@ pub fn run(args: &SchemaArgs, options: &RuntimeOptions) -> Result<(), AppError> 
     for entry in &ranking.glossary {
         crate::outln!("glossary: {} = {}", entry.term, entry.definition);
     }
+    for broken in &schema.broken {
+        println!("left out: {broken}");
+    }
     Ok(())
+}
+
+/// Shows how far the first index build of a database has come: a bar on a terminal, one
+/// line otherwise (a 2,000-table catalog takes a while, and silence reads as a hang).
+struct IndexBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Default for IndexBar {
+    fn default() -> Self {
+        Self {
+            bar: indicatif::ProgressBar::hidden(),
+        }
+    }
+}
+
+impl IndexBar {
+    fn update(&self, embedded: usize, total: usize) {
+        if embedded == 0 {
+            self.start(total);
+        }
+        self.bar.set_position(embedded as u64);
+    }
+
+    fn start(&self, total: usize) {
+        if !std::io::stderr().is_terminal() {
+            crate::errln!("nano-analyst: indexing the schema: {total} names to embed (the first time only)");
+            return;
+        }
+        self.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.bar.set_length(total as u64);
+        self.bar.set_message("indexing the schema (the first time only)");
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg}: {pos}/{len} names embedded [{elapsed_precise}, about {eta} left]",
+        ) {
+            self.bar.set_style(style);
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
 }

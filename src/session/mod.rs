@@ -106,7 +106,7 @@ impl Analyst {
         embedder: Option<Box<dyn Embedder + Send>>,
     ) -> Result<Self, AppError> {
         let db = ReadOnlyDb::open(database)?;
-        let schema = db.introspect()?;
+        let schema = db.askable_schema()?;
         let QuestionContext {
             context,
             retrieval_note,

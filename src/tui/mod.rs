@@ -52,7 +52,8 @@ pub(crate) fn open_history(paths: &AppPaths) -> Result<Box<dyn RunHistory + Send
 /// Identifies the database in the history: canonical path and schema fingerprint.
 pub(crate) fn db_scope(path: &Path) -> Result<DbScope, AppError> {
     let db = ReadOnlyDb::open(path)?;
-    let fingerprint = db.schema()?.fingerprint();
+    // Refused here, before the terminal is taken, like every other open error.
+    let fingerprint = db.askable_schema()?.fingerprint();
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     Ok(DbScope {
         path: path.display().to_string(),
@@ -65,9 +66,13 @@ pub(crate) fn db_scope(path: &Path) -> Result<DbScope, AppError> {
 pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
     Box::new(move |report: &dyn Fn(StartupEvent)| {
         let db = ReadOnlyDb::open(&database).map_err(|e| e.to_string())?;
-        let schema = db.introspect().map_err(|e| e.to_string())?;
+        let schema = db.askable_schema().map_err(|e| e.to_string())?;
+        let mut schema_text = render_schema(&schema, None, RenderOptions::default());
+        for broken in &schema.broken {
+            schema_text.push_str(&format!("-- left out: {broken}\n"));
+        }
         report(StartupEvent::SchemaRead {
-            schema_text: render_schema(&schema, None, RenderOptions::default()),
+            schema_text,
             tables: schema.tables.len(),
         });
         report(StartupEvent::Phase("indexing the schema".into()));

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 
+pub use crate::core::db::open::DbError;
+use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
 use crate::core::db::schema::{Schema, SchemaError, introspect};
 
 /// Pragmas that only read the schema; everything else is denied.
@@ -32,16 +34,6 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
 const COUNT_BEYOND_CAP: u64 = 1_000_000;
 /// SQLite calls the progress handler every this many virtual-machine instructions.
 const PROGRESS_INTERVAL: i32 = 10_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("database not found: '{0}'")]
-    NotFound(String),
-    #[error("cannot open database '{path}': {reason}")]
-    Open { path: String, reason: String },
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError {
@@ -164,28 +156,26 @@ pub struct ReadOnlyDb {
     cancelled: Arc<AtomicBool>,
     interrupt: Arc<rusqlite::InterruptHandle>,
     schema: std::sync::OnceLock<Schema>,
+    /// Declared after `conn`, so it runs once the connection is closed.
+    _sidecars: WalSidecars,
 }
 
 impl ReadOnlyDb {
+    /// Opens `path` read-only; a file that cannot be read says why (see [`DbError`]).
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        Self::open_with_busy_timeout(path, BUSY_TIMEOUT)
+    }
+
+    pub(crate) fn open_with_busy_timeout(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<Self, DbError> {
         let shown = path.display().to_string();
-        if !path.is_file() {
-            return Err(DbError::NotFound(shown));
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let open_error = |e: rusqlite::Error| DbError::Open {
             path: shown.clone(),
             reason: e.to_string(),
         };
-        let mut conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
-        conn.execute_batch("PRAGMA query_only = ON;")
-            .map_err(open_error)?;
-        // Reading the header here turns "file is not a database" into an open-time error.
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-            .map_err(|e| SchemaError::NotADatabase {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
+        let (mut conn, sidecars) = open_read_only(path, busy_timeout)?;
         conn.authorizer(Some(authorize_read_only))
             .map_err(open_error)?;
         let deadline_ms = Arc::new(AtomicU64::new(0));
@@ -208,6 +198,7 @@ impl ReadOnlyDb {
             cancelled,
             interrupt,
             schema: std::sync::OnceLock::new(),
+            _sidecars: sidecars,
         })
     }
 

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod exec;
 pub mod guard;
 pub mod ident;
+pub mod open;
 pub mod render;
 pub mod schema;
 pub mod sql_ast;

@@ -22,11 +22,45 @@ pub enum SchemaError {
     NotADatabase { path: String, reason: String },
     #[error("could not read the schema: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Nothing to ask about: a model given no tables invents them, attempt after attempt.
+    #[error("the database '{path}' has no tables{}", broken_suffix(.broken))]
+    NoTables {
+        path: String,
+        broken: Vec<BrokenObject>,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+fn broken_suffix(broken: &[BrokenObject]) -> String {
+    if broken.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = broken.iter().map(ToString::to_string).collect();
+    format!(" it can read; left out: {}", listed.join(", "))
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
+    /// The tables and views that can be read; the prompt and retrieval see only these.
     pub tables: Vec<Table>,
+    /// Tables and views SQLite cannot read (a view over a dropped table, a virtual table
+    /// whose module is missing), listed so the user learns why they are left out.
+    #[serde(default)]
+    pub broken: Vec<BrokenObject>,
+}
+
+/// A table or view whose columns SQLite cannot read, with SQLite's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenObject {
+    pub name: String,
+    pub is_view: bool,
+    pub error: String,
+}
+
+impl std::fmt::Display for BrokenObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.is_view { "view" } else { "table" };
+        write!(f, "{} (broken {kind}: {})", self.name, self.error)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +95,17 @@ pub struct ForeignKey {
 }
 
 impl Schema {
+    /// Refuses a database with no readable table: `path` names it in the message.
+    pub fn ensure_has_tables(&self, path: &str) -> Result<(), SchemaError> {
+        if self.tables.is_empty() {
+            return Err(SchemaError::NoTables {
+                path: path.to_string(),
+                broken: self.broken.clone(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables
             .iter()
@@ -121,22 +166,55 @@ pub fn introspect(conn: &Connection, path: &str) -> Result<Schema, SchemaError> 
         .collect::<Result<_, _>>()
         .map_err(|e| classify_open_error(e, path))?;
 
-    let mut tables = Vec::with_capacity(entries.len());
+    let mut schema = Schema::default();
     for (name, kind) in entries {
-        let columns = read_columns(conn, &name)?;
-        let foreign_keys = read_foreign_keys(conn, &name)?;
+        let is_view = kind == "view";
+        // One object SQLite cannot compile (a view over a dropped table) must not cost the
+        // user the rest of the database: it is set aside with SQLite's reason.
+        let read = read_columns(conn, &name)
+            .and_then(|columns| Ok((columns, read_foreign_keys(conn, &name)?)));
+        let (columns, foreign_keys) = match read {
+            Ok(read) => read,
+            Err(error) if is_about_the_object(&error) => {
+                schema.broken.push(BrokenObject {
+                    name,
+                    is_view,
+                    error: sqlite_message(&error),
+                });
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let row_count = count_rows(conn, &name);
         let mut table = Table {
             name,
-            is_view: kind == "view",
+            is_view,
             columns,
             foreign_keys,
             row_count,
         };
         fill_sample_values(conn, &mut table);
-        tables.push(table);
+        schema.tables.push(table);
     }
-    Ok(Schema { tables })
+    Ok(schema)
+}
+
+/// SQLite's plain SQLITE_ERROR ("no such table", "no such module") is about the object
+/// being compiled; a busy, corrupt or unreadable file is about the whole database.
+fn is_about_the_object(error: &SchemaError) -> bool {
+    matches!(
+        error,
+        SchemaError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code & 0xff == rusqlite::ffi::SQLITE_ERROR
+    )
+}
+
+/// SQLite's own wording ("no such table: main.old"), without rusqlite's wrapping.
+fn sqlite_message(error: &SchemaError) -> String {
+    match error {
+        SchemaError::Sqlite(rusqlite::Error::SqliteFailure(_, Some(message))) => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn classify_open_error(error: rusqlite::Error, path: &str) -> SchemaError {
@@ -260,6 +338,59 @@ mod tests {
         );
         let genre = schema.table("Genre").unwrap();
         assert_eq!(genre.column("Name").unwrap().sample_values.len(), 3);
+    }
+
+    #[test]
+    fn sets_broken_objects_aside_and_reads_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "CREATE TABLE old(a); CREATE TABLE t(x TEXT); INSERT INTO t VALUES ('hi');
+                 CREATE VIEW v AS SELECT a FROM old; CREATE VIEW w AS SELECT * FROM v;
+                 CREATE VIEW fine AS SELECT x FROM t; DROP TABLE old;
+                 PRAGMA writable_schema = ON;
+                 INSERT INTO sqlite_master VALUES
+                     ('table', 'vt', 'vt', 0, 'CREATE VIRTUAL TABLE vt USING nosuchmod(a)');",
+            )
+            .unwrap();
+        drop(writer);
+        let conn =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let schema = introspect(&conn, "broken.db").unwrap();
+        let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["t", "fine"]);
+        let broken: Vec<String> = schema.broken.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            broken,
+            [
+                "v (broken view: no such table: main.old)",
+                "w (broken view: no such table: main.old)",
+                "vt (broken table: no such module: nosuchmod)",
+            ]
+        );
+        assert!(schema.ensure_has_tables("broken.db").is_ok());
+    }
+
+    #[test]
+    fn a_database_without_tables_is_refused_by_name() {
+        let conn = Connection::open_in_memory().unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        assert_eq!(
+            schema.ensure_has_tables("x.db").unwrap_err().to_string(),
+            "the database 'x.db' has no tables"
+        );
+        conn.execute_batch(
+            "CREATE TABLE old(a); CREATE VIEW v AS SELECT a FROM old; DROP TABLE old;",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        assert_eq!(
+            schema.ensure_has_tables("x.db").unwrap_err().to_string(),
+            "the database 'x.db' has no tables it can read; left out: \
+             v (broken view: no such table: main.old)"
+        );
     }
 
     #[test]

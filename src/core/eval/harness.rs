@@ -157,7 +157,7 @@ impl Prepared<'_> {
                     reason,
                 };
                 let db = ReadOnlyDb::open(&path).map_err(|e| failed(e.to_string()))?;
-                let schema = db.introspect().map_err(|e| failed(e.to_string()))?;
+                let schema = db.askable_schema().map_err(|e| failed(e.to_string()))?;
                 let context = WholeSchemaContext::with_options(&schema, job.render);
                 open_db = Some((item.db_id.clone(), db, context));
             }

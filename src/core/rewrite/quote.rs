@@ -110,6 +110,7 @@ mod quoting_tests {
                     row_count: None,
                 })
                 .collect(),
+            broken: Vec::new(),
         }
     }
 
