@@ -189,7 +189,8 @@ const BYTE_LIMIT_RANGE_MIB: (u64, u64) = (1, 1024);
 /// A query time limit from seconds (config or `--timeout`), or why it is out of range.
 pub fn query_timeout(secs: f64) -> Result<std::time::Duration, String> {
     let (low, high) = TIMEOUT_RANGE_SECS;
-    let out_of_range = || format!("the timeout must be between {low} and {high} seconds, not {secs}");
+    let out_of_range =
+        || format!("the timeout must be between {low} and {high} seconds, not {secs}");
     if !(low..=high).contains(&secs) {
         return Err(out_of_range());
     }
@@ -201,7 +202,9 @@ pub fn query_timeout(secs: f64) -> Result<std::time::Duration, String> {
 pub fn byte_limit(mib: u64) -> Result<usize, String> {
     let (low, high) = BYTE_LIMIT_RANGE_MIB;
     if !(low..=high).contains(&mib) {
-        return Err(format!("the byte limit must be between {low} and {high} MiB, not {mib}"));
+        return Err(format!(
+            "the byte limit must be between {low} and {high} MiB, not {mib}"
+        ));
     }
     usize::try_from(mib << 20).map_err(|_| format!("{mib} MiB does not fit in memory here"))
 }
@@ -298,7 +301,10 @@ mod tests {
             "[pipeline]\ntimeout_secs = 86400\nbyte_limit_mib = 1024\n",
         )
         .unwrap();
-        let limits = Settings::load(Some(&file)).unwrap().pipeline_config().limits;
+        let limits = Settings::load(Some(&file))
+            .unwrap()
+            .pipeline_config()
+            .limits;
         assert_eq!(limits.timeout, std::time::Duration::from_secs(86_400));
         assert_eq!(limits.byte_limit, 1 << 30);
         assert_eq!(
@@ -345,7 +351,10 @@ mod tests {
                 "[pipeline]\nbyte_limit_mib = 0\n",
                 "pipeline.byte_limit_mib: the byte limit must be between 1 and 1024 MiB, not 0",
             ),
-            ("[pipeline]\nbyte_limit_mib = 5000\n", "between 1 and 1024 MiB"),
+            (
+                "[pipeline]\nbyte_limit_mib = 5000\n",
+                "between 1 and 1024 MiB",
+            ),
             ("[pipeline]\nbyte_limit_mib = -1\n", "byte_limit_mib"),
             ("[pipeline]\nbyte_limit_mib = 1e30\n", "byte_limit_mib"),
             ("not toml at all [", "invalid config file"),

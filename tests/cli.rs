@@ -249,7 +249,10 @@ fn results_too_big_or_too_slow_are_stopped_and_not_recorded() {
     );
     let (output, _) = correct("SELECT zeroblob(40000000) FROM Genre", &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("returned 1 of 25 rows (byte limit)"), "{stdout}");
+    assert!(
+        stdout.contains("returned 1 of 25 rows (byte limit)"),
+        "{stdout}"
+    );
 
     // Each row is one expensive call and few VM operations: the progress handler alone
     // let this run 29 s under --timeout 2, and the correction was recorded.
@@ -261,7 +264,10 @@ fn results_too_big_or_too_slow_are_stopped_and_not_recorded() {
     assert!(error.contains("ran longer than 1s"), "{error}");
     // The query stops within a second of its limit; the rest is the process starting.
     assert!(elapsed < std::time::Duration::from_secs(4), "{elapsed:?}");
-    let history = nano(data.path(), &["corrections", "list", db.to_str().unwrap(), "--json"]);
+    let history = nano(
+        data.path(),
+        &["corrections", "list", db.to_str().unwrap(), "--json"],
+    );
     let list: serde_json::Value =
         serde_json::from_slice(&history.stdout).expect("a JSON list of corrections");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");

@@ -22,7 +22,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
 use serde::{Deserialize, Serialize};
 
-use crate::core::db::limits::{self, human_size, install_limits};
+use crate::core::db::limits::{self, Watchdog, human_size, install_limits};
 use crate::core::db::schema::{Schema, SchemaError, introspect};
 
 /// Pragmas that only read the schema; everything else is denied.
@@ -156,7 +156,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -251,13 +251,13 @@ impl QueryCanceller {
 
 /// A user database opened so that nothing can modify it.
 pub struct ReadOnlyDb {
+    /// Declared first so that its thread is joined before the connection closes.
+    watchdog: Watchdog,
     conn: Connection,
     path: PathBuf,
     /// Milliseconds since the epoch after which the running query is interrupted; 0 = none.
     deadline_ms: Arc<AtomicU64>,
     cancelled: Arc<AtomicBool>,
-    /// Set by the watchdog when it interrupted the running query at its deadline.
-    timed_out: AtomicBool,
     interrupt: Arc<rusqlite::InterruptHandle>,
     schema: std::sync::OnceLock<Schema>,
 }
@@ -299,11 +299,11 @@ impl ReadOnlyDb {
         .map_err(open_error)?;
         let interrupt = Arc::new(conn.get_interrupt_handle());
         Ok(Self {
+            watchdog: Watchdog::start(conn.get_interrupt_handle()),
             conn,
             path: path.to_path_buf(),
             deadline_ms,
             cancelled,
-            timed_out: AtomicBool::new(false),
             interrupt,
             schema: std::sync::OnceLock::new(),
         })
@@ -342,16 +342,15 @@ impl ReadOnlyDb {
     /// `limits.byte_limit` bytes of them; a watchdog stops it at `limits.timeout`.
     pub fn execute(&self, sql: &str, limits: ExecLimits) -> Result<QueryResult, ExecError> {
         self.cancelled.store(false, Ordering::SeqCst);
-        self.timed_out.store(false, Ordering::SeqCst);
         limits::set_value_limit(&self.conn, limits.byte_limit)
             .map_err(|error| self.classify(error, Instant::now(), limits))?;
         let timeout_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         self.deadline_ms
             .store(now_ms().saturating_add(timeout_ms), Ordering::SeqCst);
         let started = Instant::now();
-        let result = limits::with_watchdog(&self.interrupt, limits.timeout, &self.timed_out, || {
-            self.execute_inner(sql, limits)
-        });
+        let result = self
+            .watchdog
+            .run(limits.timeout, || self.execute_inner(sql, limits));
         self.deadline_ms.store(0, Ordering::SeqCst);
         result.map_err(|error| self.classify(error, started, limits))
     }
@@ -383,7 +382,7 @@ impl ReadOnlyDb {
         let code = error.sqlite_error_code();
         if code == Some(rusqlite::ErrorCode::OperationInterrupted) {
             let cancelled = self.cancelled.load(Ordering::SeqCst);
-            let timed_out = self.timed_out.load(Ordering::SeqCst);
+            let timed_out = self.watchdog.fired();
             if cancelled || !(timed_out || started.elapsed() >= limits.timeout) {
                 return ExecError::Cancelled;
             }
@@ -608,7 +607,10 @@ mod tests {
         let db = chinook();
         // Genre has 25 rows; before the length limit this allocated 1 GB per row.
         let error = db
-            .execute("SELECT zeroblob(1000000000) FROM Genre", ExecLimits::default())
+            .execute(
+                "SELECT zeroblob(1000000000) FROM Genre",
+                ExecLimits::default(),
+            )
             .unwrap_err();
         assert_eq!(error, ExecError::ValueTooBig(DEFAULT_BYTE_LIMIT));
         assert_eq!(
@@ -619,7 +621,10 @@ mod tests {
         assert!(error.is_repairable());
         // Values under the limit are kept until the budget is spent.
         let result = db
-            .execute("SELECT zeroblob(40000000) FROM Genre", ExecLimits::default())
+            .execute(
+                "SELECT zeroblob(40000000) FROM Genre",
+                ExecLimits::default(),
+            )
             .unwrap();
         assert_eq!(result.row_summary(), "1 of 25 rows (byte limit)");
         // A smaller budget lowers what SQLite accepts on the same connection.
@@ -631,7 +636,10 @@ mod tests {
             db.execute("SELECT zeroblob(2000000)", small),
             Err(ExecError::ValueTooBig(1 << 20))
         );
-        assert!(db.execute("SELECT zeroblob(2000000)", ExecLimits::default()).is_ok());
+        assert!(
+            db.execute("SELECT zeroblob(2000000)", ExecLimits::default())
+                .is_ok()
+        );
     }
 
     #[test]
@@ -651,7 +659,10 @@ mod tests {
             Err(ExecError::Timeout(limits.timeout))
         );
         let elapsed = started.elapsed();
-        assert!(elapsed < limits.timeout + Duration::from_secs(1), "{elapsed:?}");
+        assert!(
+            elapsed < limits.timeout + Duration::from_secs(1),
+            "{elapsed:?}"
+        );
         // The interrupt does not carry over to the next query.
         assert_eq!(db.execute("SELECT 1", limits).unwrap().rows.len(), 1);
     }
@@ -664,9 +675,15 @@ mod tests {
             Cow::Borrowed(_)
         ));
         let medium = Cell::Text("abcdefghij".repeat(5));
-        assert_eq!(medium.preview(20), format!("{}…", &"abcdefghij".repeat(2)[..19]));
+        assert_eq!(
+            medium.preview(20),
+            format!("{}…", &"abcdefghij".repeat(2)[..19])
+        );
         let long = Cell::Text("é".repeat(1234));
-        assert_eq!(long.preview(40), format!("{}… (1,234 chars)", "é".repeat(25)));
+        assert_eq!(
+            long.preview(40),
+            format!("{}… (1,234 chars)", "é".repeat(25))
+        );
         assert_eq!(Cell::Blob(vec![0; 1536]).preview(40), "<blob 1.5 KiB>");
         assert_eq!(Cell::Blob(vec![0; 16]).to_string(), "<blob 16 B>");
         assert_eq!(Cell::Integer(7).preview(1), "7");
