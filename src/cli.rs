@@ -48,9 +48,12 @@ pub struct GlobalArgs {
     /// Rows kept from a result (the total is still counted).
     #[arg(long, global = true)]
     pub row_limit: Option<usize>,
-    /// Query time limit in seconds.
+    /// Query time limit in seconds (0.001 to 86400).
     #[arg(long, global = true, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// MiB of values a result keeps (1 to 1024); no single value may be longer.
+    #[arg(long, global = true, value_name = "MIB")]
+    pub byte_limit_mib: Option<u64>,
     /// GGUF embedding model for schema retrieval (default: all-MiniLM-L6-v2 fetched by
     /// scripts/fetch-embedder.sh). Without one, retrieval uses BM25 alone.
     #[arg(

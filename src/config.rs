@@ -74,6 +74,7 @@ pub struct PipelineSettings {
     pub max_repairs: u32,
     pub row_limit: usize,
     pub timeout_secs: f64,
+    pub byte_limit_mib: u64,
     pub answer: bool,
     pub answer_rows: usize,
     pub sql_opening: String,
@@ -126,8 +127,11 @@ impl Settings {
         if self.pipeline.row_limit == 0 {
             return invalid("pipeline.row_limit must be at least 1");
         }
-        if !(self.pipeline.timeout_secs > 0.0 && self.pipeline.timeout_secs.is_finite()) {
-            return invalid("pipeline.timeout_secs must be a positive number of seconds");
+        if let Err(reason) = query_timeout(self.pipeline.timeout_secs) {
+            return invalid(&format!("pipeline.timeout_secs: {reason}"));
+        }
+        if let Err(reason) = byte_limit(self.pipeline.byte_limit_mib) {
+            return invalid(&format!("pipeline.byte_limit_mib: {reason}"));
         }
         if self.pipeline.candidates == 0 {
             return invalid("pipeline.candidates must be at least 1");
@@ -149,9 +153,13 @@ impl Settings {
         let pipeline = &self.pipeline;
         PipelineConfig {
             max_repairs: pipeline.max_repairs,
+            // `load` validated both; the defaults only stand in for settings built by hand.
             limits: ExecLimits {
                 row_limit: pipeline.row_limit,
-                timeout: std::time::Duration::from_secs_f64(pipeline.timeout_secs),
+                timeout: query_timeout(pipeline.timeout_secs)
+                    .unwrap_or(ExecLimits::default().timeout),
+                byte_limit: byte_limit(pipeline.byte_limit_mib)
+                    .unwrap_or(ExecLimits::default().byte_limit),
             },
             answer: pipeline.answer,
             max_sql_tokens: pipeline.max_sql_tokens,
@@ -170,6 +178,35 @@ impl Settings {
     pub fn model_path(&self) -> Option<PathBuf> {
         (!self.model.path.is_empty()).then(|| PathBuf::from(&self.model.path))
     }
+}
+
+/// The shortest and longest query time limits, in seconds.
+const TIMEOUT_RANGE_SECS: (f64, f64) = (0.001, 86_400.0);
+/// The smallest and largest result budgets, in MiB. SQLite cannot hold a value longer than
+/// about 1 GB anyway (its compile-time SQLITE_MAX_LENGTH).
+const BYTE_LIMIT_RANGE_MIB: (u64, u64) = (1, 1024);
+
+/// A query time limit from seconds (config or `--timeout`), or why it is out of range.
+pub fn query_timeout(secs: f64) -> Result<std::time::Duration, String> {
+    let (low, high) = TIMEOUT_RANGE_SECS;
+    let out_of_range =
+        || format!("the timeout must be between {low} and {high} seconds, not {secs}");
+    if !(low..=high).contains(&secs) {
+        return Err(out_of_range());
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| out_of_range())
+}
+
+/// A result budget in bytes from MiB (config or `--byte-limit-mib`), or why it is out of
+/// range.
+pub fn byte_limit(mib: u64) -> Result<usize, String> {
+    let (low, high) = BYTE_LIMIT_RANGE_MIB;
+    if !(low..=high).contains(&mib) {
+        return Err(format!(
+            "the byte limit must be between {low} and {high} MiB, not {mib}"
+        ));
+    }
+    usize::try_from(mib << 20).map_err(|_| format!("{mib} MiB does not fit in memory here"))
 }
 
 fn parse(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
@@ -254,6 +291,33 @@ mod tests {
     }
 
     #[test]
+    fn limits_come_from_the_pipeline_section() {
+        let defaults = Settings::defaults().unwrap().pipeline_config().limits;
+        assert_eq!(defaults, ExecLimits::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[pipeline]\ntimeout_secs = 86400\nbyte_limit_mib = 1024\n",
+        )
+        .unwrap();
+        let limits = Settings::load(Some(&file))
+            .unwrap()
+            .pipeline_config()
+            .limits;
+        assert_eq!(limits.timeout, std::time::Duration::from_secs(86_400));
+        assert_eq!(limits.byte_limit, 1 << 30);
+        assert_eq!(
+            query_timeout(0.0005).unwrap_err(),
+            "the timeout must be between 0.001 and 86400 seconds, not 0.0005"
+        );
+        assert_eq!(
+            query_timeout(0.25).unwrap(),
+            std::time::Duration::from_millis(250)
+        );
+    }
+
+    #[test]
     fn rewrite_switches_under_pipeline_still_apply() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
@@ -275,6 +339,24 @@ mod tests {
                 "row_limit must be at least 1",
             ),
             ("[pipeline]\nbogus = 1\n", "bogus"),
+            (
+                "[pipeline]\ntimeout_secs = 1e20\n",
+                "pipeline.timeout_secs: the timeout must be between 0.001 and 86400 seconds, not 100000000000000000000",
+            ),
+            ("[pipeline]\ntimeout_secs = -1\n", "between 0.001 and 86400"),
+            ("[pipeline]\ntimeout_secs = 0\n", "between 0.001 and 86400"),
+            ("[pipeline]\ntimeout_secs = nan\n", "not NaN"),
+            ("[pipeline]\ntimeout_secs = inf\n", "not inf"),
+            (
+                "[pipeline]\nbyte_limit_mib = 0\n",
+                "pipeline.byte_limit_mib: the byte limit must be between 1 and 1024 MiB, not 0",
+            ),
+            (
+                "[pipeline]\nbyte_limit_mib = 5000\n",
+                "between 1 and 1024 MiB",
+            ),
+            ("[pipeline]\nbyte_limit_mib = -1\n", "byte_limit_mib"),
+            ("[pipeline]\nbyte_limit_mib = 1e30\n", "byte_limit_mib"),
             ("not toml at all [", "invalid config file"),
         ] {
             std::fs::write(&file, text).unwrap();

@@ -368,4 +368,147 @@ fn ask_refuses_a_database_without_tables_before_loading_the_model() {
             empty.display()
         )
     );
+
+fn limit_settings_out_of_range_are_refused_without_a_panic() {
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    let correct = |flag: &str| {
+        nano(
+            data.path(),
+            &[
+                flag,
+                "correct",
+                db.to_str().unwrap(),
+                "--question",
+                "How many albums?",
+                "--sql",
+                "SELECT count(*) FROM Album",
+            ],
+        )
+    };
+    for (flag, expected) in [
+        (
+            "--timeout=1e20",
+            "nano-analyst: --timeout 100000000000000000000: the timeout must be between 0.001 \
+             and 86400 seconds, not 100000000000000000000",
+        ),
+        (
+            "--timeout=-1",
+            "nano-analyst: --timeout -1: the timeout must be between 0.001 and 86400 seconds, \
+             not -1",
+        ),
+        (
+            "--timeout=NaN",
+            "nano-analyst: --timeout NaN: the timeout must be between 0.001 and 86400 seconds, \
+             not NaN",
+        ),
+        (
+            "--timeout=inf",
+            "nano-analyst: --timeout inf: the timeout must be between 0.001 and 86400 seconds, \
+             not inf",
+        ),
+        (
+            "--timeout=0",
+            "nano-analyst: --timeout 0: the timeout must be between 0.001 and 86400 seconds, \
+             not 0",
+        ),
+        (
+            "--byte-limit-mib=0",
+            "nano-analyst: --byte-limit-mib 0: the byte limit must be between 1 and 1024 MiB, \
+             not 0",
+        ),
+        (
+            "--byte-limit-mib=4096",
+            "nano-analyst: --byte-limit-mib 4096: the byte limit must be between 1 and 1024 \
+             MiB, not 4096",
+        ),
+    ] {
+        assert_eq!(one_line_error(&correct(flag)), expected, "{flag}");
+    }
+    // Numbers clap cannot parse are usage errors (exit 2), not panics.
+    for flag in [
+        "--byte-limit-mib=-1",
+        "--byte-limit-mib=1e30",
+        "--row-limit=99999999999999999999999",
+        "--timeout=soon",
+    ] {
+        let output = correct(flag);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("invalid value"), "{flag}: {stderr}");
+    }
+    // The largest row limit is simply no row cap (the byte limit still holds).
+    let output = correct("--row-limit=18446744073709551615");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "[pipeline]\ntimeout_secs = 1e20\n").unwrap();
+    let output = Command::new(binary())
+        .args(["--config", config.to_str().unwrap(), "correct"])
+        .args([db.to_str().unwrap(), "--question", "q", "--sql", "SELECT 1"])
+        .env("NANO_ANALYST_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let error = one_line_error(&output);
+    assert!(
+        error.ends_with(
+            "pipeline.timeout_secs: the timeout must be between 0.001 and 86400 seconds, \
+             not 100000000000000000000"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn results_too_big_or_too_slow_are_stopped_and_not_recorded() {
+    let data = tempfile::tempdir().unwrap();
+    let db = chinook_path();
+    let correct = |sql: &str, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend([
+            "correct",
+            db.to_str().unwrap(),
+            "--question",
+            "q",
+            "--sql",
+            sql,
+        ]);
+        let started = std::time::Instant::now();
+        (nano(data.path(), &args), started.elapsed())
+    };
+    // 25 rows of 1 GB each: before the length limit, the process aborted on allocation.
+    let (output, _) = correct("SELECT zeroblob(1000000000) FROM Genre", &[]);
+    let error = one_line_error(&output);
+    assert!(
+        error.contains("a value in the result is larger than the 64.0 MiB limit"),
+        "{error}"
+    );
+    let (output, _) = correct("SELECT zeroblob(40000000) FROM Genre", &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("returned 1 of 25 rows (byte limit)"),
+        "{stdout}"
+    );
+
+    // Each row is one expensive call and few VM operations: the progress handler alone
+    // let this run 29 s under --timeout 2, and the correction was recorded.
+    let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 200) \
+                SELECT length(randomblob(50000000)) FROM n";
+    let (output, elapsed) = correct(slow, &["--timeout", "1"]);
+    let error = one_line_error(&output);
+    assert!(error.contains("the correction was refused"), "{error}");
+    assert!(error.contains("ran longer than 1s"), "{error}");
+    // The query stops within a second of its limit; the rest is the process starting.
+    assert!(elapsed < std::time::Duration::from_secs(4), "{elapsed:?}");
+    let history = nano(
+        data.path(),
+        &["corrections", "list", db.to_str().unwrap(), "--json"],
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&history.stdout).expect("a JSON list of corrections");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }

@@ -61,6 +61,7 @@ pub(crate) fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
                 .map(|i| vec![Cell::Integer(i as i64), Cell::Text(format!("row {i}"))])
                 .collect(),
             total_rows: Some(rows as u64),
+            cut: None,
         }),
         answer: Some("An answer.".into()),
         attempts: vec![Attempt {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::cli::AskArgs;
 use crate::commands::feedback::retraining_note;
 use crate::commands::text_table;
-use crate::core::db::exec::Cell;
+use crate::core::db::exec::{Cell, Cut};
 use crate::core::feedback::history::RetrainingStatus;
 use crate::core::pipeline::outcome::{Attempt, PipelineEvent, RunOutcome, Timings};
 use crate::core::retrieval::provider::ContextMode;
@@ -23,6 +23,9 @@ pub struct AskJson<'a> {
     pub rows: Vec<Vec<Cell>>,
     pub row_count: Option<u64>,
     pub truncated: bool,
+    /// Which limit stopped the rows when `truncated`: "row_limit" or "byte_limit".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
     pub answer: Option<&'a str>,
     pub attempts: &'a [Attempt],
     pub tables_used: &'a [String],
@@ -43,14 +46,15 @@ pub struct AskJson<'a> {
 
 impl<'a> AskJson<'a> {
     pub fn from_outcome(outcome: &'a RunOutcome) -> Self {
-        let (columns, rows, row_count, truncated) = match &outcome.result {
+        let (columns, rows, row_count, truncated, cut) = match &outcome.result {
             Some(result) => (
                 result.columns.clone(),
                 result.rows.clone(),
                 result.total_rows,
                 result.truncated(),
+                result.cut,
             ),
-            None => (Vec::new(), Vec::new(), None, false),
+            None => (Vec::new(), Vec::new(), None, false, None),
         };
         Self {
             question: &outcome.question,
@@ -59,6 +63,7 @@ impl<'a> AskJson<'a> {
             rows,
             row_count,
             truncated,
+            cut,
             answer: outcome.answer.as_deref(),
             attempts: &outcome.attempts,
             tables_used: &outcome.tables_used,

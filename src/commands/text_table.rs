@@ -11,7 +11,11 @@ pub fn render(result: &QueryResult, max_rows: usize) -> String {
         .rows
         .iter()
         .take(max_rows)
-        .map(|row| row.iter().map(|cell| clip(&cell.to_string())).collect())
+        .map(|row| {
+            row.iter()
+                .map(|cell| clip(&cell.preview(MAX_CELL_WIDTH)))
+                .collect()
+        })
         .collect();
     let mut widths: Vec<usize> = result.columns.iter().map(|c| c.width()).collect();
     for row in &rows {
@@ -72,10 +76,30 @@ mod tests {
                 vec![Cell::Null, Cell::Real(1.5)],
             ],
             total_rows: Some(2),
+            cut: None,
         };
         assert_eq!(
             render(&result, 10),
             "name | n\n-----+----\n日本 | 3\nNULL | 1.5\n"
+        );
+    }
+
+    #[test]
+    fn big_values_show_their_size_not_their_bytes() {
+        let result = QueryResult {
+            columns: vec!["doc".into(), "image".into()],
+            rows: vec![vec![
+                Cell::Text("x".repeat(12_345)),
+                Cell::Blob(vec![0; 1 << 20]),
+            ]],
+            total_rows: Some(1),
+            cut: None,
+        };
+        let table = render(&result, 10);
+        let row = table.lines().nth(2).unwrap();
+        assert_eq!(
+            row,
+            format!("{}… (12,345 chars) | <blob 1.0 MiB>", "x".repeat(24))
         );
     }
 }

@@ -107,6 +107,7 @@ fn status(args: &TrainStatusArgs, options: &RuntimeOptions) -> Result<ExitCode, 
             .to_vec(),
             rows: Vec::new(),
             total_rows: None,
+            cut: None,
         };
         for version in &registry.versions {
             let (held, general) = match &version.eval {

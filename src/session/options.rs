@@ -1,10 +1,9 @@
 //! Settings for one run, resolved from the config file, the environment and the flags.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::cli::GlobalArgs;
-use crate::config::{FeedbackSettings, Settings};
+use crate::config::{FeedbackSettings, Settings, byte_limit, query_timeout};
 use crate::core::db::exec::ExecLimits;
 use crate::core::db::render::RenderOptions;
 use crate::core::pipeline::PipelineConfig;
@@ -73,11 +72,13 @@ impl RuntimeOptions {
         engine.prefix_cache_dir = Some(paths.prefix_cache_dir());
 
         let timeout = global.timeout.unwrap_or(settings.pipeline.timeout_secs);
-        if !(timeout > 0.0 && timeout.is_finite()) {
-            return Err(AppError::Usage(format!(
-                "--timeout {timeout} must be a positive number of seconds"
-            )));
-        }
+        let timeout = query_timeout(timeout)
+            .map_err(|reason| AppError::Usage(format!("--timeout {timeout}: {reason}")))?;
+        let mib = global
+            .byte_limit_mib
+            .unwrap_or(settings.pipeline.byte_limit_mib);
+        let byte_limit = byte_limit(mib)
+            .map_err(|reason| AppError::Usage(format!("--byte-limit-mib {mib}: {reason}")))?;
         let row_limit = global.row_limit.unwrap_or(settings.pipeline.row_limit);
         if row_limit == 0 {
             return Err(AppError::Usage("--row-limit must be at least 1".into()));
@@ -86,7 +87,8 @@ impl RuntimeOptions {
         pipeline.max_repairs = global.max_repairs.unwrap_or(pipeline.max_repairs);
         pipeline.limits = ExecLimits {
             row_limit,
-            timeout: Duration::from_secs_f64(timeout),
+            timeout,
+            byte_limit,
         };
         let embed_model = global
             .embed_model

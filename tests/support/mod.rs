@@ -89,6 +89,7 @@ pub fn answers_like(gold: &QueryResult, predicted: &QueryResult, gold_sql: &str)
                     .map(|r| columns.iter().map(|&c| r[c].clone()).collect())
                     .collect(),
                 total_rows: predicted.total_rows,
+                cut: predicted.cut,
             };
             results_match(gold, &projected, ordered)
         },

@@ -78,6 +78,7 @@ pub fn genre_counts() -> QueryResult {
         .map(|(name, n)| vec![Cell::Text(name.into()), Cell::Integer(n)])
         .collect(),
         total_rows: Some(25),
+        cut: None,
     }
 }
 

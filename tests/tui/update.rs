@@ -382,6 +382,7 @@ fn running_sql_can_be_cancelled_and_its_late_result_is_dropped() {
                 columns: vec!["x".into()],
                 rows: vec![],
                 total_rows: Some(0),
+                cut: None,
             }),
             elapsed_ms: 1,
         }],

@@ -1,11 +1,17 @@
-//! Read-only execution of one query with a time limit and a row cap.
+//! Read-only execution of one query with a time limit, a row cap and a byte budget.
 //!
 //! Read-only is enforced by SQLite itself, three ways, so it holds even for SQL the guard
 //! could not parse: the file is opened `SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only` is on,
 //! and an authorizer denies every write, schema change, ATTACH, PRAGMA other than the
 //! read-only introspection ones, and extension loading. A prepared statement must also
 //! report itself read-only before it is stepped.
+//!
+//! What a query may cost is bounded too (see [`limits`]): a watchdog interrupts it at its
+//! deadline, SQLite refuses any value longer than the byte budget, and rows stop being
+//! kept once the cells kept reach the budget (the rest are still counted, as past the row
+//! cap).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,9 +20,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
+use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
 pub use crate::core::db::open::DbError;
+use crate::core::db::limits::{self, Watchdog, human_size, install_limits};
 use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
 use crate::core::db::schema::{Schema, SchemaError, introspect};
 
@@ -32,8 +40,14 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
 ];
 /// How many rows past the cap are counted to report "N of M" before giving up on M.
 const COUNT_BEYOND_CAP: u64 = 1_000_000;
-/// SQLite calls the progress handler every this many virtual-machine instructions.
-const PROGRESS_INTERVAL: i32 = 10_000;
+/// SQLite calls the progress handler every this many virtual-machine instructions. The
+/// watchdog thread is what enforces the deadline; this is the fallback when it could not
+/// start, and the cheap check that makes a cancel land promptly.
+const PROGRESS_INTERVAL: i32 = 1_000;
+/// The result budget when none is configured (`pipeline.byte_limit_mib`).
+pub const DEFAULT_BYTE_LIMIT: usize = 64 << 20;
+/// Text longer than this many characters is shown cut, with its length.
+const LONG_TEXT_CHARS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecError {
@@ -43,6 +57,17 @@ pub enum ExecError {
     Cancelled,
     #[error("refused by the read-only database: {0}")]
     NotReadOnly(String),
+    #[error(
+        "a value in the result is larger than the {} limit; select a part of it \
+         (substr, length) instead",
+        human_size(*.0 as u64)
+    )]
+    ValueTooBig(usize),
+    #[error(
+        "the query needed more memory than SQLite's {} limit and was stopped",
+        human_size(*.0 as u64)
+    )]
+    OutOfMemory(i64),
     #[error("{0}")]
     Sqlite(String),
 }
@@ -52,7 +77,11 @@ impl ExecError {
     pub(crate) fn is_repairable(&self) -> bool {
         matches!(
             self,
-            Self::Sqlite(_) | Self::NotReadOnly(_) | Self::Timeout(_)
+            Self::Sqlite(_)
+                | Self::NotReadOnly(_)
+                | Self::Timeout(_)
+                | Self::ValueTooBig(_)
+                | Self::OutOfMemory(_)
         )
     }
 }
@@ -75,9 +104,57 @@ impl std::fmt::Display for Cell {
             Cell::Integer(value) => write!(f, "{value}"),
             Cell::Real(value) => write!(f, "{value}"),
             Cell::Text(value) => f.write_str(value),
-            Cell::Blob(bytes) => write!(f, "<{} bytes>", bytes.len()),
+            Cell::Blob(bytes) => write!(f, "<blob {}>", human_size(bytes.len() as u64)),
         }
     }
+}
+
+impl Cell {
+    /// The cell as a result table shows it: text longer than `max_chars` cut to its start
+    /// (with its length in characters when it is long: `… (12,345 chars)`), a blob as its
+    /// size (`<blob 1.0 MiB>`). The full value stays in the cell for JSON and export.
+    pub fn preview(&self, max_chars: usize) -> Cow<'_, str> {
+        let Cell::Text(text) = self else {
+            return Cow::Owned(self.to_string());
+        };
+        let max_chars = max_chars.max(1);
+        if text.len() <= max_chars || text.chars().nth(max_chars).is_none() {
+            return Cow::Borrowed(text);
+        }
+        let total = text.chars().count();
+        let suffix = if total > LONG_TEXT_CHARS {
+            format!("… ({} chars)", thousands(total as u64))
+        } else {
+            "…".to_string()
+        };
+        let keep = max_chars
+            .saturating_sub(suffix.chars().count())
+            .max(max_chars.min(8));
+        let start: String = text.chars().take(keep).collect();
+        Cow::Owned(format!("{start}{suffix}"))
+    }
+
+    /// Bytes this cell takes in memory once kept (what the result budget counts).
+    fn kept_size(value: &ValueRef<'_>) -> usize {
+        let payload = match value {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.len(),
+            _ => 0,
+        };
+        std::mem::size_of::<Cell>() + payload
+    }
+}
+
+/// "12,345".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 impl From<ValueRef<'_>> for Cell {
@@ -95,25 +172,40 @@ impl From<ValueRef<'_>> for Cell {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueryResult {
     pub columns: Vec<String>,
-    /// At most `row_limit` rows.
+    /// At most `row_limit` rows, and at most `byte_limit` bytes of them.
     pub rows: Vec<Vec<Cell>>,
     /// Every row the query produced, when it was counted to the end.
     pub total_rows: Option<u64>,
+    /// Why rows stopped being kept, when they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<Cut>,
+}
+
+/// The limit that stopped a result from keeping more rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cut {
+    RowLimit,
+    ByteLimit,
 }
 
 impl QueryResult {
     pub fn truncated(&self) -> bool {
-        self.total_rows != Some(self.rows.len() as u64)
+        self.cut.is_some() || self.total_rows != Some(self.rows.len() as u64)
     }
 
-    /// "12 rows", "100 of 3503 rows" or "100 rows (truncated)".
+    /// "12 rows", "100 of 3503 rows", "100 rows (truncated)", "3 of 20 rows (byte limit)"
+    /// or "3 rows (byte limit)".
     pub(crate) fn row_summary(&self) -> String {
-        match self.total_rows {
-            Some(total) if total == self.rows.len() as u64 => {
+        let kept = self.rows.len();
+        match (self.total_rows, self.cut) {
+            (Some(total), Some(Cut::ByteLimit)) => format!("{kept} of {total} rows (byte limit)"),
+            (None, Some(Cut::ByteLimit)) => format!("{kept} rows (byte limit)"),
+            (Some(total), _) if total == kept as u64 => {
                 format!("{total} row{}", if total == 1 { "" } else { "s" })
             }
-            Some(total) => format!("{} of {total} rows", self.rows.len()),
-            None => format!("{} rows (truncated)", self.rows.len()),
+            (Some(total), _) => format!("{kept} of {total} rows"),
+            (None, _) => format!("{kept} rows (truncated)"),
         }
     }
 }
@@ -122,6 +214,8 @@ impl QueryResult {
 pub struct ExecLimits {
     pub row_limit: usize,
     pub timeout: Duration,
+    /// Bytes of cells a result keeps; also the longest string or blob SQLite may build.
+    pub byte_limit: usize,
 }
 
 impl Default for ExecLimits {
@@ -129,6 +223,7 @@ impl Default for ExecLimits {
         Self {
             row_limit: 1000,
             timeout: Duration::from_secs(10),
+            byte_limit: DEFAULT_BYTE_LIMIT,
         }
     }
 }
@@ -149,6 +244,8 @@ impl QueryCanceller {
 
 /// A user database opened so that nothing can modify it.
 pub struct ReadOnlyDb {
+    /// Declared first so that its thread is joined before the connection closes.
+    watchdog: Watchdog,
     conn: Connection,
     path: PathBuf,
     /// Milliseconds since the epoch after which the running query is interrupted; 0 = none.
@@ -178,6 +275,7 @@ impl ReadOnlyDb {
         let (mut conn, sidecars) = open_read_only(path, busy_timeout)?;
         conn.authorizer(Some(authorize_read_only))
             .map_err(open_error)?;
+        install_limits(&conn, DEFAULT_BYTE_LIMIT).map_err(open_error)?;
         let deadline_ms = Arc::new(AtomicU64::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
         let handler_deadline = Arc::clone(&deadline_ms);
@@ -192,6 +290,7 @@ impl ReadOnlyDb {
         .map_err(open_error)?;
         let interrupt = Arc::new(conn.get_interrupt_handle());
         Ok(Self {
+            watchdog: Watchdog::start(conn.get_interrupt_handle()),
             conn,
             path: path.to_path_buf(),
             deadline_ms,
@@ -231,16 +330,21 @@ impl ReadOnlyDb {
         Ok(self.schema.get_or_init(|| schema))
     }
 
-    /// Runs one read-only query, keeping at most `limits.row_limit` rows.
+    /// Runs one read-only query, keeping at most `limits.row_limit` rows and
+    /// `limits.byte_limit` bytes of them; a watchdog stops it at `limits.timeout`.
     pub fn execute(&self, sql: &str, limits: ExecLimits) -> Result<QueryResult, ExecError> {
         self.cancelled.store(false, Ordering::SeqCst);
+        limits::set_value_limit(&self.conn, limits.byte_limit)
+            .map_err(|error| self.classify(error, Instant::now(), limits))?;
         let timeout_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX);
         self.deadline_ms
             .store(now_ms().saturating_add(timeout_ms), Ordering::SeqCst);
         let started = Instant::now();
-        let result = self.execute_inner(sql, limits);
+        let result = self
+            .watchdog
+            .run(limits.timeout, || self.execute_inner(sql, limits));
         self.deadline_ms.store(0, Ordering::SeqCst);
-        result.map_err(|error| self.classify(error, started, limits.timeout))
+        result.map_err(|error| self.classify(error, started, limits))
     }
 
     fn execute_inner(&self, sql: &str, limits: ExecLimits) -> Result<QueryResult, rusqlite::Error> {
@@ -252,41 +356,36 @@ impl ReadOnlyDb {
             ));
         }
         let columns: Vec<String> = statement.column_names().map(String::from).collect();
-        let width = columns.len();
         let mut rows_iter = statement.query([])?;
-        let mut rows = Vec::new();
+        let mut kept = Kept::new(columns.len(), limits);
         let mut seen: u64 = 0;
-        let cap = limits.row_limit as u64;
         while let Some(row) = rows_iter.next()? {
             seen += 1;
-            if seen <= cap {
-                let mut cells = Vec::with_capacity(width);
-                for index in 0..width {
-                    cells.push(Cell::from(row.get_ref(index)?));
-                }
-                rows.push(cells);
-            } else if seen > cap + COUNT_BEYOND_CAP {
-                return Ok(QueryResult {
-                    columns,
-                    rows,
-                    total_rows: None,
-                });
+            if kept.cut.is_none() {
+                kept.offer(row)?;
+            } else if seen > (kept.rows.len() as u64).saturating_add(COUNT_BEYOND_CAP) {
+                return Ok(kept.into_result(columns, None));
             }
         }
-        Ok(QueryResult {
-            columns,
-            rows,
-            total_rows: Some(seen),
-        })
+        Ok(kept.into_result(columns, Some(seen)))
     }
 
-    fn classify(&self, error: rusqlite::Error, started: Instant, timeout: Duration) -> ExecError {
+    fn classify(&self, error: rusqlite::Error, started: Instant, limits: ExecLimits) -> ExecError {
         let code = error.sqlite_error_code();
         if code == Some(rusqlite::ErrorCode::OperationInterrupted) {
-            if self.cancelled.load(Ordering::SeqCst) || started.elapsed() < timeout {
+            let cancelled = self.cancelled.load(Ordering::SeqCst);
+            let timed_out = self.watchdog.fired();
+            if cancelled || !(timed_out || started.elapsed() >= limits.timeout) {
                 return ExecError::Cancelled;
             }
-            return ExecError::Timeout(timeout);
+            return ExecError::Timeout(limits.timeout);
+        }
+        match code {
+            Some(rusqlite::ErrorCode::TooBig) => return ExecError::ValueTooBig(limits.byte_limit),
+            Some(rusqlite::ErrorCode::OutOfMemory) => {
+                return ExecError::OutOfMemory(limits::heap_limit());
+            }
+            _ => {}
         }
         let message = match &error {
             rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
@@ -302,6 +401,60 @@ impl ReadOnlyDb {
             // The authorizer's denials surface as a generic error with this wording.
             _ if message.starts_with("not authorized") => ExecError::NotReadOnly(message),
             _ => ExecError::Sqlite(message),
+        }
+    }
+}
+
+/// The rows a result keeps while it is read: up to the row cap and the byte budget.
+struct Kept {
+    width: usize,
+    row_limit: usize,
+    bytes_left: usize,
+    rows: Vec<Vec<Cell>>,
+    cut: Option<Cut>,
+}
+
+impl Kept {
+    fn new(width: usize, limits: ExecLimits) -> Self {
+        Self {
+            width,
+            row_limit: limits.row_limit,
+            bytes_left: limits.byte_limit,
+            rows: Vec::new(),
+            cut: None,
+        }
+    }
+
+    /// Keeps `row` if it fits under both limits; otherwise records which one it broke and
+    /// keeps nothing more. The size is measured before anything is copied.
+    fn offer(&mut self, row: &Row<'_>) -> Result<(), rusqlite::Error> {
+        if self.rows.len() >= self.row_limit {
+            self.cut = Some(Cut::RowLimit);
+            return Ok(());
+        }
+        let mut size = std::mem::size_of::<Vec<Cell>>();
+        for index in 0..self.width {
+            size = size.saturating_add(Cell::kept_size(&row.get_ref(index)?));
+            if size > self.bytes_left {
+                self.cut = Some(Cut::ByteLimit);
+                return Ok(());
+            }
+        }
+        self.bytes_left -= size;
+        let mut cells = Vec::with_capacity(self.width);
+        for index in 0..self.width {
+            cells.push(Cell::from(row.get_ref(index)?));
+        }
+        self.rows.push(cells);
+        Ok(())
+    }
+
+    fn into_result(self, columns: Vec<String>, total_rows: Option<u64>) -> QueryResult {
+        QueryResult {
+            columns,
+            rows: self.rows,
+            total_rows,
+            cut: self.cut,
         }
     }
 }
@@ -402,6 +555,7 @@ mod tests {
         let limits = ExecLimits {
             row_limit: 10,
             timeout: Duration::from_millis(200),
+            ..ExecLimits::default()
         };
         let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
                     SELECT count(*) FROM n";
@@ -411,6 +565,121 @@ mod tests {
         );
         // The connection stays usable afterwards.
         assert!(db.execute("SELECT 1", limits).is_ok());
+    }
+
+    #[test]
+    fn stops_keeping_rows_at_the_byte_limit_and_says_so() {
+        let db = chinook();
+        let limits = ExecLimits {
+            byte_limit: 10_000,
+            ..ExecLimits::default()
+        };
+        let result = db
+            .execute("SELECT randomblob(3000) FROM Track", limits)
+            .unwrap();
+        assert_eq!(result.rows.len(), 3);
+        assert_eq!(result.total_rows, Some(3503));
+        assert_eq!(result.cut, Some(Cut::ByteLimit));
+        assert!(result.truncated());
+        assert_eq!(result.row_summary(), "3 of 3503 rows (byte limit)");
+        let uncounted = QueryResult {
+            total_rows: None,
+            ..result
+        };
+        assert_eq!(uncounted.row_summary(), "3 rows (byte limit)");
+        let capped = db
+            .execute("SELECT TrackId FROM Track", ExecLimits::default())
+            .unwrap();
+        assert_eq!(capped.cut, Some(Cut::RowLimit));
+        assert_eq!(capped.row_summary(), "1000 of 3503 rows");
+    }
+
+    #[test]
+    fn a_gigabyte_value_is_refused_by_sqlite_not_allocated() {
+        let db = chinook();
+        // Genre has 25 rows; before the length limit this allocated 1 GB per row.
+        let error = db
+            .execute(
+                "SELECT zeroblob(1000000000) FROM Genre",
+                ExecLimits::default(),
+            )
+            .unwrap_err();
+        assert_eq!(error, ExecError::ValueTooBig(DEFAULT_BYTE_LIMIT));
+        assert_eq!(
+            error.to_string(),
+            "a value in the result is larger than the 64.0 MiB limit; select a part of it \
+             (substr, length) instead"
+        );
+        assert!(error.is_repairable());
+        // Values under the limit are kept until the budget is spent.
+        let result = db
+            .execute(
+                "SELECT zeroblob(40000000) FROM Genre",
+                ExecLimits::default(),
+            )
+            .unwrap();
+        assert_eq!(result.row_summary(), "1 of 25 rows (byte limit)");
+        // A smaller budget lowers what SQLite accepts on the same connection.
+        let small = ExecLimits {
+            byte_limit: 1 << 20,
+            ..ExecLimits::default()
+        };
+        assert_eq!(
+            db.execute("SELECT zeroblob(2000000)", small),
+            Err(ExecError::ValueTooBig(1 << 20))
+        );
+        assert!(
+            db.execute("SELECT zeroblob(2000000)", ExecLimits::default())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn stops_a_slow_per_row_query_within_a_second_of_its_limit() {
+        let db = chinook();
+        let limits = ExecLimits {
+            timeout: Duration::from_millis(500),
+            ..ExecLimits::default()
+        };
+        // A few virtual-machine operations per row, each row tens of milliseconds: the
+        // progress handler alone saw its first check only after the query had finished.
+        let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n LIMIT 100) \
+                    SELECT length(randomblob(20000000)) FROM n";
+        let started = Instant::now();
+        assert_eq!(
+            db.execute(slow, limits),
+            Err(ExecError::Timeout(limits.timeout))
+        );
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < limits.timeout + Duration::from_secs(1),
+            "{elapsed:?}"
+        );
+        // The interrupt does not carry over to the next query.
+        assert_eq!(db.execute("SELECT 1", limits).unwrap().rows.len(), 1);
+    }
+
+    #[test]
+    fn previews_cut_long_text_and_size_blobs() {
+        assert_eq!(Cell::Text("short".into()).preview(40), "short");
+        assert!(matches!(
+            Cell::Text("short".into()).preview(40),
+            Cow::Borrowed(_)
+        ));
+        let medium = Cell::Text("abcdefghij".repeat(5));
+        assert_eq!(
+            medium.preview(20),
+            format!("{}…", &"abcdefghij".repeat(2)[..19])
+        );
+        let long = Cell::Text("é".repeat(1234));
+        assert_eq!(
+            long.preview(40),
+            format!("{}… (1,234 chars)", "é".repeat(25))
+        );
+        assert_eq!(Cell::Blob(vec![0; 1536]).preview(40), "<blob 1.5 KiB>");
+        assert_eq!(Cell::Blob(vec![0; 16]).to_string(), "<blob 16 B>");
+        assert_eq!(Cell::Integer(7).preview(1), "7");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

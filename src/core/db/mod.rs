@@ -1,4 +1,4 @@
-//! One user database, read-only: execution with time and row limits, schema introspection,
+//! One user database, read-only: execution with time, row and byte limits, schema introspection,
 //! the compact schema text, identifier splitting, SQL parsing and the read-only guard.
 //! Depends on nothing else in the core.
 
@@ -6,6 +6,7 @@ pub mod compare;
 pub mod exec;
 pub mod guard;
 pub mod ident;
+pub mod limits;
 pub mod open;
 pub mod render;
 pub mod schema;

@@ -43,6 +43,7 @@ pub(crate) fn score_prediction(
     let limits = ExecLimits {
         row_limit: SCORING_ROW_LIMIT,
         timeout,
+        ..ExecLimits::default()
     };
     let gold = match db.execute(gold_sql, limits) {
         Ok(gold) => gold,
@@ -78,6 +79,7 @@ mod tests {
         QueryResult {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             total_rows: Some(rows.len() as u64),
+            cut: None,
             rows,
         }
     }
@@ -244,6 +246,7 @@ mod tests {
         let limits = ExecLimits {
             row_limit: 2,
             timeout: Duration::from_secs(5),
+            ..ExecLimits::default()
         };
         let cut = db.execute("SELECT name FROM t", limits).unwrap();
         assert!(cut.truncated());

@@ -184,6 +184,7 @@ mod tests {
             columns: vec!["n".into()],
             rows: vec![vec![Cell::Integer(347)]],
             total_rows: Some(1),
+            cut: None,
         };
         let message = answer_message("How many albums?", &result, 20);
         assert!(
@@ -198,6 +199,7 @@ mod tests {
                 vec![Cell::Text("Jazz".into()), Cell::Integer(130)],
             ],
             total_rows: Some(2),
+            cut: None,
         };
         let message = answer_message("Tracks per genre?", &result, 1);
         assert!(message.content.starts_with(

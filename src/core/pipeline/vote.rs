@@ -36,6 +36,7 @@ mod tests {
             columns: vec!["v".into()],
             rows: values.iter().map(|v| vec![Cell::Integer(*v)]).collect(),
             total_rows: Some(values.len() as u64),
+            cut: None,
         }
     }
 

@@ -177,6 +177,7 @@ impl Auditor {
         let limits = ExecLimits {
             row_limit: AUDIT_ROW_LIMIT,
             timeout: self.timeout,
+            ..ExecLimits::default()
         };
         db.execute(sql, limits).map_err(|e| e.to_string())
     }

@@ -137,8 +137,10 @@ fn column_widths(result: &QueryResult) -> Vec<usize> {
         .collect()
 }
 
+/// Long text shows its start and length, a blob its size (the full value stays in the
+/// result for export).
 fn cell_text(cell: &Cell) -> String {
-    cell.to_string().replace(['\n', '\t'], " ")
+    cell.preview(MAX_COLUMN_WIDTH).replace(['\n', '\t'], " ")
 }
 
 /// The first column to draw so that the selected one is visible.
@@ -304,10 +306,21 @@ mod tests {
             columns: vec!["name".into(), "n".into()],
             rows: vec![vec![Cell::Text("東京都".into()), Cell::Integer(12345)]],
             total_rows: Some(1),
+            cut: None,
         };
         assert_eq!(column_widths(&result), [6, 5]);
         assert_eq!(first_column(&[10, 10, 10], 2, 25), 1);
         assert_eq!(first_column(&[10, 10, 10], 0, 5), 0);
         assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn long_text_and_blobs_are_drawn_by_size() {
+        let long = Cell::Text(format!("start\n{}", "y".repeat(20_000)));
+        assert_eq!(
+            cell_text(&long),
+            format!("start {}… (20,006 chars)", "y".repeat(18))
+        );
+        assert_eq!(cell_text(&Cell::Blob(vec![1; 3 << 20])), "<blob 3.0 MiB>");
     }
 }

@@ -101,6 +101,7 @@ mod tests {
                 vec![Cell::Null, Cell::Real(1.5)],
             ],
             total_rows: Some(2),
+            cut: None,
         };
         let csv_path = dir.path().join("r.csv");
         write(ExportFormat::Csv, &result, &csv_path).unwrap();
