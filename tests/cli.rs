@@ -129,39 +129,6 @@ fn bad_inputs_give_one_line_errors() {
 }
 
 #[test]
-fn names_with_terminal_escapes_are_printed_as_visible_text() {
-    let data = tempfile::tempdir().unwrap();
-    let db = data.path().join("hostile.db");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE \"album\u{1b}]0;pwned\u{7}\" (\"title\u{1b}]52;c;aGk=\u{7}\" TEXT, \
-         \"year\u{9b}2J\" INTEGER);",
-    )
-    .unwrap();
-    drop(conn);
-    for json in [false, true] {
-        let mut args = vec!["schema", db.to_str().unwrap(), "album titles"];
-        if json {
-            args.push("--json");
-        }
-        let output = nano(data.path(), &args);
-        assert!(output.status.success(), "{output:?}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        for text in [&stdout, &stderr] {
-            assert!(
-                !text.contains('\u{1b}') && !text.contains('\u{9b}'),
-                "{text}"
-            );
-        }
-        assert!(stdout.contains("album\\u001b]0;pwned\\u0007"), "{stdout}");
-        if json {
-            let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-            let first = &value["tables"][0]["name"];
-            assert_eq!(first, "album\u{1b}]0;pwned\u{7}", "{value}");
-        }
-    }
-
 fn model_files_of_the_wrong_kind_are_refused_in_one_line() {
     use nano_analyst::llm::embedder::LlamaEmbedder;
     use nano_analyst::llm::gguf::{ModelKind, model_kind};
@@ -242,6 +209,42 @@ fn the_app_without_a_terminal_says_so_in_one_line() {
          `nano-analyst ask DB QUESTION` in scripts"
     );
     assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn names_with_terminal_escapes_are_printed_as_visible_text() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("hostile.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE \"album\u{1b}]0;pwned\u{7}\" (\"title\u{1b}]52;c;aGk=\u{7}\" TEXT, \
+         \"year\u{9b}2J\" INTEGER);",
+    )
+    .unwrap();
+    drop(conn);
+    for json in [false, true] {
+        let mut args = vec!["schema", db.to_str().unwrap(), "album titles"];
+        if json {
+            args.push("--json");
+        }
+        let output = nano(data.path(), &args);
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        for text in [&stdout, &stderr] {
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\u{9b}'),
+                "{text}"
+            );
+        }
+        assert!(stdout.contains("album\\u001b]0;pwned\\u0007"), "{stdout}");
+        if json {
+            let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+            let first = &value["tables"][0]["name"];
+            assert_eq!(first, "album\u{1b}]0;pwned\u{7}", "{value}");
+        }
+    }
+}
 
 /// `schema` as a user runs it from `dir`, with a throwaway data directory.
 fn schema_in(dir: &std::path::Path, database: &str) -> Output {
@@ -368,7 +371,9 @@ fn ask_refuses_a_database_without_tables_before_loading_the_model() {
             empty.display()
         )
     );
+}
 
+#[test]
 fn limit_settings_out_of_range_are_refused_without_a_panic() {
     let data = tempfile::tempdir().unwrap();
     let db = chinook_path();
