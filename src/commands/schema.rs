@@ -144,12 +144,16 @@ impl IndexBar {
 
     fn start(&self, total: usize) {
         if !std::io::stderr().is_terminal() {
-            crate::errln!("nano-analyst: indexing the schema: {total} names to embed (the first time only)");
+            crate::errln!(
+                "nano-analyst: indexing the schema: {total} names to embed (the first time only)"
+            );
             return;
         }
-        self.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        self.bar
+            .set_draw_target(indicatif::ProgressDrawTarget::stderr());
         self.bar.set_length(total as u64);
-        self.bar.set_message("indexing the schema (the first time only)");
+        self.bar
+            .set_message("indexing the schema (the first time only)");
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{msg}: {pos}/{len} names embedded [{elapsed_precise}, about {eta} left]",
         ) {

@@ -18,13 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
+use rusqlite::Row;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
-use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
-pub use crate::core::db::open::DbError;
 use crate::core::db::limits::{self, Watchdog, human_size, install_limits};
+pub use crate::core::db::open::DbError;
 use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
 use crate::core::db::schema::{Schema, SchemaError, introspect};
 
@@ -68,6 +68,9 @@ pub enum ExecError {
         human_size(*.0 as u64)
     )]
     OutOfMemory(i64),
+    /// Another program held a write lock past the busy timeout: no query can fix that.
+    #[error("another program is writing to the database; try again")]
+    Locked,
     #[error("{0}")]
     Sqlite(String),
 }
@@ -384,6 +387,9 @@ impl ReadOnlyDb {
             Some(rusqlite::ErrorCode::TooBig) => return ExecError::ValueTooBig(limits.byte_limit),
             Some(rusqlite::ErrorCode::OutOfMemory) => {
                 return ExecError::OutOfMemory(limits::heap_limit());
+            }
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                return ExecError::Locked;
             }
             _ => {}
         }

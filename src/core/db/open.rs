@@ -452,6 +452,27 @@ mod tests {
     }
 
     #[test]
+    fn a_query_blocked_by_a_writer_is_not_sent_for_repair() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = rollback_db(dir.path());
+        let db = ReadOnlyDb::open_with_busy_timeout(&path, Duration::from_millis(100)).unwrap();
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("BEGIN EXCLUSIVE; UPDATE t SET x = x + 1;")
+            .unwrap();
+        let error = db
+            .execute("SELECT sum(x) FROM t", ExecLimits::default())
+            .unwrap_err();
+        assert_eq!(error, crate::core::db::exec::ExecError::Locked);
+        assert!(!error.is_repairable());
+        writer.execute_batch("ROLLBACK;").unwrap();
+        assert!(
+            db.execute("SELECT sum(x) FROM t", ExecLimits::default())
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn a_hot_journal_is_named_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let path = rollback_db(dir.path());
