@@ -81,3 +81,32 @@ mod tests {
         assert_eq!(extract_sql("   "), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::{SQL_FENCE_CLOSE, extract_sql};
+
+    fn completion() -> impl Strategy<Value = String> {
+        let sqlish = "(SELECT|WITH|DELETE|sql\n|```|;|--|/\\*|'|\"| |\n|x|1|FROM t|\\PC){0,40}";
+        prop_oneof![sqlish, "\\PC{0,160}"]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Whatever the model writes, extraction returns text it wrote, never an empty query.
+        #[test]
+        fn extraction_never_panics_and_keeps_what_it_finds(
+            text in completion(),
+            fenced in any::<bool>(),
+        ) {
+            let completion = if fenced { format!("{text}\n{SQL_FENCE_CLOSE}\nprose") } else { text };
+            if let Some(sql) = extract_sql(&completion) {
+                prop_assert!(!sql.trim().is_empty());
+                prop_assert!(completion.contains(sql.as_str()), "{sql:?} not in {completion:?}");
+            }
+        }
+    }
+}
