@@ -10,6 +10,7 @@ pub mod extract;
 mod generate;
 pub mod grammar;
 mod invented_join;
+mod missing_join;
 pub mod outcome;
 pub mod prompt;
 pub mod repair;

@@ -8,6 +8,7 @@ use crate::core::db::guard::{GuardError, check_read_only, referenced_tables};
 use crate::core::model::{ChatMessage, LanguageModel};
 use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::drop_invented_join;
+use crate::core::pipeline::missing_join::join_owning_table;
 use crate::core::pipeline::outcome::{
     Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings,
 };
@@ -210,6 +211,10 @@ impl<'a> Run<'a> {
                     .or_else(|| {
                         drop_invented_join(message, sql, schema)
                             .map(|fixed| ("drop_invented_join", fixed))
+                    })
+                    .or_else(|| {
+                        join_owning_table(message, sql, schema)
+                            .map(|fixed| ("join_owning_table", fixed))
                     })
             })
             .filter(|(_, fixed)| !self.attempts.iter().any(|a| same_sql(&a.sql, fixed)));

@@ -1,0 +1,357 @@
+//! A column read from a table the query never joined: "exhibitions with attendance over
+//! 100 or a ticket price below 10" comes out as `FROM exhibition_record WHERE Attendance >
+//! 100 OR Ticket_Price < 10`, and SQLite answers "no such column: Ticket_Price". The
+//! model's repairs tend to drop the condition or write the same query again. When exactly
+//! one table outside the query holds that column, and exactly one key links it to a table
+//! in the query, the schema settles it: the join is added and the column read through it.
+//!
+//! Only failing SQL reaches this fix, so it can never change the result of a query that
+//! ran; the rewritten query still goes through the join-key check like any other.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, Ident, SetExpr, Statement, TableFactor, visit_expressions_mut};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+
+use crate::core::db::schema::{Schema, Table};
+use crate::core::db::sql_ast::{parse_single_query, tables_in_scope};
+use crate::core::pipeline::repair::{error_subject, unquote};
+
+/// A way to join `owner` to a table already in the query.
+#[derive(Debug, Clone, PartialEq)]
+struct Link {
+    owner: String,
+    owner_column: String,
+    /// The in-scope table's name as the query uses it (alias or table name).
+    scope_name: String,
+    scope_column: String,
+}
+
+/// `failed_sql` with a join to the one table that holds the missing column named in
+/// `error`; `None` when the error is another one, the query is not one plain SELECT, a
+/// table in the query has the column already, or the owner or its link is ambiguous.
+pub(crate) fn join_owning_table(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
+    let subject = error_subject(error, "no such column:")?;
+    let (qualifier, column) = match subject.rsplit_once('.') {
+        Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
+        None => (None, unquote(&subject)),
+    };
+    let mut statement = parse_single_query(failed_sql)?;
+    let Statement::Query(query) = &mut statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    if select.from.len() != 1 {
+        return None;
+    }
+    let scope = tables_in_scope(select, schema);
+    if scope.is_empty() || scope.iter().any(|(_, t)| t.column(&column).is_some()) {
+        return None;
+    }
+    let in_scope = |name: &str| scope.iter().any(|(_, t)| t.name.eq_ignore_ascii_case(name));
+    let named_owner = qualifier
+        .as_deref()
+        .and_then(|q| schema.table(q))
+        .filter(|t| !in_scope(&t.name));
+    let owners: Vec<&Table> = match named_owner {
+        Some(table) => vec![table],
+        None => schema
+            .tables
+            .iter()
+            .filter(|t| !in_scope(&t.name) && t.column(&column).is_some())
+            .collect(),
+    };
+    let links: Vec<Link> = owners
+        .iter()
+        .filter(|owner| owner.column(&column).is_some())
+        .flat_map(|owner| links_to_scope(owner, &scope))
+        .collect();
+    let [link] = links.as_slice() else {
+        return None;
+    };
+    let used_names: Vec<String> = scope.iter().map(|(n, _)| n.to_lowercase()).collect();
+    let alias = join_alias(
+        qualifier.as_deref(),
+        link,
+        &used_names,
+        named_owner.is_some(),
+    );
+    let join = parse_join(link, &alias)?;
+    select.from.first_mut()?.joins.push(join);
+    requalify(&mut statement, qualifier.as_deref(), &column, &alias);
+    Some(format!("{statement:#}"))
+}
+
+/// The declared keys between `owner` and each table in scope, either direction; on a
+/// database that declares none between them, a shared column that is the primary key of
+/// one side.
+fn links_to_scope(owner: &Table, scope: &[(String, &Table)]) -> Vec<Link> {
+    let mut links = Vec::new();
+    for (scope_name, table) in scope {
+        let mut found: Vec<(String, String)> = Vec::new();
+        for key in table
+            .foreign_keys
+            .iter()
+            .filter(|k| k.to_table.eq_ignore_ascii_case(&owner.name))
+        {
+            let target = key_target(owner, &key.to_column);
+            found.extend(target.map(|t| (t, key.from_column.clone())));
+        }
+        for key in owner
+            .foreign_keys
+            .iter()
+            .filter(|k| k.to_table.eq_ignore_ascii_case(&table.name))
+        {
+            let target = key_target(table, &key.to_column);
+            found.extend(target.map(|t| (key.from_column.clone(), t)));
+        }
+        if found.is_empty() {
+            found.extend(shared_key(owner, table));
+        }
+        found.dedup();
+        links.extend(found.into_iter().map(|(owner_column, scope_column)| Link {
+            owner: owner.name.clone(),
+            owner_column,
+            scope_name: scope_name.clone(),
+            scope_column,
+        }));
+    }
+    links
+}
+
+/// The column a foreign key points at: named, or the target's single primary key.
+fn key_target(table: &Table, to_column: &str) -> Option<String> {
+    if !to_column.is_empty() {
+        return Some(to_column.to_string());
+    }
+    let keys: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| c.name.as_str())
+        .collect();
+    match keys.as_slice() {
+        [key] => Some((*key).to_string()),
+        _ => None,
+    }
+}
+
+/// A column both tables have that is the single primary key of exactly one of them (a
+/// key and its reference, `visitors.Tourist_ID` and `visits.Tourist_ID`; two tables'
+/// own `id` keys are no link).
+fn shared_key(owner: &Table, other: &Table) -> Option<(String, String)> {
+    let single_key = |t: &Table| {
+        let keys: Vec<&str> = t
+            .columns
+            .iter()
+            .filter(|c| c.primary_key)
+            .map(|c| c.name.as_str())
+            .collect();
+        match keys.as_slice() {
+            [key] => Some((*key).to_string()),
+            _ => None,
+        }
+    };
+    [single_key(owner), single_key(other)]
+        .into_iter()
+        .flatten()
+        .find_map(|key| {
+            let a = owner.column(&key)?;
+            let b = other.column(&key)?;
+            (a.primary_key != b.primary_key).then(|| (a.name.clone(), b.name.clone()))
+        })
+}
+
+/// The name the new join goes by: the qualifier the query already reads the column
+/// through when it names no table in scope (`T3.x` with no `T3`), the owner's own name
+/// when the query qualified the column with it, else a fresh `T<n>`.
+fn join_alias(qualifier: Option<&str>, link: &Link, used: &[String], named: bool) -> String {
+    if named {
+        return link.owner.clone();
+    }
+    if let Some(q) = qualifier
+        && !used.contains(&q.to_lowercase())
+    {
+        return q.to_string();
+    }
+    (1..)
+        .map(|n| format!("T{n}"))
+        .find(|name| !used.contains(&name.to_lowercase()))
+        .unwrap_or_else(|| "joined".into())
+}
+
+fn parse_join(link: &Link, alias: &str) -> Option<sqlparser::ast::Join> {
+    let text = format!(
+        "SELECT 1 FROM t JOIN {} AS {} ON {}.{} = {}.{}",
+        quoted(&link.owner),
+        quoted(alias),
+        quoted(alias),
+        quoted(&link.owner_column),
+        quoted(&link.scope_name),
+        quoted(&link.scope_column)
+    );
+    let mut parsed = Parser::parse_sql(&SQLiteDialect {}, &text).ok()?;
+    let Some(Statement::Query(query)) = parsed.pop() else {
+        return None;
+    };
+    let SetExpr::Select(mut select) = *query.body else {
+        return None;
+    };
+    let mut from = select.from.pop()?;
+    let join = from.joins.pop()?;
+    matches!(join.relation, TableFactor::Table { .. }).then_some(join)
+}
+
+fn quoted(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// Points every reference to the missing column at the new join.
+fn requalify(statement: &mut Statement, qualifier: Option<&str>, column: &str, alias: &str) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        let hit = match (&*expr, qualifier) {
+            (Expr::Identifier(id), None) => id.value.eq_ignore_ascii_case(column),
+            (Expr::CompoundIdentifier(parts), Some(q)) => match parts.as_slice() {
+                [first, last] => {
+                    first.value.eq_ignore_ascii_case(q) && last.value.eq_ignore_ascii_case(column)
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if hit {
+            *expr = Expr::CompoundIdentifier(vec![Ident::new(alias), Ident::new(column)]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::schema::introspect;
+
+    fn schema() -> Schema {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE exhibition(Exhibition_ID INTEGER PRIMARY KEY, Theme TEXT,
+                 Ticket_Price REAL);
+             CREATE TABLE exhibition_record(Exhibition_ID INTEGER REFERENCES exhibition,
+                 Date TEXT, Attendance INTEGER);
+             CREATE TABLE student(stu_num INTEGER PRIMARY KEY, stu_lname TEXT);
+             CREATE TABLE enroll(class_code TEXT, stu_num INTEGER REFERENCES student,
+                 grade TEXT);
+             CREATE TABLE professor(emp_num INTEGER, dept TEXT);
+             CREATE TABLE visitors(Tourist_ID INTEGER PRIMARY KEY, Tourist_Details TEXT);
+             CREATE TABLE visits(Visit_ID INTEGER PRIMARY KEY, Tourist_ID INTEGER,
+                 Visit_Date TEXT);
+             CREATE TABLE shop(id INTEGER PRIMARY KEY, city TEXT);
+             CREATE TABLE staff(id INTEGER PRIMARY KEY, name TEXT);",
+        )
+        .unwrap();
+        introspect(&conn, ":memory:").unwrap()
+    }
+
+    fn fixed(error: &str, sql: &str) -> Option<String> {
+        join_owning_table(error, sql, &schema())
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    #[test]
+    fn an_unjoined_column_is_read_through_the_key_to_its_table() {
+        assert_eq!(
+            fixed(
+                "no such column: Ticket_Price",
+                "SELECT COUNT(*) FROM exhibition_record WHERE Attendance > 100 OR Ticket_Price < 10"
+            )
+            .as_deref(),
+            Some(
+                "SELECT COUNT(*) FROM exhibition_record JOIN exhibition AS T1 ON \
+                 T1.Exhibition_ID = exhibition_record.Exhibition_ID WHERE Attendance > 100 \
+                 OR T1.Ticket_Price < 10"
+            )
+        );
+    }
+
+    #[test]
+    fn a_column_read_through_the_wrong_alias_gets_a_join_of_its_own() {
+        assert_eq!(
+            fixed(
+                "no such column: T2.stu_lname",
+                "SELECT DISTINCT T1.class_code FROM enroll AS T2 JOIN enroll AS T1 ON \
+                 T1.class_code = T2.class_code WHERE T2.stu_lname = 'Smithson'"
+            ),
+            None,
+            "two enroll tables in scope: two links, left to the model"
+        );
+        assert_eq!(
+            fixed(
+                "no such column: T2.stu_lname",
+                "SELECT T2.grade FROM enroll AS T2 WHERE T2.stu_lname = 'Smithson'"
+            )
+            .as_deref(),
+            Some(
+                "SELECT T2.grade FROM enroll AS T2 JOIN student AS T1 ON T1.stu_num = \
+                 T2.stu_num WHERE T1.stu_lname = 'Smithson'"
+            )
+        );
+    }
+
+    #[test]
+    fn a_shared_primary_key_links_tables_that_declare_no_key() {
+        assert_eq!(
+            fixed(
+                "no such column: Tourist_Details",
+                "SELECT Visit_Date FROM visits WHERE Tourist_Details = 'Vincent'"
+            )
+            .as_deref(),
+            Some(
+                "SELECT Visit_Date FROM visits JOIN visitors AS T1 ON T1.Tourist_ID = \
+                 visits.Tourist_ID WHERE T1.Tourist_Details = 'Vincent'"
+            )
+        );
+    }
+
+    #[test]
+    fn ambiguous_or_unlinked_owners_are_left_to_the_model() {
+        for (error, sql) in [
+            // No table links professor to the owner of stu_lname.
+            (
+                "no such column: stu_lname",
+                "SELECT dept FROM professor WHERE stu_lname = 'x'",
+            ),
+            // Two tables' own `id` keys are no link.
+            (
+                "no such column: city",
+                "SELECT name FROM staff WHERE city = 'x'",
+            ),
+            // A column no table has.
+            (
+                "no such column: price",
+                "SELECT * FROM visits WHERE price > 1",
+            ),
+            // A table in scope has it: fix_column_reference's case.
+            (
+                "no such column: T9.grade",
+                "SELECT T9.grade FROM enroll AS T1",
+            ),
+            // Set operations are not rewritten.
+            (
+                "no such column: Ticket_Price",
+                "SELECT 1 FROM exhibition_record WHERE Ticket_Price < 1 UNION SELECT 2",
+            ),
+            ("no such table: x", "SELECT 1 FROM x"),
+        ] {
+            assert_eq!(fixed(error, sql), None, "{sql}");
+        }
+    }
+}
