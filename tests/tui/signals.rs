@@ -121,7 +121,11 @@ fn sigterm_sighup_and_sigint_give_the_terminal_back() {
             .status()
             .unwrap();
         assert!(killed.success());
-        let screen = tmux.wait_for(&[&format!("exit={code}")], Duration::from_secs(10));
+        // The shell prints the exit status, then the terminal mode: wait for both.
+        let screen = tmux.wait_for(
+            &[&format!("exit={code}"), "icanon"],
+            Duration::from_secs(10),
+        );
         // Cooked mode again (raw mode clears icanon), main screen, cursor shown.
         assert!(
             screen.lines().any(|l| l.trim() == "icanon"),
