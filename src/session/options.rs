@@ -11,6 +11,7 @@ use crate::core::retrieval::RetrievalOptions;
 use crate::error::AppError;
 use crate::llm::engine::{EngineConfig, default_threads};
 use crate::paths::AppPaths;
+use crate::remote::{API_KEY_VAR, RemoteConfig};
 
 /// Resolved settings for a run: config file + environment + flags.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct RuntimeOptions {
     pub retrieval: crate::core::retrieval::RetrievalOptions,
     pub render: RenderOptions,
     pub feedback: FeedbackSettings,
+    /// The model server to ask instead of the local model (`--llm-url`).
+    pub remote: Option<RemoteConfig>,
 }
 
 impl RuntimeOptions {
@@ -115,9 +118,47 @@ impl RuntimeOptions {
             glossary: global.glossary.clone(),
             retrieval,
             render,
+            remote: remote_config(global, &settings.model)?,
             feedback: settings.feedback,
         })
     }
+}
+
+/// The model server from `--llm-url` or `model.llm_url`; `None` when neither names one.
+/// The API key is read from the environment here and nowhere else.
+fn remote_config(
+    global: &GlobalArgs,
+    settings: &crate::config::ModelSettings,
+) -> Result<Option<RemoteConfig>, AppError> {
+    let url = global
+        .llm_url
+        .clone()
+        .unwrap_or_else(|| settings.llm_url.clone());
+    let url = url.trim().trim_end_matches('/').to_string();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(AppError::Usage(format!(
+            "--llm-url '{}' must start with http:// or https:// (e.g. http://gpu-box:8080/v1)",
+            crate::remote::engine::shown_url(&url)
+        )));
+    }
+    let model = global
+        .llm_model
+        .clone()
+        .unwrap_or_else(|| settings.llm_model.clone());
+    let api_key = std::env::var(API_KEY_VAR)
+        .ok()
+        .filter(|key| !key.trim().is_empty());
+    Ok(Some(RemoteConfig {
+        url,
+        model: (!model.trim().is_empty()).then(|| model.trim().to_string()),
+        server: global.llm_server.unwrap_or(settings.llm_server),
+        api_key,
+        connect_timeout: std::time::Duration::from_secs(settings.llm_connect_timeout_secs),
+        read_timeout: std::time::Duration::from_secs(settings.llm_read_timeout_secs),
+    }))
 }
 
 /// Resolves retrieval options from settings and the context window.
