@@ -85,7 +85,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "NANO_ANALYST_LLM_URL", value_name = "URL")]
     pub llm_url: Option<String>,
     /// The model to ask the server for (default: the first one it lists).
-    #[arg(long, global = true, env = "NANO_ANALYST_LLM_MODEL", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_LLM_MODEL",
+        value_name = "NAME"
+    )]
     pub llm_model: Option<String>,
     /// What the server is, for what it accepts beyond the OpenAI API (default: openai).
     #[arg(

@@ -130,7 +130,9 @@ impl Settings {
             return invalid("model.context_tokens must be at least 512");
         }
         if self.model.llm_connect_timeout_secs == 0 || self.model.llm_read_timeout_secs == 0 {
-            return invalid("model.llm_connect_timeout_secs and llm_read_timeout_secs must be at least 1");
+            return invalid(
+                "model.llm_connect_timeout_secs and llm_read_timeout_secs must be at least 1",
+            );
         }
         if self.pipeline.row_limit == 0 {
             return invalid("pipeline.row_limit must be at least 1");

@@ -206,9 +206,12 @@ impl RemoteEngine {
             reason,
         };
         match error {
-            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => unreachable(
-                format!("no connection within {} s", self.config.connect_timeout.as_secs()),
-            ),
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+                unreachable(format!(
+                    "no connection within {} s",
+                    self.config.connect_timeout.as_secs()
+                ))
+            }
             ureq::Error::Timeout(_) => LlmError::ServerTimeout { url, seconds },
             ureq::Error::HostNotFound => unreachable("host not found".into()),
             ureq::Error::Io(io) => match io.kind() {
@@ -350,7 +353,9 @@ pub fn shown_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if scheme.is_empty() {
         format!("{host}{path}")
     } else {
@@ -482,17 +487,29 @@ mod tests {
             engine.config,
             engine.status_error(401, "{\"error\":{\"message\":\"bad key sk-test\"}}")
         );
-        assert!(!shown.contains("secret") && !shown.contains("sk-test"), "{shown}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("sk-test"),
+            "{shown}"
+        );
         assert!(shown.contains("answered 401 Unauthorized: check NANO_ANALYST_LLM_API_KEY"));
     }
 
     #[test]
     fn a_server_message_becomes_one_short_printable_line() {
         let engine = engine(ServerKind::Openai);
-        let long = format!("{{\"error\":{{\"message\":\"bad\\n\\u001b[31mthing {}\"}}}}", "x".repeat(300));
+        let long = format!(
+            "{{\"error\":{{\"message\":\"bad\\n\\u001b[31mthing {}\"}}}}",
+            "x".repeat(300)
+        );
         let error = engine.status_error(500, &long).to_string();
-        assert!(!error.contains('\n') && !error.contains('\u{1b}'), "{error}");
-        assert!(error.contains("500 Internal Server Error: bad [31mthing x"), "{error}");
+        assert!(
+            !error.contains('\n') && !error.contains('\u{1b}'),
+            "{error}"
+        );
+        assert!(
+            error.contains("500 Internal Server Error: bad [31mthing x"),
+            "{error}"
+        );
         assert!(error.len() < 320, "{error}");
     }
 }

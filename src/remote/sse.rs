@@ -248,7 +248,12 @@ mod tests {
             event: None,
             data: r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":10,"cache_n":80,"predicted_n":5}}"#.into(),
         };
-        let Ok(Decoded::Chunk { usage, finish_reason, .. }) = decode(&llama) else {
+        let Ok(Decoded::Chunk {
+            usage,
+            finish_reason,
+            ..
+        }) = decode(&llama)
+        else {
             panic!("not a chunk")
         };
         assert_eq!(finish_reason.as_deref(), Some("stop"));

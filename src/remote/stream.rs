@@ -85,7 +85,8 @@ pub fn read_stream<R: BufRead>(
                     continue;
                 }
                 out.text_chunks += 1;
-                out.first_text_at.get_or_insert_with(|| spec.started.elapsed());
+                out.first_text_at
+                    .get_or_insert_with(|| spec.started.elapsed());
                 out.text.push_str(&stripper.push(&printable(&content)));
                 if emit_settled_text(&mut out.text, &mut emitted, spec.stops, on_text) {
                     out.stop_reason = StopReason::StopString;
@@ -151,7 +152,11 @@ fn classify_io(error: io::Error) -> StreamError {
 mod tests {
     use super::*;
 
-    fn run(stream: &str, prefix: &str, stops: &[&str]) -> (Result<StreamOutput, StreamError>, String) {
+    fn run(
+        stream: &str,
+        prefix: &str,
+        stops: &[&str],
+    ) -> (Result<StreamOutput, StreamError>, String) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
         let cancel = AtomicBool::new(false);
         let spec = StreamSpec {
@@ -184,10 +189,17 @@ mod tests {
 
     #[test]
     fn length_finish_is_max_tokens() {
-        let stream = [chunk("a", None), chunk("b", Some("length")), "data: [DONE]\n\n".into()]
-            .concat();
+        let stream = [
+            chunk("a", None),
+            chunk("b", Some("length")),
+            "data: [DONE]\n\n".into(),
+        ]
+        .concat();
         let out = run(&stream, "", &[]).0.unwrap();
-        assert_eq!((out.text.as_str(), out.stop_reason), ("ab", StopReason::MaxTokens));
+        assert_eq!(
+            (out.text.as_str(), out.stop_reason),
+            ("ab", StopReason::MaxTokens)
+        );
     }
 
     #[test]

@@ -177,3 +177,60 @@ pub fn retrieval_options(
         ..RetrievalOptions::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::remote::ServerKind;
+
+    fn resolve(config: &str, flags: &[&str]) -> Result<RuntimeOptions, AppError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut args = vec!["nano-analyst", "--config", file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(args).unwrap();
+        RuntimeOptions::resolve(&cli.global)
+    }
+
+    #[test]
+    fn the_model_server_comes_from_the_config_and_the_flags_win() {
+        let config = "[model]\nllm_url = \"http://gpu-box:8000/v1/\"\nllm_model = \"coder\"\nllm_server = \"vllm\"\nllm_read_timeout_secs = 30\n";
+        let remote = resolve(config, &[]).unwrap().remote.unwrap();
+        assert_eq!(remote.url, "http://gpu-box:8000/v1");
+        assert_eq!(remote.model.as_deref(), Some("coder"));
+        assert_eq!(remote.server, ServerKind::Vllm);
+        assert_eq!(remote.read_timeout, std::time::Duration::from_secs(30));
+        let flags = [
+            "--llm-url",
+            "https://other:1/v1",
+            "--llm-model",
+            "big",
+            "--llm-server",
+            "llama-server",
+        ];
+        let remote = resolve(config, &flags).unwrap().remote.unwrap();
+        assert_eq!(remote.url, "https://other:1/v1");
+        assert_eq!(remote.model.as_deref(), Some("big"));
+        assert_eq!(remote.server, ServerKind::LlamaServer);
+        assert!(resolve("", &[]).unwrap().remote.is_none());
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_refused_without_its_password() {
+        let error = resolve("", &["--llm-url", "ftp://me:pw@gpu-box/v1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'ftp://gpu-box/v1' must start with http://"),
+            "{error}"
+        );
+        let error = resolve("[model]\nllm_read_timeout_secs = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("llm_read_timeout_secs"), "{error}");
+    }
+}
