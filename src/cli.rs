@@ -79,6 +79,28 @@ pub struct GlobalArgs {
     /// How strongly the LoRA adapter applies (default 1.0).
     #[arg(long, global = true, env = "NANO_ANALYST_LORA_SCALE", value_name = "S")]
     pub lora_scale: Option<f32>,
+    /// A model server with the OpenAI chat API to ask instead of the local model, e.g.
+    /// http://gpu-box:8080/v1 (llama-server, vLLM, Ollama). Its API key, if it needs one,
+    /// comes from NANO_ANALYST_LLM_API_KEY.
+    #[arg(long, global = true, env = "NANO_ANALYST_LLM_URL", value_name = "URL")]
+    pub llm_url: Option<String>,
+    /// The model to ask the server for (default: the first one it lists).
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_LLM_MODEL",
+        value_name = "NAME"
+    )]
+    pub llm_model: Option<String>,
+    /// What the server is, for what it accepts beyond the OpenAI API (default: openai).
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_ANALYST_LLM_SERVER",
+        value_name = "KIND",
+        value_enum
+    )]
+    pub llm_server: Option<crate::remote::ServerKind>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -66,6 +66,11 @@ pub struct ModelSettings {
     pub threads: u32,
     pub gpu_layers: u32,
     pub context_tokens: u32,
+    pub llm_url: String,
+    pub llm_model: String,
+    pub llm_server: crate::remote::ServerKind,
+    pub llm_connect_timeout_secs: u64,
+    pub llm_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -123,6 +128,11 @@ impl Settings {
         };
         if self.model.context_tokens < 512 {
             return invalid("model.context_tokens must be at least 512");
+        }
+        if self.model.llm_connect_timeout_secs == 0 || self.model.llm_read_timeout_secs == 0 {
+            return invalid(
+                "model.llm_connect_timeout_secs and llm_read_timeout_secs must be at least 1",
+            );
         }
         if self.pipeline.row_limit == 0 {
             return invalid("pipeline.row_limit must be at least 1");

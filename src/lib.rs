@@ -4,6 +4,7 @@
 //! - [`core`]: synchronous domain logic (database, retrieval, rewrites, pipeline, feedback,
 //!   evaluation, fine-tuning) with no terminal, async runtime or llama.cpp imports.
 //! - [`llm`]: llama.cpp: the chat engine, the embedder, GGUF checks, training.
+//! - [`remote`]: the chat model on an OpenAI-compatible server (`--llm-url`).
 //! - [`session`]: the composition root: settings + flags -> one database, one model,
 //!   retrieval and example memory, and the [`session::Analyst`] every front end asks through.
 //! - [`commands`]: the headless front ends (`ask`, `eval`, `bench`, `schema`, feedback,
@@ -18,5 +19,6 @@ pub mod error;
 pub mod llm;
 pub mod logging;
 pub mod paths;
+pub mod remote;
 pub mod session;
 pub mod tui;

@@ -7,6 +7,7 @@ mod cli;
 mod eval;
 mod feedback;
 mod finetune;
+mod remote;
 mod retrieval;
 mod spine;
 mod store_races;

@@ -20,8 +20,7 @@ use crate::core::eval::harness::{DbSource, EvalJob, EvalRun};
 use crate::core::eval::report::{chart, percent};
 use crate::core::eval::{EvalItem, Prediction, Summary, load_dataset, stratified_sample};
 use crate::error::AppError;
-use crate::llm::engine::LlamaEngine;
-use crate::session::RuntimeOptions;
+use crate::session::{ModelEngine, RuntimeOptions};
 
 pub fn run(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<Summary, AppError> {
     let outcome = evaluate(args, options)?;
@@ -76,7 +75,7 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
     };
     let mut prepared = job.prepare()?;
     if prepared.remaining() > 0 {
-        let mut engine = LlamaEngine::load(options.engine.clone())?;
+        let mut engine = ModelEngine::load(options)?;
         let stop = Arc::new(AtomicBool::new(false));
         register_interrupt(&stop, &engine)?;
         let bar = progress_bar(job.items.len(), prepared.predictions().len(), args.quiet);
@@ -134,7 +133,7 @@ fn select_items(items: Vec<EvalItem>, args: &EvalArgs) -> Result<Vec<EvalItem>, 
 }
 
 /// Ctrl-C cancels the running generation and stops the loop; a second one exits at once.
-fn register_interrupt(stop: &Arc<AtomicBool>, engine: &LlamaEngine) -> Result<(), AppError> {
+fn register_interrupt(stop: &Arc<AtomicBool>, engine: &ModelEngine) -> Result<(), AppError> {
     use signal_hook::consts::SIGINT;
     let failed = |e| AppError::io("cannot handle Ctrl-C")(e);
     signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(stop))

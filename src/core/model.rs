@@ -2,7 +2,8 @@
 //! that writes SQL and answers, and an [`Embedder`] that turns texts into vectors.
 //!
 //!
-//! The real implementation is `llm::LlamaEngine`; tests of the state machine use scripted
+//! The implementations are `llm::LlamaEngine` (in-process) and `remote::RemoteEngine` (an
+//! OpenAI-compatible server); tests of the state machine use scripted
 //! models. Requests are chat messages plus a forced start of the assistant's reply, so the
 //! engine can reuse the KV cache of any prefix it has already evaluated.
 
@@ -102,6 +103,31 @@ pub enum LlmError {
     Inference(String),
     #[error("generation was cancelled")]
     Cancelled,
+    /// No connection to a remote model server (refused, unknown host, connect timeout).
+    #[error("could not reach the model server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The server answered with an HTTP error; `detail` says what to do about it.
+    #[error("the model server at {url} answered {status} {reason}: {detail}")]
+    ServerStatus {
+        url: String,
+        status: u16,
+        /// The status's name ("Unauthorized").
+        reason: String,
+        detail: String,
+    },
+    #[error("the model server at {url} went away mid-answer; nothing was lost, ask again")]
+    ServerGone { url: String },
+    #[error(
+        "the model server at {url} sent nothing for {seconds} s; check the server or raise model.llm_read_timeout_secs"
+    )]
+    ServerTimeout { url: String, seconds: u64 },
+    /// The server reported a failure inside the stream.
+    #[error("the model server at {url} failed mid-answer: {message}")]
+    ServerFailed { url: String, message: String },
+    #[error(
+        "the model server at {url} sent something that is not a chat completion ({reason}); is it an OpenAI-compatible /v1 URL?"
+    )]
+    MalformedStream { url: String, reason: String },
 }
 
 /// A chat model the pipeline can ask for text. Streaming goes through `on_text`, which

@@ -777,7 +777,7 @@ struct Generation {
 /// Passes `text` past `emitted` on to `on_text`, except a tail that could still become a
 /// stop string ("``" before "```"). When a stop string has appeared, cuts `text` before it,
 /// passes on the rest up to there and returns true.
-fn emit_settled_text(
+pub(crate) fn emit_settled_text(
     text: &mut String,
     emitted: &mut usize,
     stops: &[String],

@@ -2,6 +2,7 @@
 //! retrieval and example memory; the [`Analyst`] that `ask`, `bench` and `train` ask and
 //! record runs through (the TUI's workers build the same parts from [`QuestionContext`]).
 
+pub mod engine;
 pub mod finetune;
 pub mod options;
 pub mod retrieval;
@@ -19,8 +20,8 @@ use crate::core::pipeline::{
 };
 use crate::core::retrieval::provider::{ComposedContext, ContextProvider, ExampleSource};
 use crate::error::AppError;
-use crate::llm::engine::LlamaEngine;
 
+pub use engine::ModelEngine;
 pub use options::RuntimeOptions;
 
 /// What every front end puts in front of a question: schema retrieval, then the most
@@ -80,7 +81,7 @@ impl QuestionContext {
 pub struct Analyst {
     pub db: ReadOnlyDb,
     pub schema: Schema,
-    pub engine: LlamaEngine,
+    pub engine: ModelEngine,
     pub context: Box<dyn ContextProvider + Send>,
     pub pipeline: PipelineConfig,
     /// Set when schema retrieval runs without vectors (shown to the user once).
@@ -117,7 +118,7 @@ impl Analyst {
         } else {
             None
         };
-        let engine = LlamaEngine::load(options.engine.clone())?;
+        let engine = ModelEngine::load(options)?;
         Ok(Self {
             db,
             schema,

@@ -11,6 +11,7 @@ use crate::core::retrieval::RetrievalOptions;
 use crate::error::AppError;
 use crate::llm::engine::{EngineConfig, default_threads};
 use crate::paths::AppPaths;
+use crate::remote::{API_KEY_VAR, RemoteConfig};
 
 /// Resolved settings for a run: config file + environment + flags.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct RuntimeOptions {
     pub retrieval: crate::core::retrieval::RetrievalOptions,
     pub render: RenderOptions,
     pub feedback: FeedbackSettings,
+    /// The model server to ask instead of the local model (`--llm-url`).
+    pub remote: Option<RemoteConfig>,
 }
 
 impl RuntimeOptions {
@@ -115,9 +118,47 @@ impl RuntimeOptions {
             glossary: global.glossary.clone(),
             retrieval,
             render,
+            remote: remote_config(global, &settings.model)?,
             feedback: settings.feedback,
         })
     }
+}
+
+/// The model server from `--llm-url` or `model.llm_url`; `None` when neither names one.
+/// The API key is read from the environment here and nowhere else.
+fn remote_config(
+    global: &GlobalArgs,
+    settings: &crate::config::ModelSettings,
+) -> Result<Option<RemoteConfig>, AppError> {
+    let url = global
+        .llm_url
+        .clone()
+        .unwrap_or_else(|| settings.llm_url.clone());
+    let url = url.trim().trim_end_matches('/').to_string();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(AppError::Usage(format!(
+            "--llm-url '{}' must start with http:// or https:// (e.g. http://gpu-box:8080/v1)",
+            crate::remote::engine::shown_url(&url)
+        )));
+    }
+    let model = global
+        .llm_model
+        .clone()
+        .unwrap_or_else(|| settings.llm_model.clone());
+    let api_key = std::env::var(API_KEY_VAR)
+        .ok()
+        .filter(|key| !key.trim().is_empty());
+    Ok(Some(RemoteConfig {
+        url,
+        model: (!model.trim().is_empty()).then(|| model.trim().to_string()),
+        server: global.llm_server.unwrap_or(settings.llm_server),
+        api_key,
+        connect_timeout: std::time::Duration::from_secs(settings.llm_connect_timeout_secs),
+        read_timeout: std::time::Duration::from_secs(settings.llm_read_timeout_secs),
+    }))
 }
 
 /// Resolves retrieval options from settings and the context window.
@@ -134,5 +175,62 @@ pub fn retrieval_options(
         max_tables: settings.max_tables.max(1),
         whole_order: settings.whole_schema_order,
         ..RetrievalOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::remote::ServerKind;
+
+    fn resolve(config: &str, flags: &[&str]) -> Result<RuntimeOptions, AppError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut args = vec!["nano-analyst", "--config", file.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let cli = Cli::try_parse_from(args).unwrap();
+        RuntimeOptions::resolve(&cli.global)
+    }
+
+    #[test]
+    fn the_model_server_comes_from_the_config_and_the_flags_win() {
+        let config = "[model]\nllm_url = \"http://gpu-box:8000/v1/\"\nllm_model = \"coder\"\nllm_server = \"vllm\"\nllm_read_timeout_secs = 30\n";
+        let remote = resolve(config, &[]).unwrap().remote.unwrap();
+        assert_eq!(remote.url, "http://gpu-box:8000/v1");
+        assert_eq!(remote.model.as_deref(), Some("coder"));
+        assert_eq!(remote.server, ServerKind::Vllm);
+        assert_eq!(remote.read_timeout, std::time::Duration::from_secs(30));
+        let flags = [
+            "--llm-url",
+            "https://other:1/v1",
+            "--llm-model",
+            "big",
+            "--llm-server",
+            "llama-server",
+        ];
+        let remote = resolve(config, &flags).unwrap().remote.unwrap();
+        assert_eq!(remote.url, "https://other:1/v1");
+        assert_eq!(remote.model.as_deref(), Some("big"));
+        assert_eq!(remote.server, ServerKind::LlamaServer);
+        assert!(resolve("", &[]).unwrap().remote.is_none());
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_refused_without_its_password() {
+        let error = resolve("", &["--llm-url", "ftp://me:pw@gpu-box/v1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'ftp://gpu-box/v1' must start with http://"),
+            "{error}"
+        );
+        let error = resolve("[model]\nllm_read_timeout_secs = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("llm_read_timeout_secs"), "{error}");
     }
 }

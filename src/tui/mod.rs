@@ -32,10 +32,9 @@ use crate::core::model::{CompletionRequest, LanguageModel, Sampling};
 use crate::core::pipeline::prompt::{question_message, system_message};
 use crate::core::retrieval::provider::ContextProvider;
 use crate::error::AppError;
-use crate::llm::engine::LlamaEngine;
 use crate::paths::AppPaths;
 use crate::session::retrieval::index_progress_text;
-use crate::session::{QuestionContext, RuntimeOptions};
+use crate::session::{ModelEngine, QuestionContext, RuntimeOptions};
 use crate::tui::app::{Model, Msg, StartupEvent};
 use crate::tui::config::TuiConfig;
 use crate::tui::shell::{Shell, run_loop};
@@ -85,25 +84,15 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
             tracing::info!("{note}");
         }
         let mut context: Box<dyn ContextProvider> = question_context.context;
-        report(StartupEvent::Phase("loading the model".into()));
-        let mut engine = LlamaEngine::load(options.engine.clone()).map_err(|e| e.to_string())?;
-        report(StartupEvent::Phase(
-            "reading the schema into the model".into(),
-        ));
-        let prompt = context.context_for("");
-        let warm = CompletionRequest {
-            messages: vec![
-                system_message(&prompt.schema_text),
-                question_message("How many rows are there?", &[]),
-            ],
-            assistant_prefix: String::new(),
-            max_tokens: 1,
-            stop: Vec::new(),
-            sampling: Sampling::Greedy,
-            grammar: None,
+        let phase = if options.remote.is_some() {
+            "connecting to the model server"
+        } else {
+            "loading the model"
         };
-        if let Err(error) = engine.complete(&warm, &mut |_| {}) {
-            tracing::warn!(%error, "warming the prompt cache failed");
+        report(StartupEvent::Phase(phase.into()));
+        let mut engine = ModelEngine::load(&options).map_err(|e| e.to_string())?;
+        if !engine.is_remote() {
+            warm_prompt_cache(&mut engine, context.as_mut(), report);
         }
         let model_id = engine.model_id();
         let model_cancel = engine.cancel_flag();
@@ -116,6 +105,33 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
             config: options.pipeline.clone(),
         })
     })
+}
+
+/// Evaluates the schema prompt once so the first question does not pay for it. Only for
+/// the local engine: a remote server's first question warms its own cache.
+fn warm_prompt_cache(
+    engine: &mut ModelEngine,
+    context: &mut dyn ContextProvider,
+    report: &dyn Fn(StartupEvent),
+) {
+    report(StartupEvent::Phase(
+        "reading the schema into the model".into(),
+    ));
+    let prompt = context.context_for("");
+    let warm = CompletionRequest {
+        messages: vec![
+            system_message(&prompt.schema_text),
+            question_message("How many rows are there?", &[]),
+        ],
+        assistant_prefix: String::new(),
+        max_tokens: 1,
+        stop: Vec::new(),
+        sampling: Sampling::Greedy,
+        grammar: None,
+    };
+    if let Err(error) = engine.complete(&warm, &mut |_| {}) {
+        tracing::warn!(%error, "warming the prompt cache failed");
+    }
 }
 
 /// Why the app stopped.

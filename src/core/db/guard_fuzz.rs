@@ -147,11 +147,8 @@ fn apply(mut text: String, mutation: &Mutation) -> String {
 }
 
 fn mutated_sql() -> impl Strategy<Value = String> {
-    (0..SEEDS.len(), prop::collection::vec(mutation(), 0..6)).prop_map(|(seed, mutations)| {
-        mutations
-            .iter()
-            .fold(SEEDS[seed].to_string(), |text, m| apply(text, m))
-    })
+    (0..SEEDS.len(), prop::collection::vec(mutation(), 0..6))
+        .prop_map(|(seed, mutations)| mutations.iter().fold(SEEDS[seed].to_string(), apply))
 }
 
 fn any_sql() -> impl Strategy<Value = String> {
