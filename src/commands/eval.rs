@@ -171,7 +171,40 @@ pub(crate) fn update_bar(bar: &ProgressBar, predictions: &[Prediction], db_id: &
     ));
 }
 
+/// The command line as typed, with any `user:password@` taken out of URLs: the report is
+/// a file people share.
 fn reproduce_command() -> String {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| without_credentials(&a))
+        .collect();
     format!("nano-analyst {}", args.join(" "))
+}
+
+fn without_credentials(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((flag, value)) if flag.starts_with("--") && value.contains("://") => {
+            format!("{flag}={}", crate::remote::engine::shown_url(value))
+        }
+        _ if arg.contains("://") => crate::remote::engine::shown_url(arg),
+        _ => arg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn the_report_keeps_no_password_from_a_url() {
+        assert_eq!(
+            without_credentials("http://me:secret@gpu:8080/v1"),
+            "http://gpu:8080/v1"
+        );
+        assert_eq!(
+            without_credentials("--llm-url=https://me:secret@gpu/v1"),
+            "--llm-url=https://gpu/v1"
+        );
+        assert_eq!(without_credentials("--sample"), "--sample");
+    }
 }
