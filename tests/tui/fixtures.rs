@@ -214,3 +214,37 @@ pub fn model_file_lock() -> Option<File> {
     file.lock().ok()?;
     Some(file)
 }
+
+/// The app's shell with real workers over Chinook, an in-memory history and `loader` for
+/// the model: what the event-loop tests drive.
+pub fn chinook_shell(
+    loader: nano_analyst::tui::workers::inference::Loader,
+    tx: &std::sync::mpsc::Sender<Msg>,
+) -> nano_analyst::tui::shell::Shell {
+    use nano_analyst::core::db::exec::ExecLimits;
+    use nano_analyst::core::feedback::history::DbScope;
+    use nano_analyst::tui::memory_history::MemoryHistory;
+    use nano_analyst::tui::workers::database::DbHandle;
+    use nano_analyst::tui::workers::inference::InferenceHandle;
+    use nano_analyst::tui::workers::store::StoreHandle;
+
+    let scope = DbScope {
+        path: "chinook".into(),
+        fingerprint: "x".into(),
+    };
+    nano_analyst::tui::shell::Shell {
+        inference: InferenceHandle::spawn(loader, tx.clone()),
+        database: DbHandle::spawn(
+            &crate::support::chinook_path(),
+            ExecLimits::default(),
+            tx.clone(),
+        ),
+        store: StoreHandle::spawn(Box::new(MemoryHistory::new()), scope, tx.clone()),
+        out: tx.clone(),
+        export_dir: std::env::temp_dir(),
+        clipboard: Box::new(|_| Ok(())),
+        editor: Box::new(|sql| Ok(sql.to_string())),
+        training: None,
+        training_handle: None,
+    }
+}

@@ -9,23 +9,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use nano_analyst::core::db::exec::{ExecLimits, ReadOnlyDb};
-use nano_analyst::core::feedback::history::DbScope;
+use nano_analyst::core::db::exec::ReadOnlyDb;
 use nano_analyst::core::model::{
     Completion, CompletionRequest, LanguageModel, LlmError, StopReason,
 };
 use nano_analyst::core::retrieval::provider::WholeSchemaContext;
 use nano_analyst::tui::app::{Model, Msg, StartupEvent};
 use nano_analyst::tui::config::TuiConfig;
-use nano_analyst::tui::memory_history::MemoryHistory;
-use nano_analyst::tui::shell::{Shell, run_loop};
-use nano_analyst::tui::workers::database::DbHandle;
-use nano_analyst::tui::workers::inference::{InferenceHandle, Loader, Session};
-use nano_analyst::tui::workers::store::StoreHandle;
+use nano_analyst::tui::shell::run_loop;
+use nano_analyst::tui::workers::inference::{Loader, Session};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use super::fixtures::model_file_lock;
+use super::fixtures::{chinook_shell, model_file_lock};
 use crate::support::{chinook_path, default_pipeline, engine, model_lock};
 
 #[test]
@@ -117,21 +113,7 @@ impl LanguageModel for Scripted {
 
 fn measure(label: &str, loader: Loader) {
     let (tx, rx) = mpsc::channel::<Msg>();
-    let scope = DbScope {
-        path: "chinook".into(),
-        fingerprint: "x".into(),
-    };
-    let mut shell = Shell {
-        inference: InferenceHandle::spawn(loader, tx.clone()),
-        database: DbHandle::spawn(&chinook_path(), ExecLimits::default(), tx.clone()),
-        store: StoreHandle::spawn(Box::new(MemoryHistory::new()), scope, tx.clone()),
-        out: tx.clone(),
-        export_dir: std::env::temp_dir(),
-        clipboard: Box::new(|_| Ok(())),
-        editor: Box::new(|sql| Ok(sql.to_string())),
-        training: None,
-        training_handle: None,
-    };
+    let mut shell = chinook_shell(loader, &tx);
     let mut model = Model::new(TuiConfig::builtin(), "chinook.db", 3);
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
 

@@ -6,20 +6,15 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nano_analyst::core::db::exec::ExecLimits;
-use nano_analyst::core::feedback::history::DbScope;
 use nano_analyst::tui::app::{Active, Effect, Model, Msg};
 use nano_analyst::tui::config::TuiConfig;
-use nano_analyst::tui::memory_history::MemoryHistory;
-use nano_analyst::tui::shell::{Shell, run_loop};
-use nano_analyst::tui::workers::database::DbHandle;
-use nano_analyst::tui::workers::inference::{InferenceHandle, Loader};
-use nano_analyst::tui::workers::store::StoreHandle;
+use nano_analyst::tui::shell::run_loop;
+use nano_analyst::tui::workers::inference::Loader;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 use super::e2e::Tmux;
-use super::fixtures::{ask, ready_model, send};
+use super::fixtures::{ask, chinook_shell, ready_model, send};
 use crate::support::{binary, chinook_path};
 
 #[test]
@@ -36,26 +31,12 @@ fn a_signal_quits_like_the_quit_key_and_stops_the_running_question() {
 #[test]
 fn the_event_loop_returns_when_a_signal_arrives() {
     let (tx, rx) = mpsc::channel::<Msg>();
-    let scope = DbScope {
-        path: "chinook".into(),
-        fingerprint: "x".into(),
-    };
     // A model that never finishes loading: the app is waiting, as at start-up.
     let loader: Loader = Box::new(|_| {
         thread::sleep(Duration::from_secs(3600));
         Err("never".into())
     });
-    let mut shell = Shell {
-        inference: InferenceHandle::spawn(loader, tx.clone()),
-        database: DbHandle::spawn(&chinook_path(), ExecLimits::default(), tx.clone()),
-        store: StoreHandle::spawn(Box::new(MemoryHistory::new()), scope, tx.clone()),
-        out: tx.clone(),
-        export_dir: std::env::temp_dir(),
-        clipboard: Box::new(|_| Ok(())),
-        editor: Box::new(|sql| Ok(sql.to_string())),
-        training: None,
-        training_handle: None,
-    };
+    let mut shell = chinook_shell(loader, &tx);
     let mut model = Model::new(TuiConfig::builtin(), "chinook.db", 3);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     let sender = thread::spawn(move || {

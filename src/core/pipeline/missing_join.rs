@@ -14,6 +14,7 @@ use sqlparser::ast::{Expr, Ident, SetExpr, Statement, TableFactor, visit_express
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
+use crate::core::db::ident::{is_identifier_char, quote_identifier};
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{parse_single_query, tables_in_scope};
 use crate::core::pipeline::repair::{error_subject, unquote};
@@ -124,17 +125,18 @@ fn links_to_scope(owner: &Table, scope: &[(String, &Table)]) -> Vec<Link> {
 
 /// The column a foreign key points at: named, or the target's single primary key.
 fn key_target(table: &Table, to_column: &str) -> Option<String> {
-    if !to_column.is_empty() {
-        return Some(to_column.to_string());
+    if to_column.is_empty() {
+        single_primary_key(table)
+    } else {
+        Some(to_column.to_string())
     }
-    let keys: Vec<&str> = table
-        .columns
-        .iter()
-        .filter(|c| c.primary_key)
-        .map(|c| c.name.as_str())
-        .collect();
-    match keys.as_slice() {
-        [key] => Some((*key).to_string()),
+}
+
+/// The table's primary key when it is one column.
+fn single_primary_key(table: &Table) -> Option<String> {
+    let mut keys = table.columns.iter().filter(|c| c.primary_key);
+    match (keys.next(), keys.next()) {
+        (Some(key), None) => Some(key.name.clone()),
         _ => None,
     }
 }
@@ -143,19 +145,7 @@ fn key_target(table: &Table, to_column: &str) -> Option<String> {
 /// key and its reference, `visitors.Tourist_ID` and `visits.Tourist_ID`; two tables'
 /// own `id` keys are no link).
 fn shared_key(owner: &Table, other: &Table) -> Option<(String, String)> {
-    let single_key = |t: &Table| {
-        let keys: Vec<&str> = t
-            .columns
-            .iter()
-            .filter(|c| c.primary_key)
-            .map(|c| c.name.as_str())
-            .collect();
-        match keys.as_slice() {
-            [key] => Some((*key).to_string()),
-            _ => None,
-        }
-    };
-    [single_key(owner), single_key(other)]
+    [single_primary_key(owner), single_primary_key(other)]
         .into_iter()
         .flatten()
         .find_map(|key| {
@@ -205,13 +195,14 @@ fn parse_join(link: &Link, alias: &str) -> Option<sqlparser::ast::Join> {
     matches!(join.relation, TableFactor::Table { .. }).then_some(join)
 }
 
+/// The name bare when SQLite reads it so, quoted otherwise.
 fn quoted(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-    {
+    let bare =
+        name.chars().all(is_identifier_char) && !name.starts_with(|c: char| c.is_ascii_digit());
+    if bare {
         name.to_string()
     } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
+        quote_identifier(name)
     }
 }
 
