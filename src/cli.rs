@@ -131,6 +131,64 @@ pub enum Command {
     /// Check the query rewrites against known-correct queries.
     #[command(subcommand)]
     Rewrites(RewritesCommand),
+    /// Serve the analyst over HTTP (ask, correct, rate, history) and the loaded model as an
+    /// OpenAI-compatible chat API (see docs/serve.md).
+    Serve(ServeArgs),
+    /// Load-test a running `serve`: concurrent clients ask questions; prints latency
+    /// percentiles, throughput, refusals, and checks the history holds each answer once.
+    BenchServe(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A database to serve, by the name requests use: --db chinook=sample_dbs/chinook.db
+    /// (repeatable; adds to [serve.databases] in the config).
+    #[arg(long = "db", value_name = "NAME=PATH")]
+    pub databases: Vec<String>,
+    /// The address to listen on (default 127.0.0.1). Any other than loopback needs --token.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The port (default 8765; 0 takes a free one). The bound address is printed at start.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Every request must carry `Authorization: Bearer TOKEN` (at least 16 characters).
+    /// Prefer the environment variable: a flag shows in the process list.
+    #[arg(long, env = "NANO_ANALYST_SERVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Requests waiting for the model beyond the running one; more get 503.
+    #[arg(long)]
+    pub queue: Option<usize>,
+    /// The longest a request may take, its wait included.
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// The server, e.g. http://127.0.0.1:8765.
+    #[arg(long)]
+    pub url: String,
+    /// The served database's name.
+    #[arg(long, default_value = "chinook")]
+    pub database: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 40)]
+    pub clients: usize,
+    /// Questions each client asks, one after another.
+    #[arg(long, default_value_t = 3)]
+    pub questions: usize,
+    /// A question to ask (repeatable; default: a few Chinook questions).
+    #[arg(long = "question", value_name = "TEXT")]
+    pub question_texts: Vec<String>,
+    /// Also write the natural-language answers.
+    #[arg(long)]
+    pub with_answer: bool,
+    /// Times a client retries after a 503, waiting the Retry-After each time.
+    #[arg(long, default_value_t = 1000)]
+    pub max_retries: u32,
+    /// The server's token (also NANO_ANALYST_SERVE_TOKEN).
+    #[arg(long, env = "NANO_ANALYST_SERVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,6 +32,20 @@ pub struct Settings {
     pub schema: SchemaSettings,
     pub feedback: FeedbackSettings,
     pub rewrites: RewriteSettings,
+    pub serve: ServeSettings,
+}
+
+/// `nano-analyst serve`'s defaults; its flags override them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    pub host: String,
+    pub port: u16,
+    pub queue: usize,
+    pub request_timeout_secs: u64,
+    pub max_body_kib: usize,
+    /// Name -> database file.
+    pub databases: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -54,6 +54,18 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Some(Command::History(args)) => commands::feedback::history(&args, &options),
         Some(Command::Corrections(command)) => commands::feedback::corrections(&command, &options),
         Some(Command::Train(command)) => commands::train::run(&command, &mut options),
+        Some(Command::Serve(args)) => {
+            commands::serve::run(&args, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::BenchServe(args)) => {
+            let clean = commands::bench_serve::run(&args)?;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some(Command::Rewrites(RewritesCommand::Audit(args))) => {
             let clean = commands::rewrites::audit(&args, &options)?;
             Ok(if clean {

@@ -2,11 +2,13 @@
 
 pub mod ask;
 pub mod bench;
+pub mod bench_serve;
 pub mod eval;
 pub mod feedback;
 pub mod retrieval_bench;
 pub mod rewrites;
 pub mod schema;
+pub mod serve;
 pub mod terminal;
 pub mod text_table;
 pub mod train;

@@ -2,6 +2,7 @@
 //! retrieval and example memory; the [`Analyst`] that `ask`, `bench` and `train` ask and
 //! record runs through (the TUI's workers build the same parts from [`QuestionContext`]).
 
+pub mod ask_json;
 pub mod engine;
 pub mod finetune;
 pub mod options;

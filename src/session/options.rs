@@ -27,6 +27,8 @@ pub struct RuntimeOptions {
     pub feedback: FeedbackSettings,
     /// The model server to ask instead of the local model (`--llm-url`).
     pub remote: Option<RemoteConfig>,
+    /// `nano-analyst serve`'s settings (its flags override them).
+    pub serve: crate::config::ServeSettings,
 }
 
 impl RuntimeOptions {
@@ -120,6 +122,7 @@ impl RuntimeOptions {
             render,
             remote: remote_config(global, &settings.model)?,
             feedback: settings.feedback,
+            serve: settings.serve,
         })
     }
 }

@@ -1,0 +1,197 @@
+//! `nano-analyst serve`: the pipeline over HTTP (axum on tokio), for databases named at
+//! start, plus an OpenAI-compatible chat completions endpoint on the loaded model.
+//!
+//! Invariants:
+//! - A request names a database by the name it was served under; no request chooses a
+//!   file path, and every database is opened read-only.
+//! - A non-loopback address is refused at start without a token; with a token, every
+//!   request without `Authorization: Bearer <token>` gets 401.
+//! - One model worker runs one job at a time (`worker`); a full queue answers 503 with
+//!   Retry-After, a client that goes away cancels its job, every job has a deadline.
+//! - One log line per request, to the log file.
+//!
+//! tokio and axum stay inside this module (and `commands::serve`); `api` and `chat` are the
+//! handlers, `http` the shared plumbing (auth, logging, errors).
+
+pub mod api;
+pub mod chat;
+pub mod http;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::core::db::exec::ReadOnlyDb;
+use crate::core::feedback::history::DbScope;
+use crate::core::feedback::store::scope_of;
+use crate::error::AppError;
+use crate::session::RuntimeOptions;
+
+/// How to serve, from the command line.
+#[derive(Clone, PartialEq)]
+pub struct ServeConfig {
+    /// Name -> database file.
+    pub databases: BTreeMap<String, PathBuf>,
+    pub host: IpAddr,
+    /// 0 takes a free port (printed at start).
+    pub port: u16,
+    pub token: Option<String>,
+    /// Jobs waiting for the model beyond the running one.
+    pub queue: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("databases", &self.databases)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("queue", &self.queue)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to serve on {0} without a token: anyone who can reach it could query the \
+         databases; pass --token (or NANO_ANALYST_SERVE_TOKEN), or bind 127.0.0.1"
+    )]
+    NeedsToken(IpAddr),
+    #[error("the token is empty; pass a secret of at least 16 characters")]
+    WeakToken,
+    #[error("no database to serve: name one with --db NAME=PATH")]
+    NoDatabase,
+    #[error("'{0}' is not a usable database name: use letters, digits, '-' and '_' (at most 64)")]
+    BadName(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server stopped: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A served database as the handlers see it.
+#[derive(Debug, Clone)]
+pub struct ServedDb {
+    pub path: PathBuf,
+    pub scope: DbScope,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub worker: worker::WorkerHandle,
+    pub databases: BTreeMap<String, ServedDb>,
+    pub options: RuntimeOptions,
+    pub config: ServeConfig,
+}
+
+/// Checks the address, token and names before anything is loaded.
+pub fn check(config: &ServeConfig) -> Result<(), ServeError> {
+    if config.databases.is_empty() {
+        return Err(ServeError::NoDatabase);
+    }
+    for name in config.databases.keys() {
+        let usable = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !usable {
+            return Err(ServeError::BadName(name.clone()));
+        }
+    }
+    match &config.token {
+        Some(token) if token.trim().len() < 16 => Err(ServeError::WeakToken),
+        None if !config.host.is_loopback() => Err(ServeError::NeedsToken(config.host)),
+        _ => Ok(()),
+    }
+}
+
+/// Serves until the process is stopped. `on_ready` gets the bound address once the model is
+/// loaded and the port accepts connections.
+pub fn run(
+    config: ServeConfig,
+    options: &RuntimeOptions,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), AppError> {
+    check(&config).map_err(|e| AppError::Usage(e.to_string()))?;
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|source| AppError::Usage(ServeError::Bind { addr, source }.to_string()))?;
+    let mut databases = BTreeMap::new();
+    for (name, path) in &config.databases {
+        let db = ReadOnlyDb::open(path)?;
+        let scope = scope_of(&db)?;
+        databases.insert(
+            name.clone(),
+            ServedDb {
+                path: path.clone(),
+                scope,
+            },
+        );
+    }
+    let worker = worker::start(&config.databases, options, config.queue)?;
+    let bound = listener
+        .local_addr()
+        .map_err(AppError::io("cannot read the bound address"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(AppError::io("cannot start the async runtime"))?;
+    let state = Arc::new(AppState {
+        worker,
+        databases,
+        options: options.clone(),
+        config,
+    });
+    runtime.block_on(async move {
+        listener
+            .set_nonblocking(true)
+            .map_err(AppError::io("cannot configure the listening socket"))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(AppError::io("cannot configure the listening socket"))?;
+        tracing::info!("serving on http://{bound}");
+        on_ready(bound);
+        axum::serve(listener, router(state))
+            .await
+            .map_err(|e| AppError::Usage(ServeError::Runtime(e).to_string()))
+    })
+}
+
+/// Every route, behind the body limit, the token check and the request log.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/v1/databases", get(api::databases))
+        .route("/v1/history", get(api::history))
+        .route("/v1/ask", post(api::ask))
+        .route("/v1/correct", post(api::correct))
+        .route("/v1/rate", post(api::rate))
+        .route("/v1/models", get(chat::models))
+        .route("/v1/chat/completions", post(chat::completions))
+        .fallback(http::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            http::authorize,
+        ))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(http::log_request))
+        .with_state(state)
+}
