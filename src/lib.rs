@@ -5,7 +5,7 @@
 //!   evaluation, fine-tuning) with no terminal, async runtime or llama.cpp imports.
 //! - [`llm`]: llama.cpp: the chat engine, the embedder, GGUF checks, training.
 //! - [`remote`]: the chat model on an OpenAI-compatible server (`--llm-url`).
-//! - [`server`]: `nano-analyst serve`, the pipeline and the model over HTTP (axum).
+//! - [`server`]: `nano-analyst serve`, the pipeline and the model over HTTP.
 //! - [`session`]: the composition root: settings + flags -> one database, one model,
 //!   retrieval and example memory, and the [`session::Analyst`] every front end asks through.
 //! - [`commands`]: the headless front ends (`ask`, `eval`, `bench`, `schema`, feedback,

@@ -98,12 +98,33 @@ fn core_names_no_terminal_runtime_or_llama_crate() {
     sources(&core, &mut files);
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        for forbidden in ["ratatui", "crossterm", "llama_cpp", "tokio::"] {
+        for forbidden in ["ratatui", "crossterm", "llama_cpp", "tokio::", "axum"] {
             assert!(
                 !text.contains(forbidden),
                 "{} names {forbidden}",
                 file.display()
             );
+        }
+    }
+}
+
+#[test]
+fn only_the_server_names_the_async_runtime() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    for file in files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if relative.starts_with("server/") || relative == "commands/serve.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for forbidden in ["tokio", "axum"] {
+            assert!(!text.contains(forbidden), "{relative} names {forbidden}");
         }
     }
 }

@@ -9,6 +9,7 @@ mod feedback;
 mod finetune;
 mod remote;
 mod retrieval;
+mod serve;
 mod spine;
 mod store_races;
 mod tui;

@@ -48,7 +48,12 @@ pub fn serve_config(args: &ServeArgs, options: &RuntimeOptions) -> Result<ServeC
         databases,
         host,
         port: args.port.unwrap_or(settings.port),
-        token: args.token.clone().filter(|t| !t.is_empty()),
+        token: args
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
         queue: args.queue.unwrap_or(settings.queue).max(1),
         request_timeout: Duration::from_secs(
             args.request_timeout

@@ -149,19 +149,39 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     given.len() == token.len() && given.iter().zip(token).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
 }
 
-/// One log line per request: method, path, status, time to the response head.
+/// One log line per request: method, path, status, time to the response head. A request
+/// whose client left before the response is logged as 499 (nginx's "client closed").
 pub async fn log_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let mut line = RequestLine {
+        method: request.method().to_string(),
+        path: request.uri().path().to_string(),
+        started: Instant::now(),
+        status: None,
+    };
     let response = next.run(request).await;
-    tracing::info!(
-        target: "nano_analyst::serve",
-        "{method} {path} {} {} ms",
-        response.status().as_u16(),
-        started.elapsed().as_millis()
-    );
+    line.status = Some(response.status().as_u16());
     response
+}
+
+/// Logs when dropped, so a request whose handler was dropped is logged too.
+struct RequestLine {
+    method: String,
+    path: String,
+    started: Instant,
+    status: Option<u16>,
+}
+
+impl Drop for RequestLine {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "nano_analyst::serve",
+            "{} {} {} {} ms",
+            self.method,
+            self.path,
+            self.status.unwrap_or(499),
+            self.started.elapsed().as_millis()
+        );
+    }
 }
 
 pub async fn not_found() -> ApiError {

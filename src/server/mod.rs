@@ -70,7 +70,7 @@ pub enum ServeError {
          databases; pass --token (or NANO_ANALYST_SERVE_TOKEN), or bind 127.0.0.1"
     )]
     NeedsToken(IpAddr),
-    #[error("the token is empty; pass a secret of at least 16 characters")]
+    #[error("the token is shorter than 16 characters; use a long random secret")]
     WeakToken,
     #[error("no database to serve: name one with --db NAME=PATH")]
     NoDatabase,
@@ -116,7 +116,7 @@ pub fn check(config: &ServeConfig) -> Result<(), ServeError> {
         }
     }
     match &config.token {
-        Some(token) if token.trim().len() < 16 => Err(ServeError::WeakToken),
+        Some(token) if token.trim().chars().count() < 16 => Err(ServeError::WeakToken),
         None if !config.host.is_loopback() => Err(ServeError::NeedsToken(config.host)),
         _ => Ok(()),
     }
@@ -194,4 +194,42 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(http::log_request))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(host: &str, token: Option<&str>, name: &str) -> ServeConfig {
+        ServeConfig {
+            databases: BTreeMap::from([(name.to_string(), PathBuf::from("x.db"))]),
+            host: host.parse().unwrap(),
+            port: 0,
+            token: token.map(str::to_string),
+            queue: 1,
+            request_timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+        }
+    }
+
+    #[test]
+    fn a_public_address_needs_a_long_token() {
+        let long = Some("0123456789abcdef");
+        assert!(check(&config("127.0.0.1", None, "db")).is_ok());
+        assert!(check(&config("::1", None, "db")).is_ok());
+        let refused = check(&config("0.0.0.0", None, "db")).unwrap_err();
+        assert!(refused.to_string().contains("without a token"), "{refused}");
+        assert!(check(&config("192.168.1.5", Some("short"), "db")).is_err());
+        assert!(check(&config("0.0.0.0", long, "db")).is_ok());
+        let debug = format!("{:?}", config("0.0.0.0", long, "db"));
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+
+    #[test]
+    fn database_names_are_plain_words() {
+        for bad in ["", "../etc", "a b", "chinook.db", &"x".repeat(65)] {
+            assert!(check(&config("127.0.0.1", None, bad)).is_err(), "{bad}");
+        }
+        assert!(check(&config("127.0.0.1", None, "chinook_2-b")).is_ok());
+    }
 }
