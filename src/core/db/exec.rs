@@ -248,7 +248,7 @@ impl Default for ExecLimits {
 
 /// Cancels the query running on a [`ReadOnlyDb`] from another thread.
 #[derive(Clone)]
-pub(crate) enum QueryCanceller {
+pub enum QueryCanceller {
     Sqlite {
         cancelled: Arc<AtomicBool>,
         interrupt: Arc<rusqlite::InterruptHandle>,
@@ -257,7 +257,7 @@ pub(crate) enum QueryCanceller {
 }
 
 impl QueryCanceller {
-    pub(crate) fn cancel(&self) {
+    pub fn cancel(&self) {
         match self {
             Self::Sqlite {
                 cancelled,
@@ -388,11 +388,11 @@ impl ReadOnlyDb {
     }
 
     /// The guard in this database's dialect.
-    pub(crate) fn check(&self, sql: &str) -> Result<GuardVerdict, GuardError> {
+    pub fn check(&self, sql: &str) -> Result<GuardVerdict, GuardError> {
         check_read_only_for(sql, self.dialect())
     }
 
-    pub(crate) fn canceller(&self) -> QueryCanceller {
+    pub fn canceller(&self) -> QueryCanceller {
         match &self.backend {
             Backend::Sqlite(sqlite) => QueryCanceller::Sqlite {
                 cancelled: Arc::clone(&sqlite.cancelled),

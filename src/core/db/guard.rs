@@ -54,7 +54,7 @@ pub(crate) const PG_REFUSED_FUNCTIONS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum GuardError {
+pub enum GuardError {
     #[error("the model produced no SQL")]
     Empty,
     #[error("refused: {count} statements; only a single query may run")]
@@ -70,7 +70,7 @@ pub(crate) enum GuardError {
 
 /// What the guard concluded about a statement it let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum GuardVerdict {
+pub enum GuardVerdict {
     /// Parsed as exactly one read-only query.
     Query,
     /// The parser could not read it (SQLite dialect gaps); SQLite's own read-only

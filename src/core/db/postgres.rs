@@ -41,7 +41,7 @@ pub(crate) struct PgDb {
 
 /// Cancels the query running on a [`PgDb`] from another thread, on the server.
 #[derive(Clone)]
-pub(crate) struct PgCanceller {
+pub struct PgCanceller {
     cancel: postgres::CancelToken,
     cancelled: Arc<AtomicBool>,
 }
@@ -89,7 +89,7 @@ impl PgDb {
         let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         let classify = |error: postgres::Error| self.classify(&error, limits);
         let mut tx = read_only_transaction(&mut client, limits.timeout).map_err(classify)?;
-        let result = run_query(&mut tx, sql, limits).map_err(classify);
+        let result = run_query(&mut tx, sql, limits).map_err(classify).and_then(|r| r);
         // Nothing is kept either way; a failed rollback only means the connection is gone.
         let _ = tx.rollback();
         result
@@ -176,13 +176,22 @@ fn read_only_transaction(
     Ok(tx)
 }
 
+/// The query's result; the inner error is a refusal before it ran.
 fn run_query(
     tx: &mut Transaction<'_>,
     sql: &str,
     limits: ExecLimits,
-) -> Result<QueryResult, postgres::Error> {
+) -> Result<Result<QueryResult, ExecError>, postgres::Error> {
     let trimmed = sql.trim().trim_end_matches(';');
     let statement = tx.prepare(trimmed)?;
+    // The server's own description of the statement: one that returns no columns is not a
+    // query (COPY to a file, DO, CALL, SET, LISTEN...). Some of those a read-only
+    // transaction allows (a superuser's COPY TO a server file), so it never runs.
+    if statement.columns().is_empty() {
+        return Ok(Err(ExecError::NotReadOnly(
+            "the statement returns no rows, so it is not a query; only queries may run".into(),
+        )));
+    }
     let columns: Vec<String> = statement
         .columns()
         .iter()
@@ -200,10 +209,10 @@ fn run_query(
         if kept.cut.is_none() {
             kept.offer_cells(row_cells(&row)?);
         } else if seen > (kept.rows.len() as u64).saturating_add(COUNT_BEYOND_CAP) {
-            return Ok(kept.into_result(columns, None));
+            return Ok(Ok(kept.into_result(columns, None)));
         }
     }
-    Ok(kept.into_result(columns, Some(seen)))
+    Ok(Ok(kept.into_result(columns, Some(seen))))
 }
 
 /// Whether a column of this type is read as it is (else it is cast, see [`wrap_unread_types`]).
