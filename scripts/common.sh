@@ -23,6 +23,8 @@ install_system_packages() {
   # The embedding model's converter runs in a virtual environment.
   python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
   command -v tmux >/dev/null || missing+=(tmux)
+  # The PostgreSQL tests start their own server from these binaries (tests/support/postgres.rs).
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -qq

@@ -15,7 +15,7 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
 
-    /// The SQLite database to open in the terminal app.
+    /// The SQLite database file (or postgres:// URL) to open in the terminal app.
     pub database: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -219,7 +219,7 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// The SQLite database (opened read-only).
+    /// The SQLite database file or a postgres:// URL (opened read-only).
     pub database: PathBuf,
     /// The question, in plain English.
     pub question: String,
@@ -273,7 +273,7 @@ pub struct RetrievalBenchArgs {
 
 #[derive(Debug, Args)]
 pub struct CorrectArgs {
-    /// The SQLite database the question is about (opened read-only).
+    /// The SQLite database file or postgres:// URL the question is about (opened read-only).
     pub database: PathBuf,
     /// The question (default: the question of --run).
     #[arg(long)]
@@ -294,7 +294,7 @@ pub enum RatingArg {
 
 #[derive(Debug, Args)]
 pub struct RateArgs {
-    /// The SQLite database the run was asked on.
+    /// The SQLite database file or postgres:// URL the run was asked on.
     pub database: PathBuf,
     /// The run's id (printed by `ask`, listed by `history`).
     #[arg(long, value_name = "ID")]
@@ -307,7 +307,7 @@ pub struct RateArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The SQLite database whose runs to show.
+    /// The SQLite database file or postgres:// URL whose runs to show.
     pub database: PathBuf,
     /// Print JSON Lines, one run per line.
     #[arg(long)]
@@ -460,7 +460,7 @@ pub struct TrainAugmentArgs {
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// The SQLite database (opened read-only).
+    /// The SQLite database file or a postgres:// URL (opened read-only).
     pub database: PathBuf,
     /// The question, in plain English.
     pub question: String,

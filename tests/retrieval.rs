@@ -29,7 +29,7 @@ fn retrieval_for(
     let schema = db.introspect().expect("schema");
     let mut collect = || {
         let mut values = ValueIndex::default();
-        values.collect(db.connection(), &schema, 0);
+        values.collect(db.connection().unwrap(), &schema, 0);
         values
     };
     RetrievalContext::new(

@@ -7,6 +7,7 @@ mod cli;
 mod eval;
 mod feedback;
 mod finetune;
+mod postgres;
 mod remote;
 mod retrieval;
 mod serve;

@@ -162,7 +162,9 @@ impl Bench<'_> {
             let mut values = ValueIndex::default();
             let mut offset = 0;
             for (_, db, schema) in self.databases {
-                values.collect(db.connection(), schema, offset);
+                if let Some(conn) = db.connection() {
+                    values.collect(conn, schema, offset);
+                }
                 offset += schema.tables.len();
             }
             values
@@ -193,7 +195,9 @@ impl Bench<'_> {
         for (db_id, db, schema) in self.databases {
             let mut collect = || {
                 let mut values = ValueIndex::default();
-                values.collect(db.connection(), schema, 0);
+                if let Some(conn) = db.connection() {
+                    values.collect(conn, schema, 0);
+                }
                 values
             };
             let mut context = RetrievalContext::new(

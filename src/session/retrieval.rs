@@ -57,7 +57,12 @@ pub fn open_retrieval_with_progress(
     let cache = index_cache_dir(&options.paths.data_dir);
     let mut collect = || {
         let mut values = ValueIndex::default();
-        values.collect(db.connection(), schema, 0);
+        match db.connection() {
+            Some(conn) => values.collect(conn, schema, 0),
+            None => values.collect_with(schema, 0, &mut |table, column, max_chars, limit| {
+                db.text_values(table, column, max_chars, limit)
+            }),
+        }
         values
     };
     let sources = IndexSources {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod tiny_model;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
-//! Read-only execution of one query with a time limit, a row cap and a byte budget.
+//! Read-only execution of one query with a time limit, a row cap and a byte budget, on
+//! either backend: [`ReadOnlyDb`] is a SQLite file (the default) or a PostgreSQL database
+//! ([`super::postgres`], read-only by its own transaction rules); the pipeline sees one type.
 //!
-//! Read-only is enforced by SQLite itself, three ways, so it holds even for SQL the guard
+//! On SQLite, read-only is enforced by SQLite itself, three ways, so it holds even for SQL the guard
 //! could not parse: the file is opened `SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only` is on,
 //! and an authorizer denies every write, schema change, ATTACH, PRAGMA other than the
 //! read-only introspection ones, and extension loading. A prepared statement must also
@@ -25,8 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::db::limits::{self, Watchdog, human_size, install_limits};
 pub use crate::core::db::open::DbError;
+use crate::core::db::guard::{GuardError, GuardVerdict, check_read_only_for};
 use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
+use crate::core::db::postgres::{PgCanceller, PgDb};
 use crate::core::db::schema::{Schema, SchemaError, introspect};
+use crate::core::db::source::{Source, SqlDialect};
 
 /// Pragmas that only read the schema; everything else is denied.
 const READ_ONLY_PRAGMAS: &[&str] = &[
@@ -39,7 +44,7 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
     "index_xinfo",
 ];
 /// How many rows past the cap are counted to report "N of M" before giving up on M.
-const COUNT_BEYOND_CAP: u64 = 1_000_000;
+pub(crate) const COUNT_BEYOND_CAP: u64 = 1_000_000;
 /// SQLite calls the progress handler every this many virtual-machine instructions. The
 /// watchdog thread is what enforces the deadline; this is the fallback when it could not
 /// start, and the cheap check that makes a cancel land promptly.
@@ -145,6 +150,16 @@ impl Cell {
         };
         std::mem::size_of::<Cell>() + payload
     }
+
+    /// As [`kept_size`](Self::kept_size), for a cell already read.
+    fn size(&self) -> usize {
+        let payload = match self {
+            Cell::Text(text) => text.len(),
+            Cell::Blob(bytes) => bytes.len(),
+            _ => 0,
+        };
+        std::mem::size_of::<Cell>() + payload
+    }
 }
 
 /// "12,345".
@@ -233,37 +248,66 @@ impl Default for ExecLimits {
 
 /// Cancels the query running on a [`ReadOnlyDb`] from another thread.
 #[derive(Clone)]
-pub(crate) struct QueryCanceller {
-    cancelled: Arc<AtomicBool>,
-    interrupt: Arc<rusqlite::InterruptHandle>,
+pub enum QueryCanceller {
+    Sqlite {
+        cancelled: Arc<AtomicBool>,
+        interrupt: Arc<rusqlite::InterruptHandle>,
+    },
+    Postgres(PgCanceller),
 }
 
 impl QueryCanceller {
-    pub(crate) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        self.interrupt.interrupt();
+    pub fn cancel(&self) {
+        match self {
+            Self::Sqlite {
+                cancelled,
+                interrupt,
+            } => {
+                cancelled.store(true, Ordering::SeqCst);
+                interrupt.interrupt();
+            }
+            Self::Postgres(canceller) => canceller.cancel(),
+        }
     }
 }
 
 /// A user database opened so that nothing can modify it.
 pub struct ReadOnlyDb {
+    backend: Backend,
+    /// The file, or the PostgreSQL URL without its password.
+    path: PathBuf,
+    schema: std::sync::OnceLock<Schema>,
+}
+
+enum Backend {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+struct SqliteDb {
     /// Declared first so that its thread is joined before the connection closes.
     watchdog: Watchdog,
     conn: Connection,
-    path: PathBuf,
     /// Milliseconds since the epoch after which the running query is interrupted; 0 = none.
     deadline_ms: Arc<AtomicU64>,
     cancelled: Arc<AtomicBool>,
     interrupt: Arc<rusqlite::InterruptHandle>,
-    schema: std::sync::OnceLock<Schema>,
     /// Declared after `conn`, so it runs once the connection is closed.
     _sidecars: WalSidecars,
 }
 
 impl ReadOnlyDb {
-    /// Opens `path` read-only; a file that cannot be read says why (see [`DbError`]).
+    /// Opens a SQLite file read-only, or connects to the `postgres://` URL `path` holds; a
+    /// database that cannot be opened says why (see [`DbError`]).
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        Self::open_with_busy_timeout(path, BUSY_TIMEOUT)
+        match Source::parse(path)? {
+            Source::Sqlite(path) => Self::open_with_busy_timeout(&path, BUSY_TIMEOUT),
+            Source::Postgres(target) => Ok(Self {
+                path: PathBuf::from(target.display()),
+                backend: Backend::Postgres(PgDb::connect(&target)?),
+                schema: std::sync::OnceLock::new(),
+            }),
+        }
     }
 
     pub(crate) fn open_with_busy_timeout(
@@ -292,30 +336,69 @@ impl ReadOnlyDb {
         )
         .map_err(open_error)?;
         let interrupt = Arc::new(conn.get_interrupt_handle());
-        Ok(Self {
+        let sqlite = SqliteDb {
             watchdog: Watchdog::start(conn.get_interrupt_handle()),
             conn,
-            path: path.to_path_buf(),
             deadline_ms,
             cancelled,
             interrupt,
-            schema: std::sync::OnceLock::new(),
             _sidecars: sidecars,
+        };
+        Ok(Self {
+            backend: Backend::Sqlite(sqlite),
+            path: path.to_path_buf(),
+            schema: std::sync::OnceLock::new(),
         })
     }
 
+    /// The file, or the PostgreSQL URL without its password (what history records).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The SQLite connection, for the rewrites and retrieval steps that probe the data
+    /// with SQLite's SQL; `None` on other backends, where those steps are skipped.
+    pub fn connection(&self) -> Option<&Connection> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => Some(&sqlite.conn),
+            Backend::Postgres(_) => None,
+        }
     }
 
-    pub(crate) fn canceller(&self) -> QueryCanceller {
-        QueryCanceller {
-            cancelled: Arc::clone(&self.cancelled),
-            interrupt: Arc::clone(&self.interrupt),
+    pub fn dialect(&self) -> SqlDialect {
+        match &self.backend {
+            Backend::Sqlite(_) => SqlDialect::Sqlite,
+            Backend::Postgres(_) => SqlDialect::Postgres,
+        }
+    }
+
+    /// Distinct text values of one column, between 2 and `max_chars` characters, at most
+    /// `limit` (the value index). SQLite's are read through [`connection`](Self::connection).
+    pub fn text_values(
+        &self,
+        table: &str,
+        column: &str,
+        max_chars: usize,
+        limit: usize,
+    ) -> Vec<String> {
+        match &self.backend {
+            Backend::Sqlite(_) => Vec::new(),
+            Backend::Postgres(pg) => pg.text_values(table, column, max_chars, limit),
+        }
+    }
+
+    /// The guard in this database's dialect.
+    pub fn check(&self, sql: &str) -> Result<GuardVerdict, GuardError> {
+        check_read_only_for(sql, self.dialect())
+    }
+
+    pub fn canceller(&self) -> QueryCanceller {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => QueryCanceller::Sqlite {
+                cancelled: Arc::clone(&sqlite.cancelled),
+                interrupt: Arc::clone(&sqlite.interrupt),
+            },
+            Backend::Postgres(pg) => QueryCanceller::Postgres(pg.canceller()),
         }
     }
 
@@ -329,13 +412,26 @@ impl ReadOnlyDb {
         if let Some(schema) = self.schema.get() {
             return Ok(schema);
         }
-        let schema = introspect(&self.conn, &self.path.display().to_string())?;
+        let schema = match &self.backend {
+            Backend::Sqlite(sqlite) => introspect(&sqlite.conn, &self.path.display().to_string())?,
+            Backend::Postgres(pg) => pg.introspect()?,
+        };
         Ok(self.schema.get_or_init(|| schema))
     }
 
     /// Runs one read-only query, keeping at most `limits.row_limit` rows and
-    /// `limits.byte_limit` bytes of them; a watchdog stops it at `limits.timeout`.
+    /// `limits.byte_limit` bytes of them; it is stopped at `limits.timeout`.
     pub fn execute(&self, sql: &str, limits: ExecLimits) -> Result<QueryResult, ExecError> {
+        match &self.backend {
+            Backend::Sqlite(sqlite) => sqlite.execute(sql, limits),
+            Backend::Postgres(pg) => pg.execute(sql, limits),
+        }
+    }
+}
+
+impl SqliteDb {
+    /// A watchdog stops the query at `limits.timeout`.
+    fn execute(&self, sql: &str, limits: ExecLimits) -> Result<QueryResult, ExecError> {
         self.cancelled.store(false, Ordering::SeqCst);
         limits::set_value_limit(&self.conn, limits.byte_limit)
             .map_err(|error| self.classify(error, Instant::now(), limits))?;
@@ -412,16 +508,16 @@ impl ReadOnlyDb {
 }
 
 /// The rows a result keeps while it is read: up to the row cap and the byte budget.
-struct Kept {
+pub(crate) struct Kept {
     width: usize,
     row_limit: usize,
     bytes_left: usize,
-    rows: Vec<Vec<Cell>>,
-    cut: Option<Cut>,
+    pub(crate) rows: Vec<Vec<Cell>>,
+    pub(crate) cut: Option<Cut>,
 }
 
 impl Kept {
-    fn new(width: usize, limits: ExecLimits) -> Self {
+    pub(crate) fn new(width: usize, limits: ExecLimits) -> Self {
         Self {
             width,
             row_limit: limits.row_limit,
@@ -455,7 +551,27 @@ impl Kept {
         Ok(())
     }
 
-    fn into_result(self, columns: Vec<String>, total_rows: Option<u64>) -> QueryResult {
+    /// As [`offer`](Self::offer), for a row whose cells were read already (PostgreSQL sends
+    /// each row whole).
+    pub(crate) fn offer_cells(&mut self, cells: Vec<Cell>) {
+        if self.rows.len() >= self.row_limit {
+            self.cut = Some(Cut::RowLimit);
+            return;
+        }
+        let size = cells
+            .iter()
+            .fold(std::mem::size_of::<Vec<Cell>>(), |size, cell| {
+                size.saturating_add(cell.size())
+            });
+        if size > self.bytes_left {
+            self.cut = Some(Cut::ByteLimit);
+            return;
+        }
+        self.bytes_left -= size;
+        self.rows.push(cells);
+    }
+
+    pub(crate) fn into_result(self, columns: Vec<String>, total_rows: Option<u64>) -> QueryResult {
         QueryResult {
             columns,
             rows: self.rows,

@@ -4,24 +4,73 @@
 //! ("refused: DELETE") instead of a driver error. It is not the only defence: the executor
 //! opens the database read-only, sets `query_only` and installs an authorizer, so SQL that
 //! this parser cannot read still cannot write.
+//!
+//! On PostgreSQL ([`check_read_only_for`]) the same rules hold with its parser, and more is
+//! refused, since its SQL reaches further: a data-modifying `WITH`, row locks (`FOR
+//! UPDATE`), and functions that touch server files, large objects, other connections,
+//! settings, sequences or advisory locks ([`PG_REFUSED_FUNCTIONS`]). The server refuses
+//! writes again in its `READ ONLY` transaction.
 
-use sqlparser::ast::{SetExpr, Statement};
+use sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::core::db::source::SqlDialect;
+
+/// PostgreSQL functions a question never needs and that act outside the query: server
+/// files, large objects, other servers, other sessions, settings, sequences, advisory
+/// locks, SQL run from a string. A name ending in `*` is a prefix.
+pub(crate) const PG_REFUSED_FUNCTIONS: &[&str] = &[
+    "pg_read_*",
+    "pg_ls_*",
+    "pg_stat_file",
+    "pg_file_*",
+    "pg_current_logfile",
+    "lo_*",
+    "loread",
+    "lowrite",
+    "dblink*",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_switch_wal",
+    "pg_promote",
+    "pg_create_*",
+    "pg_drop_replication_slot",
+    "pg_logical_*",
+    "pg_notify",
+    "pg_advisory*",
+    "pg_try_advisory*",
+    "pg_import_system_collations",
+    "set_config",
+    "nextval",
+    "setval",
+    "query_to_xml*",
+    "cursor_to_xml*",
+    "txid_current",
+    "pg_current_xact_id",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum GuardError {
+pub enum GuardError {
     #[error("the model produced no SQL")]
     Empty,
     #[error("refused: {count} statements; only a single query may run")]
     MultipleStatements { count: usize },
     #[error("refused: '{kind}' would change the database; only read-only queries may run")]
     NotReadOnly { kind: String },
+    #[error(
+        "refused: '{name}' acts outside the query (server files, sessions, settings or \
+         locks); only plain read-only queries may run"
+    )]
+    SideEffect { name: String },
 }
 
 /// What the guard concluded about a statement it let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum GuardVerdict {
+pub enum GuardVerdict {
     /// Parsed as exactly one read-only query.
     Query,
     /// The parser could not read it (SQLite dialect gaps); SQLite's own read-only
@@ -29,15 +78,29 @@ pub(crate) enum GuardVerdict {
     Unparsed(String),
 }
 
-/// Checks one piece of SQL. Returns the verdict, or why it must not run.
+/// Checks one piece of SQL for SQLite. Returns the verdict, or why it must not run.
 pub(crate) fn check_read_only(sql: &str) -> Result<GuardVerdict, GuardError> {
+    check_read_only_for(sql, SqlDialect::Sqlite)
+}
+
+/// Checks one piece of SQL in `dialect`. Returns the verdict, or why it must not run.
+pub(crate) fn check_read_only_for(
+    sql: &str,
+    dialect: SqlDialect,
+) -> Result<GuardVerdict, GuardError> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
         return Err(GuardError::Empty);
     }
-    match Parser::parse_sql(&SQLiteDialect {}, trimmed) {
+    if dialect == SqlDialect::Postgres {
+        refuse_pg_functions(trimmed)?;
+    }
+    match Parser::parse_sql(dialect.parser().as_ref(), trimmed) {
         Ok(statements) => match statements.as_slice() {
             [] => Err(GuardError::Empty),
+            [statement] if dialect == SqlDialect::Postgres => {
+                check_pg_statement(statement, trimmed)
+            }
             [statement] => check_statement(statement, trimmed),
             many => Err(GuardError::MultipleStatements { count: many.len() }),
         },
@@ -98,6 +161,76 @@ fn check_statement(statement: &Statement, sql: &str) -> Result<GuardVerdict, Gua
             kind: leading_keyword(sql),
         }),
     }
+}
+
+/// PostgreSQL: every query in the statement (CTEs and subqueries too) must read only and
+/// lock nothing.
+fn check_pg_statement(statement: &Statement, sql: &str) -> Result<GuardVerdict, GuardError> {
+    check_statement(statement, sql)?;
+    let mut queries = PgQueries(None);
+    let _ = statement.visit(&mut queries);
+    match queries.0 {
+        Some(refused) => Err(refused),
+        None => Ok(GuardVerdict::Query),
+    }
+}
+
+/// Finds the first nested query that writes (`WITH d AS (DELETE ... RETURNING *)`) or
+/// takes row locks (`FOR UPDATE`).
+struct PgQueries(Option<GuardError>);
+
+impl Visitor for PgQueries {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> std::ops::ControlFlow<()> {
+        if !set_expr_is_read_only(&query.body) {
+            self.0 = Some(GuardError::NotReadOnly {
+                kind: "data-modifying WITH".into(),
+            });
+            return std::ops::ControlFlow::Break(());
+        }
+        if !query.locks.is_empty() {
+            self.0 = Some(GuardError::NotReadOnly {
+                kind: "FOR UPDATE/SHARE".into(),
+            });
+            return std::ops::ControlFlow::Break(());
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// Refuses a call of a [`PG_REFUSED_FUNCTIONS`] name, found in the tokens (so outside
+/// string literals and comments, quoted or not, and even in SQL the parser cannot read).
+fn refuse_pg_functions(sql: &str) -> Result<(), GuardError> {
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    // SQL the tokenizer cannot read cannot be parsed either; the parse decides then.
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return Ok(());
+    };
+    let significant: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    for pair in significant.windows(2) {
+        if let [Token::Word(word), Token::LParen] = pair
+            && is_refused_function(&word.value)
+        {
+            return Err(GuardError::SideEffect {
+                name: format!("{}()", word.value),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_refused_function(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    PG_REFUSED_FUNCTIONS
+        .iter()
+        .any(|refused| match refused.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *refused,
+        })
 }
 
 fn set_expr_is_read_only(expr: &SetExpr) -> bool {
@@ -220,6 +353,92 @@ mod tests {
         ];
         for (sql, expected) in refused {
             assert_eq!(check_read_only(sql), Err(expected), "{sql}");
+        }
+    }
+
+    /// Every write or side effect the PostgreSQL guard must refuse before the server sees it
+    /// (the same list runs against a real server with the guard bypassed, in
+    /// `tests/postgres.rs`).
+    pub(crate) const PG_REFUSED: &[&str] = &[
+        "DELETE FROM \"Album\"",
+        "INSERT INTO \"Genre\" (\"Name\") VALUES ('x')",
+        "UPDATE \"Album\" SET \"Title\" = 'x'",
+        "DROP TABLE \"Album\"",
+        "TRUNCATE \"Album\"",
+        "CREATE TABLE t (x int)",
+        "ALTER TABLE \"Album\" ADD COLUMN x int",
+        "GRANT SELECT ON \"Album\" TO PUBLIC",
+        "COPY \"Album\" TO STDOUT",
+        "COPY \"Album\" FROM '/tmp/x'",
+        "COPY (SELECT 1) TO '/tmp/nano-analyst-copy'",
+        "DO $$ BEGIN DELETE FROM \"Album\"; END $$",
+        "CALL some_procedure()",
+        "SET statement_timeout = 0",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+        "RESET ALL",
+        "LISTEN channel",
+        "NOTIFY channel, 'x'",
+        "UNLISTEN *",
+        "VACUUM \"Album\"",
+        "LOCK TABLE \"Album\"",
+        "PREPARE p AS DELETE FROM \"Album\"",
+        "EXECUTE p",
+        "EXPLAIN ANALYZE DELETE FROM \"Album\"",
+        "BEGIN",
+        "COMMIT",
+        "WITH d AS (DELETE FROM \"Album\" RETURNING *) SELECT count(*) FROM d",
+        "SELECT * FROM \"Album\" FOR UPDATE",
+        "SELECT * INTO new_table FROM \"Album\"",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT pg_read_binary_file('/etc/passwd')",
+        "SELECT * FROM pg_ls_dir('.')",
+        "SELECT pg_stat_file('postgresql.conf')",
+        "SELECT lo_import('/etc/passwd')",
+        "SELECT lo_export(1, '/tmp/x')",
+        "SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)",
+        "SELECT pg_catalog.pg_read_file('pg_hba.conf')",
+        "SELECT \"pg_read_file\"('x')",
+        "SELECT set_config('statement_timeout', '0', false)",
+        "SELECT nextval('seq')",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT pg_terminate_backend(1)",
+        "SELECT pg_notify('c', 'x')",
+        "SELECT query_to_xml('DELETE FROM \"Album\"', true, true, '')",
+        "SELECT 1; DELETE FROM \"Album\"",
+    ];
+
+    #[test]
+    fn postgres_refuses_writes_side_effects_and_server_functions() {
+        for sql in PG_REFUSED {
+            assert!(
+                check_read_only_for(sql, SqlDialect::Postgres).is_err(),
+                "{sql} passed the PostgreSQL guard"
+            );
+        }
+        assert_eq!(
+            check_read_only_for("SELECT pg_read_file('/etc/passwd')", SqlDialect::Postgres)
+                .unwrap_err()
+                .to_string(),
+            "refused: 'pg_read_file()' acts outside the query (server files, sessions, settings \
+             or locks); only plain read-only queries may run"
+        );
+    }
+
+    #[test]
+    fn postgres_accepts_its_own_read_only_queries() {
+        for sql in [
+            "SELECT \"Name\" FROM \"Artist\" WHERE \"Name\" ILIKE '%ac%'",
+            "SELECT EXTRACT(YEAR FROM \"InvoiceDate\") AS y, sum(\"Total\")::numeric(10,2) \
+             FROM \"Invoice\" GROUP BY 1 ORDER BY 1",
+            "SELECT date_trunc('month', d) - INTERVAL '30 days' FROM t",
+            "WITH x AS (SELECT 1 AS a) SELECT a || 'b' FROM x",
+            "SELECT 'pg_read_file(x)' AS text_not_a_call, lower(\"Name\") FROM \"Genre\"",
+        ] {
+            assert_eq!(
+                check_read_only_for(sql, SqlDialect::Postgres),
+                Ok(GuardVerdict::Query),
+                "{sql}"
+            );
         }
     }
 

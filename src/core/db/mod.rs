@@ -1,6 +1,7 @@
-//! One user database, read-only: execution with time, row and byte limits, schema introspection,
-//! the compact schema text, identifier splitting, SQL parsing and the read-only guard.
-//! Depends on nothing else in the core.
+//! One user database, read-only: a SQLite file or a PostgreSQL database behind one
+//! [`exec::ReadOnlyDb`] (execution with time, row and byte limits, cancel, introspection,
+//! dialect), the compact schema text, identifier splitting, SQL parsing and the read-only
+//! guard. Depends on nothing else in the core.
 
 pub mod compare;
 pub mod exec;
@@ -8,6 +9,8 @@ pub mod guard;
 pub mod ident;
 pub mod limits;
 pub mod open;
+pub mod postgres;
 pub mod render;
 pub mod schema;
+pub mod source;
 pub mod sql_ast;

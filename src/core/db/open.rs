@@ -47,6 +47,23 @@ pub enum DbError {
     Open { path: String, reason: String },
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error("unknown database scheme '{scheme}': {hint}")]
+    UnknownScheme { scheme: String, hint: &'static str },
+    #[error("invalid PostgreSQL URL '{url}': {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot reach the PostgreSQL server at '{server}' ({reason}); is it running there?")]
+    Unreachable { server: String, reason: String },
+    #[error(
+        "the PostgreSQL server refused user '{user}' for '{url}': {reason}; check the password \
+         (PGPASSWORD or ~/.pgpass)"
+    )]
+    AuthFailed {
+        url: String,
+        user: String,
+        reason: String,
+    },
+    #[error("PostgreSQL refused '{url}': {reason}")]
+    Postgres { url: String, reason: String },
 }
 
 /// Opens `path` read-only with `query_only` on and the schema header read, so a file that

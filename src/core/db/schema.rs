@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use crate::core::db::ident::quote_identifier;
 
 /// How many distinct sample values to keep per text column.
-const SAMPLE_VALUES: usize = 3;
+pub(crate) const SAMPLE_VALUES: usize = 3;
 /// Sample values longer than this are not useful to the model and cost tokens.
-const SAMPLE_MAX_CHARS: usize = 40;
+pub(crate) const SAMPLE_MAX_CHARS: usize = 40;
 /// Distinct values are counted up to this many; past it a column is not categorical.
 pub(crate) const DISTINCT_COUNT_CAP: u64 = 1000;
 
@@ -22,6 +22,8 @@ pub enum SchemaError {
     NotADatabase { path: String, reason: String },
     #[error("could not read the schema: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("could not read the schema from PostgreSQL: {0}")]
+    Postgres(String),
     /// Nothing to ask about: a model given no tables invents them, attempt after attempt.
     #[error("the database '{path}' has no tables{}", broken_suffix(.broken))]
     NoTables {
@@ -269,7 +271,7 @@ fn count_rows(conn: &Connection, table: &str) -> Option<u64> {
         .map(|n| n.max(0) as u64)
 }
 
-fn is_textual(column: &Column) -> bool {
+pub(crate) fn is_textual(column: &Column) -> bool {
     let declared = column.declared_type.to_ascii_uppercase();
     declared.is_empty()
         || declared.contains("CHAR")

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use crate::core::db::exec::{ExecError, QueryResult};
-use crate::core::db::guard::check_read_only;
 use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Sampling};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
 use crate::core::pipeline::outcome::{Attempt, PipelineEvent, Stage};
@@ -121,7 +120,7 @@ impl Run<'_> {
         }
         let results: Vec<Option<QueryResult>> = candidates
             .iter()
-            .map(|candidate| match check_read_only(&candidate.sql) {
+            .map(|candidate| match self.db.check(&candidate.sql) {
                 Ok(_) => self.db.execute(&candidate.sql, self.config.limits).ok(),
                 Err(_) => None,
             })
@@ -214,7 +213,7 @@ impl Run<'_> {
             {
                 continue;
             }
-            if let Err(refused) = check_read_only(&candidate.sql) {
+            if let Err(refused) = self.db.check(&candidate.sql) {
                 last = Attempt {
                     sql: candidate.sql,
                     error: Some(refused.to_string()),

@@ -8,6 +8,7 @@
 use std::fmt::Write;
 
 use crate::core::db::exec::QueryResult;
+use crate::core::db::source::SqlDialect;
 use crate::core::model::{ChatMessage, Role};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN};
 use crate::core::retrieval::provider::{Example, GlossaryEntry};
@@ -20,11 +21,35 @@ Write one SQLite SELECT query that answers the user's question about the databas
 - Join tables on the REFERENCES keys shown in the schema.
 - Answer with the SQL only, in a ```sql code block.";
 
+/// The same instructions for PostgreSQL, with what differs from SQLite where small models
+/// slip: quoting of mixed-case names, dates and string functions.
+const POSTGRES_INSTRUCTIONS: &str = "\
+You are an expert data analyst who writes PostgreSQL queries.
+Write one PostgreSQL SELECT query that answers the user's question about the database below.
+- Use only tables and columns that exist in the schema; write names exactly as the schema \
+spells them, in double quotes when they have capitals, spaces or symbols (\"InvoiceDate\").
+- Return only the columns the question asks for, in the order it asks for them.
+- Join tables on the REFERENCES keys shown in the schema.
+- PostgreSQL functions: EXTRACT(YEAR FROM d), date_trunc('month', d), d - INTERVAL '30 days', \
+to_char(d, 'YYYY-MM'), || or concat() for strings, ILIKE for case-insensitive matching, \
+ROUND(x::numeric, 2).
+- Answer with the SQL only, in a ```sql code block.";
+
+/// The system message for a SQLite database.
 pub fn system_message(schema_text: &str) -> ChatMessage {
+    system_message_for(schema_text, SqlDialect::Sqlite)
+}
+
+/// The system message in the dialect of the database the question is asked on.
+pub fn system_message_for(schema_text: &str, dialect: SqlDialect) -> ChatMessage {
+    let instructions = match dialect {
+        SqlDialect::Sqlite => SYSTEM_INSTRUCTIONS,
+        SqlDialect::Postgres => POSTGRES_INSTRUCTIONS,
+    };
     ChatMessage::new(
         Role::System,
         format!(
-            "{SYSTEM_INSTRUCTIONS}\n\nDatabase schema:\n{}",
+            "{instructions}\n\nDatabase schema:\n{}",
             schema_text.trim_end()
         ),
     )
@@ -70,12 +95,16 @@ pub fn sql_reply(sql: &str) -> ChatMessage {
     )
 }
 
-pub(crate) fn repair_message(error: &str, hints: &[String]) -> ChatMessage {
+pub(crate) fn repair_message(error: &str, hints: &[String], dialect: SqlDialect) -> ChatMessage {
     let mut content = format!("That query failed with this error:\n{}\n", error.trim());
     for hint in hints {
         let _ = writeln!(content, "{hint}");
     }
-    content.push_str("Write a corrected SQLite query for the same question.");
+    let _ = write!(
+        content,
+        "Write a corrected {} query for the same question.",
+        dialect.name()
+    );
     ChatMessage::new(Role::User, content)
 }
 

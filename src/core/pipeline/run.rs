@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::core::db::exec::{ExecError, QueryResult, ReadOnlyDb};
-use crate::core::db::guard::{GuardError, check_read_only, referenced_tables};
+use crate::core::db::guard::{GuardError, referenced_tables};
 use crate::core::model::{ChatMessage, LanguageModel};
 use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::drop_invented_join;
@@ -12,7 +12,9 @@ use crate::core::pipeline::missing_join::join_owning_table;
 use crate::core::pipeline::outcome::{
     Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings,
 };
-use crate::core::pipeline::prompt::{question_turns, repair_message, sql_reply, system_message};
+use crate::core::pipeline::prompt::{
+    question_turns, repair_message, sql_reply, system_message_for,
+};
 use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
 use crate::core::retrieval::provider::PromptContext;
@@ -67,7 +69,7 @@ impl<'a> Run<'a> {
         config: &'a PipelineConfig,
         prompt: PromptContext,
     ) -> Self {
-        let mut messages = vec![system_message(&prompt.schema_text)];
+        let mut messages = vec![system_message_for(&prompt.schema_text, db.dialect())];
         messages.extend(question_turns(question, &prompt.examples, &prompt.glossary));
         let grammar = if config.grammar {
             db.schema().ok().map(sql_grammar)
@@ -162,7 +164,7 @@ impl<'a> Run<'a> {
         attempt: u32,
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<Result<QueryResult, Failure>, PipelineError> {
-        match check_read_only(sql) {
+        match self.db.check(sql) {
             Err(GuardError::Empty) => {
                 return Ok(Err(Failure::Repairable(GuardError::Empty.to_string())));
             }
@@ -196,6 +198,7 @@ impl<'a> Run<'a> {
             question: self.question,
             schema: self.db.schema().ok()?,
             conn: self.db.connection(),
+            dialect: self.db.dialect(),
         })
     }
 
@@ -229,7 +232,7 @@ impl<'a> Run<'a> {
             }
         }
         self.messages.push(sql_reply(sql));
-        self.messages.push(repair_message(message, &hints));
+        self.messages.push(repair_message(message, &hints, self.db.dialect()));
         fix
     }
 

@@ -90,6 +90,27 @@ impl ValueIndex {
         }
     }
 
+    /// As [`collect`](Self::collect), reading each column's values through `read`
+    /// (table name, column name, longest value, how many) — for databases other than SQLite.
+    pub fn collect_with(
+        &mut self,
+        schema: &Schema,
+        table_offset: usize,
+        read: &mut dyn FnMut(&str, &str, usize, usize) -> Vec<String>,
+    ) {
+        for (t, table) in schema.tables.iter().enumerate() {
+            for (c, column) in table.columns.iter().enumerate() {
+                let location = ValueLocation {
+                    table: (t + table_offset) as u32,
+                    column: c as u32,
+                };
+                for value in read(&table.name, &column.name, VALUE_MAX_CHARS, VALUES_PER_COLUMN) {
+                    self.insert(&value, location);
+                }
+            }
+        }
+    }
+
     /// Every phrase of the question (up to six words) that is a value somewhere, longest
     /// first; a shorter phrase inside a longer match is not reported again.
     pub fn find(&self, question: &str) -> Vec<ValueMatch> {

@@ -129,6 +129,7 @@ impl Auditor {
             question,
             schema,
             conn: db.connection(),
+            dialect: db.dialect(),
         };
         let outcome = self.outcome(&self.chain, gold, &expected, db, &input);
         line.rewritten_sql = outcome.sql;

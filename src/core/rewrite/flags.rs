@@ -232,7 +232,7 @@ impl Rewrite for FilterNamedFlags {
     }
 
     fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
-        filter_named_flags(sql, input.question, input.schema, input.conn)
+        filter_named_flags(sql, input.question, input.schema, input.conn?)
     }
 }
 
@@ -245,7 +245,7 @@ impl Rewrite for DropUnnamedFlags {
     }
 
     fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
-        drop_unnamed_flag_filters(sql, input.question, input.schema, input.conn)
+        drop_unnamed_flag_filters(sql, input.question, input.schema, input.conn?)
     }
 }
 

@@ -444,7 +444,7 @@ impl Rewrite for GroundLiterals {
     }
 
     fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
-        ground_literals(sql, input.schema, input.conn, self.lookup_through_keys)
+        ground_literals(sql, input.schema, input.conn?, self.lookup_through_keys)
     }
 }
 

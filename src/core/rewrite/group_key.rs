@@ -110,7 +110,7 @@ impl Rewrite for GroupByEntityKey {
     }
 
     fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
-        group_by_entity_key(sql, input.schema, input.conn)
+        group_by_entity_key(sql, input.schema, input.conn?)
     }
 }
 

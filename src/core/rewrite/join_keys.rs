@@ -35,8 +35,9 @@ impl Check for JoinKeys {
     }
 
     fn check(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
+        let conn = input.conn?;
         let off = off_key_join_unless(sql, input.schema, &|a, b| {
-            data_links(input.conn, input.schema, a, b)
+            data_links(conn, input.schema, a, b)
         })?;
         Some(format!(
             "the join condition {} pairs {}.{} with {}.{}, which are not linked by a key; {}",
@@ -379,6 +380,7 @@ mod tests {
             question: "Which 5 customers spent the most, and which country are they from?",
             schema: db.schema().unwrap(),
             conn: db.connection(),
+            dialect: db.dialect(),
         };
         let wrong = "SELECT T1.FirstName, T1.Country, SUM(T2.UnitPrice * T2.Quantity) AS Spent \
                      FROM Customer AS T1 JOIN InvoiceLine AS T2 ON T1.CustomerId = T2.InvoiceId \

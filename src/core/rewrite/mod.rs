@@ -18,13 +18,17 @@ use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::core::db::schema::Schema;
+use crate::core::db::source::SqlDialect;
 
 /// What a step may read besides the query.
 #[derive(Clone, Copy)]
 pub(crate) struct RewriteInput<'a> {
     pub question: &'a str,
     pub schema: &'a Schema,
-    pub conn: &'a Connection,
+    /// The SQLite connection the data probes read; `None` on other backends, where the
+    /// steps that probe the data with SQLite's SQL leave the query alone.
+    pub conn: Option<&'a Connection>,
+    pub dialect: SqlDialect,
 }
 
 /// One rewrite of a query.
@@ -242,6 +246,7 @@ mod tests {
             question: "Which albums does artist 1 have?",
             schema: db.schema().unwrap(),
             conn: db.connection(),
+            dialect: db.dialect(),
         };
         RewriteChain::from_settings(settings).apply(sql.to_string(), &input)
     }
@@ -279,6 +284,7 @@ mod tests {
             question: "",
             schema: db.schema().unwrap(),
             conn: db.connection(),
+            dialect: db.dialect(),
         };
         let chain = RewriteChain::from_settings(&defaults());
         let sql = "SELECT a.Title FROM Album a JOIN Track t ON a.AlbumId = a.AlbumId";

@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Instant;
 
 use crate::core::db::exec::{ExecLimits, QueryCanceller, ReadOnlyDb};
-use crate::core::db::guard::check_read_only;
+use crate::core::db::guard::GuardVerdict;
 use crate::tui::app::{Msg, RequestId, WorkerError};
 
 pub struct DbHandle {
@@ -32,7 +32,8 @@ impl DbHandle {
                     }
                     let (id, sql) = request;
                     let started = Instant::now();
-                    let result = match (&db, check_read_only(&sql)) {
+                    let checked = db.as_ref().map(|db| db.check(&sql));
+                    let result = match (&db, checked.unwrap_or(Ok(GuardVerdict::Query))) {
                         (None, _) => Err(open_error.clone().unwrap_or_default()),
                         (_, Err(refused)) => Err(refused.to_string()),
                         (Some(db), Ok(_)) => db.execute(&sql, limits).map_err(|e| e.to_string()),
