@@ -78,6 +78,8 @@ pub(crate) fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
         model: "test-model".into(),
         error: None,
         rewrites: Vec::new(),
+        source: None,
+        confidence: None,
         prompt: None,
     }
 }

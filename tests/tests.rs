@@ -11,4 +11,5 @@ mod remote;
 mod retrieval;
 mod spine;
 mod store_races;
+mod trust;
 mod tui;

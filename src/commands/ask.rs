@@ -1,7 +1,5 @@
 //! `nano-analyst ask DB "QUESTION" [--json] [--no-answer]`.
 
-use std::io::Write;
-
 use serde::Serialize;
 
 use crate::cli::AskArgs;
@@ -9,7 +7,9 @@ use crate::commands::feedback::retraining_note;
 use crate::commands::text_table;
 use crate::core::db::exec::{Cell, Cut};
 use crate::core::feedback::history::RetrainingStatus;
-use crate::core::pipeline::outcome::{Attempt, PipelineEvent, RunOutcome, Timings};
+use crate::core::pipeline::outcome::{
+    Attempt, Confidence, PipelineEvent, RunOutcome, Source, Timings,
+};
 use crate::core::retrieval::provider::ContextMode;
 use crate::error::AppError;
 use crate::session::{Analyst, RuntimeOptions};
@@ -33,6 +33,13 @@ pub struct AskJson<'a> {
     pub context_mode: ContextMode,
     /// The rewrites and checks that fired on the run's queries.
     pub rewrites: &'a [String],
+    /// Which step produced the query: {"kind": "first_attempt"}, {"kind": "repaired",
+    /// "attempt": N} or {"kind": "fallback_vote", "agreed": A, "samples": S}; null when
+    /// nothing ran.
+    pub source: Option<Source>,
+    /// {"level": "high"|"medium"|"low", "reasons": [...], "sql_logprob": mean token
+    /// log-probability of the query when the engine reports it}; null when nothing ran.
+    pub confidence: Option<&'a Confidence>,
     pub timings: &'a Timings,
     pub model: &'a str,
     pub error: Option<&'a str>,
@@ -70,6 +77,8 @@ impl<'a> AskJson<'a> {
             tables_sent: &outcome.tables_sent,
             context_mode: outcome.context_mode,
             rewrites: &outcome.rewrites,
+            source: outcome.source,
+            confidence: outcome.confidence.as_ref(),
             timings: &outcome.timings,
             model: &outcome.model,
             error: outcome.error.as_deref(),
@@ -92,8 +101,6 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         crate::errln!("nano-analyst: {note}");
     }
     let stream_answer = !args.json;
-    let mut stdout = std::io::stdout();
-    let mut answer_started = false;
     let mut sql_so_far = String::new();
     let mut sql_attempt = 0;
     let outcome = analyst.ask(&args.question, &mut |event| {
@@ -117,11 +124,8 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
                 crate::out!("{}", text_table::render(result, 50));
                 crate::outln!("({})\n", result.row_summary());
             }
-            PipelineEvent::AnswerText(text) => {
-                answer_started = true;
-                crate::out!("{text}");
-                let _ = stdout.flush();
-            }
+            // The answer is printed once checked against the rows (below), not streamed:
+            // a sentence that states what the rows do not hold is replaced.
             _ => {}
         }
     })?;
@@ -133,8 +137,11 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         let json = serde_json::to_string(&json).map_err(AppError::json("the result"))?;
         crate::outln!("{json}");
     } else {
-        if answer_started {
-            crate::outln!();
+        if let Some(answer) = &outcome.answer {
+            crate::outln!("{answer}");
+        }
+        if let Some(confidence) = &outcome.confidence {
+            crate::outln!("{}", confidence_line(confidence));
         }
         if let Some(run) = analyst.last_run() {
             let db = args.database.display();
@@ -153,4 +160,13 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         return Ok(false);
     }
     Ok(true)
+}
+
+/// "confidence: medium (answered by repair attempt 2)".
+pub(crate) fn confidence_line(confidence: &Confidence) -> String {
+    let mut line = format!("confidence: {}", confidence.level.label());
+    if !confidence.reasons.is_empty() {
+        line.push_str(&format!(" ({})", confidence.reasons.join("; ")));
+    }
+    line
 }
