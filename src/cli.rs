@@ -39,7 +39,8 @@ pub struct GlobalArgs {
     /// Directory for all app state: model cache, prompt cache, logs, stores.
     #[arg(long, global = true, env = "NANO_ANALYST_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Config file (default: config.toml in the platform config directory).
+    /// Config file (default: config.toml in the platform config directory). A file named
+    /// with --config must exist.
     #[arg(long, global = true, env = "NANO_ANALYST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Times a failing query is sent back to the model with its error.
@@ -131,6 +132,22 @@ pub enum Command {
     /// Check the query rewrites against known-correct queries.
     #[command(subcommand)]
     Rewrites(RewritesCommand),
+    /// Show where the app reads and writes: config file, data dir, log file, model dir, and
+    /// whether each exists.
+    Paths,
+    /// Print a shell completion script, e.g. `nano-analyst completions bash >
+    /// ~/.local/share/bash-completion/completions/nano-analyst`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

@@ -251,7 +251,7 @@ fn grounding_on_the_chinook_pairs() {
         })
         .expect("pipeline runs");
         let gold = run_sql(&db, &pair.query);
-        tally.add(pair, &outcome, first.trim(), &gold);
+        tally.add(pair, &outcome, first.trim(), &gold, config.answer_rows);
     }
     tally.report(pairs.len());
     assert_eq!(
@@ -282,6 +282,7 @@ impl Tally {
         outcome: &RunOutcome,
         first: &str,
         gold: &nano_analyst::core::db::exec::QueryResult,
+        shown: usize,
     ) {
         let (Some(result), Some(answer)) = (&outcome.result, &outcome.answer) else {
             return;
@@ -292,7 +293,7 @@ impl Tally {
         let answer = answer
             .split_once("samples agreed): ")
             .map_or(answer.as_str(), |(_, rest)| rest);
-        let claims = ungrounded_claims(answer, &pair.question, result);
+        let claims = ungrounded_claims(answer, &pair.question, result, shown);
         if claims.is_empty() {
             self.grounded += 1;
             self.right_sentences += usize::from(right);
@@ -300,7 +301,7 @@ impl Tally {
             self.ungrounded += 1;
             println!("UNGROUNDED {:?}: {answer:?} {claims:?}", pair.question);
         }
-        let first_ok = ungrounded_claims(first, &pair.question, result).is_empty();
+        let first_ok = ungrounded_claims(first, &pair.question, result, shown).is_empty();
         self.first_grounded += usize::from(first_ok);
         if answer == template_answer(result) && !first_ok {
             self.templated += 1;
@@ -342,5 +343,172 @@ impl Tally {
         for (level, (runs, right)) in ["low", "medium", "high"].iter().zip(self.by_confidence) {
             println!("confidence {level}: {runs} runs, rows right {right}");
         }
+    }
+}
+
+/// Captures what the pipeline logs while `run` runs.
+fn logged(run: impl FnOnce()) -> String {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Shared(Arc::new(Mutex::new(Vec::new())));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, run);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn the_log_holds_each_question_its_attempts_and_timings() {
+    let log = logged(|| {
+        let mut model = scripted(|request| {
+            if !is_sql_request(request) {
+                ("There are 347 albums.".into(), StopReason::EndOfText)
+            } else if request.messages.len() <= 2 {
+                ("Titel FROM Album".into(), StopReason::StopString)
+            } else {
+                ("count(*) FROM Album".into(), StopReason::StopString)
+            }
+        });
+        ask(&mut model, "How many albums are there?", &default_pipeline(), &mut |_| {});
+    });
+    for needle in [
+        "question: context retrieved",
+        "How many albums are there?",
+        "attempt failed",
+        "no such column: Titel",
+        "attempt ran",
+        "answered",
+        "total_ms=",
+        "confidence=",
+    ] {
+        assert!(log.contains(needle), "{needle} not in the log:\n{log}");
+    }
+}
+
+mod cli {
+    use crate::feedback::{json_lines, nano, outcome};
+    use crate::support::chinook_path;
+    use nano_analyst::core::feedback::store::HistoryStore;
+
+    fn stderr(output: &std::process::Output) -> String {
+        String::from_utf8_lossy(&output.stderr).trim_end().to_string()
+    }
+
+    fn stdout(output: &std::process::Output) -> String {
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_missing_config_named_with_the_flag_is_a_one_line_error() {
+        let data = tempfile::tempdir().unwrap();
+        let missing = data.path().join("missing.toml");
+        let output = nano(data.path(), &["--config", missing.to_str().unwrap(), "paths"]);
+        assert!(!output.status.success());
+        let error = stderr(&output);
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(
+            error.contains(&format!("config file '{}' does not exist", missing.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn paths_lists_each_place_and_whether_it_exists() {
+        let data = tempfile::tempdir().unwrap();
+        let output = nano(data.path(), &["paths"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        let config = data.path().join("no-config.toml");
+        assert!(
+            text.contains(&format!(
+                "config file  {}  (missing: the built-in defaults apply)",
+                config.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("data dir     {}  (exists)", data.path().display())),
+            "{text}"
+        );
+        for name in ["log file", "model dir", "model ", "history"] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn completions_are_printed_for_bash_zsh_and_fish() {
+        let data = tempfile::tempdir().unwrap();
+        for (shell, marker) in [
+            ("bash", "complete -F"),
+            ("zsh", "#compdef nano-analyst"),
+            ("fish", "complete -c nano-analyst"),
+        ] {
+            let output = nano(data.path(), &["completions", shell]);
+            assert!(output.status.success(), "{shell}: {}", stderr(&output));
+            let script = stdout(&output);
+            assert!(script.contains(marker), "{shell}: {script}");
+            assert!(script.contains("paths"), "{shell} completes the subcommands");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_correction_is_a_syntax_error_and_refusals_say_refused_once() {
+        let data = tempfile::tempdir().unwrap();
+        let db = chinook_path();
+        let correct = |sql: &str| {
+            let args = ["correct", db.to_str().unwrap(), "--question", "Albums?", "--sql", sql];
+            stderr(&nano(data.path(), &args))
+        };
+        let error = correct("SELEC Title FROM Album");
+        assert!(error.contains("syntax error: 'SELEC'"), "{error}");
+        assert!(!error.contains("would change the database"), "{error}");
+        let error = correct("DELETE FROM Album");
+        assert!(
+            error.contains("the correction was refused: 'DELETE' would change the database"),
+            "{error}"
+        );
+        assert!(!error.contains("refused: refused"), "{error}");
+    }
+
+    #[test]
+    fn history_shows_the_corrected_sqls_row_count_as_json_lines() {
+        let data = tempfile::tempdir().unwrap();
+        let db = chinook_path();
+        let db = db.to_str().unwrap();
+        let run = {
+            let mut store = HistoryStore::open(&data.path().join("history.sqlite3")).unwrap();
+            let scope = crate::feedback::chinook_scope();
+            store
+                .record(&scope, &outcome("List the genres", "SELECT Name FROM Genre LIMIT 5", 5))
+                .unwrap()
+        };
+        let run = run.to_string();
+        let corrected = nano(
+            data.path(),
+            &["correct", db, "--run", &run, "--sql", "SELECT Name FROM Genre"],
+        );
+        assert!(corrected.status.success(), "{}", stderr(&corrected));
+        let text = stdout(&nano(data.path(), &["history", db]));
+        assert!(text.contains("corrected") && text.contains("25 rows"), "{text}");
+        let lines = stdout(&nano(data.path(), &["history", db, "--json"]));
+        assert_eq!(lines.lines().count(), 1, "one run, one line: {lines}");
+        let history = json_lines(&lines);
+        assert_eq!(history[0]["row_count"], 25);
+        assert_eq!(history[0]["sql"], "SELECT Name FROM Genre");
     }
 }

@@ -4,6 +4,7 @@ pub mod ask;
 pub mod bench;
 pub mod eval;
 pub mod feedback;
+pub mod paths;
 pub mod retrieval_bench;
 pub mod rewrites;
 pub mod schema;

@@ -47,7 +47,7 @@ impl Run<'_> {
         let first = self.write_sentence(model, messages.clone(), &mut |text| {
             on_event(PipelineEvent::AnswerText(text))
         })?;
-        let claims = ungrounded_claims(&first, self.question, result);
+        let claims = ungrounded_claims(&first, self.question, result, self.config.answer_rows);
         let answer = if claims.is_empty() {
             AnswerText {
                 text: first,
@@ -58,7 +58,7 @@ impl Run<'_> {
             messages.push(ChatMessage::new(Role::Assistant, first));
             messages.push(ChatMessage::new(Role::User, retry_message(&claims)));
             let second = self.write_sentence(model, messages, &mut |_| {})?;
-            let claims = ungrounded_claims(&second, self.question, result);
+            let claims = ungrounded_claims(&second, self.question, result, self.config.answer_rows);
             if claims.is_empty() {
                 AnswerText {
                     text: second,

@@ -10,9 +10,18 @@
 use crate::core::db::exec::{Cell, QueryResult};
 
 /// What a sentence states that neither the rows nor the question hold, in order; empty when
-/// the sentence is grounded.
-pub fn ungrounded_claims(sentence: &str, question: &str, result: &QueryResult) -> Vec<String> {
-    let known = Known::new(question, result);
+/// the sentence is grounded. `shown_rows`: how many rows the model was shown, so that "and
+/// 5 more" about the rows it was not shown counts as held.
+pub fn ungrounded_claims(
+    sentence: &str,
+    question: &str,
+    result: &QueryResult,
+    shown_rows: usize,
+) -> Vec<String> {
+    let mut known = Known::new(question, result);
+    if let Some(unshown) = result.rows.len().checked_sub(shown_rows).filter(|n| *n > 0) {
+        known.numbers.push(unshown as f64);
+    }
     let mut claims: Vec<String> = numbers_in(sentence)
         .into_iter()
         .filter(|number| !known.has_number(number))
@@ -340,20 +349,23 @@ mod tests {
         let rows = customers_per_country();
         let question = "How many customers are there in each country?";
         assert_eq!(
-            ungrounded_claims(
-                "There are 24 customers in total across 18 countries.",
-                question,
-                &rows
-            ),
+            ungrounded_claims("There are 24 customers in total across 18 countries.", question, &rows, 20),
             vec!["18"]
         );
         assert!(
-            ungrounded_claims(
-                "The USA has the most customers (13), and 24 countries have at least one.",
-                question,
-                &rows
-            )
+            ungrounded_claims("The USA has the most customers (13), and 24 countries have at least one.", question, &rows, 20)
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn rows_the_model_was_not_shown_may_be_counted() {
+        let rows = customers_per_country();
+        let sentence = "The countries are USA, Country1 and the remaining 6 countries.";
+        assert!(ungrounded_claims(sentence, "Which countries?", &rows, 18).is_empty());
+        assert_eq!(
+            ungrounded_claims(sentence, "Which countries?", &rows, 20),
+            vec!["6"]
         );
     }
 
@@ -367,18 +379,18 @@ mod tests {
             "Sales were $38 in September.",
         ] {
             assert!(
-                ungrounded_claims(sentence, question, &rows).is_empty(),
+                ungrounded_claims(sentence, question, &rows, 20).is_empty(),
                 "{sentence}"
             );
         }
         assert_eq!(
-            ungrounded_claims("Sales were $37.7 in October.", question, &rows),
+            ungrounded_claims("Sales were $37.7 in October.", question, &rows, 20),
             vec!["37.7", "October"]
         );
         let total = result(&["Total"], vec![vec![Cell::Real(1234.56)]]);
-        assert!(ungrounded_claims("The total is $1,234.56.", "Total sales?", &total).is_empty());
+        assert!(ungrounded_claims("The total is $1,234.56.", "Total sales?", &total, 20).is_empty());
         assert_eq!(
-            ungrounded_claims("That is 45% of sales.", "Total sales?", &total),
+            ungrounded_claims("That is 45% of sales.", "Total sales?", &total, 20),
             vec!["45"]
         );
     }
@@ -391,19 +403,19 @@ mod tests {
         );
         let question = "Which genre sells best in Germany?";
         assert!(
-            ungrounded_claims("Rock sells best in Germany, with 157 tracks sold.", question, &rows)
+            ungrounded_claims("Rock sells best in Germany, with 157 tracks sold.", question, &rows, 20)
                 .is_empty()
         );
         assert_eq!(
-            ungrounded_claims("The best-selling genre in Germany is Latin.", question, &rows),
+            ungrounded_claims("The best-selling genre in Germany is Latin.", question, &rows, 20),
             vec!["Latin"]
         );
         assert_eq!(
-            ungrounded_claims("The top genre is \"Heavy Metal\".", question, &rows),
+            ungrounded_claims("The top genre is \"Heavy Metal\".", question, &rows, 20),
             vec!["Heavy Metal"]
         );
         // An apostrophe is not a quote; digits inside words are not numbers.
-        assert!(ungrounded_claims("Rock's 157 mp3 tracks lead.", question, &rows).is_empty());
+        assert!(ungrounded_claims("Rock's 157 mp3 tracks lead.", question, &rows, 20).is_empty());
     }
 
     #[test]
@@ -426,7 +438,7 @@ mod tests {
         );
         for rows in [customers_per_country()] {
             let sentence = template_answer(&rows);
-            assert!(ungrounded_claims(&sentence, "", &rows).is_empty());
+            assert!(ungrounded_claims(&sentence, "", &rows, 20).is_empty());
         }
     }
 

@@ -188,8 +188,8 @@ impl<'a> Run<'a> {
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<Result<QueryResult, Failure>, PipelineError> {
         match check_read_only(sql) {
-            Err(GuardError::Empty) => {
-                return Ok(Err(Failure::Repairable(GuardError::Empty.to_string())));
+            Err(error @ (GuardError::Empty | GuardError::Syntax { .. })) => {
+                return Ok(Err(Failure::Repairable(error.to_string())));
             }
             Err(refused) => return Ok(Err(Failure::Final(refused.to_string()))),
             Ok(_) => {}
