@@ -29,8 +29,8 @@ pub enum ConfigError {
 /// running on the defaults looks like a setting that does not work. `NANO_ANALYST_CONFIG`
 /// may name a file not written yet (isolated test runs point it at an empty directory).
 pub fn require_named_config(path: &Path) -> Result<(), ConfigError> {
-    let from_environment = std::env::var_os("NANO_ANALYST_CONFIG")
-        .is_some_and(|value| Path::new(&value) == path);
+    let from_environment =
+        std::env::var_os("NANO_ANALYST_CONFIG").is_some_and(|value| Path::new(&value) == path);
     if from_environment || path.exists() {
         Ok(())
     } else {

@@ -94,7 +94,9 @@ fn with_prompt(outcome: RunOutcome, prompt: &PromptRecord) -> RunOutcome {
 /// JSON Lines as one JSON array.
 pub(crate) fn json_lines(text: &str) -> serde_json::Value {
     text.lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line"))
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line")
+        })
         .collect()
 }
 

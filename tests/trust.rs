@@ -116,17 +116,25 @@ fn the_query_has_one_space_after_the_opening() {
     // The model's first token after the forced "SELECT " starts with a space.
     let mut model = scripted(|request| {
         if is_sql_request(request) {
-            (" Name FROM Artist WHERE ArtistId = 1".into(), StopReason::StopString)
+            (
+                " Name FROM Artist WHERE ArtistId = 1".into(),
+                StopReason::StopString,
+            )
         } else {
             ("The artist is AC/DC.".into(), StopReason::EndOfText)
         }
     });
     let mut streamed = String::new();
-    let outcome = ask(&mut model, "Who is artist 1?", &default_pipeline(), &mut |event| {
-        if let PipelineEvent::SqlText { text, .. } = event {
-            streamed.push_str(text);
-        }
-    });
+    let outcome = ask(
+        &mut model,
+        "Who is artist 1?",
+        &default_pipeline(),
+        &mut |event| {
+            if let PipelineEvent::SqlText { text, .. } = event {
+                streamed.push_str(text);
+            }
+        },
+    );
     assert_eq!(
         outcome.sql.as_deref(),
         Some("SELECT Name FROM Artist WHERE ArtistId = 1")
@@ -153,7 +161,10 @@ fn a_sentence_the_rows_contradict_is_replaced_by_the_result_stated_plainly() {
     let outcome = ask(&mut model, question, &default_pipeline(), &mut |_| {});
     // The first sentence, the retry, then the template.
     assert_eq!(model.calls, 3);
-    assert_eq!(outcome.answer.as_deref(), Some("24 rows: Country, customers"));
+    assert_eq!(
+        outcome.answer.as_deref(),
+        Some("24 rows: Country, customers")
+    );
     let confidence = outcome.confidence.expect("a confidence");
     assert_eq!(confidence.level, ConfidenceLevel::Medium);
     assert!(
@@ -165,18 +176,32 @@ fn a_sentence_the_rows_contradict_is_replaced_by_the_result_stated_plainly() {
 #[test]
 fn a_grounded_retry_is_kept_and_a_cut_answer_ends_with_an_ellipsis() {
     let mut answers = vec![
-        ("There are 347 albums, more than 34".to_string(), StopReason::MaxTokens),
+        (
+            "There are 347 albums, more than 34".to_string(),
+            StopReason::MaxTokens,
+        ),
         ("There are 350 albums.".to_string(), StopReason::EndOfText),
     ];
     let mut model = scripted(move |request| {
         if is_sql_request(request) {
-            ("count(*) AS albums FROM Album".into(), StopReason::StopString)
+            (
+                "count(*) AS albums FROM Album".into(),
+                StopReason::StopString,
+            )
         } else {
             answers.pop().expect("at most two sentences")
         }
     });
-    let outcome = ask(&mut model, "How many albums are there?", &default_pipeline(), &mut |_| {});
-    assert_eq!(outcome.answer.as_deref(), Some("There are 347 albums, more than…"));
+    let outcome = ask(
+        &mut model,
+        "How many albums are there?",
+        &default_pipeline(),
+        &mut |_| {},
+    );
+    assert_eq!(
+        outcome.answer.as_deref(),
+        Some("There are 347 albums, more than…")
+    );
 }
 
 #[test]
@@ -186,16 +211,22 @@ fn a_fallback_answer_is_marked_as_a_guess() {
     assert!(samples > 1, "the default config samples a fallback");
     let mut model = scripted(|request| match request.sampling {
         // Only the fallback's samples (seeded 104729 * k) write a query that runs.
-        Sampling::Temperature { seed, .. } if seed % 104_729 == 0 => {
-            ("count(*) AS albums FROM Album".into(), StopReason::StopString)
-        }
+        Sampling::Temperature { seed, .. } if seed % 104_729 == 0 => (
+            "count(*) AS albums FROM Album".into(),
+            StopReason::StopString,
+        ),
         _ if is_sql_request(request) => (
             format!("no_such_function({})", request.messages.len()),
             StopReason::StopString,
         ),
         _ => ("There are 347 albums.".into(), StopReason::EndOfText),
     });
-    let outcome = ask(&mut model, "How many albums are there?", &config, &mut |_| {});
+    let outcome = ask(
+        &mut model,
+        "How many albums are there?",
+        &config,
+        &mut |_| {},
+    );
     assert!(outcome.succeeded(), "{:?}", outcome.error);
     assert_eq!(
         outcome.source,
@@ -206,7 +237,10 @@ fn a_fallback_answer_is_marked_as_a_guess() {
     );
     assert_eq!(
         outcome.answer.as_deref(),
-        Some(format!("Guess ({samples} of {samples} samples agreed): There are 347 albums.").as_str())
+        Some(
+            format!("Guess ({samples} of {samples} samples agreed): There are 347 albums.")
+                .as_str()
+        )
     );
     assert_eq!(
         outcome.confidence.map(|c| c.level),
@@ -244,11 +278,18 @@ fn grounding_on_the_chinook_pairs() {
     for pair in &pairs {
         let mut context = WholeSchemaContext::new(&schema);
         let mut first = String::new();
-        let outcome = run_question(&mut engine, &db, &mut context, &pair.question, &config, &mut |e| {
-            if let PipelineEvent::AnswerText(text) = e {
-                first.push_str(text);
-            }
-        })
+        let outcome = run_question(
+            &mut engine,
+            &db,
+            &mut context,
+            &pair.question,
+            &config,
+            &mut |e| {
+                if let PipelineEvent::AnswerText(text) = e {
+                    first.push_str(text);
+                }
+            },
+        )
         .expect("pipeline runs");
         let gold = run_sql(&db, &pair.query);
         tally.add(pair, &outcome, first.trim(), &gold, config.answer_rows);
@@ -308,7 +349,10 @@ impl Tally {
             println!("TEMPLATE {:?}: first {first:?}", pair.question);
         } else if !first_ok {
             self.retried += 1;
-            println!("RETRIED {:?}: first {first:?} then {answer:?}", pair.question);
+            println!(
+                "RETRIED {:?}: first {first:?} then {answer:?}",
+                pair.question
+            );
         }
         if result.columns.len() == 1 && result.rows.len() == 1 {
             self.single += 1;
@@ -384,7 +428,12 @@ fn the_log_holds_each_question_its_attempts_and_timings() {
                 ("count(*) FROM Album".into(), StopReason::StopString)
             }
         });
-        ask(&mut model, "How many albums are there?", &default_pipeline(), &mut |_| {});
+        ask(
+            &mut model,
+            "How many albums are there?",
+            &default_pipeline(),
+            &mut |_| {},
+        );
     });
     for needle in [
         "question: context retrieved",
@@ -406,7 +455,9 @@ mod cli {
     use nano_analyst::core::feedback::store::HistoryStore;
 
     fn stderr(output: &std::process::Output) -> String {
-        String::from_utf8_lossy(&output.stderr).trim_end().to_string()
+        String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_string()
     }
 
     fn stdout(output: &std::process::Output) -> String {
@@ -417,12 +468,18 @@ mod cli {
     fn a_missing_config_named_with_the_flag_is_a_one_line_error() {
         let data = tempfile::tempdir().unwrap();
         let missing = data.path().join("missing.toml");
-        let output = nano(data.path(), &["--config", missing.to_str().unwrap(), "paths"]);
+        let output = nano(
+            data.path(),
+            &["--config", missing.to_str().unwrap(), "paths"],
+        );
         assert!(!output.status.success());
         let error = stderr(&output);
         assert_eq!(error.lines().count(), 1, "{error}");
         assert!(
-            error.contains(&format!("config file '{}' does not exist", missing.display())),
+            error.contains(&format!(
+                "config file '{}' does not exist",
+                missing.display()
+            )),
             "{error}"
         );
     }
@@ -462,7 +519,10 @@ mod cli {
             assert!(output.status.success(), "{shell}: {}", stderr(&output));
             let script = stdout(&output);
             assert!(script.contains(marker), "{shell}: {script}");
-            assert!(script.contains("paths"), "{shell} completes the subcommands");
+            assert!(
+                script.contains("paths"),
+                "{shell} completes the subcommands"
+            );
         }
     }
 
@@ -471,7 +531,14 @@ mod cli {
         let data = tempfile::tempdir().unwrap();
         let db = chinook_path();
         let correct = |sql: &str| {
-            let args = ["correct", db.to_str().unwrap(), "--question", "Albums?", "--sql", sql];
+            let args = [
+                "correct",
+                db.to_str().unwrap(),
+                "--question",
+                "Albums?",
+                "--sql",
+                sql,
+            ];
             stderr(&nano(data.path(), &args))
         };
         let error = correct("SELEC Title FROM Album");
@@ -494,17 +561,30 @@ mod cli {
             let mut store = HistoryStore::open(&data.path().join("history.sqlite3")).unwrap();
             let scope = crate::feedback::chinook_scope();
             store
-                .record(&scope, &outcome("List the genres", "SELECT Name FROM Genre LIMIT 5", 5))
+                .record(
+                    &scope,
+                    &outcome("List the genres", "SELECT Name FROM Genre LIMIT 5", 5),
+                )
                 .unwrap()
         };
         let run = run.to_string();
         let corrected = nano(
             data.path(),
-            &["correct", db, "--run", &run, "--sql", "SELECT Name FROM Genre"],
+            &[
+                "correct",
+                db,
+                "--run",
+                &run,
+                "--sql",
+                "SELECT Name FROM Genre",
+            ],
         );
         assert!(corrected.status.success(), "{}", stderr(&corrected));
         let text = stdout(&nano(data.path(), &["history", db]));
-        assert!(text.contains("corrected") && text.contains("25 rows"), "{text}");
+        assert!(
+            text.contains("corrected") && text.contains("25 rows"),
+            "{text}"
+        );
         let lines = stdout(&nano(data.path(), &["history", db, "--json"]));
         assert_eq!(lines.lines().count(), 1, "one run, one line: {lines}");
         let history = json_lines(&lines);

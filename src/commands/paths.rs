@@ -24,7 +24,11 @@ fn places(options: &RuntimeOptions) -> Vec<(&'static str, Option<PathBuf>, &'sta
             paths.config_file.clone(),
             "missing: the built-in defaults apply",
         ),
-        ("data dir", Some(paths.data_dir.clone()), "missing: created on first use"),
+        (
+            "data dir",
+            Some(paths.data_dir.clone()),
+            "missing: created on first use",
+        ),
         ("log file", Some(log), "missing: written on first use"),
         (
             "model dir",
@@ -36,7 +40,11 @@ fn places(options: &RuntimeOptions) -> Vec<(&'static str, Option<PathBuf>, &'sta
             Some(options.engine.model_path.clone()),
             "missing: run scripts/fetch-model.sh or pass --model",
         ),
-        ("history", Some(paths.history_db()), "missing: created on first use"),
+        (
+            "history",
+            Some(paths.history_db()),
+            "missing: created on first use",
+        ),
     ]
 }
 
@@ -88,7 +96,11 @@ mod tests {
         );
         let gone = dir.path().join("gone.toml");
         assert_eq!(
-            line("config file", Some(&gone), "missing: the built-in defaults apply"),
+            line(
+                "config file",
+                Some(&gone),
+                "missing: the built-in defaults apply"
+            ),
             format!(
                 "config file  {}  (missing: the built-in defaults apply)",
                 gone.display()

@@ -66,9 +66,27 @@ pub(crate) fn check_read_only(sql: &str) -> Result<GuardVerdict, GuardError> {
 /// The words SQLite starts a statement other than a query with; any other first word is a
 /// typo, refused as a syntax error rather than as a write.
 const STATEMENT_KEYWORDS: &[&str] = &[
-    "ALTER", "ANALYZE", "ATTACH", "BEGIN", "COMMIT", "CREATE", "DELETE", "DETACH", "DROP", "END",
-    "EXPLAIN", "INSERT", "PRAGMA", "REINDEX", "RELEASE", "REPLACE", "ROLLBACK", "SAVEPOINT",
-    "UPDATE", "UPSERT", "VACUUM",
+    "ALTER",
+    "ANALYZE",
+    "ATTACH",
+    "BEGIN",
+    "COMMIT",
+    "CREATE",
+    "DELETE",
+    "DETACH",
+    "DROP",
+    "END",
+    "EXPLAIN",
+    "INSERT",
+    "PRAGMA",
+    "REINDEX",
+    "RELEASE",
+    "REPLACE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "UPDATE",
+    "UPSERT",
+    "VACUUM",
 ];
 
 /// The tables a query reads, as written in it (CTE names excluded), in order of appearance.

@@ -8,10 +8,10 @@ use crate::core::db::exec::{ExecError, QueryResult};
 use crate::core::db::guard::check_read_only;
 use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Sampling};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::pipeline::outcome::Source;
 use crate::core::pipeline::outcome::{Attempt, PipelineEvent, Stage};
 use crate::core::pipeline::repair::repeats_failure;
 use crate::core::pipeline::run::{Ending, Run, same_sql};
-use crate::core::pipeline::outcome::Source;
 use crate::core::pipeline::vote::{pick_by_vote, tally_vote};
 use crate::core::pipeline::{PipelineError, millis};
 use crate::core::rewrite::Rewritten;
@@ -312,7 +312,10 @@ mod tests {
 
     #[test]
     fn the_opening_and_the_reply_meet_with_one_space() {
-        assert_eq!(join_opening("SELECT ", " Name FROM t"), "SELECT Name FROM t");
+        assert_eq!(
+            join_opening("SELECT ", " Name FROM t"),
+            "SELECT Name FROM t"
+        );
         assert_eq!(join_opening("SELECT ", "Name FROM t"), "SELECT Name FROM t");
         assert_eq!(join_opening("", "  SELECT 1"), "  SELECT 1");
         assert_eq!(join_opening("SELECT", " 1"), "SELECT 1");

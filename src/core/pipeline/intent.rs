@@ -28,7 +28,9 @@ pub fn write_request(question: &str) -> Option<String> {
     }
     let verb = rest.first()?;
     let (_, asks) = CHANGING_VERBS.iter().find(|(v, _)| v == verb)?;
-    Some(format!("nano-analyst only reads; this question asks to {asks}"))
+    Some(format!(
+        "nano-analyst only reads; this question asks to {asks}"
+    ))
 }
 
 /// Openings that make a request polite without changing what it asks.

@@ -145,13 +145,17 @@ pub fn run_question(
 fn log_outcome(outcome: &RunOutcome) {
     for (n, attempt) in outcome.attempts.iter().enumerate() {
         match &attempt.error {
-            Some(error) => tracing::info!(attempt = n + 1, sql = %attempt.sql, %error, "attempt failed"),
+            Some(error) => {
+                tracing::info!(attempt = n + 1, sql = %attempt.sql, %error, "attempt failed")
+            }
             None => tracing::info!(attempt = n + 1, sql = %attempt.sql, "attempt ran"),
         }
     }
     let t = &outcome.timings;
     match &outcome.error {
-        Some(error) => tracing::warn!(question = %outcome.question, %error, total_ms = t.total_ms, "unanswered"),
+        Some(error) => {
+            tracing::warn!(question = %outcome.question, %error, total_ms = t.total_ms, "unanswered")
+        }
         None => tracing::info!(
             question = %outcome.question,
             rows = outcome.result.as_ref().map_or(0, |r| r.rows.len()),

@@ -206,11 +206,16 @@ impl Confidence {
         if result.rows.is_empty() {
             doubt("the result is empty".into(), &mut level);
         } else if result.truncated() {
-            doubt(format!("rows capped ({})", result.row_summary()), &mut level);
+            doubt(
+                format!("rows capped ({})", result.row_summary()),
+                &mut level,
+            );
         }
         if let Some(logprob) = sql_logprob.filter(|l| *l < UNSURE_LOGPROB) {
             doubt(
-                format!("the model was unsure of the query (mean token log-probability {logprob:.2})"),
+                format!(
+                    "the model was unsure of the query (mean token log-probability {logprob:.2})"
+                ),
                 &mut level,
             );
         }

@@ -26,10 +26,7 @@ pub(super) enum Ending {
         source: Source,
     },
     /// `refused`: the guard refused the query outright, so no fallback is tried.
-    Unanswered {
-        reason: String,
-        refused: bool,
-    },
+    Unanswered { reason: String, refused: bool },
 }
 
 /// What an answered run ends with.

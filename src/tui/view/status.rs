@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn a_long_message_loses_its_middle_not_its_end() {
         assert_eq!(elide_middle("short", 10), "short");
-        assert_eq!(elide_middle("export failed: /a/b/c/d/e: denied", 21), "export fai…/e: denied");
+        assert_eq!(
+            elide_middle("export failed: /a/b/c/d/e: denied", 21),
+            "export fai…/e: denied"
+        );
     }
 
     #[test]

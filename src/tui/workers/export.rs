@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(value[1]["Name"], serde_json::Value::Null);
         // Keys keep the column order.
         let text = std::fs::read_to_string(&json_path).unwrap();
-        assert!(text.find("\"Name\"").unwrap() < text.find("\"n\"").unwrap(), "{text}");
+        assert!(
+            text.find("\"Name\"").unwrap() < text.find("\"n\"").unwrap(),
+            "{text}"
+        );
         let zebra = QueryResult {
             columns: vec!["z".into(), "a".into()],
             rows: vec![vec![Cell::Integer(1), Cell::Integer(2)]],
@@ -149,7 +152,10 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&zebra_path).unwrap()).unwrap();
         assert_eq!(compact[0]["z"], 1);
         let written = std::fs::read_to_string(&zebra_path).unwrap();
-        assert!(written.find("\"z\"").unwrap() < written.find("\"a\"").unwrap(), "{written}");
+        assert!(
+            written.find("\"z\"").unwrap() < written.find("\"a\"").unwrap(),
+            "{written}"
+        );
         let path = export_path(dir.path(), "How many albums?", ExportFormat::Csv);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(

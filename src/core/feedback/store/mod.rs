@@ -704,7 +704,10 @@ pub(crate) fn verify_sql(
     // would read twice.
     check_read_only(&sql).map_err(|e| {
         let reason = e.to_string();
-        let reason = reason.strip_prefix("refused: ").unwrap_or(&reason).to_string();
+        let reason = reason
+            .strip_prefix("refused: ")
+            .unwrap_or(&reason)
+            .to_string();
         StoreError::CorrectionRefused(reason)
     })?;
     db.execute(&sql, limits).map_err(|e| {
