@@ -39,7 +39,8 @@ pub struct GlobalArgs {
     /// Directory for all app state: model cache, prompt cache, logs, stores.
     #[arg(long, global = true, env = "NANO_ANALYST_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Config file (default: config.toml in the platform config directory).
+    /// Config file (default: config.toml in the platform config directory). A file named
+    /// with --config must exist.
     #[arg(long, global = true, env = "NANO_ANALYST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Times a failing query is sent back to the model with its error.
@@ -137,6 +138,15 @@ pub enum Command {
     /// Load-test a running `serve`: concurrent clients ask questions; prints latency
     /// percentiles, throughput, refusals, and checks the history holds each answer once.
     BenchServe(BenchServeArgs),
+    /// Show where the app reads and writes: config file, data dir, log file, model dir, and
+    /// whether each exists.
+    Paths,
+    /// Print a shell completion script, e.g. `nano-analyst completions bash >
+    /// ~/.local/share/bash-completion/completions/nano-analyst`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +199,13 @@ pub struct BenchServeArgs {
     /// The server's token (also NANO_ANALYST_SERVE_TOKEN).
     #[arg(long, env = "NANO_ANALYST_SERVE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

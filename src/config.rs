@@ -18,6 +18,24 @@ pub enum ConfigError {
     Read { path: String, reason: String },
     #[error("invalid config file '{path}': {reason}")]
     Invalid { path: String, reason: String },
+    #[error(
+        "config file '{0}' does not exist (leave out --config to use the built-in defaults; \
+         `nano-analyst paths` shows where the default one goes)"
+    )]
+    Missing(String),
+}
+
+/// A config file named on the command line must exist: a typo in `--config` silently
+/// running on the defaults looks like a setting that does not work. `NANO_ANALYST_CONFIG`
+/// may name a file not written yet (isolated test runs point it at an empty directory).
+pub fn require_named_config(path: &Path) -> Result<(), ConfigError> {
+    let from_environment =
+        std::env::var_os("NANO_ANALYST_CONFIG").is_some_and(|value| Path::new(&value) == path);
+    if from_environment || path.exists() {
+        Ok(())
+    } else {
+        Err(ConfigError::Missing(path.display().to_string()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

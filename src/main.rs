@@ -22,6 +22,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, AppError> {
+    if let Some(Command::Completions { shell }) = cli.command {
+        commands::paths::completions(shell);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut options = RuntimeOptions::resolve(&cli.global)?;
     let _log_guard = logging::init(&options.paths.log_dir());
     match cli.command {
@@ -66,6 +70,11 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Paths) => {
+            commands::paths::run(&options);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),
         Some(Command::Rewrites(RewritesCommand::Audit(args))) => {
             let clean = commands::rewrites::audit(&args, &options)?;
             Ok(if clean {

@@ -513,7 +513,6 @@ fn results_too_big_or_too_slow_are_stopped_and_not_recorded() {
         data.path(),
         &["corrections", "list", db.to_str().unwrap(), "--json"],
     );
-    let list: serde_json::Value =
-        serde_json::from_slice(&history.stdout).expect("a JSON list of corrections");
+    let list = crate::feedback::json_lines(&String::from_utf8_lossy(&history.stdout));
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }

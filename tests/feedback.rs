@@ -78,6 +78,8 @@ pub(crate) fn outcome(question: &str, sql: &str, rows: usize) -> RunOutcome {
         model: "test-model".into(),
         error: None,
         rewrites: Vec::new(),
+        source: None,
+        confidence: None,
         prompt: None,
     }
 }
@@ -89,7 +91,16 @@ fn with_prompt(outcome: RunOutcome, prompt: &PromptRecord) -> RunOutcome {
     }
 }
 
-fn nano(data_dir: &Path, args: &[&str]) -> Output {
+/// JSON Lines as one JSON array.
+pub(crate) fn json_lines(text: &str) -> serde_json::Value {
+    text.lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("one JSON object per line")
+        })
+        .collect()
+}
+
+pub(crate) fn nano(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(binary())
         .args(args)
         .env("NANO_ANALYST_DATA_DIR", data_dir)
@@ -439,22 +450,20 @@ fn rate_history_and_corrections_commands_curate_what_is_learned() {
         ],
     ));
 
-    let history: serde_json::Value = serde_json::from_str(&ok(nano(
+    let history = json_lines(&ok(nano(
         data.path(),
         &["history", db, "--json", "--limit", "5"],
-    )))
-    .unwrap();
+    )));
     assert_eq!(history[0]["id"], bad);
     assert_eq!(history[0]["status"], "corrected");
     assert_eq!(history[0]["sql"], "SELECT count(*) FROM Artist");
     assert_eq!(history[1]["rating"], "up");
     assert!(ok(nano(data.path(), &["history", db])).contains("How many artists are there?"));
 
-    let list: serde_json::Value = serde_json::from_str(&ok(nano(
+    let list = json_lines(&ok(nano(
         data.path(),
         &["corrections", "list", db, "--json"],
-    )))
-    .unwrap();
+    )));
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["source"], "thumbs_up");
@@ -491,8 +500,7 @@ fn rate_history_and_corrections_commands_curate_what_is_learned() {
             .contains("How many artists exist?")
     );
     ok(nano(data.path(), &["corrections", "rm", &correction_id]));
-    let after: serde_json::Value =
-        serde_json::from_str(&ok(nano(data.path(), &["corrections", "list", "--json"]))).unwrap();
+    let after = json_lines(&ok(nano(data.path(), &["corrections", "list", "--json"])));
     assert_eq!(after.as_array().unwrap().len(), 1);
     let missing = nano(data.path(), &["corrections", "rm", &correction_id]);
     assert!(

@@ -136,6 +136,7 @@ fn scripted(text: String) -> Completion {
         time_to_first_token: Default::default(),
         elapsed: Default::default(),
         stop_reason: StopReason::StopString,
+        mean_logprob: None,
     }
 }
 

@@ -13,4 +13,5 @@ mod retrieval;
 mod serve;
 mod spine;
 mod store_races;
+mod trust;
 mod tui;

@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::cli::AskArgs;
 use crate::commands::feedback::retraining_note;
 use crate::commands::text_table;
-use crate::core::pipeline::outcome::PipelineEvent;
+use crate::core::pipeline::outcome::{Confidence, PipelineEvent};
 use crate::error::AppError;
 pub use crate::session::ask_json::AskJson;
 use crate::session::{Analyst, RuntimeOptions};
@@ -23,8 +23,6 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         crate::errln!("nano-analyst: {note}");
     }
     let stream_answer = !args.json;
-    let mut stdout = std::io::stdout();
-    let mut answer_started = false;
     let mut sql_so_far = String::new();
     let mut sql_attempt = 0;
     let outcome = analyst.ask(&args.question, &mut |event| {
@@ -48,11 +46,8 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
                 crate::out!("{}", text_table::render(result, 50));
                 crate::outln!("({})\n", result.row_summary());
             }
-            PipelineEvent::AnswerText(text) => {
-                answer_started = true;
-                crate::out!("{text}");
-                let _ = stdout.flush();
-            }
+            // The answer is printed once checked against the rows (below), not streamed:
+            // a sentence that states what the rows do not hold is replaced.
             _ => {}
         }
     })?;
@@ -64,8 +59,11 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         let json = serde_json::to_string(&json).map_err(AppError::json("the result"))?;
         crate::outln!("{json}");
     } else {
-        if answer_started {
-            crate::outln!();
+        if let Some(answer) = &outcome.answer {
+            crate::outln!("{answer}");
+        }
+        if let Some(confidence) = &outcome.confidence {
+            crate::outln!("{}", confidence_line(confidence));
         }
         if let Some(run) = analyst.last_run() {
             let db = args.database.display();
@@ -84,4 +82,13 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
         return Ok(false);
     }
     Ok(true)
+}
+
+/// "confidence: medium (answered by repair attempt 2)".
+pub(crate) fn confidence_line(confidence: &Confidence) -> String {
+    let mut line = format!("confidence: {}", confidence.level.label());
+    if !confidence.reasons.is_empty() {
+        line.push_str(&format!(" ({})", confidence.reasons.join("; ")));
+    }
+    line
 }

@@ -138,12 +138,25 @@ pub fn rate(args: &RateArgs, options: &RuntimeOptions) -> Result<ExitCode, AppEr
 }
 
 pub fn history(args: &HistoryArgs, options: &RuntimeOptions) -> Result<ExitCode, AppError> {
-    let (_db, scope) = open_db(&args.database)?;
+    let (db, scope) = open_db(&args.database)?;
     let store = open_store(options)?;
-    let entries = store.entries(&scope, args.limit)?;
+    let mut entries = store.entries(&scope, args.limit)?;
+    for entry in &mut entries {
+        if entry.status == HistoryStatus::Corrected {
+            // The stored count is the run's own query's; the corrected SQL is what is shown.
+            entry.row_count = entry
+                .sql
+                .as_deref()
+                .and_then(|sql| db.execute(sql, options.pipeline.limits).ok())
+                .and_then(|result| result.total_rows);
+        }
+    }
     if args.json {
-        let json = serde_json::to_string(&entries).map_err(AppError::json("the history"))?;
-        crate::outln!("{json}");
+        // JSON Lines, as the help says: one run per line.
+        for entry in &entries {
+            let json = serde_json::to_string(entry).map_err(AppError::json("the history"))?;
+            crate::outln!("{json}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if entries.is_empty() {
@@ -221,9 +234,11 @@ pub fn corrections(
             };
             let pairs = store.pairs(scope.as_ref())?;
             if *json {
-                let rows: Vec<PairJson<'_>> = pairs.iter().map(PairJson::from).collect();
-                let text = serde_json::to_string(&rows).map_err(AppError::json("the pairs"))?;
-                crate::outln!("{text}");
+                for pair in &pairs {
+                    let text = serde_json::to_string(&PairJson::from(pair))
+                        .map_err(AppError::json("the pairs"))?;
+                    crate::outln!("{text}");
+                }
             } else if pairs.is_empty() {
                 crate::outln!("nothing learned yet: no corrections or thumbs-ups");
             } else {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_serve;
 pub mod eval;
 pub mod feedback;
+pub mod paths;
 pub mod retrieval_bench;
 pub mod rewrites;
 pub mod schema;

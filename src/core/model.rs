@@ -82,6 +82,9 @@ pub struct Completion {
     pub time_to_first_token: Duration,
     pub elapsed: Duration,
     pub stop_reason: StopReason,
+    /// Mean log-probability (natural log, under the raw logits) of the generated tokens,
+    /// when the engine can tell; how sure the model was of what it wrote.
+    pub mean_logprob: Option<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]

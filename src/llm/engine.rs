@@ -556,6 +556,7 @@ impl LlamaEngine {
         let mut first_token_at: Option<Duration> = None;
         let mut generated = 0usize;
         let mut stop_reason = StopReason::MaxTokens;
+        let mut logprob_sum = 0f64;
 
         while generated < max_tokens {
             if self.cancel.load(Ordering::Relaxed) {
@@ -576,6 +577,7 @@ impl LlamaEngine {
             };
             first_token_at.get_or_insert_with(|| started.elapsed());
             generated += 1;
+            logprob_sum += token_logprob(self.context.get_logits_ith(logits_index), token);
             if vocab.is_eog(token) {
                 stop_reason = StopReason::EndOfText;
                 break;
@@ -601,11 +603,13 @@ impl LlamaEngine {
                 "grammar: tokens the first choice failed"
             );
         }
+        let mean_logprob = (generated > 0).then(|| (logprob_sum / generated as f64) as f32);
         Ok(Generation {
             text,
             tokens: generated,
             first_token_at,
             stop_reason,
+            mean_logprob,
         })
     }
 
@@ -753,6 +757,7 @@ impl LanguageModel for LlamaEngine {
                 .unwrap_or_else(|| started.elapsed()),
             elapsed: started.elapsed(),
             stop_reason: generation.stop_reason,
+            mean_logprob: generation.mean_logprob,
         })
     }
 
@@ -772,6 +777,18 @@ struct Generation {
     tokens: usize,
     first_token_at: Option<Duration>,
     stop_reason: StopReason,
+    mean_logprob: Option<f32>,
+}
+
+/// The log-softmax of `token` under `logits` (the raw scores, before temperature or a
+/// grammar): how likely the model itself found the token it wrote.
+fn token_logprob(logits: &[f32], token: LlamaToken) -> f64 {
+    let Some(&chosen) = usize::try_from(token.0).ok().and_then(|i| logits.get(i)) else {
+        return 0.0;
+    };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|l| f64::from(l - max).exp()).sum();
+    f64::from(chosen - max) - sum.ln()
 }
 
 /// Passes `text` past `emitted` on to `on_text`, except a tail that could still become a

@@ -315,6 +315,8 @@ impl LanguageModel for RemoteEngine {
             elapsed: started.elapsed(),
             stop_reason: out.stop_reason,
             text: out.text,
+            // Servers stream log-probabilities only on request, and not all of them can.
+            mean_logprob: None,
         })
     }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::core::db::exec::{Cell, Cut};
 use crate::core::feedback::history::RetrainingStatus;
-use crate::core::pipeline::outcome::{Attempt, RunOutcome, Timings};
+use crate::core::pipeline::outcome::{Attempt, Confidence, RunOutcome, Source, Timings};
 use crate::core::retrieval::provider::ContextMode;
 
 /// The `--json` contract other tools build on.
@@ -26,6 +26,13 @@ pub struct AskJson<'a> {
     pub context_mode: ContextMode,
     /// The rewrites and checks that fired on the run's queries.
     pub rewrites: &'a [String],
+    /// Which step produced the query: {"kind": "first_attempt"}, {"kind": "repaired",
+    /// "attempt": N} or {"kind": "fallback_vote", "agreed": A, "samples": S}; null when
+    /// nothing ran.
+    pub source: Option<Source>,
+    /// {"level": "high"|"medium"|"low", "reasons": [...], "sql_logprob": mean token
+    /// log-probability of the query when the engine reports it}; null when nothing ran.
+    pub confidence: Option<&'a Confidence>,
     pub timings: &'a Timings,
     pub model: &'a str,
     pub error: Option<&'a str>,
@@ -63,6 +70,8 @@ impl<'a> AskJson<'a> {
             tables_sent: &outcome.tables_sent,
             context_mode: outcome.context_mode,
             rewrites: &outcome.rewrites,
+            source: outcome.source,
+            confidence: outcome.confidence.as_ref(),
             timings: &outcome.timings,
             model: &outcome.model,
             error: outcome.error.as_deref(),

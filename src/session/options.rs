@@ -33,6 +33,9 @@ pub struct RuntimeOptions {
 
 impl RuntimeOptions {
     pub fn resolve(global: &GlobalArgs) -> Result<Self, AppError> {
+        if let Some(path) = &global.config {
+            crate::config::require_named_config(path)?;
+        }
         let paths = AppPaths::resolve(global.data_dir.as_deref(), global.config.as_deref());
         let settings = Settings::load(paths.config_file.as_deref())?;
         // An explicit --model (or NANO_ANALYST_MODEL) wins; otherwise the active fine-tuned

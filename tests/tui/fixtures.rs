@@ -137,6 +137,8 @@ pub fn outcome(question: &str) -> RunOutcome {
         model: "qwen".into(),
         error: None,
         rewrites: Vec::new(),
+        source: None,
+        confidence: None,
         prompt: None,
     }
 }

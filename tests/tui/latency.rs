@@ -99,6 +99,7 @@ impl LanguageModel for Scripted {
             time_to_first_token: Duration::from_millis(25),
             elapsed: started.elapsed(),
             stop_reason: StopReason::StopString,
+            mean_logprob: None,
         })
     }
 

@@ -8,4 +8,5 @@ mod latency;
 mod render;
 mod signals;
 mod training;
+mod trust;
 mod update;

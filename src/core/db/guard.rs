@@ -66,6 +66,9 @@ pub enum GuardError {
          locks); only plain read-only queries may run"
     )]
     SideEffect { name: String },
+    /// Not a statement SQLite knows ("SELEC ..."): a typo, not an attempt to write.
+    #[error("syntax error: '{word}' does not start a query (queries start with SELECT or WITH)")]
+    Syntax { word: String },
 }
 
 /// What the guard concluded about a statement it let through.
@@ -112,12 +115,42 @@ pub(crate) fn check_read_only_for(
             }
             let keyword = leading_keyword(trimmed);
             if !matches!(keyword.as_str(), "SELECT" | "WITH" | "VALUES" | "(") {
-                return Err(GuardError::NotReadOnly { kind: keyword });
+                return Err(if STATEMENT_KEYWORDS.contains(&keyword.as_str()) {
+                    GuardError::NotReadOnly { kind: keyword }
+                } else {
+                    GuardError::Syntax { word: keyword }
+                });
             }
             Ok(GuardVerdict::Unparsed(error.to_string()))
         }
     }
 }
+
+/// The words SQLite starts a statement other than a query with; any other first word is a
+/// typo, refused as a syntax error rather than as a write.
+const STATEMENT_KEYWORDS: &[&str] = &[
+    "ALTER",
+    "ANALYZE",
+    "ATTACH",
+    "BEGIN",
+    "COMMIT",
+    "CREATE",
+    "DELETE",
+    "DETACH",
+    "DROP",
+    "END",
+    "EXPLAIN",
+    "INSERT",
+    "PRAGMA",
+    "REINDEX",
+    "RELEASE",
+    "REPLACE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "UPDATE",
+    "UPSERT",
+    "VACUUM",
+];
 
 /// The tables a query reads, as written in it (CTE names excluded), in order of appearance.
 pub(crate) fn referenced_tables(sql: &str) -> Vec<String> {
@@ -316,6 +349,32 @@ mod tests {
         ] {
             assert!(check_read_only(sql).is_ok(), "{sql}");
         }
+    }
+
+    #[test]
+    fn a_misspelt_keyword_is_a_syntax_error_not_a_write() {
+        assert_eq!(
+            check_read_only("SELEC Name FROM Artist"),
+            Err(GuardError::Syntax {
+                word: "SELEC".into()
+            })
+        );
+        assert_eq!(
+            check_read_only("SELEC Name FROM Artist")
+                .unwrap_err()
+                .to_string(),
+            "syntax error: 'SELEC' does not start a query (queries start with SELECT or WITH)"
+        );
+        assert_eq!(
+            check_read_only("DELET FROM Artist WHERE 1 = ("),
+            Err(GuardError::Syntax {
+                word: "DELET".into()
+            })
+        );
+        assert!(matches!(
+            check_read_only("PRAGMA writable_schema = 1 ("),
+            Err(GuardError::NotReadOnly { .. })
+        ));
     }
 
     #[test]

@@ -7,10 +7,11 @@ use std::time::Instant;
 use crate::core::db::exec::{ExecError, QueryResult};
 use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Sampling};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
+use crate::core::pipeline::outcome::Source;
 use crate::core::pipeline::outcome::{Attempt, PipelineEvent, Stage};
 use crate::core::pipeline::repair::repeats_failure;
 use crate::core::pipeline::run::{Ending, Run, same_sql};
-use crate::core::pipeline::vote::pick_by_vote;
+use crate::core::pipeline::vote::{pick_by_vote, tally_vote};
 use crate::core::pipeline::{PipelineError, millis};
 use crate::core::rewrite::Rewritten;
 
@@ -38,10 +39,17 @@ impl Run<'_> {
                     text: opening,
                 });
             }
+            // The opening ends in a space and the model's first token usually starts with
+            // one ("SELECT" + " Name"): without this the query read "SELECT  Name".
+            let mut leading = !opening.is_empty();
             let completion = model.complete(&request, &mut |text| {
-                on_event(PipelineEvent::SqlText { attempt, text });
+                let text = if leading { after_opening(text) } else { text };
+                leading &= text.is_empty();
+                if !text.is_empty() {
+                    on_event(PipelineEvent::SqlText { attempt, text });
+                }
             })?;
-            let written = self.tidy(&format!("{opening}{}", completion.text));
+            let written = self.tidy(&join_opening(opening, &completion.text));
             if written.changed {
                 on_event(PipelineEvent::SqlRestarted { attempt });
                 on_event(PipelineEvent::SqlText {
@@ -72,6 +80,7 @@ impl Run<'_> {
             }
             on_event(PipelineEvent::SqlRestarted { attempt });
         };
+        self.sql_logprob = completion.mean_logprob;
         if attempt == 1 {
             self.timings.prompt_tokens = completion.prompt_tokens;
             self.timings.cached_prompt_tokens = completion.cached_prompt_tokens;
@@ -108,7 +117,7 @@ impl Run<'_> {
     /// Samples `candidates - 1` more queries after the greedy one, runs them all and
     /// returns the one whose result most candidates share (the greedy one when none agree).
     fn vote_among_candidates(
-        &self,
+        &mut self,
         model: &mut dyn LanguageModel,
         greedy: Rewritten,
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
@@ -129,6 +138,8 @@ impl Run<'_> {
         let winner = pick_by_vote(&refs).unwrap_or(0);
         let chosen = candidates.swap_remove(winner);
         if winner != 0 {
+            // Only the streamed greedy query's log-probability is known.
+            self.sql_logprob = None;
             on_event(PipelineEvent::SqlRestarted { attempt: 1 });
             on_event(PipelineEvent::SqlText {
                 attempt: 1,
@@ -154,7 +165,7 @@ impl Run<'_> {
         let fresh = self.fresh_candidates(model)?;
         self.timings.generate_ms += millis(sampling.elapsed());
         match fresh {
-            Ok((chosen, result)) => {
+            Ok((chosen, result, agreed)) => {
                 on_event(PipelineEvent::SqlText {
                     attempt,
                     text: &chosen.sql,
@@ -164,9 +175,14 @@ impl Run<'_> {
                     sql: chosen.sql.clone(),
                     error: None,
                 });
+                self.sql_logprob = None;
                 Ok(Ending::Answered {
                     sql: chosen.sql,
                     result,
+                    source: Source::FallbackVote {
+                        agreed: u32::try_from(agreed).unwrap_or(u32::MAX),
+                        samples: self.config.fallback_candidates,
+                    },
                 })
             }
             Err(last) => {
@@ -192,12 +208,12 @@ impl Run<'_> {
         }
     }
 
-    /// The fallback's candidates: the winner and its result, or the last one that failed
-    /// (empty when every one repeated an earlier failure).
+    /// The fallback's candidates: the winner, its result and how many returned it, or the
+    /// last one that failed (empty when every one repeated an earlier failure).
     fn fresh_candidates(
         &self,
         model: &mut dyn LanguageModel,
-    ) -> Result<Result<(Rewritten, QueryResult), Attempt>, PipelineError> {
+    ) -> Result<Result<(Rewritten, QueryResult, usize), Attempt>, PipelineError> {
         let question_turns = &self.messages[..self.question_turns_end];
         let mut ran: Vec<(Rewritten, QueryResult)> = Vec::new();
         let mut last = Attempt {
@@ -232,8 +248,11 @@ impl Run<'_> {
             }
         }
         let results: Vec<Option<&QueryResult>> = ran.iter().map(|(_, r)| Some(r)).collect();
-        Ok(match pick_by_vote(&results) {
-            Some(winner) => Ok(ran.swap_remove(winner)),
+        Ok(match tally_vote(&results) {
+            Some((winner, agreed)) => {
+                let (chosen, result) = ran.swap_remove(winner);
+                Ok((chosen, result, agreed))
+            }
             None => Err(last),
         })
     }
@@ -252,7 +271,7 @@ impl Run<'_> {
         };
         let request = self.sql_request(messages.to_vec(), sampling);
         let completion = model.complete(&request, &mut |_| {})?;
-        Ok(self.tidy(&format!("{}{}", self.config.sql_opening, completion.text)))
+        Ok(self.tidy(&join_opening(&self.config.sql_opening, &completion.text)))
     }
 
     fn sql_request(&self, messages: Vec<ChatMessage>, sampling: Sampling) -> CompletionRequest {
@@ -269,5 +288,35 @@ impl Run<'_> {
     /// The query in the model's reply, after the rewrite chain.
     fn tidy(&self, written: &str) -> Rewritten {
         self.rewrite(extract_sql(written).unwrap_or_default())
+    }
+}
+
+/// The start of a completion after an opening that ends in a space: its leading spaces go.
+fn after_opening(text: &str) -> &str {
+    text.trim_start_matches([' ', '\t'])
+}
+
+/// The opening the reply was forced to start with, then the reply, one space between.
+pub(super) fn join_opening(opening: &str, completion: &str) -> String {
+    if opening.ends_with(char::is_whitespace) {
+        format!("{opening}{}", after_opening(completion))
+    } else {
+        format!("{opening}{completion}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_opening_and_the_reply_meet_with_one_space() {
+        assert_eq!(
+            join_opening("SELECT ", " Name FROM t"),
+            "SELECT Name FROM t"
+        );
+        assert_eq!(join_opening("SELECT ", "Name FROM t"), "SELECT Name FROM t");
+        assert_eq!(join_opening("", "  SELECT 1"), "  SELECT 1");
+        assert_eq!(join_opening("SELECT", " 1"), "SELECT 1");
     }
 }

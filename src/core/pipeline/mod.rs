@@ -9,6 +9,8 @@ mod answer;
 pub mod extract;
 mod generate;
 pub mod grammar;
+pub mod grounding;
+pub mod intent;
 mod invented_join;
 mod missing_join;
 pub mod outcome;
@@ -24,8 +26,11 @@ use crate::core::model::{LanguageModel, LlmError, Sampling};
 use crate::core::retrieval::provider::ContextProvider;
 use crate::core::rewrite::RewriteSettings;
 
-pub use outcome::{Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings};
-use run::{Ending, Run};
+pub use outcome::{
+    Attempt, Confidence, ConfidenceLevel, PipelineEvent, PromptRecord, RunOutcome, Source, Stage,
+    Timings,
+};
+use run::{Answered, Ending, Run};
 
 /// How one question is answered. Built from the `[pipeline]` and `[rewrites]` settings
 /// (`config::Settings::pipeline_config`), whose defaults live in the embedded config.
@@ -67,7 +72,8 @@ pub enum PipelineError {
     Cancelled,
 }
 
-/// Runs one question end to end.
+/// Runs one question end to end. A question that asks to change data is refused before
+/// anything is generated ([`intent`]).
 pub fn run_question(
     model: &mut dyn LanguageModel,
     db: &ReadOnlyDb,
@@ -77,10 +83,20 @@ pub fn run_question(
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<RunOutcome, PipelineError> {
     let started = Instant::now();
+    if let Some(refusal) = intent::write_request(question) {
+        tracing::info!(question, "refused before generation: {refusal}");
+        return Ok(RunOutcome::refused(question, model.model_id(), refusal));
+    }
     on_event(PipelineEvent::Stage(Stage::Retrieving));
     let prompt_context = context.context_for(question);
     let retrieve_ms = millis(started.elapsed());
     on_event(PipelineEvent::Context(&prompt_context));
+    tracing::info!(
+        question,
+        retrieve_ms,
+        tables = ?prompt_context.tables_sent,
+        "question: context retrieved"
+    );
 
     let mut run = Run::new(db, question, config, prompt_context);
     run.timings.retrieve_ms = retrieve_ms;
@@ -91,19 +107,68 @@ pub fn run_question(
         ending = run.fall_back(model, on_event, ending)?;
     }
     let answered = match ending {
-        Ending::Answered { sql, result } => {
+        Ending::Answered {
+            sql,
+            result,
+            source,
+        } => {
             on_event(PipelineEvent::Executed(&result));
             let answer = if config.answer {
                 Some(run.answer(model, &sql, &result, on_event)?)
             } else {
                 None
             };
-            Ok((sql, result, answer))
+            let replaced = answer.as_ref().is_some_and(|a| a.replaced);
+            let confidence = Confidence::assess(source, &result, run.sql_logprob, replaced);
+            // A fallback answer is a guess and says so where it is read.
+            let text = answer.map(|a| match source.guess_prefix() {
+                Some(prefix) => format!("{prefix}{}", a.text),
+                None => a.text,
+            });
+            Ok(Answered {
+                sql,
+                result,
+                text,
+                source,
+                confidence,
+            })
         }
         Ending::Unanswered { reason, .. } => Err(reason),
     };
     run.timings.total_ms = millis(started.elapsed());
-    Ok(run.into_outcome(model.model_id(), answered))
+    let outcome = run.into_outcome(model.model_id(), answered);
+    log_outcome(&outcome);
+    Ok(outcome)
+}
+
+/// One line per attempt and one for the end, to the log file (never the terminal).
+fn log_outcome(outcome: &RunOutcome) {
+    for (n, attempt) in outcome.attempts.iter().enumerate() {
+        match &attempt.error {
+            Some(error) => {
+                tracing::info!(attempt = n + 1, sql = %attempt.sql, %error, "attempt failed")
+            }
+            None => tracing::info!(attempt = n + 1, sql = %attempt.sql, "attempt ran"),
+        }
+    }
+    let t = &outcome.timings;
+    match &outcome.error {
+        Some(error) => {
+            tracing::warn!(question = %outcome.question, %error, total_ms = t.total_ms, "unanswered")
+        }
+        None => tracing::info!(
+            question = %outcome.question,
+            rows = outcome.result.as_ref().map_or(0, |r| r.rows.len()),
+            source = ?outcome.source,
+            confidence = outcome.confidence.as_ref().map_or("", |c| c.level.label()),
+            retrieve_ms = t.retrieve_ms,
+            generate_ms = t.generate_ms,
+            execute_ms = t.execute_ms,
+            answer_ms = t.answer_ms,
+            total_ms = t.total_ms,
+            "answered"
+        ),
+    }
 }
 
 fn millis(duration: Duration) -> u64 {

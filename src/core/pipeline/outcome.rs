@@ -75,6 +75,12 @@ pub struct RunOutcome {
     /// The rewrites and checks (`core::rewrite`) that fired on the run's queries, in order.
     #[serde(default)]
     pub rewrites: Vec<String>,
+    /// Which step produced the shown query (`None` when none did).
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// How far the answer can be trusted, and why.
+    #[serde(default)]
+    pub confidence: Option<Confidence>,
     /// What the prompt held beyond the question; recorded with the run (not part of the
     /// JSON) so the retraining set can reproduce the prompt exactly.
     #[serde(skip)]
@@ -91,5 +97,151 @@ pub struct PromptRecord {
 impl RunOutcome {
     pub fn succeeded(&self) -> bool {
         self.error.is_none() && self.result.is_some()
+    }
+
+    /// A question refused before anything was generated, for `reason`.
+    pub fn refused(question: &str, model: String, reason: String) -> Self {
+        Self {
+            question: question.to_string(),
+            sql: None,
+            result: None,
+            answer: None,
+            attempts: Vec::new(),
+            tables_sent: Vec::new(),
+            tables_used: Vec::new(),
+            context_mode: ContextMode::WholeSchema,
+            timings: Timings::default(),
+            model,
+            error: Some(reason),
+            rewrites: Vec::new(),
+            source: None,
+            confidence: None,
+            prompt: None,
+        }
+    }
+}
+
+/// Which step produced the query whose result is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Source {
+    /// The first query written ran.
+    FirstAttempt,
+    /// A repair ran (`attempt` counts from 1, the first attempt).
+    Repaired { attempt: u32 },
+    /// Every repair failed; `agreed` of `samples` queries written afresh returned this result.
+    FallbackVote { agreed: u32, samples: u32 },
+}
+
+/// A label, not a calibrated probability: `high` (first attempt, rows as asked), `medium`
+/// (repaired, rows capped, an unsure model, or a sentence replaced by the plain
+/// statement) or `low` (a fallback guess, an empty result, or two reasons for doubt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfidenceLevel {
+    Low,
+    Medium,
+    High,
+}
+
+impl ConfidenceLevel {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    fn lowered(self) -> Self {
+        match self {
+            Self::High => Self::Medium,
+            Self::Medium | Self::Low => Self::Low,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confidence {
+    pub level: ConfidenceLevel,
+    /// Why the level is below `high`, one short phrase each.
+    pub reasons: Vec<String>,
+    /// Mean log-probability of the shown query's tokens, when the engine reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_logprob: Option<f32>,
+}
+
+/// Mean token log-probability below which the model is taken to be unsure of its query
+/// (about a 1-in-2 chance per token on average).
+pub const UNSURE_LOGPROB: f32 = -0.7;
+
+impl Confidence {
+    /// The level `source` and `result` earn; `answer_replaced` when the model's sentence
+    /// stated what the rows do not hold.
+    pub fn assess(
+        source: Source,
+        result: &QueryResult,
+        sql_logprob: Option<f32>,
+        answer_replaced: bool,
+    ) -> Self {
+        let mut level = ConfidenceLevel::High;
+        let mut reasons = Vec::new();
+        match source {
+            Source::FirstAttempt => {}
+            Source::Repaired { attempt } => {
+                level = level.lowered();
+                reasons.push(format!("answered by repair attempt {attempt}"));
+            }
+            Source::FallbackVote { agreed, samples } => {
+                level = ConfidenceLevel::Low;
+                reasons.push(format!(
+                    "a guess: every repair failed and {agreed} of {samples} fresh queries agreed"
+                ));
+            }
+        }
+        let mut doubt = |reason: String, level: &mut ConfidenceLevel| {
+            *level = level.lowered();
+            reasons.push(reason);
+        };
+        if result.rows.is_empty() {
+            doubt("the result is empty".into(), &mut level);
+        } else if result.truncated() {
+            doubt(
+                format!("rows capped ({})", result.row_summary()),
+                &mut level,
+            );
+        }
+        if let Some(logprob) = sql_logprob.filter(|l| *l < UNSURE_LOGPROB) {
+            doubt(
+                format!(
+                    "the model was unsure of the query (mean token log-probability {logprob:.2})"
+                ),
+                &mut level,
+            );
+        }
+        if answer_replaced {
+            doubt(
+                "the model's sentence stated values the rows do not hold; the result is stated plainly"
+                    .into(),
+                &mut level,
+            );
+        }
+        Self {
+            level,
+            reasons,
+            sql_logprob,
+        }
+    }
+}
+
+impl Source {
+    /// The words put before a fallback answer: "Guess (2 of 5 samples agreed): ".
+    pub fn guess_prefix(self) -> Option<String> {
+        match self {
+            Self::FallbackVote { agreed, samples } => {
+                Some(format!("Guess ({agreed} of {samples} samples agreed): "))
+            }
+            _ => None,
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::drop_invented_join;
 use crate::core::pipeline::missing_join::join_owning_table;
 use crate::core::pipeline::outcome::{
-    Attempt, PipelineEvent, PromptRecord, RunOutcome, Stage, Timings,
+    Attempt, Confidence, PipelineEvent, PromptRecord, RunOutcome, Source, Stage, Timings,
 };
 use crate::core::pipeline::prompt::{
     question_turns, repair_message, sql_reply, system_message_for,
@@ -25,12 +25,20 @@ pub(super) enum Ending {
     Answered {
         sql: String,
         result: QueryResult,
+        source: Source,
     },
     /// `refused`: the guard refused the query outright, so no fallback is tried.
-    Unanswered {
-        reason: String,
-        refused: bool,
-    },
+    Unanswered { reason: String, refused: bool },
+}
+
+/// What an answered run ends with.
+pub(super) struct Answered {
+    pub(super) sql: String,
+    pub(super) result: QueryResult,
+    /// The sentence, when one was asked for.
+    pub(super) text: Option<String>,
+    pub(super) source: Source,
+    pub(super) confidence: Confidence,
 }
 
 /// Why one attempt did not produce a result.
@@ -60,6 +68,9 @@ pub(super) struct Run<'a> {
     /// What the failed attempts taught (each error and its hints, once each), for a
     /// repair that starts again from the question instead of from the failed query.
     pub(super) lessons: Vec<String>,
+    /// Mean token log-probability of the latest query the model streamed (`None` for a
+    /// query the schema fixed or a vote picked among samples).
+    pub(super) sql_logprob: Option<f32>,
 }
 
 impl<'a> Run<'a> {
@@ -89,6 +100,7 @@ impl<'a> Run<'a> {
             timings: Timings::default(),
             fired: Vec::new(),
             lessons: Vec::new(),
+            sql_logprob: None,
         }
     }
 
@@ -111,6 +123,7 @@ impl<'a> Run<'a> {
                 // The schema settled the error without the model (see `fix_column_reference`).
                 Some((fix, fixed)) => {
                     let fixed = self.rewrite(fixed);
+                    self.sql_logprob = None;
                     self.note_fired(&[fix]);
                     self.note_fired(&fixed.fired);
                     on_event(PipelineEvent::SqlText {
@@ -127,7 +140,16 @@ impl<'a> Run<'a> {
                         sql: sql.clone(),
                         error: None,
                     });
-                    return Ok(Ending::Answered { sql, result });
+                    let source = if attempt == 1 {
+                        Source::FirstAttempt
+                    } else {
+                        Source::Repaired { attempt }
+                    };
+                    return Ok(Ending::Answered {
+                        sql,
+                        result,
+                        source,
+                    });
                 }
                 Err(failure) => failure,
             };
@@ -165,8 +187,8 @@ impl<'a> Run<'a> {
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<Result<QueryResult, Failure>, PipelineError> {
         match self.db.check(sql) {
-            Err(GuardError::Empty) => {
-                return Ok(Err(Failure::Repairable(GuardError::Empty.to_string())));
+            Err(error @ (GuardError::Empty | GuardError::Syntax { .. })) => {
+                return Ok(Err(Failure::Repairable(error.to_string())));
             }
             Err(refused) => return Ok(Err(Failure::Final(refused.to_string()))),
             Ok(_) => {}
@@ -257,11 +279,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The outcome: answered with `(sql, result, answer)`, or the reason it was not.
+    /// The outcome: answered, or the reason it was not.
     pub(super) fn into_outcome(
         self,
         model: String,
-        answered: Result<(String, QueryResult, Option<String>), String>,
+        answered: Result<Answered, String>,
     ) -> RunOutcome {
         let prompt = PromptRecord {
             schema_text: self.prompt.schema_text,
@@ -280,14 +302,18 @@ impl<'a> Run<'a> {
             model,
             error: None,
             rewrites: self.fired.iter().map(|name| name.to_string()).collect(),
+            source: None,
+            confidence: None,
             prompt: Some(Box::new(prompt)),
         };
         match answered {
-            Ok((sql, result, answer)) => {
-                outcome.tables_used = referenced_tables(&sql);
-                outcome.sql = Some(sql);
-                outcome.result = Some(result);
-                outcome.answer = answer;
+            Ok(answered) => {
+                outcome.tables_used = referenced_tables(&answered.sql);
+                outcome.sql = Some(answered.sql);
+                outcome.result = Some(answered.result);
+                outcome.answer = answered.text;
+                outcome.source = Some(answered.source);
+                outcome.confidence = Some(answered.confidence);
             }
             Err(reason) => {
                 let last_sql = outcome.attempts.last().map(|a| a.sql.clone());

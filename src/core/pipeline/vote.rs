@@ -13,6 +13,11 @@ use crate::core::db::exec::QueryResult;
 
 /// The index of the winning candidate, or `None` when none ran.
 pub(crate) fn pick_by_vote(results: &[Option<&QueryResult>]) -> Option<usize> {
+    tally_vote(results).map(|(winner, _)| winner)
+}
+
+/// The index of the winning candidate and how many candidates returned its result.
+pub(crate) fn tally_vote(results: &[Option<&QueryResult>]) -> Option<(usize, usize)> {
     let mut groups: HashMap<String, (usize, usize)> = HashMap::new();
     for (index, result) in results.iter().enumerate() {
         if let Some(result) = result {
@@ -23,7 +28,7 @@ pub(crate) fn pick_by_vote(results: &[Option<&QueryResult>]) -> Option<usize> {
     groups
         .into_values()
         .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
-        .map(|(_, first)| first)
+        .map(|(count, first)| (first, count))
 }
 
 #[cfg(test)]
@@ -52,5 +57,9 @@ mod tests {
         assert_eq!(pick_by_vote(&[Some(&b), Some(&a)]), Some(0));
         assert_eq!(pick_by_vote(&[None, Some(&a)]), Some(1));
         assert_eq!(pick_by_vote(&[None, None]), None);
+        assert_eq!(
+            tally_vote(&[Some(&b), Some(&a), None, Some(&a_reordered)]),
+            Some((1, 2))
+        );
     }
 }

@@ -19,7 +19,7 @@ use ratatui_textarea::TextArea;
 
 use crate::core::db::exec::{Cell, QueryResult};
 use crate::core::feedback::history::{Rating, RunId};
-use crate::core::pipeline::outcome::Timings;
+use crate::core::pipeline::outcome::{Confidence, Timings};
 use crate::core::retrieval::provider::PromptContext;
 use crate::tui::config::TuiConfig;
 use crate::tui::keymap::KeyContext;
@@ -189,6 +189,8 @@ pub struct RunView {
     pub run_id: Option<RunId>,
     pub rating: Option<Rating>,
     pub corrected: bool,
+    /// How far the finished run's answer can be trusted (SQL pane title, status bar).
+    pub confidence: Option<Confidence>,
 }
 
 impl RunView {

@@ -809,6 +809,7 @@ fn show_outcome(run: &mut RunView, outcome: &RunOutcome) {
     }
     run.timings = Some(outcome.timings.clone());
     run.error = outcome.error.clone();
+    run.confidence = outcome.confidence.clone();
 }
 
 /// Shows a run from the history; a question still running is cancelled first.

@@ -110,6 +110,27 @@ fn pane_block<'a>(model: &Model, pane: Pane, extra: Vec<Span<'a>>) -> Block<'a> 
         .title(Line::from(title))
 }
 
+/// Lines of an error message: a message that quotes multi-line SQL keeps its line breaks
+/// (a `Line` drops a '\n', so "AS Revenue\nFROM" would read "AS RevenueFROM").
+pub(crate) fn error_lines(text: &str, color: ratatui::style::Color) -> Vec<Line<'static>> {
+    text.lines()
+        .map(|line| Line::styled(line.to_string(), Style::default().fg(color)))
+        .collect()
+}
+
+/// The colour a confidence label is shown in.
+fn confidence_color(
+    level: crate::core::pipeline::outcome::ConfidenceLevel,
+    theme: &crate::tui::config::Theme,
+) -> ratatui::style::Color {
+    use crate::core::pipeline::outcome::ConfidenceLevel;
+    match level {
+        ConfidenceLevel::High => theme.ok,
+        ConfidenceLevel::Medium => theme.accent,
+        ConfidenceLevel::Low => theme.error,
+    }
+}
+
 /// A braille spinner frame for a clock in milliseconds.
 fn spinner(now_ms: u64) -> &'static str {
     const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];

@@ -8,7 +8,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::retrieval::provider::ContextMode;
 use crate::tui::app::{Model, Pane, Stage, Startup};
-use crate::tui::view::{highlight_sql, pane_block, spinner};
+use crate::tui::view::{confidence_color, error_lines, highlight_sql, pane_block, spinner};
 
 pub fn question(model: &Model, frame: &mut Frame, area: Rect) {
     let theme = &model.config.theme;
@@ -94,6 +94,14 @@ pub fn sql(model: &Model, frame: &mut Frame, area: Rect) {
             Style::default().fg(theme.dim),
         ));
     }
+    if let Some(confidence) = &run.confidence
+        && run.user_sql.is_none()
+    {
+        extra.push(Span::styled(
+            format!("confidence {} ", confidence.level.label()),
+            Style::default().fg(confidence_color(confidence.level, theme)),
+        ));
+    }
     if run.corrected {
         extra.push(Span::styled(
             "✓ saved as correct ",
@@ -132,10 +140,7 @@ pub fn sql(model: &Model, frame: &mut Frame, area: Rect) {
         }
         lines.extend(sql_lines);
         if let Some(error) = &attempt.error {
-            lines.push(Line::styled(
-                format!("✗ {error}"),
-                Style::default().fg(theme.error),
-            ));
+            lines.extend(error_lines(&format!("✗ {error}"), theme.error));
         }
     }
     if let Some(user) = &run.user_sql {
@@ -147,10 +152,7 @@ pub fn sql(model: &Model, frame: &mut Frame, area: Rect) {
         lines.push(Line::styled(label, Style::default().fg(color)));
         lines.extend(highlight_sql(&user.sql, theme));
         if let Some(Err(error)) = &user.ran {
-            lines.push(Line::styled(
-                format!("✗ {error}"),
-                Style::default().fg(theme.error),
-            ));
+            lines.extend(error_lines(&format!("✗ {error}"), theme.error));
         }
     }
     if lines.is_empty() {

@@ -103,10 +103,7 @@ fn placeholder(model: &Model) -> Vec<Line<'static>> {
     let text = match &model.stage {
         Stage::Idle => "Results appear here.".to_string(),
         Stage::Failed(error) => {
-            lines.push(Line::styled(
-                error.clone(),
-                Style::default().fg(theme.error),
-            ));
+            lines.extend(super::error_lines(error, theme.error));
             return lines;
         }
         Stage::Cancelled => "Cancelled.".to_string(),

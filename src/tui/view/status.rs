@@ -40,10 +40,19 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
             format!(" {}", model.stage.label()),
             stage_style,
         ));
+        // A message (an export error with its path) gets the room the timings would take,
+        // so it is not cut off.
         if let Some(timings) = &model.run.timings
             && model.stage == Stage::Done
             && model.run.user_sql.is_none()
+            && model.flash.is_none()
         {
+            if let Some(confidence) = &model.run.confidence {
+                left.push(Span::styled(
+                    format!(" · confidence {}", confidence.level.label()),
+                    Style::default().fg(super::confidence_color(confidence.level, theme)),
+                ));
+            }
             left.push(Span::raw(format!(
                 " · ttft {} · sql {} · query {} · answer {} · total {}",
                 format_ms(timings.ttft_ms),
@@ -69,8 +78,10 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         ));
     }
     if let Some(flash) = &model.flash {
+        let used: usize = left.iter().map(|s| s.content.width()).sum();
+        let room = usize::from(area.width).saturating_sub(used + 3);
         left.push(Span::styled(
-            format!(" · {flash}"),
+            format!(" · {}", elide_middle(flash, room)),
             Style::default().fg(theme.accent),
         ));
     }
@@ -94,9 +105,33 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(Line::from(left)).style(base), area);
 }
 
+/// `text` in at most `room` columns: a longer one loses its middle (usually part of a path),
+/// so both what failed and why stay readable.
+fn elide_middle(text: &str, room: usize) -> String {
+    if text.width() <= room || room < 8 {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let keep = room - 1;
+    let tail = keep / 2;
+    let head = keep - tail;
+    let start: String = chars[..head.min(chars.len())].iter().collect();
+    let end: String = chars[chars.len().saturating_sub(tail)..].iter().collect();
+    format!("{start}…{end}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_message_loses_its_middle_not_its_end() {
+        assert_eq!(elide_middle("short", 10), "short");
+        assert_eq!(
+            elide_middle("export failed: /a/b/c/d/e: denied", 21),
+            "export fai…/e: denied"
+        );
+    }
 
     #[test]
     fn durations_read_naturally() {

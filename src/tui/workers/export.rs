@@ -53,6 +53,11 @@ pub(crate) fn export_path(dir: &Path, name: &str, format: ExportFormat) -> PathB
 pub fn write(format: ExportFormat, result: &QueryResult, path: &Path) -> Result<(), String> {
     let shown = path.display().to_string();
     let fail = |e: &dyn std::fmt::Display| format!("cannot write '{shown}': {e}");
+    // A configured export_dir that does not exist yet is where the user wants files to go.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create '{}': {e}", dir.display()))?;
+    }
     match format {
         ExportFormat::Csv => {
             let mut writer = csv::Writer::from_path(path).map_err(|e| fail(&e))?;
@@ -67,23 +72,35 @@ pub fn write(format: ExportFormat, result: &QueryResult, path: &Path) -> Result<
             writer.flush().map_err(|e| fail(&e))
         }
         ExportFormat::Json => {
-            let rows: Vec<serde_json::Map<String, serde_json::Value>> = result
+            let rows: Vec<OrderedRow<'_>> = result
                 .rows
                 .iter()
-                .map(|row| {
-                    result
-                        .columns
-                        .iter()
-                        .zip(row)
-                        .map(|(name, cell)| {
-                            (name.clone(), serde_json::to_value(cell).unwrap_or_default())
-                        })
-                        .collect()
+                .map(|cells| OrderedRow {
+                    columns: &result.columns,
+                    cells,
                 })
                 .collect();
             let file = std::fs::File::create(path).map_err(|e| fail(&e))?;
             serde_json::to_writer_pretty(std::io::BufWriter::new(file), &rows).map_err(|e| fail(&e))
         }
+    }
+}
+
+/// A row as a JSON object whose keys keep the result's column order (a `serde_json::Map`
+/// sorts them).
+struct OrderedRow<'a> {
+    columns: &'a [String],
+    cells: &'a [Cell],
+}
+
+impl serde::Serialize for OrderedRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.cells.len()))?;
+        for (name, cell) in self.columns.iter().zip(self.cells) {
+            map.serialize_entry(name, cell)?;
+        }
+        map.end()
     }
 }
 
@@ -115,6 +132,30 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
         assert_eq!(value[0]["n"], 2);
         assert_eq!(value[1]["Name"], serde_json::Value::Null);
+        // Keys keep the column order.
+        let text = std::fs::read_to_string(&json_path).unwrap();
+        assert!(
+            text.find("\"Name\"").unwrap() < text.find("\"n\"").unwrap(),
+            "{text}"
+        );
+        let zebra = QueryResult {
+            columns: vec!["z".into(), "a".into()],
+            rows: vec![vec![Cell::Integer(1), Cell::Integer(2)]],
+            total_rows: Some(1),
+            cut: None,
+        };
+        // An export_dir that does not exist yet is created.
+        let nested = dir.path().join("exports/new");
+        let zebra_path = nested.join("z.json");
+        write(ExportFormat::Json, &zebra, &zebra_path).unwrap();
+        let compact: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&zebra_path).unwrap()).unwrap();
+        assert_eq!(compact[0]["z"], 1);
+        let written = std::fs::read_to_string(&zebra_path).unwrap();
+        assert!(
+            written.find("\"z\"").unwrap() < written.find("\"a\"").unwrap(),
+            "{written}"
+        );
         let path = export_path(dir.path(), "How many albums?", ExportFormat::Csv);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(

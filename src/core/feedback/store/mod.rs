@@ -700,7 +700,16 @@ pub(crate) fn verify_sql(
     limits: ExecLimits,
 ) -> Result<QueryResult, StoreError> {
     let sql = clean_sql(sql);
-    check_read_only(&sql).map_err(|e| StoreError::CorrectionRefused(e.to_string()))?;
+    // The error already says "the correction was refused: "; the guard's own "refused: "
+    // would read twice.
+    check_read_only(&sql).map_err(|e| {
+        let reason = e.to_string();
+        let reason = reason
+            .strip_prefix("refused: ")
+            .unwrap_or(&reason)
+            .to_string();
+        StoreError::CorrectionRefused(reason)
+    })?;
     db.execute(&sql, limits).map_err(|e| {
         StoreError::CorrectionRefused(format!("'{}' does not run: {e}", one_line(&sql)))
     })
