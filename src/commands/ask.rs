@@ -42,6 +42,9 @@ pub struct AskJson<'a> {
     /// Whether enough corrections and thumbs-downs piled up to retrain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retraining: Option<RetrainingStatus>,
+    /// With `--follow-up`: the run this question continued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follows: Option<i64>,
 }
 
 impl<'a> AskJson<'a> {
@@ -75,6 +78,7 @@ impl<'a> AskJson<'a> {
             error: outcome.error.as_deref(),
             run_id: None,
             retraining: None,
+            follows: None,
         }
     }
 }
@@ -96,7 +100,7 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
     let mut answer_started = false;
     let mut sql_so_far = String::new();
     let mut sql_attempt = 0;
-    let outcome = analyst.ask(&args.question, &mut |event| {
+    let mut on_event = |event: PipelineEvent<'_>| {
         if !stream_answer {
             return;
         }
@@ -124,11 +128,20 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
             }
             _ => {}
         }
-    })?;
+    };
+    let (outcome, follows) = if args.follow_up {
+        analyst.ask_follow_up(&args.question, &mut on_event)?
+    } else {
+        (analyst.ask(&args.question, &mut on_event)?, None)
+    };
+    if args.follow_up && follows.is_none() {
+        crate::errln!("nano-analyst: no earlier question on this database; asked on its own");
+    }
     let retraining = analyst.retraining_status();
     if args.json {
         let mut json = AskJson::from_outcome(&outcome);
         json.run_id = analyst.last_run();
+        json.follows = follows;
         json.retraining = retraining;
         let json = serde_json::to_string(&json).map_err(AppError::json("the result"))?;
         crate::outln!("{json}");

@@ -33,6 +33,8 @@ pub enum Command {
     Help,
     /// Ask the question in the input.
     Ask,
+    /// Start a new conversation: the next question is not a follow-up.
+    NewTopic,
     /// Insert a line break in the question.
     NewLine,
     /// Put an older question in the input.

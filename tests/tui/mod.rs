@@ -4,8 +4,11 @@
 
 mod e2e;
 mod fixtures;
+mod follow_up;
 mod latency;
 mod render;
 mod signals;
 mod training;
+mod trial_fixes;
 mod update;
+mod warm;

@@ -3,14 +3,18 @@
 //! returns are carried out by the shell (`tui::shell`), whose workers answer with
 //! [`Msg`]s. Replies for a request that is no longer the active one are dropped.
 
+mod conversation;
 mod history_view;
+mod mouse;
 mod msg;
 mod training;
 mod update;
 
+pub use conversation::Conversation;
 pub use history_view::HistoryState;
 pub use msg::{
-    Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent, TrainingUpdate, WorkerError,
+    Effect, ExportFormat, MouseAction, MouseInput, Msg, PipelineUpdate, RequestId, StartupEvent,
+    TrainingUpdate, WorkerError,
 };
 pub use training::status_text as training_status;
 pub use update::update;
@@ -19,6 +23,7 @@ use ratatui_textarea::TextArea;
 
 use crate::core::db::exec::{Cell, QueryResult};
 use crate::core::feedback::history::{Rating, RunId};
+use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::outcome::Timings;
 use crate::core::retrieval::provider::PromptContext;
 use crate::tui::config::TuiConfig;
@@ -110,6 +115,20 @@ impl Stage {
     }
 }
 
+/// The background evaluation of the schema prefix (start warm).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Warm {
+    #[default]
+    NotStarted,
+    Running {
+        since_ms: u64,
+    },
+    Finished {
+        elapsed_ms: u64,
+        stopped: bool,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Startup {
     Loading { phase: String },
@@ -178,6 +197,10 @@ pub struct UserSql {
 pub struct RunView {
     pub request: RequestId,
     pub question: String,
+    /// The conversation's turns this question was asked after (a follow-up), oldest first.
+    pub earlier: Vec<EarlierTurn>,
+    /// The run it follows up, recorded as its parent.
+    pub parent: Option<RunId>,
     pub context: Option<PromptContext>,
     pub attempts: Vec<AttemptView>,
     pub user_sql: Option<UserSql>,
@@ -266,6 +289,12 @@ pub struct Model {
     pub max_repairs: u32,
     pub startup: Startup,
     pub schema_text: String,
+    /// Tables in the schema, as the database reported them at start-up.
+    pub schema_tables: usize,
+    /// Words of the table names, for telling follow-ups from new topics.
+    pub table_words: Vec<String>,
+    pub conversation: Conversation,
+    pub warm: Warm,
     pub stage: Stage,
     pub stage_since_ms: u64,
     pub now_ms: u64,
@@ -285,6 +314,8 @@ pub struct Model {
     pub training: Training,
     /// New corrections and thumbs-downs that make retraining due (0: never offered).
     pub retrain_threshold: u64,
+    /// Verified pairs on this database, once the store said (training needs a few).
+    pub verified_pairs: Option<u64>,
     pub dirty: bool,
     pub quit: bool,
 }
@@ -302,6 +333,10 @@ impl Model {
                 phase: "opening database".into(),
             },
             schema_text: String::new(),
+            schema_tables: 0,
+            table_words: Vec::new(),
+            conversation: Conversation::default(),
+            warm: Warm::NotStarted,
             stage: Stage::Idle,
             stage_since_ms: 0,
             now_ms: 0,
@@ -319,6 +354,7 @@ impl Model {
             flash: None,
             training: Training::Idle,
             retrain_threshold: 0,
+            verified_pairs: None,
             dirty: true,
             quit: false,
         }
@@ -326,13 +362,14 @@ impl Model {
 
     /// Effects to run once at start-up.
     pub fn init(&self) -> Vec<Effect> {
-        let mut effects = vec![Effect::ListHistory { id: RECALL_LIST_ID }];
-        if self.retrain_threshold > 0 {
-            effects.push(Effect::CheckRetraining {
+        // The check also tells how many verified pairs there are, which the retrain key
+        // needs even when the offer is off (threshold 0).
+        vec![
+            Effect::ListHistory { id: RECALL_LIST_ID },
+            Effect::CheckRetraining {
                 threshold: self.retrain_threshold,
-            });
-        }
-        effects
+            },
+        ]
     }
 
     pub fn key_context(&self) -> KeyContext {

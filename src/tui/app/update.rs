@@ -7,12 +7,13 @@ use crate::core::db::exec::QueryResult;
 use crate::core::feedback::history::Rating;
 use crate::core::pipeline;
 use crate::core::pipeline::outcome::RunOutcome;
-use crate::tui::app::training;
+use crate::tui::app::conversation::schema_table_words;
 use crate::tui::app::{
     Active, AttemptView, Effect, ExportFormat, HistoryState, Model, Msg, Overlay, Pane,
-    PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, WorkerError,
-    chart_columns, new_question_input,
+    PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, Warm,
+    WorkerError, chart_columns, new_question_input,
 };
+use crate::tui::app::{mouse, training};
 use crate::tui::keymap::{Command, Key, KeyContext};
 
 /// Rows moved by PageUp/PageDown in the results table.
@@ -27,6 +28,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Resized => Vec::new(),
+        Msg::Mouse(input) => {
+            mouse::on_mouse(model, input);
+            Vec::new()
+        }
         Msg::Signalled => {
             let mut effects = Vec::new();
             quit(model, &mut effects);
@@ -51,7 +56,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
         }
         Msg::RunRecorded { id, run } => {
             match run {
-                Ok(run) if model.run.request == id => model.run.run_id = Some(run),
+                Ok(run) if model.run.request == id => {
+                    model.run.run_id = Some(run);
+                    model.conversation.recorded(&model.run.question, run);
+                }
                 Ok(_) => {}
                 Err(error) => model.flash = Some(format!("could not save the run: {error}")),
             }
@@ -229,6 +237,10 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
         Command::Help => open_help(model),
         Command::Close => model.overlay = Overlay::None,
         Command::Ask => ask_typed_question(model, &mut effects),
+        Command::NewTopic => {
+            model.conversation = Default::default();
+            model.flash = Some("new topic: the next question starts a new conversation".into());
+        }
         Command::NewLine => model.question.insert_newline(),
         Command::RecallOlder | Command::RecallNewer => {
             if !recall_at_edge(model, command == Command::RecallOlder) {
@@ -427,6 +439,7 @@ fn history_action(model: &mut Model, command: Command, effects: &mut Vec<Effect>
         }
         Command::Rerun => {
             model.overlay = Overlay::None;
+            model.conversation = Default::default();
             ask(model, entry.question, effects);
         }
         _ => {
@@ -465,9 +478,14 @@ fn ask(model: &mut Model, question: String, effects: &mut Vec<Effect>) {
     cancel_active(model, effects);
     let id = next_id(model);
     model.recall.remember(&question);
+    let (earlier, parent) = model
+        .conversation
+        .continue_with(&question, &model.table_words);
     model.run = RunView {
         request: id,
         question: question.clone(),
+        earlier: earlier.clone(),
+        parent,
         ..RunView::default()
     };
     model.results = Default::default();
@@ -478,7 +496,11 @@ fn ask(model: &mut Model, question: String, effects: &mut Vec<Effect>) {
     model.active = Some(Active::Ask(id));
     model.flash = None;
     set_stage(model, Stage::Retrieving);
-    effects.push(Effect::Ask { id, question });
+    effects.push(Effect::Ask {
+        id,
+        question,
+        earlier,
+    });
 }
 
 fn recall(model: &mut Model, older: bool) {
@@ -558,6 +580,9 @@ fn run_sql(model: &mut Model, effects: &mut Vec<Effect>) {
         sql: sql.clone(),
         ran: None,
     });
+    // The answer was written for the model's result and the mark was for other SQL.
+    model.run.answer.clear();
+    model.run.corrected = false;
     model.active = Some(Active::Sql(id));
     set_stage(model, Stage::RunningSql);
     effects.push(Effect::RunSql { id, sql });
@@ -606,6 +631,7 @@ fn mark_correct(model: &mut Model, effects: &mut Vec<Effect>) {
         return;
     };
     model.run.corrected = true;
+    model.conversation.corrected(&model.run.question, &sql);
     effects.push(Effect::Correct { run, sql });
 }
 
@@ -663,9 +689,30 @@ fn hint(model: &Model, context: KeyContext, command: Command, what: &str) -> Str
 
 fn on_startup(model: &mut Model, event: StartupEvent) {
     match event {
-        StartupEvent::SchemaRead { schema_text, .. } => model.schema_text = schema_text,
+        StartupEvent::SchemaRead {
+            schema_text,
+            tables,
+        } => {
+            model.table_words = schema_table_words(&schema_text);
+            model.schema_text = schema_text;
+            model.schema_tables = tables;
+        }
         StartupEvent::Phase(phase) => model.startup = Startup::Loading { phase },
         StartupEvent::ModelReady { model: name } => model.startup = Startup::Ready { model: name },
+        StartupEvent::Warming => {
+            model.warm = Warm::Running {
+                since_ms: model.now_ms,
+            }
+        }
+        StartupEvent::Warmed {
+            elapsed_ms,
+            stopped,
+        } => {
+            model.warm = Warm::Finished {
+                elapsed_ms,
+                stopped,
+            }
+        }
         StartupEvent::Failed(error) => {
             model.startup = Startup::Failed(error.to_string());
             if let Some(Active::Ask(_)) = model.active {
@@ -784,9 +831,15 @@ fn finish(model: &mut Model, id: u64, outcome: RunOutcome) -> Vec<Effect> {
         None => Stage::Done,
     };
     set_stage(model, stage);
+    if outcome.error.is_none()
+        && let Some(sql) = &outcome.sql
+    {
+        model.conversation.answered(&outcome.question, sql);
+    }
     vec![Effect::RecordRun {
         id,
         outcome: Box::new(outcome),
+        parent: model.run.parent,
     }]
 }
 
@@ -833,6 +886,14 @@ fn open_outcome(model: &mut Model, run_id: i64, outcome: RunOutcome) -> Vec<Effe
         });
         view.corrected = true;
     }
+    let sql = outcome
+        .error
+        .is_none()
+        .then(|| view.current_sql().map(str::to_string))
+        .flatten();
+    model
+        .conversation
+        .reopen(run_id, &view.question, sql.as_deref());
     model.run = view;
     model.results = Default::default();
     model.editor = None;

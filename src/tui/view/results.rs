@@ -61,11 +61,7 @@ fn placeholder(model: &Model) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     match &model.startup {
         Startup::Loading { phase } => {
-            let tables = model
-                .schema_text
-                .lines()
-                .filter(|l| !l.starts_with(' '))
-                .count();
+            let tables = model.schema_tables;
             if model.schema_text.is_empty() {
                 lines.push(Line::styled(
                     format!("{} opening database", spinner(model.now_ms)),
