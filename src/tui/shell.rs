@@ -54,6 +54,9 @@ impl Shell {
             } => self.inference.ask(id, question, earlier),
             Effect::CancelAsk { id } => self.inference.cancel(id),
             Effect::RunSql { id, sql } => self.database.run(id, sql),
+            Effect::LoadMore { id, sql, row_limit } => {
+                self.database.run_with_rows(id, sql, row_limit)
+            }
             Effect::CancelSql { .. } => self.database.cancel(),
             Effect::RecordRun {
                 id,

@@ -5,6 +5,7 @@
 mod e2e;
 mod fixtures;
 mod follow_up;
+mod grid;
 mod latency;
 mod render;
 mod signals;

@@ -4,13 +4,16 @@
 //! [`Msg`]s. Replies for a request that is no longer the active one are dropped.
 
 mod conversation;
+pub mod grid;
 mod history_view;
 mod mouse;
 mod msg;
+pub mod starters;
 mod training;
 mod update;
 
 pub use conversation::Conversation;
+pub use grid::{ChartKind, ResultsState, SortOrder};
 pub use history_view::HistoryState;
 pub use msg::{
     Effect, ExportFormat, MouseAction, MouseInput, Msg, PipelineUpdate, RequestId, StartupEvent,
@@ -177,6 +180,8 @@ impl Training {
 pub enum Active {
     Ask(RequestId),
     Sql(RequestId),
+    /// The shown SQL again with a higher row cap ("load more").
+    More(RequestId),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -244,13 +249,6 @@ impl RunView {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResultsState {
-    pub row: usize,
-    pub column: usize,
-    pub chart: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scrolls {
     pub schema: u16,
     pub sql: u16,
@@ -263,7 +261,14 @@ pub enum Overlay {
     None,
     Help,
     History(HistoryState),
-    Note { input: Box<TextArea<'static>> },
+    Note {
+        input: Box<TextArea<'static>>,
+    },
+    /// One result cell in full (text the grid cuts short); scrolled and closed like help.
+    Cell {
+        column: String,
+        text: String,
+    },
 }
 
 /// Questions asked before, for Up/Down recall in the input.
@@ -295,6 +300,10 @@ pub struct Model {
     pub table_words: Vec<String>,
     pub conversation: Conversation,
     pub warm: Warm,
+    /// Questions offered on an empty screen, from the schema's names.
+    pub starters: Vec<String>,
+    /// The starter the suggest key put in the input last.
+    pub next_starter: usize,
     pub stage: Stage,
     pub stage_since_ms: u64,
     pub now_ms: u64,
@@ -337,6 +346,8 @@ impl Model {
             table_words: Vec::new(),
             conversation: Conversation::default(),
             warm: Warm::NotStarted,
+            starters: Vec::new(),
+            next_starter: 0,
             stage: Stage::Idle,
             stage_since_ms: 0,
             now_ms: 0,
@@ -374,7 +385,7 @@ impl Model {
 
     pub fn key_context(&self) -> KeyContext {
         match &self.overlay {
-            Overlay::Help => KeyContext::Help,
+            Overlay::Help | Overlay::Cell { .. } => KeyContext::Help,
             Overlay::History(_) => KeyContext::History,
             Overlay::Note { .. } => KeyContext::Note,
             Overlay::None => match self.focus {
@@ -382,6 +393,7 @@ impl Model {
                 Pane::Schema => KeyContext::Schema,
                 Pane::Sql if self.editor.is_some() => KeyContext::Editor,
                 Pane::Sql => KeyContext::Sql,
+                Pane::Results if self.results.searching => KeyContext::Search,
                 Pane::Results => KeyContext::Results,
                 Pane::Answer => KeyContext::Answer,
             },
@@ -392,10 +404,16 @@ impl Model {
         self.question.lines().join("\n")
     }
 
+    /// The result row under the results cursor (after sort and search).
+    pub fn selected_row(&self) -> Option<&Vec<Cell>> {
+        let result = self.run.result.as_ref()?;
+        let shown = grid::shown_rows(result, &self.results);
+        result.rows.get(*shown.get(self.results.row)?)
+    }
+
     /// The cell under the results cursor.
     pub(crate) fn selected_cell(&self) -> Option<&Cell> {
-        let result = self.run.result.as_ref()?;
-        result.rows.get(self.results.row)?.get(self.results.column)
+        self.selected_row()?.get(self.results.column)
     }
 
     pub fn busy(&self) -> bool {
@@ -409,23 +427,4 @@ pub(crate) fn new_question_input() -> TextArea<'static> {
     input.set_placeholder_text("Ask a question about the data, then press Enter");
     input.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
     input
-}
-
-/// A label column and a numeric column, when the result has them: (label, value) indexes.
-pub(crate) fn chart_columns(result: &QueryResult) -> Option<(usize, usize)> {
-    if result.rows.is_empty() {
-        return None;
-    }
-    let numeric = |c: usize| {
-        result.rows.iter().all(|r| {
-            matches!(
-                r.get(c),
-                Some(Cell::Integer(_) | Cell::Real(_) | Cell::Null)
-            )
-        })
-    };
-    let value = (0..result.columns.len()).rev().find(|&c| numeric(c))?;
-    let label = (0..result.columns.len()).find(|&c| c != value && !numeric(c));
-    let label = label.or_else(|| (0..result.columns.len()).find(|&c| c != value))?;
-    Some((label, value))
 }

@@ -11,7 +11,7 @@ const WHEEL_ROWS: usize = 1;
 pub(super) fn on_mouse(model: &mut Model, input: MouseInput) {
     let down = input.action == MouseAction::ScrollDown;
     match &mut model.overlay {
-        Overlay::Help => {
+        Overlay::Help | Overlay::Cell { .. } => {
             if input.action != MouseAction::Click {
                 model.scrolls.help = step(model.scrolls.help, down);
             }

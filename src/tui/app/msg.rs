@@ -215,6 +215,12 @@ pub enum Effect {
     CancelSql {
         id: RequestId,
     },
+    /// The shown SQL again, keeping up to `row_limit` rows.
+    LoadMore {
+        id: RequestId,
+        sql: String,
+        row_limit: usize,
+    },
     RecordRun {
         id: RequestId,
         outcome: Box<RunOutcome>,

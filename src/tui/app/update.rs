@@ -11,9 +11,9 @@ use crate::tui::app::conversation::schema_table_words;
 use crate::tui::app::{
     Active, AttemptView, Effect, ExportFormat, HistoryState, Model, Msg, Overlay, Pane,
     PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, Warm,
-    WorkerError, chart_columns, new_question_input,
+    WorkerError, new_question_input,
 };
-use crate::tui::app::{mouse, training};
+use crate::tui::app::{grid, mouse, starters, training};
 use crate::tui::keymap::{Command, Key, KeyContext};
 
 /// Rows moved by PageUp/PageDown in the results table.
@@ -189,6 +189,19 @@ fn type_text(model: &mut Model, context: KeyContext, event: KeyEvent) {
                 model.question.input(event);
             }
         }
+        KeyContext::Search => {
+            let filter = &mut model.results.filter;
+            match event.code {
+                KeyCode::Char(c) if !event.modifiers.contains(KeyModifiers::CONTROL) => {
+                    filter.push(c)
+                }
+                KeyCode::Backspace => {
+                    filter.pop();
+                }
+                _ => return,
+            }
+            model.results.row = 0;
+        }
         KeyContext::Global | KeyContext::Help => {}
     }
 }
@@ -242,6 +255,7 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
             model.flash = Some("new topic: the next question starts a new conversation".into());
         }
         Command::NewLine => model.question.insert_newline(),
+        Command::Suggest => suggest(model),
         Command::RecallOlder | Command::RecallNewer => {
             if !recall_at_edge(model, command == Command::RecallOlder) {
                 return None;
@@ -275,6 +289,23 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
         | Command::FirstRow
         | Command::LastRow => move_cursor(model, command),
         Command::ToggleChart => toggle_chart(model),
+        Command::Sort => model.results.cycle_sort(),
+        Command::Search => model.results.searching = true,
+        Command::EndSearch => model.results.searching = false,
+        Command::ClearSearch => {
+            model.results.searching = false;
+            model.results.filter.clear();
+        }
+        Command::ShowCell => show_cell(model),
+        Command::LoadMore => load_more(model, &mut effects),
+        Command::ChartValue => model.results.chart_value = Some(model.results.column),
+        Command::ChartLabel => model.results.chart_label = Some(model.results.column),
+        Command::ChartKind => {
+            model.results.chart_kind = match model.results.chart_kind {
+                grid::ChartKind::Bar => grid::ChartKind::Line,
+                grid::ChartKind::Line => grid::ChartKind::Bar,
+            }
+        }
         Command::ExportCsv | Command::ExportJson => export(model, command, &mut effects),
         Command::OpenRun | Command::Rerun => history_action(model, command, &mut effects),
     }
@@ -340,6 +371,20 @@ fn recall_at_edge(model: &mut Model, older: bool) -> bool {
     at_edge
 }
 
+/// Puts the next starter question in the input (replacing what is there).
+fn suggest(model: &mut Model) {
+    if model.starters.is_empty() {
+        model.flash = Some("no suggestions for this database".into());
+        return;
+    }
+    let question = model.starters[model.next_starter % model.starters.len()].clone();
+    model.next_starter += 1;
+    let mut input = new_question_input();
+    input.insert_str(question);
+    model.question = input;
+    model.focus = Pane::Question;
+}
+
 fn open_inline_editor(model: &mut Model) {
     let sql = model.run.current_sql().unwrap_or_default().to_string();
     let mut editor = TextArea::new(sql.lines().map(str::to_string).collect());
@@ -350,12 +395,7 @@ fn open_inline_editor(model: &mut Model) {
 }
 
 fn copy_row(model: &Model, effects: &mut Vec<Effect>) {
-    if let Some(row) = model
-        .run
-        .result
-        .as_ref()
-        .and_then(|r| r.rows.get(model.results.row))
-    {
+    if let Some(row) = model.selected_row() {
         let text: Vec<String> = row.iter().map(ToString::to_string).collect();
         effects.push(Effect::Copy(text.join("\t")));
     }
@@ -399,8 +439,63 @@ fn submit_note(model: &mut Model, effects: &mut Vec<Effect>) {
     model.overlay = Overlay::None;
 }
 
+/// Rows a "load more" asks for, as a multiple of what the result holds.
+const LOAD_MORE_FACTOR: usize = 10;
+
+fn show_cell(model: &mut Model) {
+    let column = model
+        .run
+        .result
+        .as_ref()
+        .and_then(|r| r.columns.get(model.results.column))
+        .cloned()
+        .unwrap_or_default();
+    match model.selected_cell().map(ToString::to_string) {
+        Some(text) => {
+            model.scrolls.help = 0;
+            model.overlay = Overlay::Cell { column, text };
+        }
+        None => model.flash = Some("no cell selected".into()),
+    }
+}
+
+/// Runs the shown SQL again with a higher row cap; the sort and search stay.
+fn load_more(model: &mut Model, effects: &mut Vec<Effect>) {
+    let Some(result) = &model.run.result else {
+        model.flash = Some("no results yet".into());
+        return;
+    };
+    if !grid::can_load_more(result) {
+        model.flash = Some(format!("all {} rows are shown", result.rows.len()));
+        return;
+    }
+    let Some(sql) = model
+        .run
+        .verified_sql()
+        .or_else(|| model.run.current_sql())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    if model.stage.is_busy() {
+        model.flash = Some("wait for the running request, or esc to stop it".into());
+        return;
+    }
+    let row_limit = result.rows.len().max(1) * LOAD_MORE_FACTOR;
+    let id = next_id(model);
+    model.active = Some(Active::More(id));
+    model.flash = Some(format!("loading up to {row_limit} rows"));
+    set_stage(model, Stage::RunningSql);
+    effects.push(Effect::LoadMore { id, sql, row_limit });
+}
+
 fn toggle_chart(model: &mut Model) {
-    let chartable = model.run.result.as_ref().and_then(chart_columns).is_some();
+    let chartable = model
+        .run
+        .result
+        .as_ref()
+        .and_then(|r| grid::chart_columns(r, &model.results))
+        .is_some();
     // Switching back to the table always works, even when the result cannot be charted.
     if chartable || model.results.chart {
         model.results.chart = !model.results.chart;
@@ -467,7 +562,7 @@ fn set_stage(model: &mut Model, stage: Stage) {
 fn cancel_active(model: &mut Model, effects: &mut Vec<Effect>) -> bool {
     match model.active.take() {
         Some(Active::Ask(id)) => effects.push(Effect::CancelAsk { id }),
-        Some(Active::Sql(id)) => effects.push(Effect::CancelSql { id }),
+        Some(Active::Sql(id) | Active::More(id)) => effects.push(Effect::CancelSql { id }),
         None => return false,
     }
     set_stage(model, Stage::Cancelled);
@@ -594,6 +689,21 @@ fn on_sql_ran(
     result: Result<QueryResult, WorkerError>,
     elapsed_ms: u64,
 ) {
+    if model.active == Some(Active::More(id)) {
+        model.active = None;
+        match result {
+            Ok(result) => {
+                model.flash = Some(format!("loaded {}", result.row_summary()));
+                model.run.result = Some(result);
+                set_stage(model, Stage::Done);
+            }
+            Err(error) => {
+                model.flash = Some(format!("could not load more rows: {error}"));
+                set_stage(model, Stage::Done);
+            }
+        }
+        return;
+    }
     if model.active != Some(Active::Sql(id)) {
         return;
     }
@@ -663,7 +773,7 @@ fn move_cursor(model: &mut Model, command: Command) {
     let Some(result) = &model.run.result else {
         return;
     };
-    let rows = result.rows.len();
+    let rows = grid::shown_rows(result, &model.results).len();
     let columns = result.columns.len();
     let state = &mut model.results;
     let last_row = rows.saturating_sub(1);
@@ -694,6 +804,7 @@ fn on_startup(model: &mut Model, event: StartupEvent) {
             tables,
         } => {
             model.table_words = schema_table_words(&schema_text);
+            model.starters = starters::starter_questions(&schema_text);
             model.schema_text = schema_text;
             model.schema_tables = tables;
         }

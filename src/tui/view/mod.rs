@@ -32,6 +32,7 @@ pub fn view(model: &Model, frame: &mut Frame) {
         Overlay::Help => overlays::help(model, frame, main),
         Overlay::History(history) => overlays::history(model, history, frame, main),
         Overlay::Note { input } => overlays::note(model, input, frame, main),
+        Overlay::Cell { column, text } => overlays::cell(model, column, text, frame, main),
     }
 }
 
