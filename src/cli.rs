@@ -487,6 +487,10 @@ pub struct AskArgs {
     /// Skip the natural-language answer.
     #[arg(long)]
     pub no_answer: bool,
+    /// Continue the last conversation on this database: its last one or two questions and
+    /// their SQL go to the model as earlier turns ("same for 2024", "only the top 3").
+    #[arg(long)]
+    pub follow_up: bool,
 }
 
 #[derive(Debug, Args)]

@@ -152,6 +152,50 @@ fn store_migrates_from_empty_to_latest_in_wal_mode() {
 }
 
 #[test]
+fn follow_ups_are_recorded_in_a_thread_that_ask_follow_up_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite3");
+    let scope = chinook_scope();
+    // A version-2 store (before threads) moves forward and keeps its runs.
+    let old = HistoryStore::open_at_version(&path, 2).unwrap();
+    drop(old);
+    let mut store = HistoryStore::open(&path).unwrap();
+    assert_eq!(store.version().unwrap(), LATEST_VERSION);
+    assert!(store.last_thread(&scope, 2).unwrap().is_empty());
+    let first = store
+        .record(&scope, &outcome("Invoices per country", "SELECT 1", 1))
+        .unwrap();
+    let second = store
+        .record_in_thread(
+            &scope,
+            &outcome("only the top 3", "SELECT 2", 1),
+            Some(first),
+        )
+        .unwrap();
+    let third = store
+        .record_in_thread(
+            &scope,
+            &outcome("same for 2010", "SELECT 3", 1),
+            Some(second),
+        )
+        .unwrap();
+    assert_eq!(store.parent_of(third).unwrap(), Some(second));
+    assert_eq!(store.parent_of(first).unwrap(), None);
+    let thread = store.last_thread(&scope, 2).unwrap();
+    let questions: Vec<(i64, &str)> = thread
+        .iter()
+        .map(|(id, turn)| (*id, turn.question.as_str()))
+        .collect();
+    assert_eq!(
+        questions,
+        [(second, "only the top 3"), (third, "same for 2010")]
+    );
+    // A correction is what the next follow-up builds on.
+    store.correct(third, "SELECT 4").unwrap();
+    assert_eq!(store.last_thread(&scope, 1).unwrap()[0].1.sql, "SELECT 4");
+}
+
+#[test]
 fn store_migrates_a_version_1_file_keeping_its_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("history.sqlite3");

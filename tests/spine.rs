@@ -778,6 +778,7 @@ fn the_app_and_ask_record_the_same_fields_prompt_included() {
     app.send(StoreRequest::Record {
         id: 1,
         outcome: Box::new(outcome),
+        parent: None,
     });
     let by_app = match replies.recv_timeout(std::time::Duration::from_secs(30)) {
         Ok(Msg::RunRecorded { run: Ok(run), .. }) => run,

@@ -25,7 +25,7 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
     let stream_answer = !args.json;
     let mut sql_so_far = String::new();
     let mut sql_attempt = 0;
-    let outcome = analyst.ask(&args.question, &mut |event| {
+    let mut on_event = |event: PipelineEvent<'_>| {
         if !stream_answer {
             return;
         }
@@ -50,11 +50,20 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
             // a sentence that states what the rows do not hold is replaced.
             _ => {}
         }
-    })?;
+    };
+    let (outcome, follows) = if args.follow_up {
+        analyst.ask_follow_up(&args.question, &mut on_event)?
+    } else {
+        (analyst.ask(&args.question, &mut on_event)?, None)
+    };
+    if args.follow_up && follows.is_none() {
+        crate::errln!("nano-analyst: no earlier question on this database; asked on its own");
+    }
     let retraining = analyst.retraining_status();
     if args.json {
         let mut json = AskJson::from_outcome(&outcome);
         json.run_id = analyst.last_run();
+        json.follows = follows;
         json.retraining = retraining;
         let json = serde_json::to_string(&json).map_err(AppError::json("the result"))?;
         crate::outln!("{json}");

@@ -42,6 +42,9 @@ pub struct AskJson<'a> {
     /// Whether enough corrections and thumbs-downs piled up to retrain.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retraining: Option<RetrainingStatus>,
+    /// With `--follow-up`: the run this question continued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follows: Option<i64>,
 }
 
 impl<'a> AskJson<'a> {
@@ -77,6 +80,7 @@ impl<'a> AskJson<'a> {
             error: outcome.error.as_deref(),
             run_id: None,
             retraining: None,
+            follows: None,
         }
     }
 }

@@ -53,8 +53,7 @@ use crate::llm::train::{
 use crate::session::RuntimeOptions;
 use general_set::GeneralSet;
 
-/// Fewer verified pairs than this cannot be split into halves worth training and judging.
-const MIN_PAIRS: usize = 4;
+use crate::core::finetune::MIN_TRAINING_PAIRS as MIN_PAIRS;
 
 fn invalid(text: impl Into<String>) -> AppError {
     AppError::Training(text.into())

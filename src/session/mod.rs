@@ -16,8 +16,9 @@ use crate::core::feedback::history::{DbScope, RetrainingStatus, RunId};
 use crate::core::feedback::memory::ExampleMemory;
 use crate::core::feedback::store::{HistoryStore, scope_of};
 use crate::core::model::{Embedder, LanguageModel};
+use crate::core::pipeline::follow_up::MAX_EARLIER_TURNS;
 use crate::core::pipeline::{
-    PipelineConfig, PipelineError, PipelineEvent, RunOutcome, run_question,
+    EarlierTurn, PipelineConfig, PipelineError, PipelineEvent, RunOutcome, run_follow_up,
 };
 use crate::core::retrieval::provider::{ComposedContext, ContextProvider, ExampleSource};
 use crate::error::AppError;
@@ -156,18 +157,51 @@ impl Analyst {
         question: &str,
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<RunOutcome, PipelineError> {
+        self.ask_in_thread(question, &[], None, on_event)
+    }
+
+    /// Asks `question` as a follow-up of the last conversation recorded on this database
+    /// (a question alone when there is none). Returns the outcome and the run it followed.
+    pub fn ask_follow_up(
+        &mut self,
+        question: &str,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<(RunOutcome, Option<RunId>), PipelineError> {
+        let thread = match self.history.as_ref() {
+            Some(store) => store
+                .last_thread(&self.scope, MAX_EARLIER_TURNS)
+                .unwrap_or_else(|error| {
+                    tracing::warn!("cannot read the last conversation: {error}");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
+        let parent = thread.last().map(|(id, _)| *id);
+        let earlier: Vec<EarlierTurn> = thread.into_iter().map(|(_, turn)| turn).collect();
+        let outcome = self.ask_in_thread(question, &earlier, parent, on_event)?;
+        Ok((outcome, parent))
+    }
+
+    fn ask_in_thread(
+        &mut self,
+        question: &str,
+        earlier: &[EarlierTurn],
+        parent: Option<RunId>,
+        on_event: &mut dyn FnMut(PipelineEvent<'_>),
+    ) -> Result<RunOutcome, PipelineError> {
         self.last_run = None;
-        let outcome = run_question(
+        let outcome = run_follow_up(
             &mut self.engine,
             &self.db,
             self.context.as_mut(),
             question,
+            earlier,
             &self.pipeline,
             on_event,
         )?;
         if let Some(store) = self.history.as_mut() {
             // A store failure must not cost the user the answer; it is logged.
-            match store.record(&self.scope, &outcome) {
+            match store.record_in_thread(&self.scope, &outcome, parent) {
                 Ok(id) => self.last_run = Some(id),
                 Err(error) => tracing::warn!("the run was not recorded: {error}"),
             }

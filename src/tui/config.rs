@@ -32,6 +32,7 @@ pub struct Theme {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuiConfig {
     pub mouse: bool,
+    pub thousands_separators: bool,
     pub export_dir: Option<PathBuf>,
     pub theme: Theme,
     pub keymap: Keymap,
@@ -47,6 +48,15 @@ impl TuiConfig {
             Some(toml::Value::Boolean(b)) => *b,
             Some(other) => {
                 return Err(invalid(format!("mouse must be true or false, not {other}")));
+            }
+        };
+        let thousands_separators = match table.get("thousands_separators") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "thousands_separators must be true or false, not {other}"
+                )));
             }
         };
         let export_dir = match table.get("export_dir") {
@@ -67,6 +77,7 @@ impl TuiConfig {
         };
         Ok(Self {
             mouse,
+            thousands_separators,
             export_dir,
             theme,
             keymap,
@@ -84,6 +95,7 @@ impl TuiConfig {
             // The embedded file is checked by a unit test; this keeps the app usable anyway.
             None => Self {
                 mouse: false,
+                thousands_separators: false,
                 export_dir: None,
                 theme: Theme::plain(),
                 keymap: Keymap::default(),

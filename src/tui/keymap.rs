@@ -33,6 +33,10 @@ pub enum Command {
     Help,
     /// Ask the question in the input.
     Ask,
+    /// Start a new conversation: the next question is not a follow-up.
+    NewTopic,
+    /// Put a starter question (made from the schema's names) in the input.
+    Suggest,
     /// Insert a line break in the question.
     NewLine,
     /// Put an older question in the input.
@@ -68,8 +72,26 @@ pub enum Command {
     PageDown,
     FirstRow,
     LastRow,
-    /// Switch the results between table and bar chart.
+    /// Switch the results between table and chart.
     ToggleChart,
+    /// Sort the results by the selected column: ascending, descending, off.
+    Sort,
+    /// Search the results: only rows containing the typed text stay.
+    Search,
+    /// Keep the search and go back to the grid.
+    EndSearch,
+    /// Drop the search: every row again.
+    ClearSearch,
+    /// Show the selected cell in full.
+    ShowCell,
+    /// Run the SQL again with a higher row cap, for rows past it.
+    LoadMore,
+    /// Chart the selected column's values.
+    ChartValue,
+    /// Label the chart with the selected column.
+    ChartLabel,
+    /// Switch the chart between bars and a line.
+    ChartKind,
     ExportCsv,
     ExportJson,
     /// Open the selected history entry in the panes.
@@ -96,10 +118,12 @@ pub enum KeyContext {
     History,
     Note,
     Help,
+    /// Typing a search of the results.
+    Search,
 }
 
 impl KeyContext {
-    pub(crate) const ALL: [KeyContext; 10] = [
+    pub(crate) const ALL: [KeyContext; 11] = [
         KeyContext::Global,
         KeyContext::Question,
         KeyContext::Schema,
@@ -110,6 +134,7 @@ impl KeyContext {
         KeyContext::History,
         KeyContext::Note,
         KeyContext::Help,
+        KeyContext::Search,
     ];
 
     pub fn title(self) -> &'static str {
@@ -124,6 +149,7 @@ impl KeyContext {
             KeyContext::History => "History",
             KeyContext::Note => "Rating note",
             KeyContext::Help => "Help",
+            KeyContext::Search => "Results search",
         }
     }
 
@@ -131,7 +157,11 @@ impl KeyContext {
     pub(crate) fn is_modal(self) -> bool {
         matches!(
             self,
-            KeyContext::Editor | KeyContext::History | KeyContext::Note | KeyContext::Help
+            KeyContext::Editor
+                | KeyContext::History
+                | KeyContext::Note
+                | KeyContext::Help
+                | KeyContext::Search
         )
     }
 }

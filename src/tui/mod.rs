@@ -60,8 +60,8 @@ pub(crate) fn db_scope(path: &Path) -> Result<DbScope, AppError> {
     })
 }
 
-/// The loader the real app uses: database, then the model, then the schema prompt's KV
-/// cache (so the first question does not pay for it).
+/// The loader the real app uses: database, then the model; the schema prompt's KV cache is
+/// warmed by the worker afterwards (`Session::warm`), while the user types.
 pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader {
     Box::new(move |report: &dyn Fn(StartupEvent)| {
         let db = ReadOnlyDb::open(&database).map_err(|e| e.to_string())?;
@@ -90,10 +90,8 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
             "loading the model"
         };
         report(StartupEvent::Phase(phase.into()));
-        let mut engine = ModelEngine::load(&options).map_err(|e| e.to_string())?;
-        if !engine.is_remote() {
-            warm_prompt_cache(&mut engine, context.as_mut(), report);
-        }
+        let engine = ModelEngine::load(&options).map_err(|e| e.to_string())?;
+        let warm = (!engine.is_remote()).then(|| warm_request(context.as_mut()));
         let model_id = engine.model_id();
         let model_cancel = engine.cancel_flag();
         report(StartupEvent::ModelReady { model: model_id });
@@ -103,22 +101,17 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
             db,
             context,
             config: options.pipeline.clone(),
+            warm,
         })
     })
 }
 
-/// Evaluates the schema prompt once so the first question does not pay for it. Only for
-/// the local engine: a remote server's first question warms its own cache.
-fn warm_prompt_cache(
-    engine: &mut ModelEngine,
-    context: &mut dyn ContextProvider,
-    report: &dyn Fn(StartupEvent),
-) {
-    report(StartupEvent::Phase(
-        "reading the schema into the model".into(),
-    ));
+/// The request that evaluates the schema prompt (and saves it to the prefix cache on disk)
+/// so the first question does not pay for it. Only for the local engine: a remote
+/// server's first question warms its own cache.
+fn warm_request(context: &mut dyn ContextProvider) -> CompletionRequest {
     let prompt = context.context_for("");
-    let warm = CompletionRequest {
+    CompletionRequest {
         messages: vec![
             system_message(&prompt.schema_text),
             question_message("How many rows are there?", &[]),
@@ -128,9 +121,6 @@ fn warm_prompt_cache(
         stop: Vec::new(),
         sampling: Sampling::Greedy,
         grammar: None,
-    };
-    if let Err(error) = engine.complete(&warm, &mut |_| {}) {
-        tracing::warn!(%error, "warming the prompt cache failed");
     }
 }
 
@@ -317,12 +307,20 @@ fn spawn_input(tx: Sender<Msg>, paused: Arc<AtomicBool>) {
                 Ok(Event::Paste(text)) => Msg::Paste(text),
                 Ok(Event::Resize(..)) => Msg::Resized,
                 Ok(Event::Mouse(mouse)) => {
-                    let code = match mouse.kind {
-                        MouseEventKind::ScrollUp => crossterm::event::KeyCode::Up,
-                        MouseEventKind::ScrollDown => crossterm::event::KeyCode::Down,
+                    let action = match mouse.kind {
+                        MouseEventKind::ScrollUp => app::MouseAction::ScrollUp,
+                        MouseEventKind::ScrollDown => app::MouseAction::ScrollDown,
+                        MouseEventKind::Down(event::MouseButton::Left) => app::MouseAction::Click,
                         _ => continue,
                     };
-                    Msg::Key(crossterm::event::KeyEvent::from(code))
+                    let (width, height) = crossterm::terminal::size().unwrap_or((80, 24));
+                    Msg::Mouse(app::MouseInput {
+                        action,
+                        column: mouse.column,
+                        row: mouse.row,
+                        width,
+                        height,
+                    })
                 }
                 Ok(_) => continue,
                 Err(_) => return,

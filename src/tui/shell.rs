@@ -47,13 +47,26 @@ impl Shell {
     /// (after the terminal was handed to an editor).
     pub(crate) fn dispatch(&mut self, effect: Effect) -> bool {
         match effect {
-            Effect::Ask { id, question } => self.inference.ask(id, question),
+            Effect::Ask {
+                id,
+                question,
+                earlier,
+            } => self.inference.ask(id, question, earlier),
             Effect::CancelAsk { id } => self.inference.cancel(id),
             Effect::RunSql { id, sql } => self.database.run(id, sql),
-            Effect::CancelSql { .. } => self.database.cancel(),
-            Effect::RecordRun { id, outcome } => {
-                self.store.send(StoreRequest::Record { id, outcome })
+            Effect::LoadMore { id, sql, row_limit } => {
+                self.database.run_with_rows(id, sql, row_limit)
             }
+            Effect::CancelSql { .. } => self.database.cancel(),
+            Effect::RecordRun {
+                id,
+                outcome,
+                parent,
+            } => self.store.send(StoreRequest::Record {
+                id,
+                outcome,
+                parent,
+            }),
             Effect::Rate { run, rating, note } => {
                 self.store.send(StoreRequest::Rate { run, rating, note })
             }

@@ -43,6 +43,7 @@ fn keypress_to_frame_latency_while_tokens_stream() {
             db,
             context: Box::new(WholeSchemaContext::new(&schema)),
             config: default_pipeline(),
+            warm: None,
         })
     });
     measure("real model", loader);
@@ -64,6 +65,7 @@ fn keypress_to_frame_latency_with_a_scripted_stream() {
             db,
             context: Box::new(WholeSchemaContext::new(&schema)),
             config: default_pipeline(),
+            warm: None,
         })
     });
     measure("scripted stream", loader);

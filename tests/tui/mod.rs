@@ -4,9 +4,13 @@
 
 mod e2e;
 mod fixtures;
+mod follow_up;
+mod grid;
 mod latency;
 mod render;
 mod signals;
 mod training;
 mod trust;
+mod trial_fixes;
 mod update;
+mod warm;

@@ -17,6 +17,7 @@ fn due(new_feedback: u64) -> Msg {
         new_feedback,
         threshold: 10,
         due: new_feedback >= 10,
+        verified_pairs: None,
     })))
 }
 

@@ -17,7 +17,7 @@ fn a_question_flows_through_every_stage_and_is_recorded() {
     type_text(&mut model, "Tracks per genre?");
     let effects = send(&mut model, [key(KeyCode::Enter)]);
     let id = match effects.as_slice() {
-        [Effect::Ask { id, question }] => {
+        [Effect::Ask { id, question, .. }] => {
             assert_eq!(question, "Tracks per genre?");
             *id
         }
@@ -131,7 +131,12 @@ fn a_new_question_replaces_the_running_one_and_stale_results_are_dropped() {
     type_text(&mut model, "second");
     let effects = send(&mut model, [key(KeyCode::Enter)]);
     let second = match effects.as_slice() {
-        [Effect::CancelAsk { id }, Effect::Ask { id: new, question }] => {
+        [
+            Effect::CancelAsk { id },
+            Effect::Ask {
+                id: new, question, ..
+            },
+        ] => {
             assert_eq!(*id, first);
             assert_eq!(question, "second");
             *new

@@ -71,6 +71,23 @@ pub trait RunHistory {
         let _ = threshold;
         Ok(None)
     }
+    /// Verified question/SQL pairs on `scope`, what `train run` trains on (`None`: not
+    /// known to this store).
+    fn verified_pairs(&self, scope: &DbScope) -> Result<Option<u64>, HistoryError> {
+        let _ = scope;
+        Ok(None)
+    }
+    /// Records a run that follows up `parent` (its thread); stores without threads record
+    /// it alone.
+    fn record_follow_up(
+        &mut self,
+        scope: &DbScope,
+        outcome: &RunOutcome,
+        parent: Option<RunId>,
+    ) -> Result<RunId, HistoryError> {
+        let _ = parent;
+        self.record_run(scope, outcome)
+    }
 }
 
 /// Whether enough corrections and thumbs-downs piled up since the last training.
@@ -80,6 +97,10 @@ pub struct RetrainingStatus {
     pub new_feedback: u64,
     pub threshold: u64,
     pub due: bool,
+    /// Verified pairs on the database, when the caller asked (training needs
+    /// `core::finetune::MIN_TRAINING_PAIRS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_pairs: Option<u64>,
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC from seconds since the epoch.

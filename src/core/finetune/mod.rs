@@ -26,6 +26,10 @@ use crate::core::pipeline::extract::SQL_FENCE_OPEN;
 use crate::core::pipeline::prompt::{question_message, sql_reply, system_message};
 
 /// How far general EX may fall (in percentage points) for a candidate to pass.
+/// Fewer verified pairs than this cannot be split into halves worth training and judging:
+/// `train run` refuses, so the app does not offer it either.
+pub const MIN_TRAINING_PAIRS: usize = 4;
+
 pub(crate) const GENERAL_TOLERANCE_POINTS: f64 = 1.0;
 
 /// A verified question/SQL pair and the database it is about.

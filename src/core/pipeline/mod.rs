@@ -7,6 +7,7 @@
 
 mod answer;
 pub mod extract;
+pub mod follow_up;
 mod generate;
 pub mod grammar;
 pub mod grounding;
@@ -26,6 +27,7 @@ use crate::core::model::{LanguageModel, LlmError, Sampling};
 use crate::core::retrieval::provider::ContextProvider;
 use crate::core::rewrite::RewriteSettings;
 
+pub use follow_up::EarlierTurn;
 pub use outcome::{
     Attempt, Confidence, ConfidenceLevel, PipelineEvent, PromptRecord, RunOutcome, Source, Stage,
     Timings,
@@ -82,13 +84,28 @@ pub fn run_question(
     config: &PipelineConfig,
     on_event: &mut dyn FnMut(PipelineEvent<'_>),
 ) -> Result<RunOutcome, PipelineError> {
+    run_follow_up(model, db, context, question, &[], config, on_event)
+}
+
+/// Runs a question that continues a conversation: `earlier` (oldest first, see
+/// [`follow_up::recent_turns`]) go to the model as past turns after the cached schema
+/// prefix, and retrieval searches with their questions too.
+pub fn run_follow_up(
+    model: &mut dyn LanguageModel,
+    db: &ReadOnlyDb,
+    context: &mut dyn ContextProvider,
+    question: &str,
+    earlier: &[EarlierTurn],
+    config: &PipelineConfig,
+    on_event: &mut dyn FnMut(PipelineEvent<'_>),
+) -> Result<RunOutcome, PipelineError> {
     let started = Instant::now();
     if let Some(refusal) = intent::write_request(question) {
         tracing::info!(question, "refused before generation: {refusal}");
         return Ok(RunOutcome::refused(question, model.model_id(), refusal));
     }
     on_event(PipelineEvent::Stage(Stage::Retrieving));
-    let prompt_context = context.context_for(question);
+    let prompt_context = context.context_for(&follow_up::retrieval_text(question, earlier));
     let retrieve_ms = millis(started.elapsed());
     on_event(PipelineEvent::Context(&prompt_context));
     tracing::info!(
@@ -98,7 +115,7 @@ pub fn run_question(
         "question: context retrieved"
     );
 
-    let mut run = Run::new(db, question, config, prompt_context);
+    let mut run = Run::new(db, question, config, prompt_context, earlier);
     run.timings.retrieve_ms = retrieve_ms;
     let mut ending = run.attempt_and_repair(model, on_event)?;
     if let Ending::Unanswered { refused: false, .. } = ending

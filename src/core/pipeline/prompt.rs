@@ -11,6 +11,7 @@ use crate::core::db::exec::QueryResult;
 use crate::core::db::source::SqlDialect;
 use crate::core::model::{ChatMessage, Role};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN};
+use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::retrieval::provider::{Example, GlossaryEntry};
 
 const SYSTEM_INSTRUCTIONS: &str = "\
@@ -70,18 +71,25 @@ pub fn question_message(question: &str, glossary: &[GlossaryEntry]) -> ChatMessa
 }
 
 /// The turns after the system message: each example as an earlier question and the SQL
-/// reply it got, the most similar one last, then the question. A small model copies the
-/// structure of a reply it "wrote" far more faithfully than an example quoted inside the
-/// question (measured on the Chinook paraphrases, see the README).
+/// reply it got, the most similar one last, then the conversation's earlier turns (a
+/// follow-up), then the question. A small model copies the structure of a reply it
+/// "wrote" far more faithfully than an example quoted inside the question (measured on the
+/// Chinook paraphrases, see the README). Everything here comes after the system message,
+/// so the schema prefix's KV cache still holds for a follow-up.
 pub(crate) fn question_turns(
     question: &str,
     examples: &[Example],
+    earlier: &[EarlierTurn],
     glossary: &[GlossaryEntry],
 ) -> Vec<ChatMessage> {
-    let mut turns = Vec::with_capacity(examples.len() * 2 + 1);
+    let mut turns = Vec::with_capacity((examples.len() + earlier.len()) * 2 + 1);
     for example in examples.iter().rev() {
         turns.push(question_message(&example.question, &[]));
         turns.push(sql_reply(&example.sql));
+    }
+    for turn in earlier {
+        turns.push(question_message(&turn.question, &[]));
+        turns.push(sql_reply(&turn.sql));
     }
     turns.push(question_message(question, glossary));
     turns
@@ -176,6 +184,7 @@ mod tests {
                 example("How many jazz tracks?", "SELECT count(*)\nFROM Track"),
                 example("How many albums?", "SELECT count(*) FROM Album"),
             ],
+            &[],
             &[GlossaryEntry {
                 term: "rock".into(),
                 definition: "Genre.Name = 'Rock'".into(),
@@ -202,9 +211,27 @@ mod tests {
                 .ends_with("Question: How many rock tracks?")
         );
         assert_eq!(
-            question_turns("How many albums?", &[], &[]),
+            question_turns("How many albums?", &[], &[], &[]),
             vec![question_message("How many albums?", &[])]
         );
+    }
+
+    #[test]
+    fn a_follow_up_sends_the_earlier_turns_after_the_examples_and_before_the_question() {
+        let earlier = [EarlierTurn {
+            question: "Invoices per country in 2012".into(),
+            sql: "SELECT BillingCountry, count(*) FROM Invoice GROUP BY 1".into(),
+        }];
+        let example = Example {
+            question: "How many albums?".into(),
+            sql: "SELECT count(*) FROM Album".into(),
+        };
+        let turns = question_turns("same for 2013", &[example], &earlier, &[]);
+        let contents: Vec<&str> = turns.iter().map(|t| t.content.as_str()).collect();
+        assert_eq!(contents[0], "Question: How many albums?");
+        assert_eq!(contents[2], "Question: Invoices per country in 2012");
+        assert_eq!(turns[3], sql_reply(&earlier[0].sql));
+        assert_eq!(contents[4], "Question: same for 2013");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::core::db::exec::{ExecError, QueryResult, ReadOnlyDb};
 use crate::core::db::guard::{GuardError, referenced_tables};
 use crate::core::model::{ChatMessage, LanguageModel};
+use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::drop_invented_join;
 use crate::core::pipeline::missing_join::join_owning_table;
@@ -79,9 +80,15 @@ impl<'a> Run<'a> {
         question: &'a str,
         config: &'a PipelineConfig,
         prompt: PromptContext,
+        earlier: &[EarlierTurn],
     ) -> Self {
         let mut messages = vec![system_message_for(&prompt.schema_text, db.dialect())];
-        messages.extend(question_turns(question, &prompt.examples, &prompt.glossary));
+        messages.extend(question_turns(
+            question,
+            &prompt.examples,
+            earlier,
+            &prompt.glossary,
+        ));
         let grammar = if config.grammar {
             db.schema().ok().map(sql_grammar)
         } else {

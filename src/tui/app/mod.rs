@@ -3,14 +3,21 @@
 //! returns are carried out by the shell (`tui::shell`), whose workers answer with
 //! [`Msg`]s. Replies for a request that is no longer the active one are dropped.
 
+mod conversation;
+pub mod grid;
 mod history_view;
+mod mouse;
 mod msg;
+pub mod starters;
 mod training;
 mod update;
 
+pub use conversation::Conversation;
+pub use grid::{ChartKind, ResultsState, SortOrder};
 pub use history_view::HistoryState;
 pub use msg::{
-    Effect, ExportFormat, Msg, PipelineUpdate, RequestId, StartupEvent, TrainingUpdate, WorkerError,
+    Effect, ExportFormat, MouseAction, MouseInput, Msg, PipelineUpdate, RequestId, StartupEvent,
+    TrainingUpdate, WorkerError,
 };
 pub use training::status_text as training_status;
 pub use update::update;
@@ -19,6 +26,7 @@ use ratatui_textarea::TextArea;
 
 use crate::core::db::exec::{Cell, QueryResult};
 use crate::core::feedback::history::{Rating, RunId};
+use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::outcome::{Confidence, Timings};
 use crate::core::retrieval::provider::PromptContext;
 use crate::tui::config::TuiConfig;
@@ -110,6 +118,20 @@ impl Stage {
     }
 }
 
+/// The background evaluation of the schema prefix (start warm).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Warm {
+    #[default]
+    NotStarted,
+    Running {
+        since_ms: u64,
+    },
+    Finished {
+        elapsed_ms: u64,
+        stopped: bool,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Startup {
     Loading { phase: String },
@@ -158,6 +180,8 @@ impl Training {
 pub enum Active {
     Ask(RequestId),
     Sql(RequestId),
+    /// The shown SQL again with a higher row cap ("load more").
+    More(RequestId),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -178,6 +202,10 @@ pub struct UserSql {
 pub struct RunView {
     pub request: RequestId,
     pub question: String,
+    /// The conversation's turns this question was asked after (a follow-up), oldest first.
+    pub earlier: Vec<EarlierTurn>,
+    /// The run it follows up, recorded as its parent.
+    pub parent: Option<RunId>,
     pub context: Option<PromptContext>,
     pub attempts: Vec<AttemptView>,
     pub user_sql: Option<UserSql>,
@@ -223,13 +251,6 @@ impl RunView {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResultsState {
-    pub row: usize,
-    pub column: usize,
-    pub chart: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Scrolls {
     pub schema: u16,
     pub sql: u16,
@@ -242,7 +263,14 @@ pub enum Overlay {
     None,
     Help,
     History(HistoryState),
-    Note { input: Box<TextArea<'static>> },
+    Note {
+        input: Box<TextArea<'static>>,
+    },
+    /// One result cell in full (text the grid cuts short); scrolled and closed like help.
+    Cell {
+        column: String,
+        text: String,
+    },
 }
 
 /// Questions asked before, for Up/Down recall in the input.
@@ -268,6 +296,16 @@ pub struct Model {
     pub max_repairs: u32,
     pub startup: Startup,
     pub schema_text: String,
+    /// Tables in the schema, as the database reported them at start-up.
+    pub schema_tables: usize,
+    /// Words of the table names, for telling follow-ups from new topics.
+    pub table_words: Vec<String>,
+    pub conversation: Conversation,
+    pub warm: Warm,
+    /// Questions offered on an empty screen, from the schema's names.
+    pub starters: Vec<String>,
+    /// The starter the suggest key put in the input last.
+    pub next_starter: usize,
     pub stage: Stage,
     pub stage_since_ms: u64,
     pub now_ms: u64,
@@ -287,6 +325,8 @@ pub struct Model {
     pub training: Training,
     /// New corrections and thumbs-downs that make retraining due (0: never offered).
     pub retrain_threshold: u64,
+    /// Verified pairs on this database, once the store said (training needs a few).
+    pub verified_pairs: Option<u64>,
     pub dirty: bool,
     pub quit: bool,
 }
@@ -304,6 +344,12 @@ impl Model {
                 phase: "opening database".into(),
             },
             schema_text: String::new(),
+            schema_tables: 0,
+            table_words: Vec::new(),
+            conversation: Conversation::default(),
+            warm: Warm::NotStarted,
+            starters: Vec::new(),
+            next_starter: 0,
             stage: Stage::Idle,
             stage_since_ms: 0,
             now_ms: 0,
@@ -321,6 +367,7 @@ impl Model {
             flash: None,
             training: Training::Idle,
             retrain_threshold: 0,
+            verified_pairs: None,
             dirty: true,
             quit: false,
         }
@@ -328,18 +375,19 @@ impl Model {
 
     /// Effects to run once at start-up.
     pub fn init(&self) -> Vec<Effect> {
-        let mut effects = vec![Effect::ListHistory { id: RECALL_LIST_ID }];
-        if self.retrain_threshold > 0 {
-            effects.push(Effect::CheckRetraining {
+        // The check also tells how many verified pairs there are, which the retrain key
+        // needs even when the offer is off (threshold 0).
+        vec![
+            Effect::ListHistory { id: RECALL_LIST_ID },
+            Effect::CheckRetraining {
                 threshold: self.retrain_threshold,
-            });
-        }
-        effects
+            },
+        ]
     }
 
     pub fn key_context(&self) -> KeyContext {
         match &self.overlay {
-            Overlay::Help => KeyContext::Help,
+            Overlay::Help | Overlay::Cell { .. } => KeyContext::Help,
             Overlay::History(_) => KeyContext::History,
             Overlay::Note { .. } => KeyContext::Note,
             Overlay::None => match self.focus {
@@ -347,6 +395,7 @@ impl Model {
                 Pane::Schema => KeyContext::Schema,
                 Pane::Sql if self.editor.is_some() => KeyContext::Editor,
                 Pane::Sql => KeyContext::Sql,
+                Pane::Results if self.results.searching => KeyContext::Search,
                 Pane::Results => KeyContext::Results,
                 Pane::Answer => KeyContext::Answer,
             },
@@ -357,10 +406,16 @@ impl Model {
         self.question.lines().join("\n")
     }
 
+    /// The result row under the results cursor (after sort and search).
+    pub fn selected_row(&self) -> Option<&Vec<Cell>> {
+        let result = self.run.result.as_ref()?;
+        let shown = grid::shown_rows(result, &self.results);
+        result.rows.get(*shown.get(self.results.row)?)
+    }
+
     /// The cell under the results cursor.
     pub(crate) fn selected_cell(&self) -> Option<&Cell> {
-        let result = self.run.result.as_ref()?;
-        result.rows.get(self.results.row)?.get(self.results.column)
+        self.selected_row()?.get(self.results.column)
     }
 
     pub fn busy(&self) -> bool {
@@ -374,23 +429,4 @@ pub(crate) fn new_question_input() -> TextArea<'static> {
     input.set_placeholder_text("Ask a question about the data, then press Enter");
     input.set_wrap_mode(ratatui_textarea::WrapMode::WordOrGlyph);
     input
-}
-
-/// A label column and a numeric column, when the result has them: (label, value) indexes.
-pub(crate) fn chart_columns(result: &QueryResult) -> Option<(usize, usize)> {
-    if result.rows.is_empty() {
-        return None;
-    }
-    let numeric = |c: usize| {
-        result.rows.iter().all(|r| {
-            matches!(
-                r.get(c),
-                Some(Cell::Integer(_) | Cell::Real(_) | Cell::Null)
-            )
-        })
-    };
-    let value = (0..result.columns.len()).rev().find(|&c| numeric(c))?;
-    let label = (0..result.columns.len()).find(|&c| c != value && !numeric(c));
-    let label = label.or_else(|| (0..result.columns.len()).find(|&c| c != value))?;
-    Some((label, value))
 }

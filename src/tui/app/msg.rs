@@ -10,6 +10,7 @@ use crate::core::db::exec::QueryResult;
 use crate::core::feedback::history::RetrainingStatus;
 use crate::core::feedback::history::{HistoryEntry, Rating, RunId};
 use crate::core::finetune::TrainingEvent;
+use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::outcome::{PipelineEvent, RunOutcome, Stage};
 use crate::core::retrieval::provider::PromptContext;
 
@@ -100,6 +101,13 @@ pub enum StartupEvent {
     ModelReady {
         model: String,
     },
+    /// The worker began evaluating the schema prefix in the background.
+    Warming,
+    /// The warm-up ended: done, or `stopped` early by a question (which continues from it).
+    Warmed {
+        elapsed_ms: u64,
+        stopped: bool,
+    },
     Failed(WorkerError),
 }
 
@@ -118,9 +126,28 @@ impl ExportFormat {
     }
 }
 
+/// What the mouse did, where, on a screen of what size (the panes' places follow from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MouseInput {
+    pub action: MouseAction,
+    pub column: u16,
+    pub row: u16,
+    pub width: u16,
+    pub height: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MouseAction {
+    ScrollUp,
+    ScrollDown,
+    Click,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
     Key(KeyEvent),
+    /// The wheel or a click: acts on the pane under the pointer, never on the typed text.
+    Mouse(MouseInput),
     Paste(String),
     Resized,
     /// Milliseconds since the app started; drives spinners and elapsed times.
@@ -175,6 +202,8 @@ pub enum Effect {
     Ask {
         id: RequestId,
         question: String,
+        /// The conversation's earlier turns when this is a follow-up (oldest first).
+        earlier: Vec<EarlierTurn>,
     },
     CancelAsk {
         id: RequestId,
@@ -186,9 +215,17 @@ pub enum Effect {
     CancelSql {
         id: RequestId,
     },
+    /// The shown SQL again, keeping up to `row_limit` rows.
+    LoadMore {
+        id: RequestId,
+        sql: String,
+        row_limit: usize,
+    },
     RecordRun {
         id: RequestId,
         outcome: Box<RunOutcome>,
+        /// The run this one follows up (its thread).
+        parent: Option<RunId>,
     },
     Rate {
         run: RunId,

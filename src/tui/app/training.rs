@@ -4,7 +4,7 @@
 //! app stays usable throughout. Pure: effects only.
 
 use crate::core::feedback::history::RetrainingStatus;
-use crate::core::finetune::TrainingEvent;
+use crate::core::finetune::{MIN_TRAINING_PAIRS, TrainingEvent};
 use crate::tui::app::{Effect, Model, Training, TrainingUpdate, WorkerError};
 use crate::tui::keymap::{Command, KeyContext};
 
@@ -32,6 +32,9 @@ pub(super) fn on_retrain_key(model: &mut Model, effects: &mut Vec<Effect>) {
             model.flash = None;
             effects.push(Effect::StartTraining);
         }
+        _ if too_few_pairs(model).is_some() => {
+            model.flash = too_few_pairs(model);
+        }
         other => {
             let due = matches!(other, Training::Due { .. });
             model.training = Training::Confirming { due };
@@ -42,6 +45,18 @@ pub(super) fn on_retrain_key(model: &mut Model, effects: &mut Vec<Effect>) {
             ));
         }
     }
+}
+
+/// Why training cannot start yet, when the store said how many verified pairs there are:
+/// `train run` needs [`MIN_TRAINING_PAIRS`] to train on half and judge on the other half.
+fn too_few_pairs(model: &Model) -> Option<String> {
+    let pairs = model.verified_pairs?;
+    (pairs < MIN_TRAINING_PAIRS as u64).then(|| {
+        format!(
+            "fine-tuning needs at least {MIN_TRAINING_PAIRS} verified answers on this database \
+             and it has {pairs}: mark SQL correct or rate good answers first"
+        )
+    })
 }
 
 /// Esc while confirming: back to where it was. Returns whether it handled the key.
@@ -74,9 +89,12 @@ pub(super) fn on_retraining_checked(
             return;
         }
     };
+    if status.verified_pairs.is_some() {
+        model.verified_pairs = status.verified_pairs;
+    }
     // A run in progress, a question being confirmed or a result on screen stay.
     if matches!(model.training, Training::Idle | Training::Due { .. }) {
-        model.training = if status.due {
+        model.training = if status.due && too_few_pairs(model).is_none() {
             Training::Due {
                 new_feedback: status.new_feedback,
                 threshold: status.threshold,

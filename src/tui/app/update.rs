@@ -7,12 +7,13 @@ use crate::core::db::exec::QueryResult;
 use crate::core::feedback::history::Rating;
 use crate::core::pipeline;
 use crate::core::pipeline::outcome::RunOutcome;
-use crate::tui::app::training;
+use crate::tui::app::conversation::schema_table_words;
 use crate::tui::app::{
     Active, AttemptView, Effect, ExportFormat, HistoryState, Model, Msg, Overlay, Pane,
-    PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, WorkerError,
-    chart_columns, new_question_input,
+    PipelineUpdate, RECALL_LIST_ID, RunView, Stage, Startup, StartupEvent, UserSql, Warm,
+    WorkerError, new_question_input,
 };
+use crate::tui::app::{grid, mouse, starters, training};
 use crate::tui::keymap::{Command, Key, KeyContext};
 
 /// Rows moved by PageUp/PageDown in the results table.
@@ -27,6 +28,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Resized => Vec::new(),
+        Msg::Mouse(input) => {
+            mouse::on_mouse(model, input);
+            Vec::new()
+        }
         Msg::Signalled => {
             let mut effects = Vec::new();
             quit(model, &mut effects);
@@ -51,7 +56,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Effect> {
         }
         Msg::RunRecorded { id, run } => {
             match run {
-                Ok(run) if model.run.request == id => model.run.run_id = Some(run),
+                Ok(run) if model.run.request == id => {
+                    model.run.run_id = Some(run);
+                    model.conversation.recorded(&model.run.question, run);
+                }
                 Ok(_) => {}
                 Err(error) => model.flash = Some(format!("could not save the run: {error}")),
             }
@@ -181,6 +189,19 @@ fn type_text(model: &mut Model, context: KeyContext, event: KeyEvent) {
                 model.question.input(event);
             }
         }
+        KeyContext::Search => {
+            let filter = &mut model.results.filter;
+            match event.code {
+                KeyCode::Char(c) if !event.modifiers.contains(KeyModifiers::CONTROL) => {
+                    filter.push(c)
+                }
+                KeyCode::Backspace => {
+                    filter.pop();
+                }
+                _ => return,
+            }
+            model.results.row = 0;
+        }
         KeyContext::Global | KeyContext::Help => {}
     }
 }
@@ -229,7 +250,12 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
         Command::Help => open_help(model),
         Command::Close => model.overlay = Overlay::None,
         Command::Ask => ask_typed_question(model, &mut effects),
+        Command::NewTopic => {
+            model.conversation = Default::default();
+            model.flash = Some("new topic: the next question starts a new conversation".into());
+        }
         Command::NewLine => model.question.insert_newline(),
+        Command::Suggest => suggest(model),
         Command::RecallOlder | Command::RecallNewer => {
             if !recall_at_edge(model, command == Command::RecallOlder) {
                 return None;
@@ -263,6 +289,23 @@ fn run_command(model: &mut Model, context: KeyContext, command: Command) -> Opti
         | Command::FirstRow
         | Command::LastRow => move_cursor(model, command),
         Command::ToggleChart => toggle_chart(model),
+        Command::Sort => model.results.cycle_sort(),
+        Command::Search => model.results.searching = true,
+        Command::EndSearch => model.results.searching = false,
+        Command::ClearSearch => {
+            model.results.searching = false;
+            model.results.filter.clear();
+        }
+        Command::ShowCell => show_cell(model),
+        Command::LoadMore => load_more(model, &mut effects),
+        Command::ChartValue => model.results.chart_value = Some(model.results.column),
+        Command::ChartLabel => model.results.chart_label = Some(model.results.column),
+        Command::ChartKind => {
+            model.results.chart_kind = match model.results.chart_kind {
+                grid::ChartKind::Bar => grid::ChartKind::Line,
+                grid::ChartKind::Line => grid::ChartKind::Bar,
+            }
+        }
         Command::ExportCsv | Command::ExportJson => export(model, command, &mut effects),
         Command::OpenRun | Command::Rerun => history_action(model, command, &mut effects),
     }
@@ -328,6 +371,20 @@ fn recall_at_edge(model: &mut Model, older: bool) -> bool {
     at_edge
 }
 
+/// Puts the next starter question in the input (replacing what is there).
+fn suggest(model: &mut Model) {
+    if model.starters.is_empty() {
+        model.flash = Some("no suggestions for this database".into());
+        return;
+    }
+    let question = model.starters[model.next_starter % model.starters.len()].clone();
+    model.next_starter += 1;
+    let mut input = new_question_input();
+    input.insert_str(question);
+    model.question = input;
+    model.focus = Pane::Question;
+}
+
 fn open_inline_editor(model: &mut Model) {
     let sql = model.run.current_sql().unwrap_or_default().to_string();
     let mut editor = TextArea::new(sql.lines().map(str::to_string).collect());
@@ -338,12 +395,7 @@ fn open_inline_editor(model: &mut Model) {
 }
 
 fn copy_row(model: &Model, effects: &mut Vec<Effect>) {
-    if let Some(row) = model
-        .run
-        .result
-        .as_ref()
-        .and_then(|r| r.rows.get(model.results.row))
-    {
+    if let Some(row) = model.selected_row() {
         let text: Vec<String> = row.iter().map(ToString::to_string).collect();
         effects.push(Effect::Copy(text.join("\t")));
     }
@@ -387,8 +439,63 @@ fn submit_note(model: &mut Model, effects: &mut Vec<Effect>) {
     model.overlay = Overlay::None;
 }
 
+/// Rows a "load more" asks for, as a multiple of what the result holds.
+const LOAD_MORE_FACTOR: usize = 10;
+
+fn show_cell(model: &mut Model) {
+    let column = model
+        .run
+        .result
+        .as_ref()
+        .and_then(|r| r.columns.get(model.results.column))
+        .cloned()
+        .unwrap_or_default();
+    match model.selected_cell().map(ToString::to_string) {
+        Some(text) => {
+            model.scrolls.help = 0;
+            model.overlay = Overlay::Cell { column, text };
+        }
+        None => model.flash = Some("no cell selected".into()),
+    }
+}
+
+/// Runs the shown SQL again with a higher row cap; the sort and search stay.
+fn load_more(model: &mut Model, effects: &mut Vec<Effect>) {
+    let Some(result) = &model.run.result else {
+        model.flash = Some("no results yet".into());
+        return;
+    };
+    if !grid::can_load_more(result) {
+        model.flash = Some(format!("all {} rows are shown", result.rows.len()));
+        return;
+    }
+    let Some(sql) = model
+        .run
+        .verified_sql()
+        .or_else(|| model.run.current_sql())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    if model.stage.is_busy() {
+        model.flash = Some("wait for the running request, or esc to stop it".into());
+        return;
+    }
+    let row_limit = result.rows.len().max(1) * LOAD_MORE_FACTOR;
+    let id = next_id(model);
+    model.active = Some(Active::More(id));
+    model.flash = Some(format!("loading up to {row_limit} rows"));
+    set_stage(model, Stage::RunningSql);
+    effects.push(Effect::LoadMore { id, sql, row_limit });
+}
+
 fn toggle_chart(model: &mut Model) {
-    let chartable = model.run.result.as_ref().and_then(chart_columns).is_some();
+    let chartable = model
+        .run
+        .result
+        .as_ref()
+        .and_then(|r| grid::chart_columns(r, &model.results))
+        .is_some();
     // Switching back to the table always works, even when the result cannot be charted.
     if chartable || model.results.chart {
         model.results.chart = !model.results.chart;
@@ -427,6 +534,7 @@ fn history_action(model: &mut Model, command: Command, effects: &mut Vec<Effect>
         }
         Command::Rerun => {
             model.overlay = Overlay::None;
+            model.conversation = Default::default();
             ask(model, entry.question, effects);
         }
         _ => {
@@ -454,7 +562,7 @@ fn set_stage(model: &mut Model, stage: Stage) {
 fn cancel_active(model: &mut Model, effects: &mut Vec<Effect>) -> bool {
     match model.active.take() {
         Some(Active::Ask(id)) => effects.push(Effect::CancelAsk { id }),
-        Some(Active::Sql(id)) => effects.push(Effect::CancelSql { id }),
+        Some(Active::Sql(id) | Active::More(id)) => effects.push(Effect::CancelSql { id }),
         None => return false,
     }
     set_stage(model, Stage::Cancelled);
@@ -465,9 +573,14 @@ fn ask(model: &mut Model, question: String, effects: &mut Vec<Effect>) {
     cancel_active(model, effects);
     let id = next_id(model);
     model.recall.remember(&question);
+    let (earlier, parent) = model
+        .conversation
+        .continue_with(&question, &model.table_words);
     model.run = RunView {
         request: id,
         question: question.clone(),
+        earlier: earlier.clone(),
+        parent,
         ..RunView::default()
     };
     model.results = Default::default();
@@ -478,7 +591,11 @@ fn ask(model: &mut Model, question: String, effects: &mut Vec<Effect>) {
     model.active = Some(Active::Ask(id));
     model.flash = None;
     set_stage(model, Stage::Retrieving);
-    effects.push(Effect::Ask { id, question });
+    effects.push(Effect::Ask {
+        id,
+        question,
+        earlier,
+    });
 }
 
 fn recall(model: &mut Model, older: bool) {
@@ -558,6 +675,9 @@ fn run_sql(model: &mut Model, effects: &mut Vec<Effect>) {
         sql: sql.clone(),
         ran: None,
     });
+    // The answer was written for the model's result and the mark was for other SQL.
+    model.run.answer.clear();
+    model.run.corrected = false;
     model.active = Some(Active::Sql(id));
     set_stage(model, Stage::RunningSql);
     effects.push(Effect::RunSql { id, sql });
@@ -569,6 +689,21 @@ fn on_sql_ran(
     result: Result<QueryResult, WorkerError>,
     elapsed_ms: u64,
 ) {
+    if model.active == Some(Active::More(id)) {
+        model.active = None;
+        match result {
+            Ok(result) => {
+                model.flash = Some(format!("loaded {}", result.row_summary()));
+                model.run.result = Some(result);
+                set_stage(model, Stage::Done);
+            }
+            Err(error) => {
+                model.flash = Some(format!("could not load more rows: {error}"));
+                set_stage(model, Stage::Done);
+            }
+        }
+        return;
+    }
     if model.active != Some(Active::Sql(id)) {
         return;
     }
@@ -606,6 +741,7 @@ fn mark_correct(model: &mut Model, effects: &mut Vec<Effect>) {
         return;
     };
     model.run.corrected = true;
+    model.conversation.corrected(&model.run.question, &sql);
     effects.push(Effect::Correct { run, sql });
 }
 
@@ -637,7 +773,7 @@ fn move_cursor(model: &mut Model, command: Command) {
     let Some(result) = &model.run.result else {
         return;
     };
-    let rows = result.rows.len();
+    let rows = grid::shown_rows(result, &model.results).len();
     let columns = result.columns.len();
     let state = &mut model.results;
     let last_row = rows.saturating_sub(1);
@@ -663,9 +799,31 @@ fn hint(model: &Model, context: KeyContext, command: Command, what: &str) -> Str
 
 fn on_startup(model: &mut Model, event: StartupEvent) {
     match event {
-        StartupEvent::SchemaRead { schema_text, .. } => model.schema_text = schema_text,
+        StartupEvent::SchemaRead {
+            schema_text,
+            tables,
+        } => {
+            model.table_words = schema_table_words(&schema_text);
+            model.starters = starters::starter_questions(&schema_text);
+            model.schema_text = schema_text;
+            model.schema_tables = tables;
+        }
         StartupEvent::Phase(phase) => model.startup = Startup::Loading { phase },
         StartupEvent::ModelReady { model: name } => model.startup = Startup::Ready { model: name },
+        StartupEvent::Warming => {
+            model.warm = Warm::Running {
+                since_ms: model.now_ms,
+            }
+        }
+        StartupEvent::Warmed {
+            elapsed_ms,
+            stopped,
+        } => {
+            model.warm = Warm::Finished {
+                elapsed_ms,
+                stopped,
+            }
+        }
         StartupEvent::Failed(error) => {
             model.startup = Startup::Failed(error.to_string());
             if let Some(Active::Ask(_)) = model.active {
@@ -784,9 +942,15 @@ fn finish(model: &mut Model, id: u64, outcome: RunOutcome) -> Vec<Effect> {
         None => Stage::Done,
     };
     set_stage(model, stage);
+    if outcome.error.is_none()
+        && let Some(sql) = &outcome.sql
+    {
+        model.conversation.answered(&outcome.question, sql);
+    }
     vec![Effect::RecordRun {
         id,
         outcome: Box::new(outcome),
+        parent: model.run.parent,
     }]
 }
 
@@ -834,6 +998,14 @@ fn open_outcome(model: &mut Model, run_id: i64, outcome: RunOutcome) -> Vec<Effe
         });
         view.corrected = true;
     }
+    let sql = outcome
+        .error
+        .is_none()
+        .then(|| view.current_sql().map(str::to_string))
+        .flatten();
+    model
+        .conversation
+        .reopen(run_id, &view.question, sql.as_deref());
     model.run = view;
     model.results = Default::default();
     model.editor = None;

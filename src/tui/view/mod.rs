@@ -18,8 +18,7 @@ use ratatui::widgets::{Block, BorderType};
 use crate::tui::app::{Model, Overlay, Pane};
 
 pub fn view(model: &Model, frame: &mut Frame) {
-    let [main, status_area] =
-        Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(frame.area());
+    let [main, status_area] = split_status(model, frame.area());
     if model.zoomed {
         draw_pane(model, frame, model.focus, main);
     } else {
@@ -33,7 +32,33 @@ pub fn view(model: &Model, frame: &mut Frame) {
         Overlay::Help => overlays::help(model, frame, main),
         Overlay::History(history) => overlays::history(model, history, frame, main),
         Overlay::Note { input } => overlays::note(model, input, frame, main),
+        Overlay::Cell { column, text } => overlays::cell(model, column, text, frame, main),
     }
+}
+
+/// The panes' area and the status bar below it, which grows to show a long message whole.
+fn split_status(model: &Model, area: Rect) -> [Rect; 2] {
+    let status = status::height(model, area.width);
+    Layout::vertical([Constraint::Min(0), Constraint::Length(status)]).areas(area)
+}
+
+/// The pane at a screen position (for the mouse), as [`view`] lays them out.
+pub(crate) fn pane_at(
+    model: &Model,
+    width: u16,
+    height: u16,
+    column: u16,
+    row: u16,
+) -> Option<Pane> {
+    let [main, _] = split_status(model, Rect::new(0, 0, width, height));
+    let position = ratatui::layout::Position::new(column, row);
+    if model.zoomed {
+        return main.contains(position).then_some(model.focus);
+    }
+    layout(model, main)
+        .into_iter()
+        .find(|(_, area)| area.contains(position))
+        .map(|(pane, _)| pane)
 }
 
 /// Where each pane goes. Small terminals (80x24) keep every pane at least a few lines.
@@ -48,7 +73,8 @@ fn layout(model: &Model, area: Rect) -> Vec<(Pane, Rect)> {
     .areas(area);
     let [left, schema] =
         Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(top);
-    let question_lines = model.question.lines().len().clamp(1, 3) as u16;
+    let question_lines =
+        model.question.lines().len().clamp(1, 3) as u16 + panes::thread_lines(model).len() as u16;
     let [question, sql] =
         Layout::vertical([Constraint::Length(question_lines + 2), Constraint::Min(3)]).areas(left);
     vec![

@@ -66,6 +66,18 @@ pub fn help(model: &Model, frame: &mut Frame, area: Rect) {
     frame.render_widget(paragraph, popup);
 }
 
+/// One result cell in full, wrapped; scrolls like help.
+pub fn cell(model: &Model, column: &str, text: &str, frame: &mut Frame, area: Rect) {
+    let popup = centered(area, 80, 70);
+    frame.render_widget(Clear, popup);
+    let title = format!("{column} · {} chars", text.chars().count());
+    let paragraph = Paragraph::new(text.to_string())
+        .block(popup_block(model, &title))
+        .wrap(Wrap { trim: false })
+        .scroll((model.scrolls.help, 0));
+    frame.render_widget(paragraph, popup);
+}
+
 pub fn history(model: &Model, history: &HistoryState, frame: &mut Frame, area: Rect) {
     let theme = &model.config.theme;
     let popup = centered(area, 92, 85);

@@ -1,13 +1,14 @@
 //! The text panes: Question, Schema, SQL (streaming, highlighted, every attempt) and Answer.
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::core::retrieval::provider::ContextMode;
-use crate::tui::app::{Model, Pane, Stage, Startup};
+use crate::tui::app::{Model, Pane, Stage, Startup, UserSql};
+use crate::tui::keymap::{Command, KeyContext};
 use crate::tui::view::{confidence_color, error_lines, highlight_sql, pane_block, spinner};
 
 pub fn question(model: &Model, frame: &mut Frame, area: Rect) {
@@ -21,12 +22,72 @@ pub fn question(model: &Model, frame: &mut Frame, area: Rect) {
             "model failed to load",
             Style::default().fg(theme.error),
         )],
-        Startup::Ready { .. } => Vec::new(),
+        Startup::Ready { .. } => follow_up_hint(model),
     };
     let block = pane_block(model, Pane::Question, extra);
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    frame.render_widget(&model.question, inner);
+    let thread = thread_lines(model);
+    let shown = (thread.len() as u16).min(inner.height.saturating_sub(1));
+    let [asked, input] =
+        Layout::vertical([Constraint::Length(shown), Constraint::Min(1)]).areas(inner);
+    let skip = thread.len() - usize::from(shown);
+    frame.render_widget(Paragraph::new(thread[skip..].to_vec()), asked);
+    frame.render_widget(&model.question, input);
+}
+
+/// The asked question (and the earlier questions it follows up), kept above the input so
+/// the answer on screen is always next to its question. At most three lines.
+pub(crate) fn thread_lines(model: &Model) -> Vec<Line<'static>> {
+    let theme = &model.config.theme;
+    let run = &model.run;
+    if run.question.is_empty() {
+        return Vec::new();
+    }
+    let mut lines: Vec<Line> = run
+        .earlier
+        .iter()
+        .map(|turn| {
+            Line::styled(
+                format!("  {}", one_line(&turn.question)),
+                Style::default().fg(theme.dim),
+            )
+        })
+        .collect();
+    lines.push(Line::from(vec![
+        Span::styled("asked: ", Style::default().fg(theme.dim)),
+        Span::styled(
+            one_line(&run.question),
+            Style::default()
+                .fg(theme.accent)
+                .add_modifier(Modifier::BOLD),
+        ),
+    ]));
+    let skip = lines.len().saturating_sub(3);
+    lines.split_off(skip)
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Says, while typing, whether the question will continue the conversation.
+fn follow_up_hint(model: &Model) -> Vec<Span<'static>> {
+    let theme = &model.config.theme;
+    let typed = model.question_text();
+    if typed.trim().is_empty() || !model.conversation.follows(&typed, &model.table_words) {
+        return Vec::new();
+    }
+    let key = model
+        .config
+        .keymap
+        .key_for(KeyContext::Global, Command::NewTopic)
+        .map(|k| format!(" ({k}: new topic)"))
+        .unwrap_or_default();
+    vec![Span::styled(
+        format!("follow-up{key}"),
+        Style::default().fg(theme.accent),
+    )]
 }
 
 pub fn schema(model: &Model, frame: &mut Frame, area: Rect) {
@@ -203,6 +264,15 @@ pub fn answer(model: &Model, frame: &mut Frame, area: Rect) {
         )
     } else if let Some(error) = &run.error {
         Line::styled(error.clone(), Style::default().fg(theme.error))
+    } else if let Some(UserSql {
+        ran: Some(Ok(())), ..
+    }) = &run.user_sql
+    {
+        Line::styled(
+            "your SQL ran: its rows are in the Results pane (answers in words are written for \
+             the model's SQL)",
+            Style::default().fg(theme.dim),
+        )
     } else if model.stage == Stage::Answering {
         Line::styled(
             format!("{} writing the answer…", spinner(model.now_ms)),

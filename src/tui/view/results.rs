@@ -1,5 +1,7 @@
-//! The Results pane: a scrollable table (column widths by display width, so CJK and emoji
-//! line up), "N of M" row counts, the selected cell, and a bar-chart view.
+//! The Results pane: a scrollable grid (column widths by display width, so CJK and emoji
+//! line up; a header is never cut shorter than its name), sorted and searched as
+//! `app::grid` says, numbers formatted per column, "N of M" row counts, the selected cell,
+//! and a chart view (bars, or a line over a date column).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Rect};
@@ -9,7 +11,12 @@ use ratatui::widgets::{Bar, BarChart, BarGroup, Cell as TableCell, Paragraph, Ro
 use unicode_width::UnicodeWidthStr;
 
 use crate::core::db::exec::{Cell, QueryResult};
-use crate::tui::app::{Model, Pane, Stage, Startup, chart_columns};
+use crate::tui::app::grid::{
+    ChartKind, NumberFormat, SortOrder, can_load_more, chart_columns, is_date_column, number,
+    shown_rows,
+};
+use crate::tui::app::{Model, Pane, Stage, Startup};
+use crate::tui::keymap::{Command, KeyContext};
 use crate::tui::view::{format_ms, pane_block, spinner};
 
 /// Widest a column gets before its cells are cut.
@@ -27,6 +34,40 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         frame.render_widget(paragraph, area);
         return;
     };
+    let shown = shown_rows(result, &model.results);
+    let block = pane_block(model, Pane::Results, title(model, result, shown.len()));
+    let mut inner = block.inner(area);
+    frame.render_widget(block, area);
+    let state = &model.results;
+    if (state.searching || !state.filter.is_empty()) && inner.height > 2 {
+        let cursor = if state.searching { "▏" } else { "" };
+        let line = Line::from(vec![
+            Span::styled("/", Style::default().fg(theme.accent)),
+            Span::raw(format!("{}{cursor}", state.filter)),
+            Span::styled(
+                format!("  {} matching", shown.len()),
+                Style::default().fg(theme.dim),
+            ),
+        ]);
+        frame.render_widget(Paragraph::new(line), Rect { height: 1, ..inner });
+        inner.y += 1;
+        inner.height -= 1;
+    }
+    if state.chart
+        && let Some((label, value)) = chart_columns(result, state)
+    {
+        match state.chart_kind {
+            ChartKind::Bar => chart(model, result, &shown, label, value, frame, inner),
+            ChartKind::Line => line_chart(model, result, &shown, label, value, frame, inner),
+        }
+    } else {
+        table(model, result, &shown, frame, inner);
+    }
+}
+
+/// Row counts, cursor, and a "load more" hint when the row cap cut the result.
+fn title(model: &Model, result: &QueryResult, shown: usize) -> Vec<Span<'static>> {
+    let theme = &model.config.theme;
     let mut extra = vec![Span::styled(
         result.row_summary(),
         Style::default().fg(theme.accent),
@@ -35,24 +76,26 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         extra.push(Span::styled(
             format!(
                 " · row {}/{} col {}/{}",
-                model.results.row + 1,
-                result.rows.len(),
+                (model.results.row + 1).min(shown),
+                shown,
                 model.results.column + 1,
                 result.columns.len()
             ),
             Style::default().fg(theme.dim),
         ));
     }
-    let block = pane_block(model, Pane::Results, extra);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    if model.results.chart
-        && let Some((label, value)) = chart_columns(result)
+    if can_load_more(result)
+        && let Some(key) = model
+            .config
+            .keymap
+            .key_for(KeyContext::Results, Command::LoadMore)
     {
-        chart(model, result, label, value, frame, inner);
-    } else {
-        table(model, result, frame, inner);
+        extra.push(Span::styled(
+            format!(" · {key} load more"),
+            Style::default().fg(theme.dim),
+        ));
     }
+    extra
 }
 
 fn placeholder(model: &Model) -> Vec<Line<'static>> {
@@ -61,11 +104,7 @@ fn placeholder(model: &Model) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     match &model.startup {
         Startup::Loading { phase } => {
-            let tables = model
-                .schema_text
-                .lines()
-                .filter(|l| !l.starts_with(' '))
-                .count();
+            let tables = model.schema_tables;
             if model.schema_text.is_empty() {
                 lines.push(Line::styled(
                     format!("{} opening database", spinner(model.now_ms)),
@@ -101,6 +140,10 @@ fn placeholder(model: &Model) -> Vec<Line<'static>> {
         Startup::Ready { .. } => {}
     }
     let text = match &model.stage {
+        Stage::Idle if model.run.question.is_empty() && !model.starters.is_empty() => {
+            starter_lines(model, &mut lines);
+            return lines;
+        }
         Stage::Idle => "Results appear here.".to_string(),
         Stage::Failed(error) => {
             lines.extend(super::error_lines(error, theme.error));
@@ -114,22 +157,64 @@ fn placeholder(model: &Model) -> Vec<Line<'static>> {
     lines
 }
 
-fn column_widths(result: &QueryResult) -> Vec<usize> {
-    result
-        .columns
+/// Each column as wide as its widest shown cell (at most [`MAX_COLUMN_WIDTH`]) and never
+/// narrower than its header (with the sort mark).
+/// The starter questions on an empty screen, with the key that puts one in the input.
+fn starter_lines(model: &Model, lines: &mut Vec<Line<'static>>) {
+    let theme = &model.config.theme;
+    let key = model
+        .config
+        .keymap
+        .key_for(KeyContext::Question, Command::Suggest)
+        .map(|k| format!(" ({k} puts one in the input)"))
+        .unwrap_or_default();
+    lines.push(Line::styled(
+        format!("Results appear here. Some questions to start with{key}:"),
+        Style::default().fg(theme.dim),
+    ));
+    for question in &model.starters {
+        lines.push(Line::styled(
+            format!("  · {question}"),
+            Style::default().fg(theme.accent),
+        ));
+    }
+}
+
+fn column_widths(result: &QueryResult, headers: &[String], formats: &[NumberFormat]) -> Vec<usize> {
+    headers
         .iter()
         .enumerate()
-        .map(|(index, name)| {
+        .map(|(index, header)| {
             let cells = result
                 .rows
                 .iter()
                 .take(MEASURED_ROWS)
-                .map(|row| row.get(index).map_or(0, |c| cell_text(c).width()));
-            cells
-                .chain(std::iter::once(name.width()))
+                .map(|row| {
+                    row.get(index)
+                        .map_or(0, |c| shown_text(c, formats[index]).width())
+                })
                 .max()
-                .unwrap_or(1)
-                .clamp(1, MAX_COLUMN_WIDTH)
+                .unwrap_or(0)
+                .min(MAX_COLUMN_WIDTH);
+            cells.max(header.width()).max(1)
+        })
+        .collect()
+}
+
+/// A cell as the grid writes it: numbers in their column's format, text cut short.
+fn shown_text(cell: &Cell, format: NumberFormat) -> String {
+    format.format(cell).unwrap_or_else(|| cell_text(cell))
+}
+
+fn headers(model: &Model, result: &QueryResult) -> Vec<String> {
+    result
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, name)| match model.results.sort {
+            Some((c, SortOrder::Ascending)) if c == index => format!("{name} ▲"),
+            Some((c, SortOrder::Descending)) if c == index => format!("{name} ▼"),
+            _ => name.clone(),
         })
         .collect()
 }
@@ -153,12 +238,16 @@ fn first_column(widths: &[usize], selected: usize, available: usize) -> usize {
     first
 }
 
-fn table(model: &Model, result: &QueryResult, frame: &mut Frame, area: Rect) {
+fn table(model: &Model, result: &QueryResult, order: &[usize], frame: &mut Frame, area: Rect) {
     let theme = &model.config.theme;
     if result.columns.is_empty() {
         return;
     }
-    let widths = column_widths(result);
+    let formats: Vec<NumberFormat> = (0..result.columns.len())
+        .map(|c| NumberFormat::for_column(result, c, model.config.thousands_separators))
+        .collect();
+    let header_names = headers(model, result);
+    let widths = column_widths(result, &header_names, &formats);
     let selected_column = model.results.column.min(widths.len() - 1);
     let first = first_column(&widths, selected_column, usize::from(area.width));
     let mut shown = Vec::new();
@@ -171,23 +260,24 @@ fn table(model: &Model, result: &QueryResult, frame: &mut Frame, area: Rect) {
         used += width + 1;
     }
     let visible_rows = usize::from(area.height.saturating_sub(1)).max(1);
-    let offset = model.results.row.saturating_sub(visible_rows - 1);
+    let cursor = model.results.row.min(order.len().saturating_sub(1));
+    let offset = cursor.saturating_sub(visible_rows - 1);
     let focused = model.focus == Pane::Results;
     let header = Row::new(shown.iter().map(|&c| {
-        TableCell::from(result.columns[c].clone()).style(
+        TableCell::from(header_names[c].clone()).style(
             Style::default()
                 .fg(theme.title)
                 .add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
         )
     }));
-    let rows = result
-        .rows
+    let rows = order
         .iter()
         .enumerate()
         .skip(offset)
         .take(visible_rows)
-        .map(|(index, row)| {
-            let selected_row = index == model.results.row;
+        .map(|(position, &index)| {
+            let row = &result.rows[index];
+            let selected_row = position == cursor;
             let cells = shown.iter().map(|&c| {
                 let cell = row.get(c).unwrap_or(&Cell::Null);
                 let mut style = match cell {
@@ -198,7 +288,7 @@ fn table(model: &Model, result: &QueryResult, frame: &mut Frame, area: Rect) {
                 if selected_row && focused && c == selected_column {
                     style = style.add_modifier(Modifier::REVERSED);
                 }
-                let text = cell_text(cell);
+                let text = shown_text(cell, formats[c]);
                 let line = match cell {
                     Cell::Integer(_) | Cell::Real(_) => Line::from(text).right_aligned(),
                     _ => Line::from(text),
@@ -222,20 +312,17 @@ fn table(model: &Model, result: &QueryResult, frame: &mut Frame, area: Rect) {
 fn chart(
     model: &Model,
     result: &QueryResult,
+    order: &[usize],
     label: usize,
     value: usize,
     frame: &mut Frame,
     area: Rect,
 ) {
     let theme = &model.config.theme;
-    let numbers: Vec<f64> = result
-        .rows
+    let rows: Vec<&Vec<Cell>> = order.iter().map(|&i| &result.rows[i]).collect();
+    let numbers: Vec<f64> = rows
         .iter()
-        .map(|row| match row.get(value) {
-            Some(Cell::Integer(v)) => *v as f64,
-            Some(Cell::Real(v)) => *v,
-            _ => 0.0,
-        })
+        .map(|row| row.get(value).map_or(0.0, number))
         .collect();
     let max = numbers.iter().copied().fold(0.0_f64, f64::max);
     // Bars take integer lengths; scale so small reals still show.
@@ -246,8 +333,7 @@ fn chart(
     };
     let take = usize::from(area.height).max(1);
     let offset = model.results.row.saturating_sub(take - 1);
-    let bars: Vec<Bar> = result
-        .rows
+    let bars: Vec<Bar> = rows
         .iter()
         .zip(&numbers)
         .skip(offset)
@@ -278,6 +364,74 @@ fn chart(
     frame.render_widget(chart, area);
 }
 
+/// The value column as a line over the rows, in label order when the label is a date (a
+/// time series), else in the grid's order.
+fn line_chart(
+    model: &Model,
+    result: &QueryResult,
+    order: &[usize],
+    label: usize,
+    value: usize,
+    frame: &mut Frame,
+    area: Rect,
+) {
+    use ratatui::symbols::Marker;
+    use ratatui::widgets::{Axis, Chart, Dataset, GraphType};
+    let theme = &model.config.theme;
+    let mut rows: Vec<&Vec<Cell>> = order.iter().map(|&i| &result.rows[i]).collect();
+    let dates = is_date_column(result, label);
+    if dates {
+        rows.sort_by_key(|row| row.get(label).map(ToString::to_string).unwrap_or_default());
+    }
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .enumerate()
+        .map(|(x, row)| (x as f64, row.get(value).map_or(0.0, number)))
+        .collect();
+    let (low, high) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
+            (lo.min(y), hi.max(y))
+        });
+    let (low, high) = if points.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (low.min(0.0), high.max(low + 1.0))
+    };
+    let label_of = |row: Option<&&Vec<Cell>>| {
+        row.and_then(|r| r.get(label))
+            .map(|c| truncate(&cell_text(c), 12))
+            .unwrap_or_default()
+    };
+    let x_labels = vec![
+        Span::raw(label_of(rows.first())),
+        Span::raw(label_of(rows.last())),
+    ];
+    let dataset = Dataset::default()
+        .name(result.columns[value].clone())
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::default().fg(theme.bar))
+        .data(&points);
+    let x_title = if dates {
+        format!("{} (time)", result.columns[label])
+    } else {
+        result.columns[label].clone()
+    };
+    let chart = Chart::new(vec![dataset])
+        .x_axis(
+            Axis::default()
+                .title(x_title)
+                .bounds([0.0, points.len().saturating_sub(1).max(1) as f64])
+                .labels(x_labels),
+        )
+        .y_axis(Axis::default().bounds([low, high]).labels(vec![
+            Span::raw(format!("{low:.0}")),
+            Span::raw(format!("{high:.0}")),
+        ]));
+    frame.render_widget(chart, area);
+}
+
 fn truncate(text: &str, width: usize) -> String {
     if text.width() <= width {
         return text.to_string();
@@ -305,7 +459,15 @@ mod tests {
             total_rows: Some(1),
             cut: None,
         };
-        assert_eq!(column_widths(&result), [6, 5]);
+        let formats = [NumberFormat {
+            decimals: 0,
+            thousands: false,
+        }; 2];
+        let headers = vec!["name".to_string(), "n".to_string()];
+        assert_eq!(column_widths(&result, &headers, &formats), [6, 5]);
+        let long = "a_header_longer_than_the_forty_column_maximum".to_string();
+        let long_header = vec![long, "n".to_string()];
+        assert_eq!(column_widths(&result, &long_header, &formats), [45, 5]);
         assert_eq!(first_column(&[10, 10, 10], 2, 25), 1);
         assert_eq!(first_column(&[10, 10, 10], 0, 5), 0);
         assert_eq!(truncate("abcdef", 4), "abc…");

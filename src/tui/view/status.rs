@@ -8,12 +8,58 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use unicode_width::UnicodeWidthStr;
 
-use crate::tui::app::{Model, Stage, Startup, training_status};
+use crate::tui::app::{Model, Stage, Startup, Warm, training_status};
 use crate::tui::view::{format_ms, spinner};
+
+/// Most lines the status bar grows to for a long message.
+const MAX_LINES: u16 = 3;
+
+/// Lines the status bar needs: one, or enough to show a long message whole (the key hints
+/// give way first).
+pub(crate) fn height(model: &Model, width: u16) -> u16 {
+    let used: usize = left_spans(model).iter().map(|s| s.content.width()).sum();
+    let width = usize::from(width.max(1));
+    if used < width {
+        1
+    } else {
+        (used.div_ceil(width) as u16).clamp(1, MAX_LINES)
+    }
+}
 
 pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     let theme = &model.config.theme;
     let base = Style::default().bg(theme.status_bg).fg(theme.status_fg);
+    let mut left = left_spans(model);
+    if area.height > 1 {
+        let paragraph = Paragraph::new(Line::from(left))
+            .style(base)
+            .wrap(ratatui::widgets::Wrap { trim: false });
+        frame.render_widget(paragraph, area);
+        return;
+    }
+    let used: usize = left.iter().map(|s| s.content.width()).sum();
+    let available = usize::from(area.width).saturating_sub(used + 2);
+    let mut hints = String::new();
+    for (keys, desc) in model.config.keymap.hints(model.key_context()) {
+        let piece = format!("{keys} {desc}");
+        let extra = if hints.is_empty() { 0 } else { 3 };
+        if hints.width() + extra + piece.width() > available {
+            break;
+        }
+        if !hints.is_empty() {
+            hints.push_str(" · ");
+        }
+        hints.push_str(&piece);
+    }
+    let pad = usize::from(area.width).saturating_sub(used + hints.width() + 1);
+    left.push(Span::raw(" ".repeat(pad)));
+    left.push(Span::styled(hints, Style::default().fg(theme.dim)));
+    frame.render_widget(Paragraph::new(Line::from(left)).style(base), area);
+}
+
+/// Stage, timings, start-up progress, training and the flash message.
+fn left_spans(model: &Model) -> Vec<Span<'static>> {
+    let theme = &model.config.theme;
     let mut left: Vec<Span> = Vec::new();
     let stage_style = match model.stage {
         Stage::Failed(_) => Style::default().fg(theme.error),
@@ -36,12 +82,12 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
             left.push(Span::raw(format!(" (waiting: {phase})")));
         }
     } else {
-        left.push(Span::styled(
-            format!(" {}", model.stage.label()),
-            stage_style,
-        ));
-        // A message (an export error with its path) gets the room the timings would take,
-        // so it is not cut off.
+        // Nothing is ready while the model loads or the schema is indexed.
+        let label = match (&model.startup, &model.stage) {
+            (Startup::Loading { .. }, Stage::Idle) => "starting".to_string(),
+            (_, stage) => stage.label(),
+        };
+        left.push(Span::styled(format!(" {label}"), stage_style));
         if let Some(timings) = &model.run.timings
             && model.stage == Stage::Done
             && model.run.user_sql.is_none()
@@ -70,6 +116,17 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
             left.push(Span::raw(format!(" · {} {phase}", spinner(model.now_ms))));
         }
     }
+    if let Warm::Running { since_ms } = model.warm {
+        left.push(Span::styled(
+            format!(
+                " · {} reading the schema into the model {} (once per database and model; \
+                 you can ask meanwhile)",
+                spinner(model.now_ms),
+                format_ms(model.now_ms.saturating_sub(since_ms))
+            ),
+            Style::default().fg(theme.dim),
+        ));
+    }
     if let Some((text, attention)) = training_status(model) {
         let color = if attention { theme.accent } else { theme.dim };
         left.push(Span::styled(
@@ -78,60 +135,17 @@ pub fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         ));
     }
     if let Some(flash) = &model.flash {
-        let used: usize = left.iter().map(|s| s.content.width()).sum();
-        let room = usize::from(area.width).saturating_sub(used + 3);
         left.push(Span::styled(
-            format!(" · {}", elide_middle(flash, room)),
+            format!(" · {flash}"),
             Style::default().fg(theme.accent),
         ));
     }
-    let used: usize = left.iter().map(|s| s.content.width()).sum();
-    let available = usize::from(area.width).saturating_sub(used + 2);
-    let mut hints = String::new();
-    for (keys, desc) in model.config.keymap.hints(model.key_context()) {
-        let piece = format!("{keys} {desc}");
-        let extra = if hints.is_empty() { 0 } else { 3 };
-        if hints.width() + extra + piece.width() > available {
-            break;
-        }
-        if !hints.is_empty() {
-            hints.push_str(" · ");
-        }
-        hints.push_str(&piece);
-    }
-    let pad = usize::from(area.width).saturating_sub(used + hints.width() + 1);
-    left.push(Span::raw(" ".repeat(pad)));
-    left.push(Span::styled(hints, Style::default().fg(theme.dim)));
-    frame.render_widget(Paragraph::new(Line::from(left)).style(base), area);
-}
-
-/// `text` in at most `room` columns: a longer one loses its middle (usually part of a path),
-/// so both what failed and why stay readable.
-fn elide_middle(text: &str, room: usize) -> String {
-    if text.width() <= room || room < 8 {
-        return text.to_string();
-    }
-    let chars: Vec<char> = text.chars().collect();
-    let keep = room - 1;
-    let tail = keep / 2;
-    let head = keep - tail;
-    let start: String = chars[..head.min(chars.len())].iter().collect();
-    let end: String = chars[chars.len().saturating_sub(tail)..].iter().collect();
-    format!("{start}…{end}")
+    left
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_long_message_loses_its_middle_not_its_end() {
-        assert_eq!(elide_middle("short", 10), "short");
-        assert_eq!(
-            elide_middle("export failed: /a/b/c/d/e: denied", 21),
-            "export fai…/e: denied"
-        );
-    }
 
     #[test]
     fn durations_read_naturally() {

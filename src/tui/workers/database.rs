@@ -11,14 +11,17 @@ use crate::core::db::exec::{ExecLimits, QueryCanceller, ReadOnlyDb};
 use crate::core::db::guard::GuardVerdict;
 use crate::tui::app::{Msg, RequestId, WorkerError};
 
+/// A query for the worker, with a row cap other than the configured one ("load more").
+type Request = (RequestId, String, Option<usize>);
+
 pub struct DbHandle {
-    requests: Sender<(RequestId, String)>,
+    requests: Sender<Request>,
     canceller: Option<QueryCanceller>,
 }
 
 impl DbHandle {
     pub fn spawn(path: &Path, limits: ExecLimits, out: Sender<Msg>) -> Self {
-        let (requests, inbox) = mpsc::channel::<(RequestId, String)>();
+        let (requests, inbox) = mpsc::channel::<Request>();
         let db = ReadOnlyDb::open(path);
         let canceller = db.as_ref().ok().map(ReadOnlyDb::canceller);
         let open_error = db.as_ref().err().map(ToString::to_string);
@@ -30,7 +33,11 @@ impl DbHandle {
                     while let Ok(newer) = inbox.try_recv() {
                         request = newer;
                     }
-                    let (id, sql) = request;
+                    let (id, sql, rows) = request;
+                    let limits = ExecLimits {
+                        row_limit: rows.unwrap_or(limits.row_limit),
+                        ..limits
+                    };
                     let started = Instant::now();
                     let checked = db.as_ref().map(|db| db.check(&sql));
                     let result = match (&db, checked.unwrap_or(Ok(GuardVerdict::Query))) {
@@ -57,7 +64,12 @@ impl DbHandle {
     }
 
     pub fn run(&self, id: RequestId, sql: String) {
-        let _ = self.requests.send((id, sql));
+        let _ = self.requests.send((id, sql, None));
+    }
+
+    /// Runs `sql` keeping up to `row_limit` rows (the byte limit still holds).
+    pub fn run_with_rows(&self, id: RequestId, sql: String, row_limit: usize) {
+        let _ = self.requests.send((id, sql, Some(row_limit)));
     }
 
     pub(crate) fn cancel(&self) {

@@ -3,6 +3,11 @@
 //! the UI is up, and runs `core::pipeline::run_question` for each question, streaming its
 //! events to the UI. Only the newest queued question runs; cancelling sets the engine's
 //! flag (stops at the next token or prompt chunk) and interrupts the running query.
+//!
+//! Start warm: once the model is loaded the worker evaluates the schema prefix (the
+//! session's `warm` request) while the user types. A question asked meanwhile stops the
+//! warm-up at its next prompt chunk and continues from what is already cached, so it never
+//! waits longer than it would have without the warm-up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -11,7 +16,7 @@ use std::thread;
 
 use crate::core::db::exec::{QueryCanceller, ReadOnlyDb};
 use crate::core::model::{Completion, CompletionRequest, LanguageModel, LlmError};
-use crate::core::pipeline::{PipelineConfig, PipelineError, run_question};
+use crate::core::pipeline::{EarlierTurn, PipelineConfig, PipelineError, run_follow_up};
 use crate::core::retrieval::provider::ContextProvider;
 use crate::tui::app::{Msg, PipelineUpdate, RequestId, StartupEvent, WorkerError};
 
@@ -23,6 +28,17 @@ pub struct Session {
     pub db: ReadOnlyDb,
     pub context: Box<dyn ContextProvider>,
     pub config: PipelineConfig,
+    /// Evaluated after loading, unless a question is already waiting: the schema prefix,
+    /// so the first question does not pay for it (`None`: nothing to warm, e.g. a remote
+    /// server).
+    pub warm: Option<CompletionRequest>,
+}
+
+/// One question for the worker: the conversation's earlier turns when it follows up.
+struct AskRequest {
+    id: RequestId,
+    question: String,
+    earlier: Vec<EarlierTurn>,
 }
 
 /// Builds the session on the worker thread, reporting progress through the callback.
@@ -34,6 +50,10 @@ struct CancelState {
     cancelled_through: AtomicU64,
     model_flag: Mutex<Option<Arc<AtomicBool>>>,
     query: Mutex<Option<QueryCanceller>>,
+    /// The schema prefix is being evaluated: a question stops it.
+    warming: AtomicBool,
+    /// Questions sent so far (a warm-up starts only when none is waiting).
+    asked: AtomicU64,
 }
 
 impl CancelState {
@@ -51,7 +71,7 @@ impl CancelState {
 }
 
 pub struct InferenceHandle {
-    requests: Sender<(RequestId, String)>,
+    requests: Sender<AskRequest>,
     cancel: Arc<CancelState>,
 }
 
@@ -70,8 +90,17 @@ impl InferenceHandle {
         Self { requests, cancel }
     }
 
-    pub fn ask(&self, id: RequestId, question: String) {
-        let _ = self.requests.send((id, question));
+    pub fn ask(&self, id: RequestId, question: String, earlier: Vec<EarlierTurn>) {
+        self.cancel.asked.fetch_add(1, Ordering::SeqCst);
+        let _ = self.requests.send(AskRequest {
+            id,
+            question,
+            earlier,
+        });
+        // The question continues from whatever part of the prefix is already cached.
+        if self.cancel.warming.load(Ordering::SeqCst) {
+            self.cancel.stop_model();
+        }
     }
 
     /// Stops request `id` (and any older one) at once.
@@ -88,12 +117,7 @@ impl InferenceHandle {
     }
 }
 
-fn worker(
-    load: Loader,
-    inbox: Receiver<(RequestId, String)>,
-    out: Sender<Msg>,
-    cancel: Arc<CancelState>,
-) {
+fn worker(load: Loader, inbox: Receiver<AskRequest>, out: Sender<Msg>, cancel: Arc<CancelState>) {
     let report = |event: StartupEvent| {
         let _ = out.send(Msg::Startup(event));
     };
@@ -103,7 +127,7 @@ fn worker(
             let error = WorkerError::Startup(error);
             report(StartupEvent::Failed(error.clone()));
             // Answer every question with the load error so none waits forever.
-            while let Ok((id, _)) = inbox.recv() {
+            while let Ok(AskRequest { id, .. }) = inbox.recv() {
                 let _ = out.send(Msg::Pipeline {
                     id,
                     update: PipelineUpdate::Finished(Err(error.clone())),
@@ -118,16 +142,17 @@ fn worker(
     if let Ok(mut query) = cancel.query.lock() {
         *query = Some(session.db.canceller());
     }
+    warm_up(&mut session, &cancel, &out);
     while let Ok(mut request) = inbox.recv() {
         // Newest wins: older questions still queued were replaced by the user.
         while let Ok(newer) = inbox.try_recv() {
             request = newer;
         }
-        let (id, question) = request;
+        let id = request.id;
         if cancel.is_cancelled(id) {
             continue;
         }
-        let result = run_one(&mut session, &cancel, id, &question, &out);
+        let result = run_one(&mut session, &cancel, &request, &out);
         if cancel.is_cancelled(id) {
             continue;
         }
@@ -139,24 +164,57 @@ fn worker(
     }
 }
 
+/// Evaluates the session's warm-up request unless a question is already waiting; a
+/// question arriving meanwhile stops it (see [`InferenceHandle::ask`]).
+fn warm_up(session: &mut Session, cancel: &CancelState, out: &Sender<Msg>) {
+    let Some(request) = session.warm.take() else {
+        return;
+    };
+    if cancel.asked.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    cancel.warming.store(true, Ordering::SeqCst);
+    let _ = out.send(Msg::Startup(StartupEvent::Warming));
+    let started = std::time::Instant::now();
+    // A question sent between the check above and the engine clearing its flag is not
+    // lost: it waits for the rest of the prefix, which it would have evaluated anyway.
+    let result = session.model.complete(&request, &mut |_| {});
+    cancel.warming.store(false, Ordering::SeqCst);
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let stopped = match result {
+        Ok(_) => false,
+        Err(LlmError::Cancelled) => true,
+        Err(error) => {
+            tracing::warn!(%error, "warming the prompt cache failed");
+            true
+        }
+    };
+    tracing::info!(elapsed_ms, stopped, "schema prefix warm-up");
+    let _ = out.send(Msg::Startup(StartupEvent::Warmed {
+        elapsed_ms,
+        stopped,
+    }));
+}
+
 fn run_one(
     session: &mut Session,
     cancel: &Arc<CancelState>,
-    id: RequestId,
-    question: &str,
+    request: &AskRequest,
     out: &Sender<Msg>,
 ) -> Result<crate::core::pipeline::outcome::RunOutcome, PipelineError> {
+    let id = request.id;
     let mut model = Cancellable {
         inner: session.model.as_mut(),
         flag: Arc::clone(&session.model_cancel),
         state: Arc::clone(cancel),
         id,
     };
-    run_question(
+    run_follow_up(
         &mut model,
         &session.db,
         session.context.as_mut(),
-        question,
+        &request.question,
+        &request.earlier,
         &session.config,
         &mut |event| {
             if !cancel.is_cancelled(id) {

@@ -4,7 +4,9 @@
 use std::sync::mpsc::{self, Sender};
 use std::thread::{self, JoinHandle};
 
-use crate::core::feedback::history::{DbScope, Rating, RunHistory, RunId};
+use crate::core::feedback::history::{
+    DbScope, HistoryError, Rating, RetrainingStatus, RunHistory, RunId,
+};
 use crate::core::pipeline::outcome::RunOutcome;
 use crate::tui::app::{Msg, RequestId, WorkerError};
 
@@ -15,6 +17,8 @@ pub enum StoreRequest {
     Record {
         id: RequestId,
         outcome: Box<RunOutcome>,
+        /// The run it follows up.
+        parent: Option<RunId>,
     },
     Rate {
         run: RunId,
@@ -81,10 +85,14 @@ impl StoreHandle {
 
 fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) -> Msg {
     match request {
-        StoreRequest::Record { id, outcome } => Msg::RunRecorded {
+        StoreRequest::Record {
+            id,
+            outcome,
+            parent,
+        } => Msg::RunRecorded {
             id,
             run: history
-                .record_run(scope, &outcome)
+                .record_follow_up(scope, &outcome, parent)
                 .map_err(|e| WorkerError::History(e.to_string())),
         },
         StoreRequest::Rate { run, rating, note } => Msg::Stored(
@@ -116,9 +124,20 @@ fn handle(history: &mut dyn RunHistory, scope: &DbScope, request: StoreRequest) 
                 .map_err(|e| WorkerError::History(e.to_string())),
         },
         StoreRequest::Retraining { threshold } => Msg::RetrainingChecked(
-            history
-                .retraining_status(threshold)
-                .map_err(|e| WorkerError::History(e.to_string())),
+            retraining(history, scope, threshold).map_err(|e| WorkerError::History(e.to_string())),
         ),
     }
+}
+
+/// The retraining status with the verified pairs on this database filled in.
+fn retraining(
+    history: &dyn RunHistory,
+    scope: &DbScope,
+    threshold: u64,
+) -> Result<Option<RetrainingStatus>, HistoryError> {
+    let Some(mut status) = history.retraining_status(threshold)? else {
+        return Ok(None);
+    };
+    status.verified_pairs = history.verified_pairs(scope)?;
+    Ok(Some(status))
 }

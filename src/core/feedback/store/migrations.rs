@@ -94,8 +94,14 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta (key, value) VALUES ('pairs_revision', 0);
 ";
 
+/// Version 3: follow-up questions. A run records the run it followed up (`parent_id`),
+/// so a conversation is the chain of parents.
+const V3: &str = "
+ALTER TABLE runs ADD COLUMN parent_id INTEGER REFERENCES runs(id) ON DELETE SET NULL;
+";
+
 /// Every step in order; the store's version is the number of steps applied.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 pub const LATEST_VERSION: u32 = MIGRATIONS.len() as u32;
 

@@ -31,6 +31,7 @@ use crate::core::db::render::{RenderOptions, render_schema};
 use crate::core::feedback::history::{
     DbScope, HistoryEntry, HistoryError, HistoryStatus, Rating, RetrainingStatus, RunHistory, RunId,
 };
+use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::outcome::RunOutcome;
 use crate::core::retrieval::provider::Example;
 
@@ -207,6 +208,16 @@ impl HistoryStore {
     /// Records one run with what its prompt held (`outcome.prompt`). One transaction: all
     /// of it or nothing.
     pub fn record(&mut self, scope: &DbScope, outcome: &RunOutcome) -> Result<RunId, StoreError> {
+        self.record_in_thread(scope, outcome, None)
+    }
+
+    /// As [`record`](Self::record), for a follow-up of run `parent`.
+    pub fn record_in_thread(
+        &mut self,
+        scope: &DbScope,
+        outcome: &RunOutcome,
+        parent: Option<RunId>,
+    ) -> Result<RunId, StoreError> {
         let prompt = outcome.prompt.as_ref();
         let tx = self.write()?;
         let store = StoreTx(&tx);
@@ -225,8 +236,9 @@ impl HistoryStore {
         tx.execute(
             "INSERT INTO runs (scope_id, question, asked_at, final_sql, row_count, answer, error,
                 tables_sent, tables_used, context_mode, timings, total_ms, model, outcome,
-                adapter, prompt_id, examples)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                adapter, prompt_id, examples, parent_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18)",
             params![
                 scope_id,
                 outcome.question,
@@ -249,6 +261,7 @@ impl HistoryStore {
                 Option::<String>::None,
                 prompt_id,
                 serde_json::to_string(&examples)?,
+                parent,
             ],
         )?;
         let run_id = tx.last_insert_rowid();
@@ -520,6 +533,7 @@ impl HistoryStore {
             new_feedback,
             threshold,
             due: threshold > 0 && new_feedback >= threshold,
+            verified_pairs: None,
         })
     }
 
@@ -598,6 +612,57 @@ impl HistoryStore {
     }
 
     /// The latest correction stored for `run`, if the user made one.
+    /// The newest answered run on `scope` and the runs it followed up, at most `turns`,
+    /// oldest first (a correction replaces a run's SQL): what `ask --follow-up` continues.
+    pub fn last_thread(
+        &self,
+        scope: &DbScope,
+        turns: usize,
+    ) -> Result<Vec<(RunId, EarlierTurn)>, StoreError> {
+        let Some(scope_id) = self.existing_scope_id(scope)? else {
+            return Ok(Vec::new());
+        };
+        let mut next: Option<RunId> = self
+            .conn
+            .query_row(
+                "SELECT id FROM runs WHERE scope_id = ?1 AND final_sql IS NOT NULL
+                   AND error IS NULL ORDER BY id DESC LIMIT 1",
+                params![scope_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let mut thread = Vec::new();
+        while let Some(id) = next
+            && thread.len() < turns
+        {
+            let (question, sql, parent): (String, Option<String>, Option<RunId>) =
+                self.conn.query_row(
+                    "SELECT question, final_sql, parent_id FROM runs WHERE id = ?1",
+                    params![id],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )?;
+            if let Some(sql) = self.correction_of(id)?.or(sql) {
+                thread.push((id, EarlierTurn { question, sql }));
+            }
+            next = parent;
+        }
+        thread.reverse();
+        Ok(thread)
+    }
+
+    /// The run `run` followed up, if any.
+    pub fn parent_of(&self, run: RunId) -> Result<Option<RunId>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT parent_id FROM runs WHERE id = ?1",
+                params![run],
+                |row| row.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
     pub(crate) fn correction_of(&self, run: RunId) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
@@ -654,6 +719,19 @@ impl RunHistory for HistoryStore {
 
     fn retraining_status(&self, threshold: u64) -> Result<Option<RetrainingStatus>, HistoryError> {
         Ok(Some(HistoryStore::retraining_status(self, threshold)?))
+    }
+
+    fn verified_pairs(&self, scope: &DbScope) -> Result<Option<u64>, HistoryError> {
+        Ok(Some(self.pairs(Some(scope))?.len() as u64))
+    }
+
+    fn record_follow_up(
+        &mut self,
+        scope: &DbScope,
+        outcome: &RunOutcome,
+        parent: Option<RunId>,
+    ) -> Result<RunId, HistoryError> {
+        Ok(self.record_in_thread(scope, outcome, parent)?)
     }
 }
 
