@@ -16,6 +16,7 @@ use crate::core::pipeline::prompt::{question_turns, repair_message, sql_reply, s
 use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
 use crate::core::retrieval::provider::PromptContext;
+use crate::core::rewrite::closest_values::{looks_empty, unheld_message, unheld_values};
 use crate::core::rewrite::{RewriteChain, RewriteInput, Rewritten};
 
 /// How the attempts ended.
@@ -58,6 +59,9 @@ pub(super) struct Run<'a> {
     /// What the failed attempts taught (each error and its hints, once each), for a
     /// repair that starts again from the question instead of from the failed query.
     pub(super) lessons: Vec<String>,
+    /// A query that found nothing while filtering on a text no row holds, kept while the
+    /// model is shown the closest values: the answer when it writes the query again.
+    pub(super) held_empty: Option<(String, QueryResult)>,
 }
 
 impl<'a> Run<'a> {
@@ -87,6 +91,7 @@ impl<'a> Run<'a> {
             timings: Timings::default(),
             fired: Vec::new(),
             lessons: Vec::new(),
+            held_empty: None,
         }
     }
 
@@ -120,13 +125,19 @@ impl<'a> Run<'a> {
                 None => self.generate(model, attempt, on_event)?,
             };
             let failure = match self.check_and_execute(&sql, attempt, on_event)? {
-                Ok(result) => {
-                    self.attempts.push(Attempt {
-                        sql: sql.clone(),
-                        error: None,
-                    });
-                    return Ok(Ending::Answered { sql, result });
-                }
+                Ok(result) => match self.unheld_value_check(&sql, &result, attempt) {
+                    Some(message) => {
+                        self.held_empty = Some((sql.clone(), result));
+                        Failure::Repairable(message)
+                    }
+                    None => {
+                        self.attempts.push(Attempt {
+                            sql: sql.clone(),
+                            error: None,
+                        });
+                        return Ok(Ending::Answered { sql, result });
+                    }
+                },
                 Err(failure) => failure,
             };
             let (Failure::Repairable(message) | Failure::Final(message)) = &failure;
@@ -140,6 +151,9 @@ impl<'a> Run<'a> {
                 error: Some(message.clone()),
             });
             if let Failure::Final(reason) = failure {
+                if let Some((sql, result)) = self.held_empty.take() {
+                    return Ok(Ending::Answered { sql, result });
+                }
                 return Ok(Ending::Unanswered {
                     reason,
                     refused: true,
@@ -147,6 +161,9 @@ impl<'a> Run<'a> {
             }
             schema_fix = self.ask_for_repair(&sql, message);
             last_error = Some(message.clone());
+        }
+        if let Some((sql, result)) = self.held_empty.take() {
+            return Ok(Ending::Answered { sql, result });
         }
         let reason = last_error.unwrap_or_else(|| "no attempt was made".into());
         Ok(Ending::Unanswered {
@@ -183,6 +200,32 @@ impl<'a> Run<'a> {
             Err(error) if error.is_repairable() => Ok(Err(Failure::Repairable(error.to_string()))),
             Err(error) => Ok(Err(Failure::Final(error.to_string()))),
         }
+    }
+
+    /// Once per question, and only with a repair left: a query that found nothing
+    /// because a text filter matches no row goes back with the column's closest values.
+    /// A second query that finds nothing, or the same query again, is the answer.
+    fn unheld_value_check(
+        &mut self,
+        sql: &str,
+        result: &QueryResult,
+        attempt: u32,
+    ) -> Option<String> {
+        if !self.config.rewrites.closest_values
+            || self.held_empty.is_some()
+            || attempt > self.config.max_repairs
+            || self.attempts.iter().any(|a| same_sql(&a.sql, sql))
+            || !looks_empty(result)
+        {
+            return None;
+        }
+        let schema = self.db.schema().ok()?;
+        let unheld = unheld_values(sql, schema, self.db.connection());
+        if unheld.is_empty() {
+            return None;
+        }
+        self.note_fired(&["closest_values"]);
+        Some(unheld_message(&unheld))
     }
 
     fn failed_check(&self, sql: &str) -> Option<(&'static str, String)> {
