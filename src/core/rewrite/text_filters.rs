@@ -12,19 +12,22 @@ use sqlparser::ast::{
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::tables_in_scope;
 
+/// What is called with each filter: the comparison and the tables of its SELECT.
+pub(crate) type FilterVisit<'v, 's> = dyn FnMut(&mut Expr, &[(String, &'s Table)]) + 'v;
+
 /// Calls `visit` with each `left = 'text'` comparison (the whole expression, so it can be
 /// replaced) and the tables its SELECT reads, as `(name used in the query, table)`.
 pub(crate) fn for_each_text_filter<'s>(
     query: &mut Query,
     schema: &'s Schema,
-    visit: &mut dyn FnMut(&mut Expr, &[(String, &'s Table)]),
+    visit: &mut FilterVisit<'_, 's>,
 ) {
     TextFilters { schema, visit }.query(query, false);
 }
 
 struct TextFilters<'v, 's> {
     schema: &'s Schema,
-    visit: &'v mut dyn FnMut(&mut Expr, &[(String, &'s Table)]),
+    visit: &'v mut FilterVisit<'v, 's>,
 }
 
 impl<'s> TextFilters<'_, 's> {
