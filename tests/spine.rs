@@ -809,3 +809,83 @@ fn the_app_and_ask_record_the_same_fields_prompt_included() {
     );
     assert_eq!(store.run_examples(by_app).unwrap().len(), 1);
 }
+
+/// Writes `Country = 'US'`, and 'USA' once it is shown the column's closest values.
+fn takes_the_closest_value() -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
+    Replies(|request: &CompletionRequest| {
+        let shown = request.messages.iter().any(|m| {
+            m.content
+                .contains("the closest values of Customer.Country are 'USA'")
+        });
+        if shown {
+            "SELECT COUNT(*) FROM Customer WHERE Country = 'USA'\n```"
+        } else {
+            "SELECT COUNT(*) FROM Customer WHERE Country = 'US'\n```"
+        }
+    })
+}
+
+#[test]
+fn a_query_that_finds_nothing_for_an_unheld_text_is_shown_the_closest_values() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..default_pipeline()
+    };
+    let outcome = ask_with(
+        &mut takes_the_closest_value(),
+        &db,
+        "How many customers live in the US?",
+        &config,
+    );
+    assert_eq!(
+        outcome.sql.as_deref(),
+        Some("SELECT COUNT(*) FROM Customer WHERE Country = 'USA'")
+    );
+    assert_eq!(
+        outcome.result.as_ref().unwrap().rows,
+        vec![vec![Cell::Integer(13)]]
+    );
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    assert!(outcome.rewrites.iter().any(|r| r == "closest_values"));
+}
+
+#[test]
+fn an_empty_answer_written_again_after_the_closest_values_stands() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..default_pipeline()
+    };
+    let mut calls = 0;
+    let mut model = Replies(|_: &CompletionRequest| {
+        calls += 1;
+        "SELECT COUNT(*) FROM Customer WHERE Country = 'US'\n```"
+    });
+    let outcome = ask_with(&mut model, &db, "How many customers live in US?", &config);
+    assert_eq!(
+        outcome.result.as_ref().unwrap().rows,
+        vec![vec![Cell::Integer(0)]]
+    );
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    assert_eq!(calls, 2, "the repeated query is the answer, not re-sampled");
+
+    // Nothing close to Calgary among the customers' cities: the empty answer is given at once.
+    let outcome = ask_with(
+        &mut says("SELECT COUNT(*) FROM Customer WHERE City = 'Calgary'\n```"),
+        &db,
+        "How many customers live in Calgary?",
+        &config,
+    );
+    assert_eq!(outcome.attempts.len(), 1, "{:?}", outcome.attempts);
+    assert!(
+        outcome.rewrites.is_empty(),
+        "{:?} {:?}",
+        outcome.rewrites,
+        outcome.sql
+    );
+    assert_eq!(
+        outcome.result.as_ref().unwrap().rows,
+        vec![vec![Cell::Integer(0)]]
+    );
+}

@@ -10,7 +10,7 @@ mod latency;
 mod render;
 mod signals;
 mod training;
-mod trust;
 mod trial_fixes;
+mod trust;
 mod update;
 mod warm;

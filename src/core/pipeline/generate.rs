@@ -60,12 +60,19 @@ impl Run<'_> {
             // Greedy decoding answers a repair turn with the query it already wrote more
             // often than not. The first retry asks again from the question alone, with what
             // the failures taught and without the failed query to copy; later ones sample.
-            let repeated = self.attempts.iter().any(|a| {
-                same_sql(&a.sql, &written.sql)
-                    || a.error
-                        .as_deref()
-                        .is_some_and(|error| repeats_failure(error, &written.sql))
-            });
+            // Writing again the query that found nothing is the model's answer to the
+            // closest values it was shown, not a repeated failure.
+            let keeps_empty = self
+                .held_empty
+                .as_ref()
+                .is_some_and(|(held, _, _)| same_sql(held, &written.sql));
+            let repeated = !keeps_empty
+                && self.attempts.iter().any(|a| {
+                    same_sql(&a.sql, &written.sql)
+                        || a.error
+                            .as_deref()
+                            .is_some_and(|error| repeats_failure(error, &written.sql))
+                });
             if !repeated || resamples >= MAX_RESAMPLES {
                 break (completion, written);
             }

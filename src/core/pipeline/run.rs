@@ -19,6 +19,7 @@ use crate::core::pipeline::prompt::{
 use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
 use crate::core::retrieval::provider::PromptContext;
+use crate::core::rewrite::closest_values::{looks_empty, unheld_message, unheld_values};
 use crate::core::rewrite::{RewriteChain, RewriteInput, Rewritten};
 
 /// How the attempts ended.
@@ -72,6 +73,9 @@ pub(super) struct Run<'a> {
     /// Mean token log-probability of the latest query the model streamed (`None` for a
     /// query the schema fixed or a vote picked among samples).
     pub(super) sql_logprob: Option<f32>,
+    /// A query that found nothing while filtering on a text no row holds, kept while the
+    /// model is shown the closest values: the answer when it writes the query again.
+    pub(super) held_empty: Option<(String, QueryResult, u32)>,
 }
 
 impl<'a> Run<'a> {
@@ -108,6 +112,7 @@ impl<'a> Run<'a> {
             fired: Vec::new(),
             lessons: Vec::new(),
             sql_logprob: None,
+            held_empty: None,
         }
     }
 
@@ -142,22 +147,23 @@ impl<'a> Run<'a> {
                 None => self.generate(model, attempt, on_event)?,
             };
             let failure = match self.check_and_execute(&sql, attempt, on_event)? {
-                Ok(result) => {
-                    self.attempts.push(Attempt {
-                        sql: sql.clone(),
-                        error: None,
-                    });
-                    let source = if attempt == 1 {
-                        Source::FirstAttempt
-                    } else {
-                        Source::Repaired { attempt }
-                    };
-                    return Ok(Ending::Answered {
-                        sql,
-                        result,
-                        source,
-                    });
-                }
+                Ok(result) => match self.unheld_value_check(&sql, &result, attempt) {
+                    Some(message) => {
+                        self.held_empty = Some((sql.clone(), result, attempt));
+                        Failure::Repairable(message)
+                    }
+                    None => {
+                        self.attempts.push(Attempt {
+                            sql: sql.clone(),
+                            error: None,
+                        });
+                        return Ok(Ending::Answered {
+                            sql,
+                            result,
+                            source: source_of(attempt),
+                        });
+                    }
+                },
                 Err(failure) => failure,
             };
             let (Failure::Repairable(message) | Failure::Final(message)) = &failure;
@@ -171,6 +177,13 @@ impl<'a> Run<'a> {
                 error: Some(message.clone()),
             });
             if let Failure::Final(reason) = failure {
+                if let Some((sql, result, attempt)) = self.held_empty.take() {
+                    return Ok(Ending::Answered {
+                        sql,
+                        result,
+                        source: source_of(attempt),
+                    });
+                }
                 return Ok(Ending::Unanswered {
                     reason,
                     refused: true,
@@ -178,6 +191,13 @@ impl<'a> Run<'a> {
             }
             schema_fix = self.ask_for_repair(&sql, message);
             last_error = Some(message.clone());
+        }
+        if let Some((sql, result, attempt)) = self.held_empty.take() {
+            return Ok(Ending::Answered {
+                sql,
+                result,
+                source: source_of(attempt),
+            });
         }
         let reason = last_error.unwrap_or_else(|| "no attempt was made".into());
         Ok(Ending::Unanswered {
@@ -214,6 +234,32 @@ impl<'a> Run<'a> {
             Err(error) if error.is_repairable() => Ok(Err(Failure::Repairable(error.to_string()))),
             Err(error) => Ok(Err(Failure::Final(error.to_string()))),
         }
+    }
+
+    /// Once per question, and only with a repair left: a query that found nothing
+    /// because a text filter matches no row goes back with the column's closest values.
+    /// A second query that finds nothing, or the same query again, is the answer.
+    fn unheld_value_check(
+        &mut self,
+        sql: &str,
+        result: &QueryResult,
+        attempt: u32,
+    ) -> Option<String> {
+        if !self.config.rewrites.closest_values
+            || self.held_empty.is_some()
+            || attempt > self.config.max_repairs
+            || self.attempts.iter().any(|a| same_sql(&a.sql, sql))
+            || !looks_empty(result)
+        {
+            return None;
+        }
+        let schema = self.db.schema().ok()?;
+        let unheld = unheld_values(sql, schema, self.db.connection()?);
+        if unheld.is_empty() {
+            return None;
+        }
+        self.note_fired(&["closest_values"]);
+        Some(unheld_message(&unheld))
     }
 
     fn failed_check(&self, sql: &str) -> Option<(&'static str, String)> {
@@ -261,7 +307,8 @@ impl<'a> Run<'a> {
             }
         }
         self.messages.push(sql_reply(sql));
-        self.messages.push(repair_message(message, &hints, self.db.dialect()));
+        self.messages
+            .push(repair_message(message, &hints, self.db.dialect()));
         fix
     }
 
@@ -329,6 +376,15 @@ impl<'a> Run<'a> {
             }
         }
         outcome
+    }
+}
+
+/// Where the query of `attempt` came from: the first attempt or a repair.
+fn source_of(attempt: u32) -> Source {
+    if attempt == 1 {
+        Source::FirstAttempt
+    } else {
+        Source::Repaired { attempt }
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::core::db::compare::{gold_is_ordered, results_match};
 use crate::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
+use crate::core::rewrite::closest_values::{looks_empty, unheld_values};
 use crate::core::rewrite::{RewriteChain, RewriteInput, RewriteSettings};
 
 /// Rows read when comparing: far above any gold result, so nothing is cut.
@@ -56,13 +57,14 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "show_group_columns" => settings.show_group_columns = true,
         "check_join_conditions" => settings.check_join_conditions = true,
         "check_join_keys" => settings.check_join_keys = true,
+        "closest_values" => settings.closest_values = true,
         _ => return None,
     }
     Some(settings)
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 10] = [
+pub(crate) const RULES: [&str; 11] = [
     "drop_unnamed_flags",
     "drop_unused_joins",
     "intersect_both_values",
@@ -73,6 +75,7 @@ pub(crate) const RULES: [&str; 10] = [
     "show_group_columns",
     "check_join_conditions",
     "check_join_keys",
+    "closest_values",
 ];
 
 struct ChainOutcome {
@@ -82,10 +85,26 @@ struct ChainOutcome {
     sent_back_by: Option<String>,
 }
 
+/// A chain and whether a query that finds nothing is sent back with the closest values
+/// (a step of the repair loop, not of the chain).
+struct Audited {
+    chain: RewriteChain,
+    closest_values: bool,
+}
+
+impl Audited {
+    fn new(settings: &RewriteSettings) -> Self {
+        Self {
+            chain: RewriteChain::from_settings(settings),
+            closest_values: settings.closest_values,
+        }
+    }
+}
+
 /// One gold query on its database, through `chain` and through each rule alone.
 pub struct Auditor {
-    chain: RewriteChain,
-    alone: Vec<(&'static str, RewriteChain)>,
+    chain: Audited,
+    alone: Vec<(&'static str, Audited)>,
     timeout: Duration,
 }
 
@@ -93,10 +112,10 @@ impl Auditor {
     pub fn new(settings: &RewriteSettings, timeout: Duration) -> Self {
         let alone = RULES
             .iter()
-            .filter_map(|rule| Some((*rule, RewriteChain::from_settings(&only(rule)?))))
+            .filter_map(|rule| Some((*rule, Audited::new(&only(rule)?))))
             .collect();
         Self {
-            chain: RewriteChain::from_settings(settings),
+            chain: Audited::new(settings),
             alone,
             timeout,
         }
@@ -149,17 +168,25 @@ impl Auditor {
     /// check that would send the query back.
     fn outcome(
         &self,
-        chain: &RewriteChain,
+        audited: &Audited,
         gold: &str,
         expected: &QueryResult,
         db: &ReadOnlyDb,
         input: &RewriteInput<'_>,
     ) -> ChainOutcome {
+        let chain = &audited.chain;
         let rewritten = chain.apply(gold.to_string(), input);
         let mut fired: Vec<String> = rewritten.fired.iter().map(|r| r.to_string()).collect();
         let sent_back_by = chain
             .check(&rewritten.sql, input)
-            .map(|(name, _)| name.to_string());
+            .map(|(name, _)| name.to_string())
+            .or_else(|| {
+                let finds_nothing = audited.closest_values
+                    && self.run(db, &rewritten.sql).is_ok_and(|r| looks_empty(&r));
+                (finds_nothing
+                    && !unheld_values(&rewritten.sql, input.schema, input.conn).is_empty())
+                .then(|| "closest_values".to_string())
+            });
         fired.extend(sent_back_by.clone());
         let changed = rewritten.sql != gold
             && self

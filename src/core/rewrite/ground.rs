@@ -19,14 +19,12 @@
 //! see docs/eval.md.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlparser::ast::{
-    BinaryOperator, Expr, Ident, Query, Select, SetExpr, SetOperator, Statement, TableFactor,
-    UnaryOperator, Value,
-};
+use sqlparser::ast::{Expr, Ident, Query, Statement, Value};
 
 use crate::core::db::ident::quote_identifier;
 use crate::core::db::schema::{Schema, Table};
-use crate::core::db::sql_ast::{parse_single_query, resolve_column, tables_in_scope};
+use crate::core::db::sql_ast::{parse_single_query, resolve_column};
+use crate::core::rewrite::text_filters::for_each_text_filter;
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
 /// Tables with more rows than this are not searched: each check may scan the table.
@@ -48,7 +46,9 @@ pub(crate) fn ground_literals(
         changed: 0,
     };
     if let Statement::Query(query) = &mut statement {
-        grounder.ground_query(query, false);
+        for_each_text_filter(query, schema, &mut |filter, tables| {
+            grounder.ground_filter(filter, tables);
+        });
     }
     (grounder.changed > 0).then(|| format!("{statement:#}"))
 }
@@ -61,130 +61,39 @@ struct Grounder<'a> {
 }
 
 impl Grounder<'_> {
-    /// Every SELECT of the query that is not under a negation. Under `NOT IN`, `NOT
-    /// EXISTS` or the right arm of `EXCEPT` a filter that matches nothing does not empty
-    /// the answer, and the query may mean exactly that ("people with no friend in
-    /// Austin" stays right when no row spells it that way), so it is left as written.
-    fn ground_query(&mut self, query: &mut Query, negated: bool) {
-        self.ground_body(&mut query.body, negated);
-    }
-
-    fn ground_body(&mut self, body: &mut SetExpr, negated: bool) {
-        match body {
-            SetExpr::Select(select) => self.ground_select(select, negated),
-            SetExpr::Query(query) => self.ground_query(query, negated),
-            SetExpr::SetOperation {
-                left, op, right, ..
-            } => {
-                let right_negated = negated || matches!(op, SetOperator::Except);
-                self.ground_body(left, negated);
-                self.ground_body(right, right_negated);
+    /// Grounds one `column = 'text'` filter (`expr` is the whole comparison, replaced by a
+    /// lookup when the text is found through a key).
+    fn ground_filter(&mut self, expr: &mut Expr, tables: &[(String, &Table)]) {
+        let Expr::BinaryOp { left, right, .. } = expr else {
+            return;
+        };
+        let Expr::Value(value) = right.as_mut() else {
+            return;
+        };
+        let Value::SingleQuotedString(text) = &mut value.value else {
+            return;
+        };
+        let Some((table, column)) = resolve_column(left, tables) else {
+            return;
+        };
+        match self.grounding(tables, table, &column, text) {
+            Some(Grounding::Value(found)) => *text = found,
+            Some(Grounding::Column(other)) => rename_column(left, &other),
+            Some(Grounding::OtherTable { used_as, column }) => {
+                **left = Expr::CompoundIdentifier(vec![Ident::new(used_as), Ident::new(column)]);
             }
-            _ => {}
-        }
-    }
-
-    fn ground_select(&mut self, select: &mut Select, negated: bool) {
-        let tables = tables_in_scope(select, self.schema);
-        if let Some(selection) = select.selection.as_mut() {
-            if !negated {
-                self.ground_condition(selection, &tables);
-            }
-            self.ground_subqueries(selection, negated);
-        }
-        if let Some(having) = select.having.as_mut() {
-            self.ground_subqueries(having, negated);
-        }
-        for from in &mut select.from {
-            let factors = std::iter::once(&mut from.relation)
-                .chain(from.joins.iter_mut().map(|j| &mut j.relation));
-            for factor in factors {
-                if let TableFactor::Derived { subquery, .. } = factor {
-                    self.ground_query(subquery, negated);
-                }
-            }
-        }
-    }
-
-    /// The subqueries of a condition, each knowing whether a negation covers it.
-    fn ground_subqueries(&mut self, expr: &mut Expr, negated: bool) {
-        match expr {
-            Expr::InSubquery {
-                subquery,
-                negated: not,
-                ..
-            }
-            | Expr::Exists {
-                subquery,
-                negated: not,
-            } => {
-                let negated = negated || *not;
-                self.ground_query(subquery, negated);
-            }
-            Expr::Subquery(subquery) => self.ground_query(subquery, negated),
-            Expr::UnaryOp {
-                op: UnaryOperator::Not,
-                expr,
-            } => self.ground_subqueries(expr, true),
-            Expr::Nested(inner) => self.ground_subqueries(inner, negated),
-            Expr::BinaryOp { left, op, right } => {
-                let negated = negated || matches!(op, BinaryOperator::NotEq);
-                self.ground_subqueries(left, negated);
-                self.ground_subqueries(right, negated);
-            }
-            _ => {}
-        }
-    }
-
-    /// Only the AND/OR skeleton of the condition: a subquery is its own scope, visited as a
-    /// SELECT of its own with its own tables.
-    fn ground_condition(&mut self, expr: &mut Expr, tables: &[(String, &Table)]) {
-        match expr {
-            Expr::Nested(inner) => self.ground_condition(inner, tables),
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::And | BinaryOperator::Or,
-                right,
-            } => {
-                self.ground_condition(left, tables);
-                self.ground_condition(right, tables);
-            }
-            Expr::BinaryOp {
-                left,
-                op: BinaryOperator::Eq,
-                right,
-            } => {
-                let Expr::Value(value) = right.as_mut() else {
-                    return;
+            Some(Grounding::Lookup { column, lookup }) => {
+                let mut key = left.as_ref().clone();
+                rename_column(&mut key, &column);
+                *expr = Expr::InSubquery {
+                    expr: Box::new(key),
+                    subquery: lookup,
+                    negated: false,
                 };
-                let Value::SingleQuotedString(text) = &mut value.value else {
-                    return;
-                };
-                let Some((table, column)) = resolve_column(left, tables) else {
-                    return;
-                };
-                match self.grounding(tables, table, &column, text) {
-                    Some(Grounding::Value(found)) => *text = found,
-                    Some(Grounding::Column(other)) => rename_column(left, &other),
-                    Some(Grounding::OtherTable { used_as, column }) => {
-                        **left =
-                            Expr::CompoundIdentifier(vec![Ident::new(used_as), Ident::new(column)]);
-                    }
-                    Some(Grounding::Lookup { column, lookup }) => {
-                        let mut key = left.as_ref().clone();
-                        rename_column(&mut key, &column);
-                        *expr = Expr::InSubquery {
-                            expr: Box::new(key),
-                            subquery: lookup,
-                            negated: false,
-                        };
-                    }
-                    None => return,
-                }
-                self.changed += 1;
             }
-            _ => {}
+            None => return,
         }
+        self.changed += 1;
     }
 
     fn grounding(
@@ -287,6 +196,12 @@ impl Grounder<'_> {
         if holder.eq_ignore_ascii_case(&link.their_column) {
             return None;
         }
+        // `Customer.City = 'Calgary'` found in `Employee.City`: the customer's own city is
+        // what was asked, and none is Calgary; the support rep's city is another question.
+        // A name is different: a country named 'Kabul' is the country of the city Kabul.
+        if holder.eq_ignore_ascii_case(column) && !names_the_row(column) {
+            return None;
+        }
         let lookup = format!(
             "SELECT {} FROM {} WHERE {} = '{}'",
             quote_identifier(&link.their_column),
@@ -355,6 +270,12 @@ enum Grounding {
         column: String,
         lookup: Box<Query>,
     },
+}
+
+/// A column that names its row (`Name`, `Title`) rather than describing it (`City`): the
+/// same text in another table's namesake column then names a related row.
+fn names_the_row(column: &str) -> bool {
+    ["name", "title"].contains(&column.to_ascii_lowercase().as_str())
 }
 
 /// Every column name of the table, in order.
@@ -612,6 +533,31 @@ mod tests {
         ] {
             assert_eq!(grounded(sql), None, "{sql}");
         }
+    }
+
+    /// "How many customers live in Calgary?": none do (the answer is 0), though the
+    /// support rep a customer's key points at does. The customer's own city was asked.
+    #[test]
+    fn a_describing_column_is_not_looked_up_in_its_namesake_through_a_key() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Employee (EmployeeId INTEGER PRIMARY KEY, City TEXT);
+             INSERT INTO Employee VALUES (1, 'Calgary'), (2, 'Lethbridge');
+             CREATE TABLE Customer (CustomerId INTEGER PRIMARY KEY, City TEXT,
+                                    SupportRepId INTEGER REFERENCES Employee(EmployeeId));
+             INSERT INTO Customer VALUES (1, 'Oslo', 1), (2, 'Prague', 2);",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        assert_eq!(
+            ground_literals(
+                "SELECT COUNT(*) FROM Customer WHERE City = 'Calgary'",
+                &schema,
+                &conn,
+                true
+            ),
+            None
+        );
     }
 
     #[test]

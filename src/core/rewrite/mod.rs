@@ -7,12 +7,14 @@
 //! and is reported by that name when it fires.
 
 pub mod audit;
+pub(crate) mod closest_values;
 pub mod flags;
 pub mod ground;
 pub mod group_key;
 pub mod join_keys;
 pub mod quote;
 pub mod simplify;
+pub(crate) mod text_filters;
 
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -65,6 +67,9 @@ pub struct RewriteSettings {
     pub show_group_columns: bool,
     pub check_join_conditions: bool,
     pub check_join_keys: bool,
+    /// Not a step of the chain: after a query that found nothing, send it back once with
+    /// the closest values of a text filter no row holds (`core::pipeline`).
+    pub closest_values: bool,
 }
 
 impl RewriteSettings {
@@ -81,6 +86,7 @@ impl RewriteSettings {
             show_group_columns: false,
             check_join_conditions: false,
             check_join_keys: false,
+            closest_values: false,
         }
     }
 }
