@@ -1,7 +1,5 @@
 //! `nano-analyst ask DB "QUESTION" [--json] [--no-answer]`.
 
-use std::io::Write;
-
 use crate::cli::AskArgs;
 use crate::commands::feedback::retraining_note;
 use crate::commands::text_table;

@@ -73,6 +73,7 @@ impl LanguageModel for Prefixed {
             time_to_first_token: started.elapsed(),
             elapsed: started.elapsed(),
             stop_reason: StopReason::StopString,
+            mean_logprob: None,
         })
     }
 

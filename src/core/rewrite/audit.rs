@@ -184,7 +184,9 @@ impl Auditor {
                 let finds_nothing = audited.closest_values
                     && self.run(db, &rewritten.sql).is_ok_and(|r| looks_empty(&r));
                 (finds_nothing
-                    && !unheld_values(&rewritten.sql, input.schema, input.conn).is_empty())
+                    && input.conn.is_some_and(|conn| {
+                        !unheld_values(&rewritten.sql, input.schema, conn).is_empty()
+                    }))
                 .then(|| "closest_values".to_string())
             });
         fired.extend(sent_back_by.clone());
