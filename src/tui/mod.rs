@@ -109,7 +109,7 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
 /// The request that evaluates the schema prompt (and saves it to the prefix cache on disk)
 /// so the first question does not pay for it. Only for the local engine: a remote
 /// server's first question warms its own cache.
-fn warm_request(context: &mut dyn ContextProvider) -> CompletionRequest {
+pub fn warm_request(context: &mut dyn ContextProvider) -> CompletionRequest {
     let prompt = context.context_for("");
     CompletionRequest {
         messages: vec![

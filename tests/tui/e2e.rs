@@ -204,3 +204,62 @@ fn tmux_question_edit_correct_and_history_with_the_real_model() {
     }
     assert!(!tmux.alive(), "the app did not exit on Ctrl-C");
 }
+
+/// The follow-up and the results grid in the real binary: "same for 2024" after a question
+/// about 2023 reuses its query; then a 1,000-row result is sorted, searched and a cell
+/// opened in full.
+#[test]
+fn tmux_follow_up_and_the_results_grid_with_the_real_model() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        panic!("tmux is required for this test (apt-get install tmux)");
+    }
+    let _turn = model_lock();
+    let _file_lock = model_file_lock();
+    let program = std::env::var_os("NANO_TUI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(binary);
+    let data = data_dir().join("follow-up");
+    std::fs::create_dir_all(&data).expect("a data directory");
+    forget_earlier_runs(&data);
+    let command = vec![
+        program.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--model".into(),
+        model_path().display().to_string(),
+        chinook_path().display().to_string(),
+    ];
+    let tmux = Tmux::start(&command, 120, 40);
+    tmux.wait_for(&["1 Question", "4 Results"], Duration::from_secs(20));
+
+    tmux.type_text("What was the total invoice amount in 2023?");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["469.58", " done"], Duration::from_secs(400));
+    tmux.type_text("same for 2024");
+    let screen = tmux.wait_for(&["follow-up"], Duration::from_secs(10));
+    assert!(screen.contains("ctrl-n: new topic"), "{screen}");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for(&["477.53", " done"], Duration::from_secs(300));
+    assert!(screen.contains("asked: same for 2024"), "{screen}");
+    assert!(screen.contains("total invoice amount in 2023"), "{screen}");
+
+    // A new topic: 1,000 of the 3,503 tracks.
+    tmux.keys(&["C-n"]);
+    tmux.type_text("List the name and composer of every track.");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&["1000 of 3503 rows", " done"], Duration::from_secs(300));
+    tmux.keys(&["M-4", "s", "s"]);
+    tmux.wait_for(&["▼"], Duration::from_secs(10));
+    tmux.keys(&["/"]);
+    tmux.type_text("love");
+    let screen = tmux.wait_for(&["/love", "matching"], Duration::from_secs(10));
+    assert!(!screen.contains(" 0 matching"), "{screen}");
+    tmux.keys(&["Enter", "Enter"]);
+    tmux.wait_for(&["chars"], Duration::from_secs(10));
+    tmux.keys(&["Escape", "C-c"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while tmux.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!tmux.alive(), "the app did not exit on Ctrl-C");
+}

@@ -7,6 +7,7 @@ mod fixtures;
 mod follow_up;
 mod grid;
 mod latency;
+mod real_model;
 mod render;
 mod signals;
 mod training;

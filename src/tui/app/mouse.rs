@@ -2,6 +2,7 @@
 //! focuses it. Neither ever types: the wheel over the question does not recall history
 //! into it.
 
+use crate::tui::app::grid::shown_rows;
 use crate::tui::app::{Model, MouseAction, MouseInput, Overlay, Pane};
 use crate::tui::view::pane_at;
 
@@ -44,7 +45,11 @@ fn scroll(model: &mut Model, pane: Pane, down: bool) {
         Pane::Sql => model.scrolls.sql = step(model.scrolls.sql, !down),
         Pane::Answer => model.scrolls.answer = step(model.scrolls.answer, down),
         Pane::Results => {
-            let rows = model.run.result.as_ref().map_or(0, |r| r.rows.len());
+            let rows = model
+                .run
+                .result
+                .as_ref()
+                .map_or(0, |r| shown_rows(r, &model.results).len());
             let row = &mut model.results.row;
             *row = if down {
                 (*row + WHEEL_ROWS).min(rows.saturating_sub(1))
