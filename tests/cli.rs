@@ -84,6 +84,29 @@ fn ask_json_answers_with_the_documented_fields() {
             .is_some(),
         "a log file is written"
     );
+    // Where the query came from and how sure the run is (see `AskJson`).
+    assert_eq!(json["source"]["kind"], "first_attempt", "{json}");
+    assert!(
+        ["high", "medium", "low"].contains(&json["confidence"]["level"].as_str().unwrap()),
+        "{json}"
+    );
+    assert!(json["confidence"]["reasons"].is_array(), "{json}");
+    let logprob = json["confidence"]["sql_logprob"]
+        .as_f64()
+        .expect("the local engine's");
+    assert!((-10.0..=0.0).contains(&logprob), "{logprob}");
+    assert!(!json["sql"].as_str().unwrap().contains("  "), "{json}");
+    // The log holds the question, not only llama.cpp's loader lines.
+    let logs: String = data
+        .path()
+        .join("logs")
+        .read_dir()
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect();
+    assert!(logs.contains("How many albums are there?"), "{logs}");
+    assert!(logs.contains("total_ms="), "{logs}");
 }
 
 #[test]
