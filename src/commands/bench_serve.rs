@@ -240,3 +240,48 @@ fn report(
         && unexpected == 0
         && duplicated_ids == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args() -> BenchServeArgs {
+        let cli = crate::cli::Cli::try_parse_from([
+            "nano-analyst",
+            "bench-serve",
+            "--url",
+            "http://127.0.0.1:1",
+            "--clients",
+            "2",
+            "--questions",
+            "1",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(crate::cli::Command::BenchServe(args)) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn answered(run_id: i64) -> Outcome {
+        Outcome {
+            run_id: Some(run_id),
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn a_run_missing_from_or_extra_in_the_history_fails_the_bench() {
+        let before = BTreeSet::from([1]);
+        let outcomes = [answered(2), answered(3)];
+        let wall = Duration::from_secs(1);
+        assert!(report(&args(), &outcomes, wall, &before, &[3, 2, 1]));
+        assert!(!report(&args(), &outcomes, wall, &before, &[3, 1]));
+        assert!(!report(&args(), &outcomes, wall, &before, &[4, 3, 2, 1]));
+        let twice = [answered(2), answered(2)];
+        assert!(!report(&args(), &twice, wall, &before, &[2, 1]));
+        let lost = [answered(2)];
+        assert!(!report(&args(), &lost, wall, &before, &[2, 1]));
+    }
+}
