@@ -84,7 +84,12 @@ pub fn run(args: &AskArgs, options: &mut RuntimeOptions) -> Result<bool, AppErro
     }
     if let Some(error) = &outcome.error {
         if !args.json {
-            crate::errln!("nano-analyst: {error}");
+            // A refusal already speaks as the app ("nano-analyst only reads; ...").
+            if error.starts_with("nano-analyst ") {
+                crate::errln!("{error}");
+            } else {
+                crate::errln!("nano-analyst: {error}");
+            }
         }
         return Ok(false);
     }

@@ -8,6 +8,8 @@
 //! computed: a total or a percentage the rows do not hold is a claim the rows cannot back.
 
 use crate::core::db::exec::{Cell, QueryResult};
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 /// What a sentence states that neither the rows nor the question hold, in order; empty when
 /// the sentence is grounded. `shown_rows`: how many rows the model was shown, so that "and
@@ -259,8 +261,8 @@ impl Known {
         numbers.push(result.rows.len() as f64);
         numbers.push(result.columns.len() as f64);
         numbers.extend(result.total_rows.map(|total| total as f64));
-        let mut texts = vec![question.to_lowercase()];
-        texts.extend(result.columns.iter().map(|c| c.to_lowercase()));
+        let mut texts = vec![folded(question)];
+        texts.extend(result.columns.iter().map(|c| folded(c)));
         let mut months = Vec::new();
         for cell in result.rows.iter().flatten() {
             match cell {
@@ -269,7 +271,7 @@ impl Known {
                 Cell::Text(text) => {
                     numbers.extend(numbers_in(text).iter().map(|n| n.value));
                     months.extend(date_month(text));
-                    texts.push(text.to_lowercase());
+                    texts.push(folded(text));
                 }
                 Cell::Null | Cell::Blob(_) => {}
             }
@@ -290,7 +292,7 @@ impl Known {
     }
 
     fn has_name(&self, name: &str) -> bool {
-        let lower = name.to_lowercase();
+        let lower = folded(name);
         if let Some(month) = MONTHS.iter().position(|m| *m == lower)
             && self.months.contains(&(month + 1))
         {
@@ -298,6 +300,15 @@ impl Known {
         }
         self.texts.iter().any(|text| text.contains(&lower))
     }
+}
+
+/// `text` lower-cased without accents: a model writes "Luis" for the row's "Luís" as often
+/// as not, and that is the same name.
+fn folded(text: &str) -> String {
+    text.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// The month of an ISO date at the start of `text` ("2009-09-14 00:00:00" -> 9).
@@ -443,6 +454,20 @@ mod tests {
         assert_eq!(
             ungrounded_claims("The top genre is \"Heavy Metal\".", question, &rows, 20),
             vec!["Heavy Metal"]
+        );
+        // Accents are not what makes a name.
+        let customers = result(
+            &["FirstName"],
+            vec![vec![text("Luís")], vec![text("François")]],
+        );
+        assert!(
+            ungrounded_claims(
+                "The customers are Luis and Francois.",
+                "Who are they?",
+                &customers,
+                20
+            )
+            .is_empty()
         );
         // An apostrophe is not a quote; digits inside words are not numbers.
         assert!(ungrounded_claims("Rock's 157 mp3 tracks lead.", question, &rows, 20).is_empty());
