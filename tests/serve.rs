@@ -393,7 +393,10 @@ fn remote_sql(data: &Path, question: &str, url: &str) -> String {
 /// prompt from disk, can break a near tie differently from a warm engine).
 fn in_process_sql(data: &Path) -> Vec<String> {
     use clap::Parser;
-    let config = data.join("no-config.toml");
+    // An empty config: the defaults, as the server (whose NANO_ANALYST_CONFIG names no file)
+    // runs with; `--config` must name a file that exists.
+    let config = data.join("empty-config.toml");
+    std::fs::write(&config, "").unwrap();
     let cli = nano_analyst::cli::Cli::try_parse_from([
         "nano-analyst".as_ref(),
         "--data-dir".as_ref(),

@@ -230,7 +230,8 @@ fn refuses_writing_sql_and_leaves_the_database_untouched() {
             sql_opening: String::new(),
             ..default_pipeline()
         };
-        let outcome = ask_with(&mut says(reply), &db, "Remove everything", &config);
+        // A read question: the write comes from the model, so the guard is what refuses it.
+        let outcome = ask_with(&mut says(reply), &db, "What is in the albums?", &config);
         let error = outcome.error.unwrap_or_default();
         assert!(error.contains(refusal), "{reply}: {error}");
         assert_eq!(

@@ -93,6 +93,9 @@ impl PgDb {
             .and_then(|r| r);
         // Nothing is kept either way; a failed rollback only means the connection is gone.
         let _ = tx.rollback();
+        // A session-level advisory lock outlives the rollback; a query the guard missed must
+        // not leave one held on the connection.
+        let _ = client.batch_execute("SELECT pg_advisory_unlock_all()");
         result
     }
 
