@@ -57,7 +57,11 @@ fn postgres_schema_and_results_match_sqlite() {
         assert_eq!(p.row_count, s.row_count, "{}", p.name);
         assert_eq!(p.foreign_keys.len(), s.foreign_keys.len(), "{}", p.name);
         let pk = |t: &nano_analyst::core::db::schema::Table| -> Vec<String> {
-            t.columns.iter().filter(|c| c.primary_key).map(|c| c.name.clone()).collect()
+            t.columns
+                .iter()
+                .filter(|c| c.primary_key)
+                .map(|c| c.name.clone())
+                .collect()
         };
         assert_eq!(pk(p), pk(s), "{}", p.name);
     }
@@ -78,7 +82,10 @@ fn postgres_schema_and_results_match_sqlite() {
         "SELECT \"InvoiceDate\" FROM \"Invoice\" ORDER BY \"InvoiceId\" LIMIT 3",
     ] {
         let (a, b) = (run_sql(&pg, sql), run_sql(&sqlite, sql));
-        assert!(results_match(&b, &a, true), "{sql}\npg: {a:?}\nsqlite: {b:?}");
+        assert!(
+            results_match(&b, &a, true),
+            "{sql}\npg: {a:?}\nsqlite: {b:?}"
+        );
     }
 }
 
@@ -132,12 +139,18 @@ fn postgres_guard_refuses_writes_and_the_server_refuses_them_again() {
     // Nothing changed, no setting outlived its transaction, no lock is held.
     let count = run_sql(&db, "SELECT count(*) FROM \"Album\"");
     assert_eq!(count.rows[0][0].to_string(), "347");
-    assert!(db.execute("SELECT * FROM t", ExecLimits::default()).is_err());
+    assert!(
+        db.execute("SELECT * FROM t", ExecLimits::default())
+            .is_err()
+    );
     let timeout = run_sql(&db, "SELECT current_setting('statement_timeout')");
     assert_eq!(timeout.rows[0][0].to_string(), "10s");
     let mut admin = server.admin("chinook");
     let locks: i64 = admin
-        .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(locks, 0);
@@ -176,7 +189,11 @@ fn postgres_time_limit_and_cancel_stop_the_query_on_the_server() {
         db.execute("SELECT pg_sleep(10)", ExecLimits::default()),
         Err(ExecError::Cancelled)
     );
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     cancel.join().unwrap();
     // The connection stays usable, and row caps hold as on SQLite.
     let capped = db
@@ -211,10 +228,7 @@ fn postgres_bad_input_gets_one_clear_line() {
             server.url("analyst", "wrong-password", "chinook"),
             "the PostgreSQL server refused user 'analyst'",
         ),
-        (
-            server.url("analyst", "", "chinook"),
-            "none was given",
-        ),
+        (server.url("analyst", "", "chinook"), "none was given"),
         (
             server.url("noperm", "noperm-pw", "chinook"),
             "has no SELECT permission on it",
@@ -235,7 +249,12 @@ fn postgres_bad_input_gets_one_clear_line() {
     for (url, expected) in cases {
         let error = one_line_error(&nano(data.path(), &["schema", &url, "albums"]));
         assert!(error.contains(expected), "{url}: {error}");
-        for secret in [ANALYST_PASSWORD, SUPERUSER_PASSWORD, "wrong-password", "noperm-pw"] {
+        for secret in [
+            ANALYST_PASSWORD,
+            SUPERUSER_PASSWORD,
+            "wrong-password",
+            "noperm-pw",
+        ] {
             assert!(!error.contains(secret), "{error}");
         }
     }
@@ -257,7 +276,10 @@ fn postgres_ask_answers_a_chinook_question_with_the_real_model() {
     let _file_turn = model_file_lock();
     let data = tempfile::tempdir().unwrap();
     let url = server.analyst_url();
-    let output = nano(data.path(), &["ask", &url, "How many albums are there?", "--json"]);
+    let output = nano(
+        data.path(),
+        &["ask", &url, "How many albums are there?", "--json"],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -267,13 +289,20 @@ fn postgres_ask_answers_a_chinook_question_with_the_real_model() {
     // The history names the source by its URL, without the password.
     let history = nano(data.path(), &["history", &url]);
     let listed = String::from_utf8_lossy(&history.stdout);
-    assert!(history.status.success(), "{listed}{}", String::from_utf8_lossy(&history.stderr));
+    assert!(
+        history.status.success(),
+        "{listed}{}",
+        String::from_utf8_lossy(&history.stderr)
+    );
     assert!(listed.contains("How many albums"), "{listed}");
     let store = rusqlite::Connection::open(data.path().join("history.sqlite3")).unwrap();
     let scope: String = store
         .query_row("SELECT path FROM scopes", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(scope, format!("postgres://analyst@127.0.0.1:{}/chinook", server.port));
+    assert_eq!(
+        scope,
+        format!("postgres://analyst@127.0.0.1:{}/chinook", server.port)
+    );
 }
 
 /// `/tmp/nano-model.lock`, as the TUI's real-model tests take it, so runs in other processes

@@ -150,8 +150,11 @@ impl PgServer {
 
     /// A writable connection as the superuser (test set-up only).
     pub fn admin(&self, db: &str) -> postgres::Client {
-        postgres::Client::connect(&self.url("postgres", SUPERUSER_PASSWORD, db), postgres::NoTls)
-            .expect("the superuser connects")
+        postgres::Client::connect(
+            &self.url("postgres", SUPERUSER_PASSWORD, db),
+            postgres::NoTls,
+        )
+        .expect("the superuser connects")
     }
 
     fn load_chinook(&self) {
@@ -196,7 +199,14 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.data_dir();
         let program = self.bin.join("pg_ctl");
-        let args = ["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "-w", "stop"];
+        let args = [
+            "-D",
+            data.to_str().unwrap_or_default(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ];
         let status = match &self.run_as {
             Some(user) => Command::new("runuser")
                 .args(["-u", user, "--"])

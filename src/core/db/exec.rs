@@ -25,9 +25,9 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 
+use crate::core::db::guard::{GuardError, GuardVerdict, check_read_only_for};
 use crate::core::db::limits::{self, Watchdog, human_size, install_limits};
 pub use crate::core::db::open::DbError;
-use crate::core::db::guard::{GuardError, GuardVerdict, check_read_only_for};
 use crate::core::db::open::{BUSY_TIMEOUT, WalSidecars, open_read_only};
 use crate::core::db::postgres::{PgCanceller, PgDb};
 use crate::core::db::schema::{Schema, SchemaError, introspect};

@@ -75,7 +75,6 @@ impl PgDb {
         })
     }
 
-
     pub(crate) fn canceller(&self) -> PgCanceller {
         PgCanceller {
             cancel: self.cancel.clone(),
@@ -89,7 +88,9 @@ impl PgDb {
         let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         let classify = |error: postgres::Error| self.classify(&error, limits);
         let mut tx = read_only_transaction(&mut client, limits.timeout).map_err(classify)?;
-        let result = run_query(&mut tx, sql, limits).map_err(classify).and_then(|r| r);
+        let result = run_query(&mut tx, sql, limits)
+            .map_err(classify)
+            .and_then(|r| r);
         // Nothing is kept either way; a failed rollback only means the connection is gone.
         let _ = tx.rollback();
         result
@@ -130,7 +131,10 @@ impl PgDb {
         let read = read_schema(&mut tx, self.target.user()).map_err(error);
         let _ = tx.rollback();
         let (schema, quoted) = read?;
-        *self.quoted_names.lock().unwrap_or_else(PoisonError::into_inner) = quoted;
+        *self
+            .quoted_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = quoted;
         Ok(schema)
     }
 
@@ -142,7 +146,10 @@ impl PgDb {
         max_chars: usize,
         limit: usize,
     ) -> Vec<String> {
-        let quoted_names = self.quoted_names.lock().unwrap_or_else(PoisonError::into_inner);
+        let quoted_names = self
+            .quoted_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(quoted_table) = quoted_names.get(table).cloned() else {
             return Vec::new();
         };
@@ -265,12 +272,22 @@ fn row_cells(row: &Row) -> Result<Vec<Cell>, postgres::Error> {
         .map(|index| {
             let ty = row.columns()[index].type_().clone();
             let cell = match ty {
-                Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(|v| Cell::Integer(v.into())),
-                Type::INT2 => row.try_get::<_, Option<i16>>(index)?.map(|v| Cell::Integer(v.into())),
-                Type::INT4 => row.try_get::<_, Option<i32>>(index)?.map(|v| Cell::Integer(v.into())),
+                Type::BOOL => row
+                    .try_get::<_, Option<bool>>(index)?
+                    .map(|v| Cell::Integer(v.into())),
+                Type::INT2 => row
+                    .try_get::<_, Option<i16>>(index)?
+                    .map(|v| Cell::Integer(v.into())),
+                Type::INT4 => row
+                    .try_get::<_, Option<i32>>(index)?
+                    .map(|v| Cell::Integer(v.into())),
                 Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Cell::Integer),
-                Type::OID => row.try_get::<_, Option<u32>>(index)?.map(|v| Cell::Integer(v.into())),
-                Type::FLOAT4 => row.try_get::<_, Option<f32>>(index)?.map(|v| Cell::Real(v.into())),
+                Type::OID => row
+                    .try_get::<_, Option<u32>>(index)?
+                    .map(|v| Cell::Integer(v.into())),
+                Type::FLOAT4 => row
+                    .try_get::<_, Option<f32>>(index)?
+                    .map(|v| Cell::Real(v.into())),
                 Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(Cell::Real),
                 Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index)?.map(Cell::Blob),
                 _ => row.try_get::<_, Option<String>>(index)?.map(Cell::Text),
@@ -479,8 +496,7 @@ fn connect_error(error: &postgres::Error, target: &PgTarget) -> DbError {
     };
     let code = db_error.code();
     let reason = one_line(db_error.message());
-    if *code == SqlState::INVALID_PASSWORD
-        || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
     {
         let reason = if target.has_password() {
             reason

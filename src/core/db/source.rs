@@ -105,7 +105,9 @@ impl PgTarget {
             config.user(&std::env::var("PGUSER").unwrap_or_else(|_| whoami_user()));
         }
         if config.get_dbname().is_none() {
-            return Err(bad("name the database after the host: postgres://host/NAME".into()));
+            return Err(bad(
+                "name the database after the host: postgres://host/NAME".into(),
+            ));
         }
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("nano-analyst");
@@ -206,7 +208,12 @@ fn find_password(config: &postgres::Config) -> Option<Vec<u8>> {
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".pgpass")))?;
     let text = read_private_file(&file)?;
     let host = host_text(config.get_hosts().first());
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let want = [
         host.as_str(),
         port.as_str(),
@@ -322,7 +329,10 @@ mod tests {
         for (url, expected) in cases {
             let message = Source::parse(Path::new(url)).unwrap_err().to_string();
             assert!(message.contains(expected), "{url}: {message}");
-            assert!(!message.contains("s3cret") && !message.contains('\n'), "{message}");
+            assert!(
+                !message.contains("s3cret") && !message.contains('\n'),
+                "{message}"
+            );
         }
     }
 

@@ -232,7 +232,8 @@ impl<'a> Run<'a> {
             }
         }
         self.messages.push(sql_reply(sql));
-        self.messages.push(repair_message(message, &hints, self.db.dialect()));
+        self.messages
+            .push(repair_message(message, &hints, self.db.dialect()));
         fix
     }
 

@@ -104,7 +104,12 @@ impl ValueIndex {
                     table: (t + table_offset) as u32,
                     column: c as u32,
                 };
-                for value in read(&table.name, &column.name, VALUE_MAX_CHARS, VALUES_PER_COLUMN) {
+                for value in read(
+                    &table.name,
+                    &column.name,
+                    VALUE_MAX_CHARS,
+                    VALUES_PER_COLUMN,
+                ) {
                     self.insert(&value, location);
                 }
             }

@@ -118,7 +118,8 @@ pub(crate) fn quote_mixed_case_names(sql: &str, schema: &Schema) -> String {
             }
             continue;
         }
-        if !(c.is_alphabetic() || c == '_') || out.chars().next_back().is_some_and(is_identifier_char)
+        if !(c.is_alphabetic() || c == '_')
+            || out.chars().next_back().is_some_and(is_identifier_char)
         {
             out.push(c);
             continue;
@@ -148,12 +149,61 @@ pub(crate) fn quote_mixed_case_names(sql: &str, schema: &Schema) -> String {
 /// `EXTRACT(YEAR FROM d)` and a typed literal (`DATE '2020-01-01'`).
 fn is_keyword_here(word: &str, next: &str) -> bool {
     const RESERVED: &[&str] = &[
-        "ALL", "AND", "ANY", "AS", "ASC", "BETWEEN", "BY", "CASE", "CAST", "CROSS", "DESC",
-        "DISTINCT", "ELSE", "END", "EXCEPT", "FALSE", "FETCH", "FOR", "FROM", "FULL", "GROUP",
-        "HAVING", "ILIKE", "IN", "INNER", "INTERSECT", "IS", "JOIN", "LATERAL", "LEFT",
-        "LIKE", "LIMIT", "NATURAL", "NOT", "NULL", "OFFSET", "ON", "ONLY", "OR", "ORDER",
-        "OUTER", "RIGHT", "SELECT", "SOME", "TABLE", "THEN", "TO", "TRUE", "UNION", "USER",
-        "USING", "WHEN", "WHERE", "WINDOW", "WITH",
+        "ALL",
+        "AND",
+        "ANY",
+        "AS",
+        "ASC",
+        "BETWEEN",
+        "BY",
+        "CASE",
+        "CAST",
+        "CROSS",
+        "DESC",
+        "DISTINCT",
+        "ELSE",
+        "END",
+        "EXCEPT",
+        "FALSE",
+        "FETCH",
+        "FOR",
+        "FROM",
+        "FULL",
+        "GROUP",
+        "HAVING",
+        "ILIKE",
+        "IN",
+        "INNER",
+        "INTERSECT",
+        "IS",
+        "JOIN",
+        "LATERAL",
+        "LEFT",
+        "LIKE",
+        "LIMIT",
+        "NATURAL",
+        "NOT",
+        "NULL",
+        "OFFSET",
+        "ON",
+        "ONLY",
+        "OR",
+        "ORDER",
+        "OUTER",
+        "RIGHT",
+        "SELECT",
+        "SOME",
+        "TABLE",
+        "THEN",
+        "TO",
+        "TRUE",
+        "UNION",
+        "USER",
+        "USING",
+        "WHEN",
+        "WHERE",
+        "WINDOW",
+        "WITH",
     ];
     const DATE_PARTS: &[&str] = &[
         "CENTURY", "DAY", "DECADE", "DOW", "DOY", "EPOCH", "HOUR", "ISODOW", "MINUTE", "MONTH",
