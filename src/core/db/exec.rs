@@ -279,6 +279,8 @@ pub struct ReadOnlyDb {
     schema: std::sync::OnceLock<Schema>,
 }
 
+// One per open database, never moved in a hot path: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Sqlite(SqliteDb),
     Postgres(PgDb),

@@ -43,7 +43,7 @@ impl SqlDialect {
 #[derive(Debug, Clone)]
 pub enum Source {
     Sqlite(PathBuf),
-    Postgres(PgTarget),
+    Postgres(Box<PgTarget>),
 }
 
 impl Source {
@@ -64,7 +64,7 @@ impl Source {
             return Ok(Self::Sqlite(argument.to_path_buf()));
         }
         match scheme.to_ascii_lowercase().as_str() {
-            "postgres" | "postgresql" => Ok(Self::Postgres(PgTarget::parse(text)?)),
+            "postgres" | "postgresql" => Ok(Self::Postgres(Box::new(PgTarget::parse(text)?))),
             "sqlite" | "file" => Err(DbError::UnknownScheme {
                 scheme: scheme.to_string(),
                 hint: "give a SQLite database as a plain file path",
