@@ -7,7 +7,7 @@
 //! word inside a sentence, must appear in a cell, a column name or the question. Nothing is
 //! computed: a total or a percentage the rows do not hold is a claim the rows cannot back.
 
-use crate::core::db::exec::{Cell, QueryResult};
+use crate::core::db::exec::{Cell, QueryResult, group_thousands};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
@@ -83,32 +83,6 @@ fn shown_value(value: &Cell) -> String {
     match value {
         Cell::Integer(_) | Cell::Real(_) => group_thousands(&value.to_string()),
         other => other.preview(200).into_owned(),
-    }
-}
-
-/// "1234567.5" -> "1,234,567.5"; anything else unchanged.
-fn group_thousands(number: &str) -> String {
-    let (sign, unsigned) = match number.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", number),
-    };
-    let (whole, fraction) = match unsigned.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (unsigned, None),
-    };
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || whole.is_empty() {
-        return number.to_string();
-    }
-    let mut grouped = String::new();
-    for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    match fraction {
-        Some(fraction) => format!("{sign}{grouped}.{fraction}"),
-        None => format!("{sign}{grouped}"),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use crate::core::db::exec::{Cell, QueryResult};
+use crate::core::db::exec::{Cell, QueryResult, group_thousands};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortOrder {
@@ -156,29 +156,6 @@ fn decimals_of(value: f64) -> usize {
     let text = format!("{:.*}", MAX_DECIMALS, value);
     let fraction = text.split('.').nth(1).unwrap_or("");
     fraction.trim_end_matches('0').len()
-}
-
-/// "1234567.50" -> "1,234,567.50".
-fn group_thousands(text: &str) -> String {
-    let (sign, rest) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text),
-    };
-    let (whole, fraction) = match rest.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (rest, None),
-    };
-    let mut grouped = String::new();
-    for (i, digit) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    match fraction {
-        Some(f) => format!("{sign}{grouped}.{f}"),
-        None => format!("{sign}{grouped}"),
-    }
 }
 
 fn is_numeric(result: &QueryResult, column: usize) -> bool {
