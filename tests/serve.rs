@@ -2,7 +2,8 @@
 //! with the real model. Ask (JSON and streamed), correct, rate and history round trips;
 //! refusals (401, 404, 413, 503, a public address without a token); a disconnect that
 //! stops the generation (the server's CPU time, from /proc); and `ask --llm-url` against
-//! the server writing the same SQL as the in-process engine.
+//! the server, and the TUI with `--llm-url` in tmux, writing the same SQL as the in-process
+//! engine.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::{binary, chinook_path, model_lock, model_path};
+use crate::tui::e2e::Tmux;
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -416,25 +418,168 @@ fn in_process_sql(data: &Path) -> Vec<String> {
         .collect()
 }
 
+/// SQL the TUI wrote over `--llm-url` for `QUESTIONS`, asked one by one in the real binary
+/// in tmux (each a new topic, no answer sentence, as `ask --no-answer` runs), read back from
+/// the history it recorded.
+fn tui_sql(data: &Path, url: &str) -> Vec<String> {
+    let config = data.join("no-answer.toml");
+    std::fs::write(&config, "[pipeline]\nanswer = false\n").unwrap();
+    let db = chinook_path().display().to_string();
+    let command = vec![
+        "env".to_string(),
+        format!("NANO_ANALYST_LLM_API_KEY={TOKEN}"),
+        binary().display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        "--llm-url".into(),
+        url.to_string(),
+        "--llm-server".into(),
+        "llama-server".into(),
+        db.clone(),
+    ];
+    let tmux = Tmux::start(&command, 120, 40);
+    tmux.wait_for(&["1 Question", "4 Results"], Duration::from_secs(60));
+    let history = || {
+        let output = Command::new(binary())
+            .args(["history", &db, "--json", "--limit", "50"])
+            .env("NANO_ANALYST_DATA_DIR", data)
+            .env("NANO_ANALYST_CONFIG", &config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .collect::<Vec<_>>()
+    };
+    for (asked, question) in QUESTIONS.iter().enumerate() {
+        tmux.keys(&["C-n"]);
+        tmux.type_text(question);
+        tmux.keys(&["Enter"]);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while history().len() <= asked {
+            assert!(
+                Instant::now() < deadline,
+                "the TUI never recorded {question:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    tmux.keys(&["C-c"]);
+    let recorded = history();
+    QUESTIONS
+        .iter()
+        .map(|question| {
+            let run = recorded
+                .iter()
+                .find(|run| run["question"] == *question)
+                .unwrap_or_else(|| panic!("{question:?} is not in the history: {recorded:?}"));
+            run["sql"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
 /// The chat endpoint renders the messages through the model's template as the in-process
-/// engine does and continues the assistant prefix, so greedy SQL is the same either way.
+/// engine does and continues the assistant prefix, so greedy SQL is the same either way:
+/// for `ask --llm-url` and for the TUI with `--llm-url`. Each client gets a server of its
+/// own, started fresh, so both see the server's KV cache go through the same states as
+/// the in-process engine's.
 #[test]
-fn ask_over_llm_url_writes_the_same_sql_as_in_process() {
+fn ask_and_the_tui_over_llm_url_write_the_same_sql_as_in_process() {
     let _turn = model_lock();
     let local_data = tempfile::tempdir().unwrap();
     let local = in_process_sql(local_data.path());
+    let mut different = Vec::new();
+    {
+        let served = tempfile::tempdir().unwrap();
+        let server = Server::start(served.path(), Some(TOKEN), &[]);
+        let remote_url = format!("{}/v1", server.url);
+        let remote_data = tempfile::tempdir().unwrap();
+        for (question, local) in QUESTIONS.iter().zip(&local) {
+            let remote = remote_sql(remote_data.path(), question, &remote_url);
+            eprintln!("{question}\n  in process: {local}\n  ask --llm-url: {remote}");
+            assert!(!local.is_empty(), "{question}: no SQL in process");
+            if *local != remote {
+                different.push(format!("ask: {question}"));
+            }
+        }
+    }
     let served = tempfile::tempdir().unwrap();
     let server = Server::start(served.path(), Some(TOKEN), &[]);
-    let remote_url = format!("{}/v1", server.url);
-    let remote_data = tempfile::tempdir().unwrap();
-    let mut different = Vec::new();
-    for (question, local) in QUESTIONS.iter().zip(&local) {
-        let remote = remote_sql(remote_data.path(), question, &remote_url);
-        eprintln!("{question}\n  in process: {local}\n  --llm-url:  {remote}");
-        assert!(!local.is_empty(), "{question}: no SQL in process");
-        if *local != remote {
-            different.push(question.to_string());
+    let tui_data = tempfile::tempdir().unwrap();
+    let tui = tui_sql(tui_data.path(), &format!("{}/v1", server.url));
+    for ((question, local), tui) in QUESTIONS.iter().zip(&local).zip(&tui) {
+        eprintln!("{question}\n  in process: {local}\n  TUI --llm-url: {tui}");
+        if local != tui {
+            different.push(format!("TUI: {question}"));
         }
     }
     assert!(different.is_empty(), "different SQL for {different:?}");
+}
+
+/// SIGTERM while a question runs: the server stops accepting, the question finishes and is
+/// recorded, the one queued behind it gets 503, and the process exits 0 (as systemd expects
+/// of a stopped service).
+#[test]
+fn a_stop_signal_lets_the_question_in_flight_finish() {
+    let _turn = model_lock();
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), None, &[]);
+    let asked = json!({"database": "chinook", "question": "How many albums are there?",
+        "answer": false, "stream": true});
+    let mut stream = open_stream(&server.url, "/v1/ask", &asked);
+    read_events(&mut stream, |l| l.starts_with("event: stage"));
+    let queued_url = format!("{}/v1/ask", server.url);
+    let queued = std::thread::spawn(move || {
+        let asked = json!({"database": "chinook", "question": "How many artists are there?",
+            "answer": false});
+        call(&queued_url, None, Some(&asked))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let lines = read_events(&mut stream, |l| {
+        l.starts_with("data:") && l.contains("\"rows\"")
+    });
+    let result: Value =
+        serde_json::from_str(lines.last().unwrap().trim_start_matches("data: ")).unwrap();
+    assert_eq!(result["rows"], json!([[347]]), "{lines:?}");
+    drop(stream);
+    let (status, retry_after, body) = queued.join().unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(retry_after.is_some());
+    assert!(body.to_string().contains("shutting down"), "{body}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let authority = server.url.trim_start_matches("http://");
+    assert!(
+        TcpStream::connect(authority).is_err(),
+        "still accepting after SIGTERM"
+    );
+    let history = Command::new(binary())
+        .args(["history", chinook_path().to_str().unwrap(), "--json"])
+        .env("NANO_ANALYST_DATA_DIR", data.path())
+        .env("NANO_ANALYST_CONFIG", data.path().join("no-config.toml"))
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        history.contains("How many albums are there?"),
+        "the run in flight was not recorded: {history}"
+    );
 }

@@ -72,6 +72,7 @@ impl From<JobError> for ApiError {
             JobError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             // The client is gone; nobody reads this.
             JobError::Cancelled => StatusCode::REQUEST_TIMEOUT,
+            JobError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             JobError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())

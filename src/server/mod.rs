@@ -9,6 +9,8 @@
 //! - One model worker runs one job at a time (`worker`); a full queue answers 503 with
 //!   Retry-After, a client that goes away cancels its job, every job has a deadline.
 //! - One log line per request, to the log file.
+//! - SIGTERM or Ctrl-C stops accepting connections, lets the question running finish (its
+//!   run is recorded) within its own deadline, answers the queued ones 503, and exits 0.
 //!
 //! tokio and axum stay inside this module (and `commands::serve`); `api` and `chat` are the
 //! handlers, `http` the shared plumbing (auth, logging, errors).
@@ -154,6 +156,8 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(AppError::io("cannot start the async runtime"))?;
+    let grace = config.request_timeout;
+    let stop_worker = worker.clone();
     let state = Arc::new(AppState {
         worker,
         databases,
@@ -168,10 +172,62 @@ pub fn run(
             .map_err(AppError::io("cannot configure the listening socket"))?;
         tracing::info!("serving on http://{bound}");
         on_ready(bound);
-        axum::serve(listener, router(state))
-            .await
-            .map_err(|e| AppError::Usage(ServeError::Runtime(e).to_string()))
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let stop_accepting = Arc::clone(&stopping);
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move { stop_accepting.notified().await });
+        tokio::select! {
+            served = server => {
+                tracing::info!("stopped: every request in flight finished");
+                served.map_err(|e| AppError::Usage(ServeError::Runtime(e).to_string()))
+            }
+            () = grace_after_stop_signal(&stopping, &stop_worker, grace) => {
+                tracing::warn!(grace_s = grace.as_secs(), "stopped with requests still in flight");
+                Ok(())
+            }
+        }
     })
+}
+
+/// Resolves `grace` (the request timeout: the longest the running question may still take)
+/// after the first SIGTERM or Ctrl-C, or at once on a second one. The first tells the server
+/// to stop accepting and the worker to refuse what is queued.
+async fn grace_after_stop_signal(
+    stopping: &tokio::sync::Notify,
+    worker: &worker::WorkerHandle,
+    grace: Duration,
+) {
+    stop_signal().await;
+    tracing::info!("stop signal: finishing the question running, refusing the queued ones");
+    worker.stop();
+    stopping.notify_one();
+    tokio::select! {
+        () = tokio::time::sleep(grace) => {}
+        () = stop_signal() => {}
+    }
+}
+
+async fn stop_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }
 
 /// Every route, behind the body limit, the token check and the request log.

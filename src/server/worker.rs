@@ -60,6 +60,8 @@ pub enum JobError {
     Timeout(u64),
     #[error("the request was cancelled")]
     Cancelled,
+    #[error("the server is shutting down; ask again when it is back")]
+    ShuttingDown,
     #[error("{0}")]
     Failed(String),
 }
@@ -78,6 +80,8 @@ pub struct Job {
 pub struct Running {
     current: Mutex<u64>,
     engine_cancel: Arc<AtomicBool>,
+    /// Set by a stop signal: the job running finishes, queued ones are refused.
+    stopping: AtomicBool,
 }
 
 impl Running {
@@ -139,6 +143,11 @@ pub enum Refused {
 }
 
 impl WorkerHandle {
+    /// Lets the job running finish and refuses the queued ones and any new one (503).
+    pub fn stop(&self) {
+        self.running.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// A ticket for a new job: the handler keeps it, dropping it cancels.
     pub fn ticket(&self) -> JobTicket {
         JobTicket {
@@ -248,6 +257,7 @@ impl ModelWorker {
         let running = Arc::new(Running {
             current: Mutex::new(0),
             engine_cancel: engine.cancel_flag(),
+            stopping: AtomicBool::new(false),
         });
         Ok(Self {
             engine,
@@ -262,6 +272,8 @@ impl ModelWorker {
         while let Ok(job) = queue.recv() {
             let reply = if job.is_cancelled() {
                 Reply::Failed(JobError::Cancelled)
+            } else if self.running.stopping.load(Ordering::SeqCst) {
+                Reply::Failed(JobError::ShuttingDown)
             } else if Instant::now() >= job.deadline {
                 Reply::Failed(JobError::Timeout(job.timeout_secs))
             } else {

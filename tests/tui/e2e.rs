@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use super::fixtures::model_file_lock;
 use crate::support::{binary, chinook_path, model_lock, model_path};
 
-pub(super) struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    pub(super) fn start(command: &[String], width: u16, height: u16) -> Self {
+    pub(crate) fn start(command: &[String], width: u16, height: u16) -> Self {
         // One server per session: tests in this binary run at the same time.
         static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -47,14 +47,14 @@ impl Tmux {
             .expect("tmux runs")
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         for key in keys {
             self.tmux(&["send-keys", "-t", "e2e", key]);
             std::thread::sleep(Duration::from_millis(60));
         }
     }
 
-    fn type_text(&self, text: &str) {
+    pub(crate) fn type_text(&self, text: &str) {
         self.tmux(&["send-keys", "-t", "e2e", "-l", text]);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -87,7 +87,7 @@ impl Tmux {
     }
 
     /// Waits until every needle is on screen; fails with the screen otherwise.
-    pub(super) fn wait_for(&self, needles: &[&str], timeout: Duration) -> String {
+    pub(crate) fn wait_for(&self, needles: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen();

@@ -2,7 +2,7 @@
 //! binary driven in tmux with the real model, and keypress-to-frame latency while tokens
 //! stream.
 
-mod e2e;
+pub(crate) mod e2e;
 mod fixtures;
 mod follow_up;
 mod grid;
