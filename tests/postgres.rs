@@ -320,3 +320,47 @@ fn model_file_lock() -> Option<std::fs::File> {
     file.lock().ok()?;
     Some(file)
 }
+
+/// A correction on a PostgreSQL source goes through the PostgreSQL guard: a server file
+/// function, which a SQLite reading would pass as a plain call, is refused before it runs.
+#[test]
+fn postgres_corrections_go_through_the_postgresql_guard() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let url = server.analyst_url();
+    let question = ["--question", "How many albums are there?"];
+    let refused = nano(
+        data.path(),
+        &[
+            &["correct", &url][..],
+            &question,
+            &["--sql", "SELECT pg_read_file('/etc/hostname')"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("'pg_read_file()' acts outside the query")
+            && !stderr.contains("does not run"),
+        "refused by the server, not the guard: {stderr}"
+    );
+    let saved = nano(
+        data.path(),
+        &[
+            &["correct", &url][..],
+            &question,
+            &["--sql", "SELECT count(*) FROM \"Album\""],
+        ]
+        .concat(),
+    );
+    let stdout = String::from_utf8_lossy(&saved.stdout);
+    assert!(
+        saved.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    assert!(stdout.contains("recorded correction"), "{stdout}");
+}

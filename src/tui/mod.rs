@@ -26,10 +26,11 @@ use crossterm::event::{self, Event, KeyEventKind, MouseEventKind};
 
 use crate::core::db::exec::ReadOnlyDb;
 use crate::core::db::render::{RenderOptions, render_schema};
+use crate::core::db::source::SqlDialect;
 use crate::core::feedback::history::{DbScope, RunHistory};
 use crate::core::feedback::store::HistoryStore;
 use crate::core::model::{CompletionRequest, LanguageModel, Sampling};
-use crate::core::pipeline::prompt::{question_message, system_message};
+use crate::core::pipeline::prompt::{question_message, system_message_for};
 use crate::core::retrieval::provider::ContextProvider;
 use crate::error::AppError;
 use crate::paths::AppPaths;
@@ -91,7 +92,7 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
         };
         report(StartupEvent::Phase(phase.into()));
         let engine = ModelEngine::load(&options).map_err(|e| e.to_string())?;
-        let warm = (!engine.is_remote()).then(|| warm_request(context.as_mut()));
+        let warm = (!engine.is_remote()).then(|| warm_request(context.as_mut(), db.dialect()));
         let model_id = engine.model_id();
         let model_cancel = engine.cancel_flag();
         report(StartupEvent::ModelReady { model: model_id });
@@ -108,12 +109,13 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
 
 /// The request that evaluates the schema prompt (and saves it to the prefix cache on disk)
 /// so the first question does not pay for it. Only for the local engine: a remote
-/// server's first question warms its own cache.
-pub fn warm_request(context: &mut dyn ContextProvider) -> CompletionRequest {
+/// server's first question warms its own cache. The system message is the one questions
+/// on this database get (its dialect), or the cached prefix would not match.
+pub fn warm_request(context: &mut dyn ContextProvider, dialect: SqlDialect) -> CompletionRequest {
     let prompt = context.context_for("");
     CompletionRequest {
         messages: vec![
-            system_message(&prompt.schema_text),
+            system_message_for(&prompt.schema_text, dialect),
             question_message("How many rows are there?", &[]),
         ],
         assistant_prefix: String::new(),

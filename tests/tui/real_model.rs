@@ -27,7 +27,7 @@ fn loader(warm: bool, cache: &Path) -> Loader {
         let engine = engine(Some(cache));
         let model_cancel = engine.cancel_flag();
         let mut context = WholeSchemaContext::new(&schema);
-        let warm = warm.then(|| warm_request(&mut context));
+        let warm = warm.then(|| warm_request(&mut context, db.dialect()));
         report(StartupEvent::ModelReady {
             model: "real".into(),
         });

@@ -82,6 +82,7 @@ pub enum GuardVerdict {
 }
 
 /// Checks one piece of SQL for SQLite. Returns the verdict, or why it must not run.
+#[cfg(test)]
 pub(crate) fn check_read_only(sql: &str) -> Result<GuardVerdict, GuardError> {
     check_read_only_for(sql, SqlDialect::Sqlite)
 }
