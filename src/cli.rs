@@ -112,6 +112,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure execution accuracy on Spider-format questions (see docs/eval.md).
     Eval(EvalArgs),
+    /// Measure whether a correction of one wording fixes another wording of the same
+    /// question, and whether the corrections mislead questions that were right.
+    EvalParaphrases(EvalParaphrasesArgs),
     /// Show the tables and columns retrieval finds for a question, with scores and reasons.
     Schema(SchemaArgs),
     /// Measure schema retrieval recall on a Spider-format dataset, or time it on a
@@ -532,6 +535,40 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalParaphrasesArgs {
+    /// Spider-format questions whose gold queries are written with several questions
+    /// (the training split: ../shared/data/spider-train/train.json).
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// Databases laid out as Spider does: DIR/<db_id>/<db_id>.sqlite.
+    #[arg(long, value_name = "DIR")]
+    pub db_dir: PathBuf,
+    /// Which databases: a third for tuning settings, or the rest, held back for reporting.
+    #[arg(long, value_enum, default_value = "report")]
+    pub part: ParaphrasePart,
+    /// About N groups, spread over the databases and hardness levels.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// One JSON line per group: both wordings, the SQL before and after, the examples shown.
+    /// Its memory of corrections is kept beside it (FILE with .memory.sqlite3).
+    #[arg(long, value_name = "FILE", default_value = "paraphrases.jsonl")]
+    pub out: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ParaphrasePart {
+    Tune,
+    Report,
+    All,
 }
 
 #[derive(Debug, Args)]

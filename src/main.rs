@@ -41,6 +41,10 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
             commands::eval::run(&args, &mut options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::EvalParaphrases(args)) => {
+            commands::eval_paraphrases::run(&args, &mut options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(args)) => {
             commands::bench::run(&args, &mut options)?;
             Ok(ExitCode::SUCCESS)

@@ -539,3 +539,35 @@ fn results_too_big_or_too_slow_are_stopped_and_not_recorded() {
     let list = crate::feedback::json_lines(&String::from_utf8_lossy(&history.stdout));
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 }
+
+/// `eval-paraphrases` on a data set without paraphrases, and over an earlier output, says
+/// so in one line before loading the model.
+#[test]
+fn eval_paraphrases_refuses_data_without_paraphrase_groups() {
+    let data = tempfile::tempdir().unwrap();
+    let dataset = data.path().join("pairs.jsonl");
+    std::fs::write(
+        &dataset,
+        "{\"db_id\": \"a\", \"question\": \"How many?\", \"query\": \"SELECT count(*) FROM t\"}\n\
+         {\"db_id\": \"a\", \"question\": \"Names?\", \"query\": \"SELECT name FROM t\"}\n",
+    )
+    .unwrap();
+    let dataset = dataset.to_str().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let args = [
+        "eval-paraphrases",
+        "--dataset",
+        dataset,
+        "--db-dir",
+        dir,
+        "--part",
+        "all",
+    ];
+    let output = nano(data.path(), &args);
+    assert!(!output.status.success());
+    assert!(
+        one_line_error(&output).contains("written with two different questions"),
+        "{}",
+        one_line_error(&output)
+    );
+}

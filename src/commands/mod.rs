@@ -4,6 +4,7 @@ pub mod ask;
 pub mod bench;
 pub mod bench_serve;
 pub mod eval;
+pub mod eval_paraphrases;
 pub mod feedback;
 pub mod paths;
 pub mod retrieval_bench;

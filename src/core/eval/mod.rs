@@ -9,6 +9,7 @@
 
 pub mod hardness;
 pub mod harness;
+pub mod paraphrase;
 pub mod report;
 pub mod score;
 
