@@ -190,6 +190,17 @@ fn follow_ups_are_recorded_in_a_thread_that_ask_follow_up_continues() {
         questions,
         [(second, "only the top 3"), (third, "same for 2010")]
     );
+    // The history shows which run each one follows.
+    let follows: Vec<(i64, Option<i64>)> = store
+        .list(&scope, 10)
+        .unwrap()
+        .iter()
+        .map(|entry| (entry.id, entry.follows))
+        .collect();
+    assert_eq!(
+        follows,
+        [(third, Some(second)), (second, Some(first)), (first, None)]
+    );
     // A correction is what the next follow-up builds on.
     store.correct(third, "SELECT 4").unwrap();
     assert_eq!(store.last_thread(&scope, 1).unwrap()[0].1.sql, "SELECT 4");

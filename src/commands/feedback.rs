@@ -176,8 +176,12 @@ pub fn history(args: &HistoryArgs, options: &RuntimeOptions) -> Result<ExitCode,
             .row_count
             .map(|n| format!("{n} rows"))
             .unwrap_or_else(|| "-".into());
+        let thread = entry
+            .follows
+            .map(|parent| format!("  (follows #{parent})"))
+            .unwrap_or_default();
         crate::outln!(
-            "#{:<5} {}  {:<10} {:>9}  {}",
+            "#{:<5} {}  {:<10} {:>9}  {}{thread}",
             entry.id,
             utc_time(entry.asked_at),
             status,

@@ -107,6 +107,8 @@ impl RunHistory for MemoryHistory {
                 rating: r.rating,
                 asked_at: r.asked_at,
                 total_ms: r.outcome.timings.total_ms,
+                // Threads are kept by the store on disk; this one keeps runs only.
+                follows: None,
             })
             .collect())
     }

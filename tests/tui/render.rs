@@ -147,13 +147,18 @@ fn history_overlay() {
         rating: None,
         asked_at: 1_700_000_000 + id * 60,
         total_ms: 4100,
+        follows: None,
     };
     send(
         &mut model,
         [Msg::HistoryListed {
             id: *id,
             entries: Ok(vec![
-                entry(3, "Tracks per genre?", HistoryStatus::Corrected),
+                // A follow-up of #2: marked as part of its conversation.
+                HistoryEntry {
+                    follows: Some(2),
+                    ..entry(3, "Tracks per genre?", HistoryStatus::Corrected)
+                },
                 entry(2, "How many albums are there?", HistoryStatus::Ok),
                 entry(1, "Show me the weather", HistoryStatus::Failed),
             ]),

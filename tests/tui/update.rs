@@ -444,6 +444,7 @@ fn entry(id: i64, question: &str, status: HistoryStatus) -> HistoryEntry {
         rating: None,
         asked_at: 1_700_000_000 + id,
         total_ms: 1000,
+        follows: None,
     }
 }
 

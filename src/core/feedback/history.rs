@@ -44,6 +44,9 @@ pub struct HistoryEntry {
     /// Seconds since the Unix epoch.
     pub asked_at: i64,
     pub total_ms: u64,
+    /// The run this one follows up (its conversation), if any.
+    #[serde(default)]
+    pub follows: Option<RunId>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -138,6 +138,9 @@ pub fn history(model: &Model, history: &HistoryState, frame: &mut Frame, area: R
         let right = format!(" {rows:>6} rows {:>6} {when}", format_ms(entry.total_ms));
         let question_width = width.saturating_sub(right.width() + 9);
         let mut question: String = entry.question.replace('\n', " ");
+        if entry.follows.is_some() {
+            question = format!("↳ {question}");
+        }
         if question.width() > question_width {
             question = question
                 .chars()

@@ -556,7 +556,7 @@ impl HistoryStore {
         };
         let mut statement = self.conn.prepare(
             "SELECT r.id, r.question, r.final_sql, r.error, r.row_count, r.asked_at, r.total_ms,
-                    g.rating,
+                    g.rating, r.parent_id,
                     (SELECT p.sql FROM pairs p WHERE p.run_id = r.id AND p.source = 'correction'
                      ORDER BY p.id DESC LIMIT 1)
              FROM runs r LEFT JOIN ratings g ON g.run_id = r.id
@@ -567,7 +567,7 @@ impl HistoryStore {
             .query_map(params![scope_id, limit], |row| {
                 let error: Option<String> = row.get(3)?;
                 let rating: Option<String> = row.get(7)?;
-                let corrected: Option<String> = row.get(8)?;
+                let corrected: Option<String> = row.get(9)?;
                 let rating = rating.map(|r| if r == "up" { Rating::Up } else { Rating::Down });
                 let status = if corrected.is_some() {
                     HistoryStatus::Corrected
@@ -590,6 +590,7 @@ impl HistoryStore {
                     rating,
                     asked_at: row.get(5)?,
                     total_ms: u64::try_from(total_ms).unwrap_or(0),
+                    follows: row.get(8)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
