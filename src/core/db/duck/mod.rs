@@ -33,6 +33,8 @@ use files::{DataFile, DataFormat, DuckTarget};
 
 /// The most memory DuckDB may use before it spills to the private folder.
 const MEMORY_LIMIT: &str = "2GB";
+/// The longest reason a bad data file is refused with.
+const REASON_CHARS: usize = 200;
 /// How long one introspection query (a row count, a column's samples) may take.
 const INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -239,12 +241,21 @@ fn is_refusal(message: &str) -> bool {
 
 /// DuckDB's message on one line, without the caret diagram it appends.
 fn duck_message(error: &duckdb::Error) -> String {
-    let text = match error {
+    let text = duck_raw(error);
+    let first_part = text.split("\n\n").next().unwrap_or_default();
+    one_line(first_part)
+}
+
+/// DuckDB's message as it wrote it, over several lines.
+fn duck_raw(error: &duckdb::Error) -> String {
+    match error {
         duckdb::Error::DuckDBFailure(_, Some(message)) => message.clone(),
         other => other.to_string(),
-    };
-    let first_part = text.split("\n\n").next().unwrap_or_default();
-    first_part.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Settings every session starts with: nothing installed or loaded, spills in `scratch`.
@@ -340,41 +351,53 @@ fn open_files(
 
 /// A view reading `file` in place, checked by reading every value once (a ragged row, a
 /// bad encoding or a value that does not fit the inferred type fails here, not at the
-/// first question). A CSV whose sampled types do not hold further down is read again
-/// with types inferred from the whole file. Returns the file's rows.
+/// first question). Returns the file's rows.
 fn create_view(conn: &Connection, file: &DataFile) -> Result<u64, DbError> {
     let bad = |error: &duckdb::Error| DbError::BadDataFile {
         path: file.path.display().to_string(),
-        reason: data_file_reason(&duck_message(error)),
+        reason: data_file_reason(&duck_raw(error)),
     };
     let name = quote(&file.table);
-    let define = |whole_file: bool| {
+    let define = |options: ReadOptions| {
         conn.execute_batch(&format!(
             "CREATE OR REPLACE VIEW {name} AS SELECT * FROM {}",
-            reader(file, whole_file)
+            reader(file, options)
         ))
     };
     let stamp = FileStamp::of(&file.path);
     if let Some(checked) = stamp.as_ref().and_then(FileStamp::checked) {
-        define(checked.whole_file).map_err(|error| bad(&error))?;
+        define(checked.options).map_err(|error| bad(&error))?;
         return Ok(checked.rows);
     }
-    let check = |whole_file: bool| {
-        define(whole_file)?;
+    let mut options = ReadOptions::default();
+    define(options).map_err(|error| bad(&error))?;
+    if file.format == DataFormat::Csv && view_width(conn, &file.table) == Some(1) {
+        // DuckDB's sniffer falls back to one column when rows disagree on their number of
+        // fields; find the first ragged row to name it.
+        options.delimiter = header_delimiter(&file.path);
+        if let Some(reason) = options.delimiter.and_then(|d| ragged_row(&file.path, d)) {
+            return Err(DbError::BadDataFile {
+                path: file.path.display().to_string(),
+                reason,
+            });
+        }
+    }
+    let check = |options: ReadOptions| {
+        define(options)?;
         conn.query_row(
             &format!("SELECT count(*), count(COLUMNS(*)) FROM {name}"),
             [],
             |row| row.get::<_, i64>(0),
         )
     };
-    let mut whole_file = false;
-    let count = match check(false) {
+    let count = match check(options) {
+        // The sampled types do not hold further down: infer them from the whole file.
         Err(error)
             if file.format != DataFormat::Parquet
                 && duck_message(&error).starts_with("Conversion Error") =>
         {
-            whole_file = true;
-            check(true)
+            options.whole_file = true;
+            check(options)
         }
         other => other,
     };
@@ -382,16 +405,76 @@ fn create_view(conn: &Connection, file: &DataFile) -> Result<u64, DbError> {
         .map(|n| n.max(0) as u64)
         .map_err(|error| bad(&error))?;
     if let Some(stamp) = stamp {
-        stamp.remember(Checked { rows, whole_file });
+        stamp.remember(Checked { rows, options });
     }
     Ok(rows)
+}
+
+/// How a CSV is read beyond DuckDB's sniffing.
+#[derive(Clone, Copy, Default)]
+struct ReadOptions {
+    /// Infer types from every row instead of a sample.
+    whole_file: bool,
+    delimiter: Option<char>,
+}
+
+fn view_width(conn: &Connection, table: &str) -> Option<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ?",
+        [table],
+        |row| row.get(0),
+    )
+    .ok()
+}
+
+/// The delimiter the first line of a CSV uses most (`,`, `;`, tab or `|`), if any.
+fn header_delimiter(path: &Path) -> Option<char> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, 65_536), &mut head)
+        })
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let line = text.lines().next()?;
+    [',', ';', '\t', '|']
+        .into_iter()
+        .map(|d| (line.matches(d).count(), d))
+        .filter(|(count, _)| *count > 0)
+        .max_by_key(|(count, _)| *count)
+        .map(|(_, d)| d)
+}
+
+/// The first row whose number of fields differs from the header's, in DuckDB's words.
+fn ragged_row(path: &Path, delimiter: char) -> Option<String> {
+    let delimiter = u8::try_from(delimiter).ok()?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_path(path)
+        .ok()?;
+    for record in reader.byte_records() {
+        if let Err(error) = record
+            && let csv::ErrorKind::UnequalLengths {
+                pos: Some(pos),
+                expected_len,
+                len,
+            } = error.kind()
+        {
+            return Some(format!(
+                "line {}: Expected Number of Columns: {expected_len} Found: {len}",
+                pos.line()
+            ));
+        }
+    }
+    None
 }
 
 /// What the pass over a file found.
 #[derive(Clone, Copy)]
 struct Checked {
     rows: u64,
-    whole_file: bool,
+    options: ReadOptions,
 }
 
 /// A file as it was when checked: the app opens a source twice (the history scope, then
@@ -426,30 +509,48 @@ impl FileStamp {
     }
 }
 
-/// The table function that reads `file`; `whole_file` infers a CSV's types from every row
-/// instead of a sample.
-fn reader(file: &DataFile, whole_file: bool) -> String {
+/// The table function that reads `file` with `options`.
+fn reader(file: &DataFile, options: ReadOptions) -> String {
     let path = sql_string(&file.path.to_string_lossy());
-    let sample = if whole_file { ", sample_size = -1" } else { "" };
+    let delimiter = match (file.format, options.delimiter) {
+        (DataFormat::Tsv, _) | (_, Some('\t')) => ", delim = '\\t'".to_string(),
+        (_, Some(d)) => format!(", delim = {}", sql_string(&d.to_string())),
+        (_, None) => String::new(),
+    };
+    let sample = if options.whole_file {
+        ", sample_size = -1"
+    } else {
+        ""
+    };
     match file.format {
-        DataFormat::Csv => format!("read_csv({path}{sample})"),
-        DataFormat::Tsv => format!("read_csv({path}, delim = '\\t'{sample})"),
+        DataFormat::Csv | DataFormat::Tsv => format!("read_csv({path}{delimiter}{sample})"),
         DataFormat::Parquet => format!("read_parquet({path})"),
     }
 }
 
-/// DuckDB's CSV error in one line: what went wrong and where, without its advice list.
-fn data_file_reason(message: &str) -> String {
-    let message = message.split(" Possible fixes:").next().unwrap_or(message);
-    let message = message
-        .strip_prefix("Invalid Input Error: ")
-        .unwrap_or(message);
-    let Some((head, rest)) = message.split_once(" Original Line:") else {
-        return message.trim().to_string();
+/// DuckDB's CSV error in one line: where and what went wrong ("line 3: Expected Number of
+/// Columns: 2 Found: 3"), without the line's text (the user's data) or DuckDB's advice.
+fn data_file_reason(raw: &str) -> String {
+    let head = raw.split("\n\n").next().unwrap_or(raw);
+    let head = head.strip_prefix("Invalid Input Error: ").unwrap_or(head);
+    let mut lines = head
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("Original Line"));
+    let first = lines.next().unwrap_or_default();
+    let first = match first.strip_prefix("CSV Error on Line: ") {
+        Some(number) => format!("line {number}"),
+        None => first.to_string(),
     };
-    // The line's text is the user's data, possibly long; the count of fields is the reason.
-    match rest.find("Expected Number of Columns") {
-        Some(start) => format!("{}: {}", head.trim(), rest[start..].trim()),
-        None => head.trim().to_string(),
+    let rest: Vec<&str> = lines.collect();
+    let reason = if rest.is_empty() {
+        first
+    } else {
+        format!("{first}: {}", rest.join(" "))
+    };
+    let reason = one_line(&reason);
+    match reason.char_indices().nth(REASON_CHARS) {
+        Some((cut, _)) => format!("{}...", &reason[..cut]),
+        None => reason,
     }
 }

@@ -149,3 +149,23 @@ fn a_multi_statement_string_never_reaches_duckdb() {
         Cell::Text(";1".into())
     );
 }
+
+#[test]
+fn a_ragged_or_mis_encoded_csv_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(&ragged, "a,b\n1,2\n3,4,5\n6,7\n").unwrap();
+    let error = ReadOnlyDb::open(&ragged).err().unwrap().to_string();
+    assert_eq!(
+        error,
+        format!(
+            "cannot read '{}': line 3: Expected Number of Columns: 2 Found: 3",
+            ragged.display()
+        )
+    );
+    let latin1 = dir.path().join("latin1.csv");
+    std::fs::write(&latin1, b"name,city\nJos\xe9,M\xfcnchen\n".as_slice()).unwrap();
+    let error = ReadOnlyDb::open(&latin1).err().unwrap().to_string();
+    assert!(error.contains("This file is not utf-8 encoded"), "{error}");
+    assert!(!error.contains('\n'), "{error}");
+}
