@@ -186,6 +186,27 @@ mod tests {
     use crate::core::db::exec::Cell;
 
     #[test]
+    fn each_dialect_is_named_in_the_system_message_and_repairs() {
+        for (dialect, name) in [
+            (SqlDialect::Sqlite, "SQLite"),
+            (SqlDialect::Postgres, "PostgreSQL"),
+            (SqlDialect::DuckDb, "DuckDB"),
+        ] {
+            let system = system_message_for("CREATE TABLE t (x INTEGER);", dialect);
+            assert!(
+                system
+                    .content
+                    .contains(&format!("Write one {name} SELECT query")),
+                "{name}"
+            );
+            let repair = repair_message("no such table", &[], dialect);
+            assert!(repair.content.ends_with(&format!(
+                "Write a corrected {name} query for the same question."
+            )));
+        }
+    }
+
+    #[test]
     fn examples_are_earlier_turns_with_the_closest_last() {
         let example = |question: &str, sql: &str| Example {
             question: question.into(),
