@@ -2,7 +2,7 @@
 # Sourced, not run. Every step is skipped when its result is already there.
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# The llama.cpp build takes minutes; a target directory outside the checkout survives
+# The llama.cpp and DuckDB builds take minutes; a target directory outside the checkout survives
 # fresh clones, so a second run (or CI on the same machine) reuses it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/nano-analyst/cargo-target}"
 

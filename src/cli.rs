@@ -15,7 +15,8 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
 
-    /// The SQLite database file (or postgres:// URL) to open in the terminal app.
+    /// The database to open in the terminal app: a SQLite or DuckDB file, a CSV/Parquet file
+    /// or folder of them, or a postgres:// URL.
     pub database: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -239,7 +240,8 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// The SQLite database file or a postgres:// URL (opened read-only).
+    /// A SQLite or DuckDB file, a CSV/Parquet file or folder of them, or a postgres:// URL
+    /// (opened read-only).
     pub database: PathBuf,
     /// The question, in plain English.
     pub question: String,
@@ -293,7 +295,8 @@ pub struct RetrievalBenchArgs {
 
 #[derive(Debug, Args)]
 pub struct CorrectArgs {
-    /// The SQLite database file or postgres:// URL the question is about (opened read-only).
+    /// The database the question is about: a SQLite or DuckDB file, a CSV/Parquet file or
+    /// folder of them, or a postgres:// URL (opened read-only).
     pub database: PathBuf,
     /// The question (default: the question of --run).
     #[arg(long)]
@@ -314,7 +317,7 @@ pub enum RatingArg {
 
 #[derive(Debug, Args)]
 pub struct RateArgs {
-    /// The SQLite database file or postgres:// URL the run was asked on.
+    /// The database the run was asked on (a file, folder or postgres:// URL).
     pub database: PathBuf,
     /// The run's id (printed by `ask`, listed by `history`).
     #[arg(long, value_name = "ID")]
@@ -327,7 +330,7 @@ pub struct RateArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The SQLite database file or postgres:// URL whose runs to show.
+    /// The database whose runs to show (a file, folder or postgres:// URL).
     pub database: PathBuf,
     /// Print JSON Lines, one run per line.
     #[arg(long)]
@@ -480,7 +483,8 @@ pub struct TrainAugmentArgs {
 
 #[derive(Debug, Args)]
 pub struct AskArgs {
-    /// The SQLite database file or a postgres:// URL (opened read-only).
+    /// A SQLite or DuckDB file, a CSV/Parquet file or folder of them, or a postgres:// URL
+    /// (opened read-only).
     pub database: PathBuf,
     /// The question, in plain English.
     pub question: String,

@@ -318,10 +318,11 @@ fn awkward_databases_open_or_say_what_is_wrong() {
         one_line_error(&run("empty.db")),
         "nano-analyst: the database 'empty.db' has no tables"
     );
+    // A folder is a source of CSV and Parquet files (docs/sources.md).
     std::fs::create_dir(here.join("folder.db")).unwrap();
     assert_eq!(
         one_line_error(&run("folder.db")),
-        "nano-analyst: 'folder.db' is a directory, not a database file"
+        "nano-analyst: the folder 'folder.db' is empty; put .csv, .tsv or .parquet files in it"
     );
     assert_eq!(
         one_line_error(&run("/dev/null")),

@@ -4,6 +4,7 @@ mod support;
 
 mod architecture;
 mod cli;
+mod duck_sources;
 mod eval;
 mod feedback;
 mod finetune;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod duck;
 pub mod postgres;
 pub mod tiny_model;
 

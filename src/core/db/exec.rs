@@ -1,6 +1,8 @@
 //! Read-only execution of one query with a time limit, a row cap and a byte budget, on
-//! either backend: [`ReadOnlyDb`] is a SQLite file (the default) or a PostgreSQL database
-//! ([`super::postgres`], read-only by its own transaction rules); the pipeline sees one type.
+//! any backend: [`ReadOnlyDb`] is a SQLite file (the default), a PostgreSQL database
+//! ([`super::postgres`], read-only by its own transaction rules) or a DuckDB source
+//! ([`super::duck`]: a read-only DuckDB file, or views over CSV/Parquet files); the
+//! pipeline sees one type.
 //!
 //! On SQLite, read-only is enforced by SQLite itself, three ways, so it holds even for SQL the guard
 //! could not parse: the file is opened `SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only` is on,
@@ -25,6 +27,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
 use serde::{Deserialize, Serialize};
 
+use crate::core::db::duck::{DuckCanceller, DuckDb};
 use crate::core::db::guard::{GuardError, GuardVerdict, check_read_only_for};
 use crate::core::db::limits::{self, Watchdog, human_size, install_limits};
 pub use crate::core::db::open::DbError;
@@ -272,6 +275,7 @@ pub enum QueryCanceller {
         interrupt: Arc<rusqlite::InterruptHandle>,
     },
     Postgres(PgCanceller),
+    DuckDb(DuckCanceller),
 }
 
 impl QueryCanceller {
@@ -285,6 +289,7 @@ impl QueryCanceller {
                 interrupt.interrupt();
             }
             Self::Postgres(canceller) => canceller.cancel(),
+            Self::DuckDb(canceller) => canceller.cancel(),
         }
     }
 }
@@ -292,7 +297,7 @@ impl QueryCanceller {
 /// A user database opened so that nothing can modify it.
 pub struct ReadOnlyDb {
     backend: Backend,
-    /// The file, or the PostgreSQL URL without its password.
+    /// The file or folder, or the PostgreSQL URL without its password.
     path: PathBuf,
     schema: std::sync::OnceLock<Schema>,
 }
@@ -302,6 +307,7 @@ pub struct ReadOnlyDb {
 enum Backend {
     Sqlite(SqliteDb),
     Postgres(PgDb),
+    DuckDb(DuckDb),
 }
 
 struct SqliteDb {
@@ -317,14 +323,20 @@ struct SqliteDb {
 }
 
 impl ReadOnlyDb {
-    /// Opens a SQLite file read-only, or connects to the `postgres://` URL `path` holds; a
-    /// database that cannot be opened says why (see [`DbError`]).
+    /// Opens a SQLite file read-only, connects to the `postgres://` URL `path` holds, or
+    /// opens a DuckDB file, CSV/Parquet file or folder of them read-only; a database that
+    /// cannot be opened says why (see [`DbError`]).
     pub fn open(path: &Path) -> Result<Self, DbError> {
         match Source::parse(path)? {
             Source::Sqlite(path) => Self::open_with_busy_timeout(&path, BUSY_TIMEOUT),
             Source::Postgres(target) => Ok(Self {
                 path: PathBuf::from(target.display()),
                 backend: Backend::Postgres(PgDb::connect(&target)?),
+                schema: std::sync::OnceLock::new(),
+            }),
+            Source::DuckDb(target) => Ok(Self {
+                path: target.path().to_path_buf(),
+                backend: Backend::DuckDb(DuckDb::open(&target)?),
                 schema: std::sync::OnceLock::new(),
             }),
         }
@@ -381,7 +393,7 @@ impl ReadOnlyDb {
     pub fn connection(&self) -> Option<&Connection> {
         match &self.backend {
             Backend::Sqlite(sqlite) => Some(&sqlite.conn),
-            Backend::Postgres(_) => None,
+            Backend::Postgres(_) | Backend::DuckDb(_) => None,
         }
     }
 
@@ -389,6 +401,7 @@ impl ReadOnlyDb {
         match &self.backend {
             Backend::Sqlite(_) => SqlDialect::Sqlite,
             Backend::Postgres(_) => SqlDialect::Postgres,
+            Backend::DuckDb(_) => SqlDialect::DuckDb,
         }
     }
 
@@ -404,6 +417,7 @@ impl ReadOnlyDb {
         match &self.backend {
             Backend::Sqlite(_) => Vec::new(),
             Backend::Postgres(pg) => pg.text_values(table, column, max_chars, limit),
+            Backend::DuckDb(duck) => duck.text_values(table, column, max_chars, limit),
         }
     }
 
@@ -419,6 +433,7 @@ impl ReadOnlyDb {
                 interrupt: Arc::clone(&sqlite.interrupt),
             },
             Backend::Postgres(pg) => QueryCanceller::Postgres(pg.canceller()),
+            Backend::DuckDb(duck) => QueryCanceller::DuckDb(duck.canceller()),
         }
     }
 
@@ -435,6 +450,7 @@ impl ReadOnlyDb {
         let schema = match &self.backend {
             Backend::Sqlite(sqlite) => introspect(&sqlite.conn, &self.path.display().to_string())?,
             Backend::Postgres(pg) => pg.introspect()?,
+            Backend::DuckDb(duck) => duck.introspect()?,
         };
         Ok(self.schema.get_or_init(|| schema))
     }
@@ -445,6 +461,7 @@ impl ReadOnlyDb {
         match &self.backend {
             Backend::Sqlite(sqlite) => sqlite.execute(sql, limits),
             Backend::Postgres(pg) => pg.execute(sql, limits),
+            Backend::DuckDb(duck) => duck.execute(sql, limits),
         }
     }
 }

@@ -10,9 +10,16 @@
 //! UPDATE`), and functions that touch server files, large objects, other connections,
 //! settings, sequences or advisory locks ([`PG_REFUSED_FUNCTIONS`]). The server refuses
 //! writes again in its `READ ONLY` transaction.
+//!
+//! On DuckDB the same holds, and the functions that read files or the system are refused
+//! too ([`DUCKDB_REFUSED_FUNCTIONS`]), as is a file path where a table name goes (`FROM
+//! 'x.csv'`): only the views a CSV or Parquet source was opened with read the user's
+//! files. DuckDB refuses writes again (read-only database) and file access (external
+//! access off, configuration locked).
 
 use sqlparser::ast::{Query, SetExpr, Statement, Visit, Visitor};
 use sqlparser::dialect::SQLiteDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -53,6 +60,33 @@ pub(crate) const PG_REFUSED_FUNCTIONS: &[&str] = &[
     "pg_current_xact_id",
 ];
 
+/// DuckDB functions that read files, other databases or the system, or change the
+/// database; a question never needs them. A name ending in `*` is a prefix.
+pub(crate) const DUCKDB_REFUSED_FUNCTIONS: &[&str] = &[
+    "read_*",
+    "parquet_*",
+    "sniff_csv",
+    "glob",
+    "query",
+    "query_table",
+    "checkpoint",
+    "force_checkpoint",
+    "iceberg_*",
+    "delta_scan",
+    "st_read",
+    "sqlite_*",
+    "postgres_*",
+    "mysql_*",
+    "http_*",
+    "duckdb_secrets",
+    "which_secret",
+    "load_aws_credentials",
+    "getenv",
+    "json_execute_serialized_sql",
+    "nextval",
+    "ducklake_*",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardError {
     #[error("the model produced no SQL")]
@@ -66,6 +100,10 @@ pub enum GuardError {
          locks); only plain read-only queries may run"
     )]
     SideEffect { name: String },
+    /// A file named where a table goes (DuckDB would read it): the model can name the
+    /// table instead.
+    #[error("refused: {what} reads a file directly; query the tables of the database instead")]
+    FileRead { what: String },
     /// Not a statement SQLite knows ("SELEC ..."): a typo, not an attempt to write.
     #[error("syntax error: '{word}' does not start a query (queries start with SELECT or WITH)")]
     Syntax { word: String },
@@ -96,14 +134,19 @@ pub(crate) fn check_read_only_for(
     if trimmed.is_empty() {
         return Err(GuardError::Empty);
     }
-    if dialect == SqlDialect::Postgres {
-        refuse_pg_functions(trimmed)?;
+    match dialect {
+        SqlDialect::Postgres => refuse_functions(trimmed, dialect, PG_REFUSED_FUNCTIONS)?,
+        SqlDialect::DuckDb => {
+            refuse_functions(trimmed, dialect, DUCKDB_REFUSED_FUNCTIONS)?;
+            refuse_file_paths(trimmed)?;
+        }
+        SqlDialect::Sqlite => {}
     }
     match Parser::parse_sql(dialect.parser().as_ref(), trimmed) {
         Ok(statements) => match statements.as_slice() {
             [] => Err(GuardError::Empty),
-            [statement] if dialect == SqlDialect::Postgres => {
-                check_pg_statement(statement, trimmed)
+            [statement] if dialect != SqlDialect::Sqlite => {
+                check_nested_statement(statement, trimmed)
             }
             [statement] => check_statement(statement, trimmed),
             many => Err(GuardError::MultipleStatements { count: many.len() }),
@@ -115,7 +158,9 @@ pub(crate) fn check_read_only_for(
                 return Err(GuardError::MultipleStatements { count });
             }
             let keyword = leading_keyword(trimmed);
-            if !matches!(keyword.as_str(), "SELECT" | "WITH" | "VALUES" | "(") {
+            // DuckDB also reads `FROM t SELECT x` as a query.
+            let duck_from = dialect == SqlDialect::DuckDb && keyword == "FROM";
+            if !duck_from && !matches!(keyword.as_str(), "SELECT" | "WITH" | "VALUES" | "(") {
                 return Err(if STATEMENT_KEYWORDS.contains(&keyword.as_str()) {
                     GuardError::NotReadOnly { kind: keyword }
                 } else {
@@ -134,20 +179,31 @@ const STATEMENT_KEYWORDS: &[&str] = &[
     "ANALYZE",
     "ATTACH",
     "BEGIN",
+    "CALL",
+    "CHECKPOINT",
     "COMMIT",
+    "COPY",
     "CREATE",
     "DELETE",
     "DETACH",
     "DROP",
     "END",
     "EXPLAIN",
+    "EXPORT",
+    "FORCE",
+    "IMPORT",
     "INSERT",
+    "INSTALL",
+    "LOAD",
     "PRAGMA",
     "REINDEX",
     "RELEASE",
     "REPLACE",
+    "RESET",
     "ROLLBACK",
     "SAVEPOINT",
+    "SET",
+    "TRUNCATE",
     "UPDATE",
     "UPSERT",
     "VACUUM",
@@ -197,9 +253,9 @@ fn check_statement(statement: &Statement, sql: &str) -> Result<GuardVerdict, Gua
     }
 }
 
-/// PostgreSQL: every query in the statement (CTEs and subqueries too) must read only and
-/// lock nothing.
-fn check_pg_statement(statement: &Statement, sql: &str) -> Result<GuardVerdict, GuardError> {
+/// PostgreSQL and DuckDB: every query in the statement (CTEs and subqueries too) must read
+/// only and lock nothing.
+fn check_nested_statement(statement: &Statement, sql: &str) -> Result<GuardVerdict, GuardError> {
     check_statement(statement, sql)?;
     let mut queries = PgQueries(None);
     let _ = statement.visit(&mut queries);
@@ -233,21 +289,12 @@ impl Visitor for PgQueries {
     }
 }
 
-/// Refuses a call of a [`PG_REFUSED_FUNCTIONS`] name, found in the tokens (so outside
-/// string literals and comments, quoted or not, and even in SQL the parser cannot read).
-fn refuse_pg_functions(sql: &str) -> Result<(), GuardError> {
-    let dialect = sqlparser::dialect::PostgreSqlDialect {};
-    // SQL the tokenizer cannot read cannot be parsed either; the parse decides then.
-    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
-        return Ok(());
-    };
-    let significant: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
-    for pair in significant.windows(2) {
+/// Refuses a call of a `refused` name, found in the tokens (so outside string literals and
+/// comments, quoted or not, and even in SQL the parser cannot read).
+fn refuse_functions(sql: &str, dialect: SqlDialect, refused: &[&str]) -> Result<(), GuardError> {
+    for pair in significant_tokens(sql, dialect).windows(2) {
         if let [Token::Word(word), Token::LParen] = pair
-            && is_refused_function(&word.value)
+            && is_refused_function(&word.value, refused)
         {
             return Err(GuardError::SideEffect {
                 name: format!("{}()", word.value),
@@ -257,9 +304,52 @@ fn refuse_pg_functions(sql: &str) -> Result<(), GuardError> {
     Ok(())
 }
 
-fn is_refused_function(name: &str) -> bool {
+/// DuckDB reads a file named where a table goes (`FROM 'sales.csv'`, `JOIN "x.parquet"`)
+/// and runs a string as SQL through `query(...)`; only the source's own views may read
+/// files, so a quoted string, or a name with a path or file extension, after FROM or JOIN
+/// is refused.
+fn refuse_file_paths(sql: &str) -> Result<(), GuardError> {
+    for pair in significant_tokens(sql, SqlDialect::DuckDb).windows(2) {
+        let [Token::Word(keyword), next] = pair else {
+            continue;
+        };
+        if !matches!(keyword.keyword, Keyword::FROM | Keyword::JOIN) {
+            continue;
+        }
+        let path = match next {
+            Token::SingleQuotedString(text) => Some(text),
+            Token::Word(word)
+                if word.quote_style.is_some() && word.value.contains(['.', '/', '\\']) =>
+            {
+                Some(&word.value)
+            }
+            _ => None,
+        };
+        if let Some(path) = path {
+            return Err(GuardError::FileRead {
+                what: format!("FROM '{path}'"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The tokens of `sql` other than whitespace; none when the tokenizer cannot read it (then
+/// the parse cannot either, and decides).
+fn significant_tokens(sql: &str, dialect: SqlDialect) -> Vec<Token> {
+    let parser = dialect.parser();
+    let Ok(tokens) = Tokenizer::new(parser.as_ref(), sql).tokenize() else {
+        return Vec::new();
+    };
+    tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect()
+}
+
+fn is_refused_function(name: &str, refused: &[&str]) -> bool {
     let name = name.to_ascii_lowercase();
-    PG_REFUSED_FUNCTIONS
+    refused
         .iter()
         .any(|refused| match refused.strip_suffix('*') {
             Some(prefix) => name.starts_with(prefix),
@@ -498,6 +588,95 @@ mod tests {
                 check_read_only_for(sql, SqlDialect::Postgres),
                 Ok(GuardVerdict::Query),
                 "{sql}"
+            );
+        }
+    }
+
+    /// Every write, side effect and file read the DuckDB guard must refuse (a DuckDB
+    /// source runs the same statements with the guard bypassed in `tests/duck_sources.rs`).
+    const DUCKDB_REFUSED: &[&str] = &[
+        "DELETE FROM Album",
+        "INSERT INTO Genre VALUES (1, 'x')",
+        "UPDATE Album SET Title = 'x'",
+        "DROP TABLE Album",
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE OR REPLACE VIEW Album AS SELECT 1",
+        "ALTER TABLE Album RENAME TO a",
+        "COPY Album TO '/tmp/x.csv'",
+        "COPY (SELECT 1) TO '/tmp/x.parquet' (FORMAT parquet)",
+        "COPY Album FROM '/tmp/x.csv'",
+        "ATTACH '/tmp/x.duckdb' AS x",
+        "DETACH x",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "FORCE INSTALL httpfs",
+        "PRAGMA enable_profiling",
+        "SET enable_external_access = true",
+        "SET GLOBAL lock_configuration = false",
+        "RESET ALL",
+        "EXPORT DATABASE '/tmp/x'",
+        "IMPORT DATABASE '/tmp/x'",
+        "CALL checkpoint()",
+        "CHECKPOINT",
+        "USE other",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_csv_auto('/etc/passwd')",
+        "SELECT * FROM read_parquet('x.parquet')",
+        "SELECT * FROM parquet_scan('x.parquet')",
+        "SELECT * FROM read_json('x.json')",
+        "SELECT * FROM read_ndjson_objects('x.json')",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT content FROM read_blob('/etc/passwd')",
+        "SELECT * FROM glob('/home/*')",
+        "SELECT * FROM sniff_csv('/etc/passwd')",
+        "SELECT * FROM parquet_metadata('x.parquet')",
+        "SELECT * FROM query('DELETE FROM Album')",
+        "SELECT * FROM sqlite_scan('x.db', 't')",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM 'data.csv'",
+        "SELECT * FROM \"data.parquet\"",
+        "SELECT a.* FROM Album a JOIN '/etc/passwd' p ON true",
+        "SELECT nextval('seq')",
+        "SELECT getenv('HOME')",
+        "SELECT * FROM duckdb_secrets()",
+        "WITH x AS (SELECT * FROM read_csv('/etc/passwd')) SELECT * FROM x",
+        "SELECT 1; DELETE FROM Album",
+    ];
+
+    #[test]
+    fn duckdb_refuses_writes_side_effects_and_file_reads() {
+        for sql in DUCKDB_REFUSED {
+            assert!(
+                check_read_only_for(sql, SqlDialect::DuckDb).is_err(),
+                "{sql} passed the DuckDB guard"
+            );
+        }
+        assert_eq!(
+            check_read_only_for("SELECT * FROM 'data.csv'", SqlDialect::DuckDb)
+                .unwrap_err()
+                .to_string(),
+            "refused: FROM 'data.csv' reads a file directly; query the tables of the database \
+             instead"
+        );
+    }
+
+    #[test]
+    fn duckdb_accepts_its_own_read_only_queries() {
+        for sql in [
+            "SELECT Name FROM Artist WHERE Name ILIKE '%ac%'",
+            "SELECT year(InvoiceDate) AS y, round(sum(Total), 2) FROM Invoice GROUP BY ALL \
+             ORDER BY ALL",
+            "SELECT strftime(InvoiceDate, '%Y-%m') AS m, count(*) FROM Invoice GROUP BY 1",
+            "SELECT InvoiceDate - INTERVAL 30 DAY FROM Invoice",
+            "SELECT * EXCLUDE (Title) FROM Album",
+            "WITH t AS (SELECT 1 AS x) SELECT x FROM t",
+            "SELECT 'read_csv(x)' AS text_not_a_call, \"Media Type\".Name FROM \"Media Type\"",
+            "FROM Album SELECT Title",
+        ] {
+            assert!(
+                check_read_only_for(sql, SqlDialect::DuckDb).is_ok(),
+                "{sql}: {:?}",
+                check_read_only_for(sql, SqlDialect::DuckDb)
             );
         }
     }

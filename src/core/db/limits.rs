@@ -11,8 +11,26 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rusqlite::Connection;
 use rusqlite::limits::Limit;
-use rusqlite::{Connection, InterruptHandle};
+
+/// Stops the query running on one connection, from another thread (SQLite's and DuckDB's
+/// interrupt handles).
+pub(crate) trait Interrupt: Send + Sync + 'static {
+    fn interrupt(&self);
+}
+
+impl Interrupt for rusqlite::InterruptHandle {
+    fn interrupt(&self) {
+        rusqlite::InterruptHandle::interrupt(self);
+    }
+}
+
+impl Interrupt for Arc<duckdb::InterruptHandle> {
+    fn interrupt(&self) {
+        duckdb::InterruptHandle::interrupt(self);
+    }
+}
 
 /// SQLite's heap may grow to this many times the result budget, and never below
 /// [`HEAP_FLOOR`]. One query holds the value it builds plus the copy it returns, sorter
@@ -74,7 +92,7 @@ pub(crate) struct Watchdog {
 struct Shared {
     state: Mutex<Watch>,
     wake: Condvar,
-    interrupt: InterruptHandle,
+    interrupt: Box<dyn Interrupt>,
     /// Set when the watchdog interrupted the current query at its deadline.
     fired: AtomicBool,
 }
@@ -90,11 +108,11 @@ enum Watch {
 }
 
 impl Watchdog {
-    pub(crate) fn start(interrupt: InterruptHandle) -> Self {
+    pub(crate) fn start(interrupt: impl Interrupt) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(Watch::Idle),
             wake: Condvar::new(),
-            interrupt,
+            interrupt: Box::new(interrupt),
             fired: AtomicBool::new(false),
         });
         let watched = Arc::clone(&shared);

@@ -64,6 +64,25 @@ pub enum DbError {
     },
     #[error("PostgreSQL refused '{url}': {reason}")]
     Postgres { url: String, reason: String },
+    #[error(
+        "'{0}' is not a database, CSV or Parquet file; give a SQLite or DuckDB database, a \
+         .csv, .tsv or .parquet file, or a folder of them"
+    )]
+    UnknownFileType(String),
+    #[error("the folder '{0}' is empty; put .csv, .tsv or .parquet files in it")]
+    EmptyFolder(String),
+    #[error("the folder '{path}' has no .csv, .tsv or .parquet files (found: {found})")]
+    NoDataFiles { path: String, found: String },
+    #[error("'{first}' and '{second}' would both be the table '{table}'; rename one of them")]
+    TableNameClash {
+        first: String,
+        second: String,
+        table: String,
+    },
+    #[error("cannot read '{path}': {reason}")]
+    BadDataFile { path: String, reason: String },
+    #[error("cannot open the DuckDB database '{path}': {reason}")]
+    DuckDb { path: String, reason: String },
 }
 
 /// Opens `path` read-only with `query_only` on and the schema header read, so a file that

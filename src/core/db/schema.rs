@@ -24,6 +24,8 @@ pub enum SchemaError {
     Sqlite(#[from] rusqlite::Error),
     #[error("could not read the schema from PostgreSQL: {0}")]
     Postgres(String),
+    #[error("could not read the schema from DuckDB: {0}")]
+    DuckDb(String),
     /// Nothing to ask about: a model given no tables invents them, attempt after attempt.
     #[error("the database '{path}' has no tables{}", broken_suffix(.broken))]
     NoTables {

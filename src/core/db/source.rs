@@ -1,5 +1,6 @@
-//! Where a database comes from: a SQLite file path (the default) or a `postgres://` URL,
-//! told apart by the argument alone, and the SQL dialect each one speaks.
+//! Where a database comes from: a SQLite file path (the default), a `postgres://` URL, or
+//! a DuckDB source (a DuckDB database, CSV/Parquet files or a folder of them, told apart
+//! by their headers in [`super::duck::files`]), and the SQL dialect each one speaks.
 //!
 //! Every command takes the same argument, so a URL travels wherever a path does. A URL is
 //! only ever shown without its password ([`PgTarget::display`]); the password comes from the
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::core::db::duck::files::{self, DuckTarget, FileKind};
 use crate::core::db::open::DbError;
 
 /// How long connecting to a server may take before it is called unreachable.
@@ -20,6 +22,7 @@ pub enum SqlDialect {
     #[default]
     Sqlite,
     Postgres,
+    DuckDb,
 }
 
 impl SqlDialect {
@@ -28,6 +31,7 @@ impl SqlDialect {
         match self {
             Self::Sqlite => "SQLite",
             Self::Postgres => "PostgreSQL",
+            Self::DuckDb => "DuckDB",
         }
     }
 
@@ -35,6 +39,7 @@ impl SqlDialect {
         match self {
             Self::Sqlite => Box::new(sqlparser::dialect::SQLiteDialect {}),
             Self::Postgres => Box::new(sqlparser::dialect::PostgreSqlDialect {}),
+            Self::DuckDb => Box::new(sqlparser::dialect::DuckDbDialect {}),
         }
     }
 }
@@ -44,24 +49,26 @@ impl SqlDialect {
 pub enum Source {
     Sqlite(PathBuf),
     Postgres(Box<PgTarget>),
+    DuckDb(DuckTarget),
 }
 
 impl Source {
     /// A `scheme://` argument is a URL (only `postgres`/`postgresql` are known); anything
-    /// else is a file path, read as a path even when it looks like `file:x.db`.
+    /// else is a file or folder path, read as a path even when it looks like `file:x.db`,
+    /// whose kind its contents decide ([`files::classify`]).
     pub fn parse(argument: &Path) -> Result<Self, DbError> {
         let Some(text) = argument.to_str() else {
-            return Ok(Self::Sqlite(argument.to_path_buf()));
+            return Self::path(argument);
         };
         let Some((scheme, _)) = text.split_once("://") else {
-            return Ok(Self::Sqlite(argument.to_path_buf()));
+            return Self::path(argument);
         };
         let plain_scheme = !scheme.is_empty()
             && scheme
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if !plain_scheme {
-            return Ok(Self::Sqlite(argument.to_path_buf()));
+            return Self::path(argument);
         }
         match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => Ok(Self::Postgres(Box::new(PgTarget::parse(text)?))),
@@ -74,6 +81,13 @@ impl Source {
                 hint: "use a SQLite file path or a postgres:// URL",
             }),
         }
+    }
+
+    fn path(path: &Path) -> Result<Self, DbError> {
+        Ok(match files::classify(path)? {
+            FileKind::Sqlite => Self::Sqlite(path.to_path_buf()),
+            FileKind::DuckDb(target) => Self::DuckDb(target),
+        })
     }
 }
 

@@ -97,7 +97,9 @@ impl EvalJob {
         let mut checked = HashSet::new();
         for item in &self.items {
             let path = self.source.path_for(&item.db_id);
-            if checked.insert(item.db_id.as_str()) && !path.is_file() {
+            // A folder of CSV files and a postgres:// URL are databases too.
+            let missing = !path.exists() && !path.to_string_lossy().contains("://");
+            if checked.insert(item.db_id.as_str()) && missing {
                 return Err(EvalError::MissingDatabase {
                     db_id: item.db_id.clone(),
                     path: path.display().to_string(),

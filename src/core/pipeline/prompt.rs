@@ -36,6 +36,18 @@ to_char(d, 'YYYY-MM'), || or concat() for strings, ILIKE for case-insensitive ma
 ROUND(x::numeric, 2).
 - Answer with the SQL only, in a ```sql code block.";
 
+/// The same instructions for DuckDB (DuckDB files, CSV and Parquet), with the functions
+/// small models reach for in SQLite's spelling.
+const DUCKDB_INSTRUCTIONS: &str = "\
+You are an expert data analyst who writes DuckDB queries.
+Write one DuckDB SELECT query that answers the user's question about the database below.
+- Use only tables and columns that exist in the schema; quote names with spaces or symbols.
+- Return only the columns the question asks for, in the order it asks for them.
+- Join tables on the REFERENCES keys shown in the schema.
+- DuckDB functions: year(d), date_trunc('month', d), d - INTERVAL 30 DAY, strftime(d, '%Y-%m'), \
+|| or concat() for strings, ILIKE for case-insensitive matching, round(x, 2).
+- Answer with the SQL only, in a ```sql code block.";
+
 /// The system message for a SQLite database.
 pub fn system_message(schema_text: &str) -> ChatMessage {
     system_message_for(schema_text, SqlDialect::Sqlite)
@@ -46,6 +58,7 @@ pub fn system_message_for(schema_text: &str, dialect: SqlDialect) -> ChatMessage
     let instructions = match dialect {
         SqlDialect::Sqlite => SYSTEM_INSTRUCTIONS,
         SqlDialect::Postgres => POSTGRES_INSTRUCTIONS,
+        SqlDialect::DuckDb => DUCKDB_INSTRUCTIONS,
     };
     ChatMessage::new(
         Role::System,
@@ -171,6 +184,27 @@ fn truncate(text: &str, max_chars: usize) -> String {
 mod tests {
     use super::*;
     use crate::core::db::exec::Cell;
+
+    #[test]
+    fn each_dialect_is_named_in_the_system_message_and_repairs() {
+        for (dialect, name) in [
+            (SqlDialect::Sqlite, "SQLite"),
+            (SqlDialect::Postgres, "PostgreSQL"),
+            (SqlDialect::DuckDb, "DuckDB"),
+        ] {
+            let system = system_message_for("CREATE TABLE t (x INTEGER);", dialect);
+            assert!(
+                system
+                    .content
+                    .contains(&format!("Write one {name} SELECT query")),
+                "{name}"
+            );
+            let repair = repair_message("no such table", &[], dialect);
+            assert!(repair.content.ends_with(&format!(
+                "Write a corrected {name} query for the same question."
+            )));
+        }
+    }
 
     #[test]
     fn examples_are_earlier_turns_with_the_closest_last() {

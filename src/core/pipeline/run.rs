@@ -214,7 +214,11 @@ impl<'a> Run<'a> {
         on_event: &mut dyn FnMut(PipelineEvent<'_>),
     ) -> Result<Result<QueryResult, Failure>, PipelineError> {
         match self.db.check(sql) {
-            Err(error @ (GuardError::Empty | GuardError::Syntax { .. })) => {
+            Err(
+                error @ (GuardError::Empty
+                | GuardError::Syntax { .. }
+                | GuardError::FileRead { .. }),
+            ) => {
                 return Ok(Err(Failure::Repairable(error.to_string())));
             }
             Err(refused) => return Ok(Err(Failure::Final(refused.to_string()))),

@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
-use crate::core::db::guard::check_read_only_for;
 use crate::core::db::render::{RenderOptions, render_schema};
 use crate::core::feedback::history::{
     DbScope, HistoryEntry, HistoryError, HistoryStatus, Rating, RetrainingStatus, RunHistory, RunId,
@@ -781,7 +780,7 @@ pub(crate) fn verify_sql(
     let sql = clean_sql(sql);
     // The error already says "the correction was refused: "; the guard's own "refused: "
     // would read twice.
-    check_read_only_for(&sql, db.dialect()).map_err(|e| {
+    db.check(&sql).map_err(|e| {
         let reason = e.to_string();
         let reason = reason
             .strip_prefix("refused: ")
