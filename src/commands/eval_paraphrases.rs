@@ -8,10 +8,11 @@
 //! and the other corrections of its database, as a user's memory would hold them.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cli::{EvalParaphrasesArgs, ParaphrasePart};
 use crate::core::db::exec::ReadOnlyDb;
+use crate::core::db::open::sidecar;
 use crate::core::eval::load_dataset;
 use crate::core::eval::paraphrase::{
     ParaphraseGroup, ParaphraseRecord, ParaphraseSummary, Part, paraphrase_groups, select_groups,
@@ -101,7 +102,7 @@ fn databases_in_order(groups: &[ParaphraseGroup]) -> Vec<String> {
 /// A store left by an earlier run would hold its corrections; the run starts empty.
 fn remove_store(path: &Path) -> Result<(), AppError> {
     for suffix in ["", "-wal", "-shm"] {
-        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        let file = sidecar(path, suffix);
         if file.exists() {
             std::fs::remove_file(&file)
                 .map_err(AppError::io(format!("cannot remove '{}'", file.display())))?;

@@ -214,7 +214,7 @@ fn classify_sqlite(error: &rusqlite::Error, path: &Path) -> DbError {
 }
 
 /// `x.db` -> `x.db-wal` (SQLite appends the suffix to the name as given).
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
     name.push(suffix);
     PathBuf::from(name)

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::eval::hardness::Hardness;
 use crate::core::eval::{EvalItem, stratified_sample};
+use crate::core::feedback::store::normalize_question;
 
 /// One gold query with the wording that gets corrected and the wording that is asked.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,16 +56,6 @@ fn is_tuning_database(db_id: &str) -> bool {
     hash % 3 == 0
 }
 
-/// Questions compared for "the same wording": lower case, words only.
-fn wording_key(question: &str) -> String {
-    question
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Gold SQL compared for "the same query": whitespace and case folded.
 fn query_key(sql: &str) -> String {
     sql.split_whitespace()
@@ -90,7 +81,7 @@ pub fn paraphrase_groups(items: &[EvalItem]) -> Vec<ParaphraseGroup> {
         let seen = entry
             .1
             .iter()
-            .any(|(q, _)| wording_key(q) == wording_key(&item.question));
+            .any(|(q, _)| normalize_question(q) == normalize_question(&item.question));
         if !seen {
             entry.1.push((item.question.clone(), item.hardness));
         }
