@@ -28,6 +28,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
     }
     let mut options = RuntimeOptions::resolve(&cli.global)?;
     let _log_guard = logging::init(&options.paths.log_dir());
+    commands::password::ask_where_missing(std::env::args_os().skip(1));
     match cli.command {
         Some(Command::Ask(args)) => {
             let answered = commands::ask::run(&args, &mut options)?;

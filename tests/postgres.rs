@@ -12,6 +12,7 @@ use nano_analyst::core::db::source::SqlDialect;
 
 use crate::support::postgres::{ANALYST_PASSWORD, PgServer, SUPERUSER_PASSWORD};
 use crate::support::{binary, chinook_path, model_lock, model_path, run_sql};
+use crate::tui::e2e::Tmux;
 
 fn open(url: &str) -> ReadOnlyDb {
     ReadOnlyDb::open(Path::new(url)).unwrap_or_else(|e| panic!("{e}"))
@@ -206,6 +207,41 @@ fn postgres_time_limit_and_cancel_stop_the_query_on_the_server() {
         )
         .unwrap();
     assert_eq!((capped.rows.len(), capped.total_rows), (10, Some(3503)));
+}
+
+/// In a terminal, a URL with no password anywhere gets psql's prompt once, without echo,
+/// and the command goes on with what was typed.
+#[test]
+fn postgres_asks_for_the_password_in_a_terminal() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let url = server.url("analyst", "", "chinook");
+    let script = format!(
+        "env -u PGPASSWORD PGPASSFILE={nopass} NANO_ANALYST_DATA_DIR={data} \
+         NANO_ANALYST_CONFIG={config} {bin} schema {url} 'albums by artist'; \
+         echo exit-status-$?; sleep 120",
+        nopass = data.path().join("no-pgpass").display(),
+        data = data.path().display(),
+        config = data.path().join("no-config.toml").display(),
+        bin = binary().display(),
+    );
+    let tmux = Tmux::start(&[script], 160, 50);
+    let prompt = format!(
+        "Password for postgres://analyst@127.0.0.1:{}/chinook:",
+        server.port
+    );
+    tmux.wait_for(&[&prompt], Duration::from_secs(60));
+    tmux.type_text(ANALYST_PASSWORD);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for(&["exit-status-"], Duration::from_secs(120));
+    assert!(screen.contains("exit-status-0"), "{screen}");
+    assert!(screen.contains("Album"), "{screen}");
+    assert!(
+        !screen.contains(ANALYST_PASSWORD),
+        "the password is not echoed: {screen}"
+    );
 }
 
 #[test]

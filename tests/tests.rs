@@ -12,6 +12,7 @@ mod postgres;
 mod remote;
 mod retrieval;
 mod serve;
+mod sources_accuracy;
 mod spine;
 mod store_races;
 mod trust;

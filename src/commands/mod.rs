@@ -6,6 +6,7 @@ pub mod bench_serve;
 pub mod eval;
 pub mod eval_paraphrases;
 pub mod feedback;
+pub mod password;
 pub mod paths;
 pub mod retrieval_bench;
 pub mod rewrites;

@@ -55,7 +55,7 @@ pub enum DbError {
     Unreachable { server: String, reason: String },
     #[error(
         "the PostgreSQL server refused user '{user}' for '{url}': {reason}; check the password \
-         (PGPASSWORD or ~/.pgpass)"
+         (PGPASSWORD, ~/.pgpass, or the prompt in a terminal)"
     )]
     AuthFailed {
         url: String,

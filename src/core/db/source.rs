@@ -4,7 +4,8 @@
 //!
 //! Every command takes the same argument, so a URL travels wherever a path does. A URL is
 //! only ever shown without its password ([`PgTarget::display`]); the password comes from the
-//! URL, `PGPASSWORD` or the pgpass file, in that order, as libpq does.
+//! URL, `PGPASSWORD` or the pgpass file, in that order, as libpq does, and last from what
+//! the user typed at the prompt ([`remember_password`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -212,11 +213,40 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
-/// `PGPASSWORD`, else the first matching line of the pgpass file.
+/// Passwords typed at the prompt, by server, database and user: the process opens the same
+/// database more than once (the app, its store, its workers) and asks only once.
+static TYPED_PASSWORDS: std::sync::Mutex<Vec<(String, Vec<u8>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Keeps the password the user typed for `target`, so that every later open of the same
+/// URL in this process uses it. Held in memory only, never written.
+pub fn remember_password(target: &PgTarget, password: &str) {
+    let mut typed = TYPED_PASSWORDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    typed.retain(|(shown, _)| *shown != target.shown);
+    typed.push((target.shown.clone(), password.as_bytes().to_vec()));
+}
+
+fn typed_password(shown: &str) -> Option<Vec<u8>> {
+    let typed = TYPED_PASSWORDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    typed
+        .iter()
+        .find(|(key, _)| key == shown)
+        .map(|(_, password)| password.clone())
+}
+
+/// `PGPASSWORD`, else the first matching line of the pgpass file, else what the user typed.
 fn find_password(config: &postgres::Config) -> Option<Vec<u8>> {
     if let Ok(password) = std::env::var("PGPASSWORD") {
         return Some(password.into_bytes());
     }
+    find_password_in_pgpass(config).or_else(|| typed_password(&display_url(config)))
+}
+
+fn find_password_in_pgpass(config: &postgres::Config) -> Option<Vec<u8>> {
     let file = std::env::var_os("PGPASSFILE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".pgpass")))?;

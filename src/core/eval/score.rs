@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::core::db::compare::{gold_is_ordered, results_match};
 use crate::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
+use crate::core::db::source::SqlDialect;
+use crate::core::rewrite::quote::quote_mixed_case_names;
 
 /// Rows read when scoring: far above any Spider gold result, so nothing is cut.
 const SCORING_ROW_LIMIT: usize = 1_000_000;
@@ -45,9 +47,9 @@ pub(crate) fn score_prediction(
         timeout,
         ..ExecLimits::default()
     };
-    let gold = match db.execute(gold_sql, limits) {
+    let gold = match run_gold(db, gold_sql, limits) {
         Ok(gold) => gold,
-        Err(error) => return Verdict::GoldFailed(error.to_string()),
+        Err(error) => return Verdict::GoldFailed(error),
     };
     let rerun;
     let predicted = match predicted {
@@ -68,6 +70,29 @@ pub(crate) fn score_prediction(
     } else {
         Verdict::Wrong
     }
+}
+
+/// Runs a gold query. Spider's gold SQL is written for SQLite, where names match in any
+/// case; PostgreSQL folds a bare `Album` to `album`, so on a database whose names have
+/// capitals a gold query that fails is run again with those names quoted as the schema
+/// spells them (the same spelling fix the pipeline makes to generated SQL). Nothing else
+/// about the gold query changes.
+fn run_gold(db: &ReadOnlyDb, gold_sql: &str, limits: ExecLimits) -> Result<QueryResult, String> {
+    let error = match db.execute(gold_sql, limits) {
+        Ok(gold) => return Ok(gold),
+        Err(error) => error.to_string(),
+    };
+    if db.dialect() != SqlDialect::Postgres {
+        return Err(error);
+    }
+    let Ok(schema) = db.introspect() else {
+        return Err(error);
+    };
+    let quoted = quote_mixed_case_names(gold_sql, &schema);
+    if quoted == gold_sql {
+        return Err(error);
+    }
+    db.execute(&quoted, limits).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -32,7 +32,9 @@ pub(crate) fn row(
 }
 
 fn cell(array: &dyn Array, row: usize, byte_limit: usize) -> Result<Cell, ExecError> {
-    if array.is_null(row) {
+    // A NullArray (DuckDB's type of a bare `NULL`) has no validity buffer, so
+    // `is_null` says false for it; its type says every value is NULL.
+    if array.is_null(row) || *array.data_type() == DataType::Null {
         return Ok(Cell::Null);
     }
     let too_big = |len: usize| {
