@@ -512,6 +512,11 @@ pub struct EvalArgs {
     /// One database for every question (e.g. sample_dbs/chinook.db for the Chinook pairs).
     #[arg(long, value_name = "FILE", conflicts_with = "db_dir")]
     pub db: Option<PathBuf>,
+    /// Run the gold queries on this database instead of --db: the SQLite original of a
+    /// copy in PostgreSQL, DuckDB or CSV files. Spider's gold SQL is SQLite's (double-quoted
+    /// strings, loose GROUP BY), so on another backend it is scored against the original.
+    #[arg(long, value_name = "FILE", requires = "db")]
+    pub gold_db: Option<PathBuf>,
     /// Only questions on this database (repeatable).
     #[arg(long = "db-id", value_name = "ID")]
     pub db_id: Vec<String>,

@@ -1,6 +1,8 @@
 //! Issue 18's held-out style check: the 84 Chinook pairs through `eval` on Chinook as
 //! SQLite, PostgreSQL, a DuckDB file and a folder of CSV files, one binary, one run each.
-//! Each backend must score within 3 points of SQLite. Minutes per backend:
+//! Every prediction is scored against the gold query run on the SQLite original (`--gold-db`:
+//! Spider's gold SQL is SQLite's). Each backend must score within 3 points of SQLite.
+//! Minutes per backend:
 //! `cargo test --test tests sources_accuracy -- --ignored --nocapture`
 
 use std::path::{Path, PathBuf};
@@ -74,7 +76,9 @@ fn eval_on(backend: &'static str, source: &str, work: &Path) -> Run {
     let output = Command::new(binary())
         .args(["eval", "--dataset"])
         .arg(pairs_path())
-        .args(["--db", source, "--out"])
+        .args(["--db", source, "--gold-db"])
+        .arg(chinook_path())
+        .arg("--out")
         .arg(&out)
         .arg("--report")
         .arg(&report)

@@ -60,6 +60,7 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
     let job = EvalJob {
         items,
         source,
+        gold_db: args.gold_db.clone(),
         out: args.out.clone(),
         report: args
             .report

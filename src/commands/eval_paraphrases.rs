@@ -175,7 +175,7 @@ fn ask_and_score(
     let outcome = run_question(model, db, context, question, pipeline, &mut |_| {})?;
     let correct = match (&outcome.sql, outcome.succeeded()) {
         (Some(sql), true) => score_prediction(
-            db,
+            (db, db),
             gold_sql,
             sql,
             outcome.result.as_ref(),

@@ -1017,6 +1017,7 @@ impl Gate<'_> {
         let job = EvalJob {
             items,
             source,
+            gold_db: None,
             out: out.to_path_buf(),
             report: out.with_extension("md"),
             resume: false,

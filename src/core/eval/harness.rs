@@ -56,6 +56,8 @@ impl DbSource {
 pub(crate) struct EvalJob {
     pub items: Vec<EvalItem>,
     pub source: DbSource,
+    /// Where the gold queries run, when not on the question's own database.
+    pub gold_db: Option<PathBuf>,
     /// The predictions file (JSON lines).
     pub out: PathBuf,
     /// The Markdown report.
@@ -147,6 +149,13 @@ impl Prepared<'_> {
         let done: HashSet<usize> = self.predictions.iter().map(|p| p.index).collect();
         let job = self.job;
         let todo = job.items.iter().filter(|i| !done.contains(&i.index));
+        let gold_db = match &job.gold_db {
+            Some(path) => Some(ReadOnlyDb::open(path).map_err(|e| EvalError::Database {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
         let mut open_db: Option<(String, ReadOnlyDb, WholeSchemaContext)> = None;
         for item in todo {
             if stop.load(Ordering::SeqCst) {
@@ -166,7 +175,8 @@ impl Prepared<'_> {
             let Some((_, db, context)) = open_db.as_mut() else {
                 continue;
             };
-            let prediction = match predict(model, db, context, item, &job.pipeline) {
+            let gold_db = gold_db.as_ref().unwrap_or(db);
+            let prediction = match predict(model, (db, gold_db), context, item, &job.pipeline) {
                 Ok(prediction) => prediction,
                 Err(PipelineError::Cancelled | PipelineError::Llm(LlmError::Cancelled)) => break,
                 Err(PipelineError::Llm(error)) => return Err(EvalError::Model(error.to_string())),
@@ -205,10 +215,12 @@ impl Prepared<'_> {
     }
 }
 
-/// Runs one question and scores it. Pipeline failures (no valid SQL) are predictions too.
+/// Runs one question on `db` and scores it with the gold query run on `gold_db` (the same
+/// database unless the data is a copy). Pipeline failures (no valid SQL) are predictions
+/// too.
 pub fn predict(
     model: &mut dyn LanguageModel,
-    db: &ReadOnlyDb,
+    (db, gold_db): (&ReadOnlyDb, &ReadOnlyDb),
     context: &mut WholeSchemaContext,
     item: &EvalItem,
     pipeline: &PipelineConfig,
@@ -220,7 +232,7 @@ pub fn predict(
     let (correct, error) = match (&outcome.sql, valid) {
         (Some(sql), true) => {
             let verdict = score_prediction(
-                db,
+                (db, gold_db),
                 &item.gold_sql,
                 sql,
                 outcome.result.as_ref(),

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use crate::core::db::compare::{gold_is_ordered, results_match};
 use crate::core::db::exec::{ExecLimits, QueryResult, ReadOnlyDb};
-use crate::core::db::source::SqlDialect;
-use crate::core::rewrite::quote::quote_mixed_case_names;
 
 /// Rows read when scoring: far above any Spider gold result, so nothing is cut.
 const SCORING_ROW_LIMIT: usize = 1_000_000;
@@ -32,11 +30,12 @@ impl Verdict {
     }
 }
 
-/// Runs the gold query and compares the prediction's result with it. `predicted` is the
+/// Runs the gold query on `gold_db` and compares the prediction's result on `db` with it
+/// (`gold_db` is `db` unless `db` holds a copy of the same data). `predicted` is the
 /// result the pipeline already has; it is run again here when it was cut at a row cap (or
 /// missing), so that every row is compared.
 pub(crate) fn score_prediction(
-    db: &ReadOnlyDb,
+    (db, gold_db): (&ReadOnlyDb, &ReadOnlyDb),
     gold_sql: &str,
     predicted_sql: &str,
     predicted: Option<&QueryResult>,
@@ -47,9 +46,9 @@ pub(crate) fn score_prediction(
         timeout,
         ..ExecLimits::default()
     };
-    let gold = match run_gold(db, gold_sql, limits) {
+    let gold = match gold_db.execute(gold_sql, limits) {
         Ok(gold) => gold,
-        Err(error) => return Verdict::GoldFailed(error),
+        Err(error) => return Verdict::GoldFailed(error.to_string()),
     };
     let rerun;
     let predicted = match predicted {
@@ -70,29 +69,6 @@ pub(crate) fn score_prediction(
     } else {
         Verdict::Wrong
     }
-}
-
-/// Runs a gold query. Spider's gold SQL is written for SQLite, where names match in any
-/// case; PostgreSQL folds a bare `Album` to `album`, so on a database whose names have
-/// capitals a gold query that fails is run again with those names quoted as the schema
-/// spells them (the same spelling fix the pipeline makes to generated SQL). Nothing else
-/// about the gold query changes.
-fn run_gold(db: &ReadOnlyDb, gold_sql: &str, limits: ExecLimits) -> Result<QueryResult, String> {
-    let error = match db.execute(gold_sql, limits) {
-        Ok(gold) => return Ok(gold),
-        Err(error) => error.to_string(),
-    };
-    if db.dialect() != SqlDialect::Postgres {
-        return Err(error);
-    }
-    let Ok(schema) = db.introspect() else {
-        return Err(error);
-    };
-    let quoted = quote_mixed_case_names(gold_sql, &schema);
-    if quoted == gold_sql {
-        return Err(error);
-    }
-    db.execute(&quoted, limits).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -178,7 +154,7 @@ mod tests {
     }
 
     fn verdict(db: &ReadOnlyDb, gold: &str, predicted: &str) -> Verdict {
-        score_prediction(db, gold, predicted, None, Duration::from_secs(5))
+        score_prediction((db, db), gold, predicted, None, Duration::from_secs(5))
     }
 
     #[test]
@@ -276,7 +252,7 @@ mod tests {
         let cut = db.execute("SELECT name FROM t", limits).unwrap();
         assert!(cut.truncated());
         let verdict = score_prediction(
-            &db,
+            (&db, &db),
             "SELECT name FROM t",
             "SELECT name FROM t",
             Some(&cut),
