@@ -1,7 +1,7 @@
 //! Issue 18's held-out style check: the 84 Chinook pairs through `eval` on Chinook as
 //! SQLite, PostgreSQL, a DuckDB file and a folder of CSV files, one binary, one run each.
 //! Every prediction is scored against the gold query run on the SQLite original (`--gold-db`:
-//! Spider's gold SQL is SQLite's). Each backend must score within 3 points of SQLite.
+//! Spider's gold SQL is SQLite's). No backend may score more than 3 points below SQLite.
 //! Minutes per backend:
 //! `cargo test --test tests sources_accuracy -- --ignored --nocapture`
 
@@ -174,10 +174,12 @@ fn chinook_pairs_score_alike_on_every_backend() {
     for run in &runs[1..] {
         print_differences(&runs[0], run);
     }
+    // A backend may do better (PostgreSQL's ILIKE is SQLite's case-blind LIKE); it must not
+    // do more than 3 points worse.
     let sqlite = runs[0].percent();
     for run in &runs[1..] {
         assert!(
-            (run.percent() - sqlite).abs() <= 3.0,
+            sqlite - run.percent() <= 3.0,
             "{} scores {:.1}%, SQLite {sqlite:.1}%",
             run.backend,
             run.percent()
