@@ -155,6 +155,10 @@ fn chinook_pairs_score_alike_on_every_backend() {
     };
     let _turn = model_lock();
     let work = tempfile::tempdir().unwrap();
+    // The predictions and reports outlive the run, to be read question by question.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sources-accuracy");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
     let csv = work.path().join("csv");
     std::fs::create_dir(&csv).unwrap();
     write_csv_folder(&csv);
@@ -168,7 +172,7 @@ fn chinook_pairs_score_alike_on_every_backend() {
     ];
     let runs: Vec<Run> = sources
         .iter()
-        .map(|(backend, source)| eval_on(backend, source, work.path()))
+        .map(|(backend, source)| eval_on(backend, source, &out))
         .collect();
     print_table(&runs);
     for run in &runs[1..] {
