@@ -12,13 +12,6 @@ fn main() -> ExitCode {
     unsafe { std::env::set_var("GGML_NO_BACKTRACE", "1") };
     let _ = color_eyre::install();
     let cli = Cli::parse();
-    if cli.command.is_none() {
-        let status = app(cli).unwrap_or_else(|error| {
-            report(&error);
-            1
-        });
-        leave_now(status);
-    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -36,30 +29,13 @@ fn report(error: &AppError) {
 /// model, building the retrieval index, the database) may still be inside llama.cpp or
 /// DuckDB when the app quits, and `exit` would tear those libraries down under them: a
 /// segfault after the terminal was given back, seen after SIGINT under load. Everything
-/// the app keeps is written by now (the history store is closed and the log guard dropped
-/// inside [`app`]), so only the buffered output is flushed.
+/// the app keeps is written by now (the history store is closed and the log guard
+/// dropped), so only the buffered output is flushed.
 fn leave_now(status: u8) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     signal_hook::low_level::exit(i32::from(status))
-}
-
-/// The terminal app on the database argument (help without one); the exit status.
-fn app(cli: Cli) -> Result<u8, AppError> {
-    let options = RuntimeOptions::resolve(&cli.global)?;
-    let _log_guard = logging::init(&options.paths.log_dir());
-    commands::password::ask_where_missing(std::env::args_os().skip(1));
-    let Some(database) = cli.database else {
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
-        return Ok(1);
-    };
-    Ok(match nano_analyst::tui::run(&database, &options)? {
-        nano_analyst::tui::Ended::Quit => 0,
-        // The shell's convention for a process stopped by a signal.
-        nano_analyst::tui::Ended::Signalled(signal) => u8::try_from(128 + signal).unwrap_or(1),
-    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode, AppError> {
@@ -68,7 +44,7 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut options = RuntimeOptions::resolve(&cli.global)?;
-    let _log_guard = logging::init(&options.paths.log_dir());
+    let log_guard = logging::init(&options.paths.log_dir());
     commands::password::ask_where_missing(std::env::args_os().skip(1));
     match cli.command {
         Some(Command::Ask(args)) => {
@@ -129,7 +105,25 @@ fn run(cli: Cli) -> Result<ExitCode, AppError> {
                 ExitCode::FAILURE
             })
         }
-        // The app runs from `main` through `app`.
-        None => Ok(ExitCode::FAILURE),
+        None => {
+            let Some(database) = cli.database else {
+                use clap::CommandFactory;
+                let _ = Cli::command().print_help();
+                return Ok(ExitCode::FAILURE);
+            };
+            let status = match nano_analyst::tui::run(&database, &options) {
+                Ok(nano_analyst::tui::Ended::Quit) => 0,
+                // The shell's convention for a process stopped by a signal.
+                Ok(nano_analyst::tui::Ended::Signalled(signal)) => {
+                    u8::try_from(128 + signal).unwrap_or(1)
+                }
+                Err(error) => {
+                    report(&error);
+                    1
+                }
+            };
+            drop(log_guard);
+            leave_now(status)
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! After each, the user's files are byte-identical and nothing new sits beside them.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use nano_analyst::core::db::compare::results_match;
@@ -13,7 +13,7 @@ use nano_analyst::core::db::schema::{Schema, Table};
 use nano_analyst::core::db::source::SqlDialect;
 
 use crate::support::duck::{snapshot, write_csv_folder, write_duckdb_file};
-use crate::support::{binary, chinook_path, model_lock, model_path, run_sql};
+use crate::support::{app_command, chinook_path, model_lock, run_sql};
 
 /// Chinook as CSV files in `dir/csv` and as `dir/chinook.duckdb`.
 fn chinook_sources(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -32,11 +32,8 @@ fn open(path: &Path) -> ReadOnlyDb {
 }
 
 fn nano(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(binary())
+    app_command(data_dir)
         .args(args)
-        .env("NANO_ANALYST_DATA_DIR", data_dir)
-        .env("NANO_ANALYST_MODEL", model_path())
-        .env("NANO_ANALYST_CONFIG", data_dir.join("no-config.toml"))
         .output()
         .expect("the binary runs")
 }

@@ -5,16 +5,7 @@ use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{binary, chinook_path, model_lock, model_path};
-
-fn nano(data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(binary());
-    command
-        .env("NANO_ANALYST_DATA_DIR", data_dir)
-        .env("NANO_ANALYST_MODEL", model_path())
-        .env("NANO_ANALYST_CONFIG", data_dir.join("no-config.toml"));
-    command
-}
+use crate::support::{app_command, chinook_path, model_lock};
 
 fn succeeded(output: &Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -55,7 +46,7 @@ fn eval_scores_spider_layout_and_writes_a_report() {
     )
     .unwrap();
     let out = dir.path().join("pred.jsonl");
-    let output = nano(dir.path())
+    let output = app_command(dir.path())
         .args(["eval", "--dataset", dataset.to_str().unwrap()])
         .args(["--db-dir", dir.path().join("database").to_str().unwrap()])
         .args(["--out", out.to_str().unwrap(), "--config-name", "ci"])
@@ -98,7 +89,7 @@ fn eval_scores_spider_layout_and_writes_a_report() {
     );
 
     // A finished file is not overwritten by accident.
-    let again = nano(dir.path())
+    let again = app_command(dir.path())
         .args(["eval", "--dataset", dataset.to_str().unwrap()])
         .args(["--db-dir", dir.path().join("database").to_str().unwrap()])
         .args(["--out", out.to_str().unwrap()])
@@ -132,7 +123,7 @@ fn ctrl_c_leaves_a_file_that_resume_completes() {
     std::fs::write(&dataset, text).unwrap();
     let out = dir.path().join("pred.jsonl");
     let run = |extra: &[&str]| {
-        let mut command = nano(dir.path());
+        let mut command = app_command(dir.path());
         command
             .args(["eval", "--dataset", dataset.to_str().unwrap()])
             .args(["--db", chinook_path().to_str().unwrap()])

@@ -3,7 +3,7 @@
 //! time limit and cancel, bad input in one line, and one real-model question.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use nano_analyst::core::db::compare::results_match;
@@ -11,7 +11,7 @@ use nano_analyst::core::db::exec::{ExecError, ExecLimits, ReadOnlyDb};
 use nano_analyst::core::db::source::SqlDialect;
 
 use crate::support::postgres::{ANALYST_PASSWORD, PgServer, SUPERUSER_PASSWORD};
-use crate::support::{binary, chinook_path, model_lock, model_path, run_sql};
+use crate::support::{app_command, binary, chinook_path, model_lock, run_sql};
 use crate::tui::e2e::Tmux;
 
 fn open(url: &str) -> ReadOnlyDb {
@@ -19,11 +19,8 @@ fn open(url: &str) -> ReadOnlyDb {
 }
 
 fn nano(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(binary())
+    app_command(data_dir)
         .args(args)
-        .env("NANO_ANALYST_DATA_DIR", data_dir)
-        .env("NANO_ANALYST_MODEL", model_path())
-        .env("NANO_ANALYST_CONFIG", data_dir.join("no-config.toml"))
         .env_remove("PGPASSWORD")
         .env("PGPASSFILE", data_dir.join("no-pgpass"))
         .output()
@@ -366,16 +363,20 @@ fn postgres_corrections_go_through_the_postgresql_guard() {
     };
     let data = tempfile::tempdir().unwrap();
     let url = server.analyst_url();
-    let question = ["--question", "How many albums are there?"];
-    let refused = nano(
-        data.path(),
-        &[
-            &["correct", &url][..],
-            &question,
-            &["--sql", "SELECT pg_read_file('/etc/hostname')"],
-        ]
-        .concat(),
-    );
+    let correct = |sql: &str| {
+        nano(
+            data.path(),
+            &[
+                "correct",
+                &url,
+                "--question",
+                "How many albums are there?",
+                "--sql",
+                sql,
+            ],
+        )
+    };
+    let refused = correct("SELECT pg_read_file('/etc/hostname')");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
     assert!(
@@ -383,15 +384,7 @@ fn postgres_corrections_go_through_the_postgresql_guard() {
             && !stderr.contains("does not run"),
         "refused by the server, not the guard: {stderr}"
     );
-    let saved = nano(
-        data.path(),
-        &[
-            &["correct", &url][..],
-            &question,
-            &["--sql", "SELECT count(*) FROM \"Album\""],
-        ]
-        .concat(),
-    );
+    let saved = correct("SELECT count(*) FROM \"Album\"");
     let stdout = String::from_utf8_lossy(&saved.stdout);
     assert!(
         saved.status.success(),

@@ -6,41 +6,20 @@
 //! `cargo test --test tests sources_accuracy -- --ignored --nocapture`
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde::Deserialize;
+use nano_analyst::core::eval::{Prediction, Summary};
 
 use crate::support::duck::{write_csv_folder, write_duckdb_file};
 use crate::support::postgres::PgServer;
-use crate::support::{binary, chinook_path, model_lock, model_path};
-
-#[derive(Deserialize)]
-struct Prediction {
-    index: usize,
-    question: String,
-    correct: bool,
-    valid: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    predicted_sql: Option<String>,
-    latency_ms: u64,
-}
+use crate::support::{app_command, chinook_path, model_lock};
 
 struct Run {
     backend: &'static str,
     predictions: Vec<Prediction>,
+    summary: Summary,
 }
 
 impl Run {
-    fn correct(&self) -> usize {
-        self.predictions.iter().filter(|p| p.correct).count()
-    }
-
-    fn valid(&self) -> usize {
-        self.predictions.iter().filter(|p| p.valid).count()
-    }
-
     fn gold_failed(&self) -> usize {
         self.predictions
             .iter()
@@ -52,15 +31,8 @@ impl Run {
             .count()
     }
 
-    fn percentile_ms(&self, fraction: f64) -> u64 {
-        let mut latencies: Vec<u64> = self.predictions.iter().map(|p| p.latency_ms).collect();
-        latencies.sort_unstable();
-        let rank = ((latencies.len() as f64 - 1.0) * fraction).round() as usize;
-        latencies.get(rank).copied().unwrap_or_default()
-    }
-
     fn percent(&self) -> f64 {
-        100.0 * self.correct() as f64 / self.predictions.len().max(1) as f64
+        100.0 * self.summary.overall.accuracy()
     }
 }
 
@@ -73,7 +45,7 @@ fn eval_on(backend: &'static str, source: &str, work: &Path) -> Run {
     std::fs::create_dir_all(&data_dir).unwrap();
     let out = work.join(format!("{backend}.jsonl"));
     let report = work.join(format!("{backend}.md"));
-    let output = Command::new(binary())
+    let output = app_command(&data_dir)
         .args(["eval", "--dataset"])
         .arg(pairs_path())
         .args(["--db", source, "--gold-db"])
@@ -82,9 +54,6 @@ fn eval_on(backend: &'static str, source: &str, work: &Path) -> Run {
         .arg(&out)
         .arg("--report")
         .arg(&report)
-        .env("NANO_ANALYST_DATA_DIR", &data_dir)
-        .env("NANO_ANALYST_MODEL", model_path())
-        .env("NANO_ANALYST_CONFIG", data_dir.join("no-config.toml"))
         .env_remove("PGPASSWORD")
         .output()
         .expect("the binary runs");
@@ -102,6 +71,7 @@ fn eval_on(backend: &'static str, source: &str, work: &Path) -> Run {
     eprintln!("{backend}: report in {}", report.display());
     Run {
         backend,
+        summary: Summary::of(&predictions),
         predictions,
     }
 }
@@ -110,16 +80,17 @@ fn print_table(runs: &[Run]) {
     eprintln!("| backend | EX | valid | gold failed | p50 / p95 |");
     eprintln!("| --- | ---: | ---: | ---: | ---: |");
     for run in runs {
-        let total = run.predictions.len();
+        let overall = &run.summary.overall;
+        let total = overall.questions;
         eprintln!(
             "| {} | {:.1}% ({}/{total}) | {}/{total} | {} | {:.1} s / {:.1} s |",
             run.backend,
             run.percent(),
-            run.correct(),
-            run.valid(),
+            overall.correct,
+            overall.valid,
             run.gold_failed(),
-            run.percentile_ms(0.5) as f64 / 1000.0,
-            run.percentile_ms(0.95) as f64 / 1000.0,
+            run.summary.latency_p50_ms as f64 / 1000.0,
+            run.summary.latency_p95_ms as f64 / 1000.0,
         );
     }
 }

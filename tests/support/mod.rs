@@ -34,6 +34,17 @@ pub fn model_path() -> PathBuf {
     path
 }
 
+/// The built binary with its own data directory, the default model and no config file
+/// (the defaults), as the CLI tests run it.
+pub fn app_command(data_dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(binary());
+    command
+        .env("NANO_ANALYST_DATA_DIR", data_dir)
+        .env("NANO_ANALYST_MODEL", model_path())
+        .env("NANO_ANALYST_CONFIG", data_dir.join("no-config.toml"));
+    command
+}
+
 pub fn shared_model() -> &'static LlamaModel {
     static MODEL: OnceLock<&'static LlamaModel> = OnceLock::new();
     MODEL.get_or_init(|| load_model(&model_path(), 0).expect("the default model loads"))
