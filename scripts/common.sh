@@ -25,6 +25,8 @@ install_system_packages() {
   command -v tmux >/dev/null || missing+=(tmux)
   # The PostgreSQL tests start their own server from these binaries (tests/support/postgres.rs).
   [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null || missing+=(postgresql-15)
+  # ...and make its TLS certificates with the openssl tool.
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -qq

@@ -301,6 +301,72 @@ fn postgres_bad_input_gets_one_clear_line() {
 }
 
 #[test]
+fn postgres_sslmode_is_honoured() {
+    let Some(server) = PgServer::shared() else {
+        return;
+    };
+    let ca = server.ca_cert().display().to_string();
+    let other_ca = server.other_ca_cert().display().to_string();
+    let url = |query: &str| format!("{}?{query}", server.analyst_url());
+    // Whether the connection the queries run on is encrypted, as the server sees it.
+    let encrypted = |query: &str| -> Result<bool, String> {
+        let db = ReadOnlyDb::open(Path::new(&url(query))).map_err(|e| e.to_string())?;
+        let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let result = run_sql(&db, sql);
+        Ok(result.rows[0][0].to_string() == "1")
+    };
+    assert_eq!(encrypted("sslmode=disable"), Ok(false));
+    assert_eq!(encrypted("sslmode=prefer"), Ok(true));
+    assert_eq!(encrypted("sslmode=require"), Ok(true));
+    // The certificate is for db.example and signed by the test's authority: the chain
+    // holds, the name does not.
+    assert_eq!(
+        encrypted(&format!("sslmode=verify-ca&sslrootcert={ca}")),
+        Ok(true)
+    );
+    let refusals = [
+        (
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+            "not valid for name",
+        ),
+        (
+            format!("sslmode=verify-ca&sslrootcert={other_ca}"),
+            "UnknownIssuer",
+        ),
+        (
+            format!("sslmode=require&sslrootcert={other_ca}"),
+            "UnknownIssuer",
+        ),
+        (
+            "sslmode=verify-full&sslrootcert=system".to_string(),
+            "UnknownIssuer",
+        ),
+    ];
+    for (query, expected) in refusals {
+        let error = encrypted(&query).unwrap_err();
+        assert!(
+            error.contains("no TLS connection to the PostgreSQL server at '127.0.0.1:")
+                && error.contains(expected),
+            "{query}: {error}"
+        );
+    }
+    // From the command line: one line, saying what to do.
+    let data = tempfile::tempdir().unwrap();
+    let output = app_command(data.path())
+        .args(["schema", &url("sslmode=verify-full"), "albums"])
+        .env("HOME", data.path())
+        .output()
+        .unwrap();
+    let error = one_line_error(&output);
+    assert!(
+        error.contains("sslmode=verify-full needs a root certificate")
+            && error.contains("sslrootcert=system"),
+        "{error}"
+    );
+    assert!(!error.contains(ANALYST_PASSWORD), "{error}");
+}
+
+#[test]
 fn postgres_ask_answers_a_chinook_question_with_the_real_model() {
     let Some(server) = PgServer::shared() else {
         return;

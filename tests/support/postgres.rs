@@ -4,6 +4,10 @@
 //! tests that run at the same time and stopped when the last of them drops it, panics
 //! included (`Drop`).
 //!
+//! The server speaks TLS (`ssl=on`) with a certificate for the name `db.example` only,
+//! signed by a certificate authority made for the run (`ca_cert`); `other_ca_cert` is one
+//! that signed nothing, for the checks of `sslmode`.
+//!
 //! As root (CI), initdb refuses to run, so the server runs as `nobody` through `runuser`,
 //! with the directory handed to that user. Without the binaries the tests skip, except
 //! under `CI=true`, where they fail.
@@ -82,9 +86,16 @@ impl PgServer {
                 "--no-locale",
             ],
         );
+        let dir = server.dir.path();
+        make_certificates(dir);
+        if let Some(user) = &server.run_as {
+            chown_to(&dir.join("server.key"), user);
+            chown_to(&dir.join("server.crt"), user);
+        }
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            server.dir.path().display()
+            "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c ssl=on \
+             -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+            dir = dir.display()
         );
         let log = server.dir.path().join("server.log");
         server.run(
@@ -138,6 +149,16 @@ impl PgServer {
         } else {
             format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
         }
+    }
+
+    /// The root that signed the server's certificate (PEM).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A root that signed nothing the server shows.
+    pub fn other_ca_cert(&self) -> PathBuf {
+        self.dir.path().join("other-ca.crt")
     }
 
     pub fn analyst_url(&self) -> String {
@@ -219,6 +240,51 @@ impl Drop for PgServer {
             eprintln!("could not stop the test PostgreSQL server: {error}");
         }
     }
+}
+
+/// A certificate authority, the server's key and certificate (for `db.example`, signed by
+/// it) and an unrelated authority, with the openssl command-line tool.
+fn make_certificates(dir: &Path) {
+    let openssl = |command: &str| {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let output = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (scripts/common.sh installs it)");
+        assert!(
+            output.status.success(),
+            "openssl {command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let new_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    for name in ["ca", "other-ca"] {
+        openssl(&format!(
+            "req -x509 {new_key} -days 3 -subj /CN=nano-analyst-test-{name} \
+             -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign -keyout {name}.key -out {name}.crt"
+        ));
+    }
+    openssl(&format!(
+        "req {new_key} -subj /CN=db.example -keyout server.key -out server.csr"
+    ));
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=DNS:db.example\n",
+    )
+    .unwrap();
+    openssl(
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3 \
+         -extfile server.ext -out server.crt",
+    );
+    // The server refuses a key that others may read.
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 fn find_binaries() -> Option<PathBuf> {

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod ident;
 pub mod limits;
 pub mod open;
+mod pg_tls;
 pub mod postgres;
 pub mod render;
 pub mod schema;

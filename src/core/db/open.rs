@@ -62,6 +62,12 @@ pub enum DbError {
         user: String,
         reason: String,
     },
+    #[error("no TLS connection to the PostgreSQL server at '{server}' (sslmode={mode}): {reason}")]
+    Tls {
+        server: String,
+        mode: String,
+        reason: String,
+    },
     #[error("PostgreSQL refused '{url}': {reason}")]
     Postgres { url: String, reason: String },
     #[error(

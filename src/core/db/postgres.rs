@@ -17,10 +17,11 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, NoTls, Row, Transaction};
+use postgres::{Client, Row, Transaction};
 
 use crate::core::db::exec::{COUNT_BEYOND_CAP, Cell, ExecError, ExecLimits, Kept, QueryResult};
 use crate::core::db::open::DbError;
+use crate::core::db::pg_tls::{self, PgConnector};
 use crate::core::db::schema::{
     BrokenObject, Column, DISTINCT_COUNT_CAP, ForeignKey, SAMPLE_MAX_CHARS, SAMPLE_VALUES, Schema,
     SchemaError, Table, is_textual,
@@ -37,6 +38,7 @@ pub(crate) struct PgDb {
     cancel: postgres::CancelToken,
     cancelled: Arc<AtomicBool>,
     target: PgTarget,
+    tls: PgConnector,
 }
 
 /// Cancels the query running on a [`PgDb`] from another thread, on the server.
@@ -44,12 +46,14 @@ pub(crate) struct PgDb {
 pub struct PgCanceller {
     cancel: postgres::CancelToken,
     cancelled: Arc<AtomicBool>,
+    /// The cancel goes over a new connection, with the same TLS as the query's.
+    tls: PgConnector,
 }
 
 impl PgCanceller {
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
-        if let Err(error) = self.cancel.cancel_query(NoTls) {
+        if let Err(error) = self.cancel.cancel_query(self.tls.clone()) {
             tracing::warn!("could not send the cancel to the PostgreSQL server: {error}");
         }
     }
@@ -63,8 +67,13 @@ impl PgDb {
             None => "-c default_transaction_read_only=on".to_string(),
         };
         config.options(&options);
+        let tls = pg_tls::connector(&target.tls).map_err(|reason| DbError::Tls {
+            server: target.server(),
+            mode: target.tls.mode.to_string(),
+            reason,
+        })?;
         let client = config
-            .connect(NoTls)
+            .connect(tls.clone())
             .map_err(|error| connect_error(&error, target))?;
         Ok(Self {
             cancel: client.cancel_token(),
@@ -72,6 +81,7 @@ impl PgDb {
             quoted_names: Mutex::new(HashMap::new()),
             cancelled: Arc::new(AtomicBool::new(false)),
             target: target.clone(),
+            tls,
         })
     }
 
@@ -79,6 +89,7 @@ impl PgDb {
         PgCanceller {
             cancel: self.cancel.clone(),
             cancelled: Arc::clone(&self.cancelled),
+            tls: self.tls.clone(),
         }
     }
 
@@ -485,6 +496,13 @@ fn connect_error(error: &postgres::Error, target: &PgTarget) -> DbError {
     let url = target.display().to_string();
     let Some(db_error) = error.as_db_error() else {
         let text = error_chain(error);
+        if let Some(reason) = tls_failure(&text) {
+            return DbError::Tls {
+                server: target.server(),
+                mode: target.tls.mode.to_string(),
+                reason,
+            };
+        }
         if text.contains("password missing") {
             return DbError::AuthFailed {
                 url,
@@ -513,6 +531,23 @@ fn connect_error(error: &postgres::Error, target: &PgTarget) -> DbError {
         };
     }
     DbError::Postgres { url, reason }
+}
+
+/// A failed TLS handshake, said plainly: the postgres crate reports it as an I/O error.
+fn tls_failure(text: &str) -> Option<String> {
+    if text.contains("server does not support TLS") {
+        return Some("the server does not accept TLS connections".into());
+    }
+    let (_, detail) = text.split_once("error performing TLS handshake")?;
+    let detail = detail.trim_start_matches(':').trim();
+    let hint = if detail.contains("UnknownIssuer") {
+        "; the server's certificate is not signed by the root certificate (sslrootcert)"
+    } else if detail.contains("not valid for name") {
+        "; connect with a host name the certificate names, or use sslmode=verify-ca"
+    } else {
+        ""
+    };
+    Some(format!("the TLS handshake failed: {detail}{hint}"))
 }
 
 /// The error and its causes on one line ("error connecting to server: Connection refused").

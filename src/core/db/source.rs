@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::core::db::duck::files::{self, DuckTarget, FileKind};
 use crate::core::db::open::DbError;
+use crate::core::db::pg_tls::{self, TlsSettings};
 
 /// How long connecting to a server may take before it is called unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -96,6 +97,7 @@ impl Source {
 #[derive(Clone)]
 pub struct PgTarget {
     pub(crate) config: postgres::Config,
+    pub(crate) tls: TlsSettings,
     shown: String,
 }
 
@@ -111,8 +113,9 @@ impl PgTarget {
             url: redact_url(url),
             reason,
         };
-        check_sslmode(url).map_err(bad)?;
-        let mut config = postgres::Config::from_str(url).map_err(|e| bad(e.to_string()))?;
+        let (plain_url, tls) = pg_tls::split_settings(url).map_err(bad)?;
+        let mut config = postgres::Config::from_str(&plain_url).map_err(|e| bad(e.to_string()))?;
+        config.ssl_mode(tls.mode.wire());
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
@@ -132,7 +135,7 @@ impl PgTarget {
         {
             config.password(password);
         }
-        Ok(Self { config, shown })
+        Ok(Self { config, tls, shown })
     }
 
     /// `postgres://user@host:port/db`: no password, ever.
@@ -154,23 +157,6 @@ impl PgTarget {
     pub(crate) fn has_password(&self) -> bool {
         self.config.get_password().is_some()
     }
-}
-
-/// The postgres crate speaks only plain connections here (no TLS library is linked), so
-/// modes that demand TLS are refused up front instead of failing mid-handshake.
-fn check_sslmode(url: &str) -> Result<(), String> {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    for pair in query.split('&') {
-        if let Some(("sslmode", mode)) = pair.split_once('=')
-            && matches!(mode, "require" | "verify-ca" | "verify-full")
-        {
-            return Err(format!(
-                "sslmode={mode} needs TLS, which this build does not include; use \
-                 sslmode=prefer or sslmode=disable, or reach the server through an SSH tunnel"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn whoami_user() -> String {
@@ -362,8 +348,8 @@ mod tests {
                 "invalid PostgreSQL URL 'postgres://analyst:***@localhost:54x2/shop': ",
             ),
             (
-                "postgres://analyst@localhost:5432/shop?sslmode=verify-full",
-                "sslmode=verify-full needs TLS",
+                "postgres://analyst@localhost:5432/shop?sslmode=sometimes",
+                "unknown sslmode 'sometimes'",
             ),
             (
                 "postgres://analyst@localhost:5432",
