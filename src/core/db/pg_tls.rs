@@ -185,16 +185,17 @@ fn verifier(
     settings: &TlsSettings,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, String> {
-    let encrypt_only = || -> Arc<dyn ServerCertVerifier> {
-        Arc::new(EncryptOnly {
+    let relaxed = |chain| -> Arc<dyn ServerCertVerifier> {
+        Arc::new(Relaxed {
+            chain,
             provider: Arc::clone(provider),
         })
     };
     let roots = match settings.mode {
-        SslMode::Disable | SslMode::Allow | SslMode::Prefer => return Ok(encrypt_only()),
+        SslMode::Disable | SslMode::Allow | SslMode::Prefer => return Ok(relaxed(None)),
         SslMode::Require => match roots(&settings.root_cert)? {
             Some(roots) => roots,
-            None => return Ok(encrypt_only()),
+            None => return Ok(relaxed(None)),
         },
         SslMode::VerifyCa | SslMode::VerifyFull => {
             roots(&settings.root_cert)?.ok_or_else(|| {
@@ -214,7 +215,7 @@ fn verifier(
         .map_err(|e| format!("TLS set-up failed: {e}"))?;
     Ok(match settings.mode {
         SslMode::VerifyFull => chain,
-        _ => Arc::new(ChainOnly { chain }),
+        _ => relaxed(Some(chain)),
     })
 }
 
@@ -253,13 +254,18 @@ fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name in it is not checked.
+/// Every mode but `verify-full`. With a chain verifier (`verify-ca`, `require` with a
+/// root), the chain must lead to a trusted root and the name in it is not checked; without
+/// one (`prefer`, `require` without a root), any certificate is taken, as libpq does. The
+/// handshake's signatures are checked either way, so the traffic is encrypted to the
+/// holder of the certificate's key.
 #[derive(Debug)]
-struct ChainOnly {
-    chain: Arc<WebPkiServerVerifier>,
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -268,14 +274,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
         // The chain is checked before the name, so a name mismatch means the chain held.
-        match self.chain.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(TlsError::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -289,7 +292,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.chain.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -298,59 +302,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.chain.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a root: the traffic is encrypted and the handshake's
-/// signatures checked, but any certificate is taken, as libpq does.
-#[derive(Debug)]
-struct EncryptOnly {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
