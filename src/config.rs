@@ -118,6 +118,7 @@ pub struct PipelineSettings {
     pub candidates: u32,
     pub candidate_temperature: f32,
     pub grammar: bool,
+    pub retry_grammar: bool,
     pub fallback_candidates: u32,
     pub max_sql_tokens: usize,
     pub max_answer_tokens: usize,
@@ -212,6 +213,7 @@ impl Settings {
             candidates: pipeline.candidates,
             candidate_temperature: pipeline.candidate_temperature,
             grammar: pipeline.grammar,
+            retry_grammar: pipeline.retry_grammar,
             fallback_candidates: pipeline.fallback_candidates,
             rewrites: self.rewrites,
         }

@@ -513,6 +513,56 @@ fn a_repair_that_repeats_the_failed_query_is_asked_afresh_with_what_failed() {
     assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
 }
 
+/// Writes the column `Titel`, which no table has, unless its request carries a grammar
+/// of the schema's names (which cannot spell it): what the grammar does to a real model.
+fn misspells_without_a_grammar() -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
+    Replies(|request: &CompletionRequest| match &request.grammar {
+        Some(grammar) if !grammar.contains("\"Titel\"") => {
+            "SELECT Title FROM Album WHERE ArtistId = 1\n```"
+        }
+        _ => "SELECT Titel FROM Album WHERE ArtistId = 1\n```",
+    })
+}
+
+#[test]
+fn a_repair_that_repeats_a_missing_name_is_written_again_under_the_schema_grammar() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        fallback_candidates: 0,
+        ..default_pipeline()
+    };
+    assert!(
+        config.retry_grammar && !config.grammar,
+        "the defaults changed"
+    );
+    let outcome = ask_with(
+        &mut misspells_without_a_grammar(),
+        &db,
+        "What are the titles of the albums by artist 1?",
+        &config,
+    );
+    assert_eq!(
+        outcome.sql.as_deref(),
+        Some("SELECT Title FROM Album WHERE ArtistId = 1")
+    );
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    assert!(outcome.rewrites.iter().any(|r| r == "retry_grammar"));
+
+    let without = PipelineConfig {
+        retry_grammar: false,
+        ..config
+    };
+    let outcome = ask_with(
+        &mut misspells_without_a_grammar(),
+        &db,
+        "What are the titles of the albums by artist 1?",
+        &without,
+    );
+    assert!(outcome.result.is_none(), "{:?}", outcome.sql);
+    assert!(!outcome.rewrites.iter().any(|r| r == "retry_grammar"));
+}
+
 #[test]
 fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();

@@ -143,27 +143,37 @@ fn run_database(
         store.add_correction(&scope, &group.corrected, &group.gold_sql, None)?;
     }
     let mut records = Vec::with_capacity(groups.len());
-    for (group, (before_sql, before_correct, _)) in groups.iter().zip(before) {
-        let (after_sql, after_correct, examples) =
-            asked(&group.asked, &group.gold_sql, &mut context)?;
+    for (group, before) in groups.iter().zip(before) {
+        let after = asked(&group.asked, &group.gold_sql, &mut context)?;
         records.push(ParaphraseRecord {
             db_id: group.db_id.clone(),
             gold_sql: group.gold_sql.clone(),
             corrected_question: group.corrected.clone(),
             asked_question: group.asked.clone(),
-            before_sql,
-            before_correct,
-            after_sql,
-            after_correct,
-            own_example_shown: examples.contains(&group.corrected),
-            examples,
+            before_sql: before.sql,
+            before_correct: before.correct,
+            before_rewrites: before.rewrites,
+            after_sql: after.sql,
+            after_correct: after.correct,
+            after_rewrites: after.rewrites,
+            own_example_shown: after.examples.contains(&group.corrected),
+            examples: after.examples,
         });
     }
     Ok(records)
 }
 
-/// The SQL the pipeline ends with, whether it gives the gold result, and the questions of
-/// the examples in its prompt.
+/// What one question ended with.
+struct Asked {
+    sql: Option<String>,
+    /// The final query gives the gold result.
+    correct: bool,
+    /// The questions of the examples in its prompt, best first.
+    examples: Vec<String>,
+    /// The rewrites and checks that fired on its queries.
+    rewrites: Vec<String>,
+}
+
 fn ask_and_score(
     model: &mut dyn LanguageModel,
     db: &ReadOnlyDb,
@@ -171,7 +181,7 @@ fn ask_and_score(
     question: &str,
     gold_sql: &str,
     pipeline: &PipelineConfig,
-) -> Result<(Option<String>, bool, Vec<String>), AppError> {
+) -> Result<Asked, AppError> {
     let outcome = run_question(model, db, context, question, pipeline, &mut |_| {})?;
     let correct = match (&outcome.sql, outcome.succeeded()) {
         (Some(sql), true) => score_prediction(
@@ -189,7 +199,12 @@ fn ask_and_score(
         .as_ref()
         .map(|prompt| prompt.examples.iter().map(|e| e.question.clone()).collect())
         .unwrap_or_default();
-    Ok((outcome.sql, correct, examples))
+    Ok(Asked {
+        sql: outcome.sql,
+        correct,
+        examples,
+        rewrites: outcome.rewrites,
+    })
 }
 
 fn print_summary(summary: &ParaphraseSummary, args: &EvalParaphrasesArgs) {

@@ -141,8 +141,14 @@ pub struct ParaphraseRecord {
     pub asked_question: String,
     pub before_sql: Option<String>,
     pub before_correct: bool,
+    /// The rewrites and checks that fired on the queries before the corrections.
+    #[serde(default)]
+    pub before_rewrites: Vec<String>,
     pub after_sql: Option<String>,
     pub after_correct: bool,
+    /// The rewrites and checks that fired on the queries after the corrections.
+    #[serde(default)]
+    pub after_rewrites: Vec<String>,
     /// The questions of the examples the model was shown after the corrections, best first.
     pub examples: Vec<String>,
     /// Whether the group's own corrected wording was among them.
@@ -241,8 +247,10 @@ mod tests {
             asked_question: String::new(),
             before_sql: None,
             before_correct: before,
+            before_rewrites: Vec::new(),
             after_sql: None,
             after_correct: after,
+            after_rewrites: Vec::new(),
             examples: Vec::new(),
             own_example_shown: after,
         };

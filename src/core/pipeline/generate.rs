@@ -31,8 +31,9 @@ impl Run<'_> {
         let mut sampling = self.config.sampling;
         let mut messages = self.messages.clone();
         let mut resamples = 0;
+        let mut grammar = self.grammar.clone();
         let (completion, written) = loop {
-            let request = self.sql_request(messages.clone(), sampling);
+            let request = self.sql_request(messages.clone(), sampling, grammar.clone());
             if !opening.is_empty() {
                 on_event(PipelineEvent::SqlText {
                     attempt,
@@ -77,6 +78,11 @@ impl Run<'_> {
                 break (completion, written);
             }
             resamples += 1;
+            // Names the schema does not hold are what small models repeat most.
+            grammar = self.retry_grammar.clone();
+            if grammar.is_some() {
+                self.note_fired(&["retry_grammar"]);
+            }
             if resamples == 1 && !self.lessons.is_empty() {
                 messages = self.question_with_lessons();
             } else {
@@ -132,7 +138,8 @@ impl Run<'_> {
         let mut candidates = vec![greedy];
         for k in 1..self.config.candidates {
             on_event(PipelineEvent::SqlRestarted { attempt: 1 });
-            candidates.push(self.sample_query(model, &self.messages, 7919 * k)?);
+            let grammar = self.grammar.clone();
+            candidates.push(self.sample_query(model, &self.messages, 7919 * k, grammar)?);
         }
         let results: Vec<Option<QueryResult>> = candidates
             .iter()
@@ -168,6 +175,9 @@ impl Run<'_> {
     ) -> Result<Ending, PipelineError> {
         let attempt = u32::try_from(self.attempts.len()).unwrap_or(u32::MAX) + 1;
         on_event(PipelineEvent::Stage(Stage::Generating(attempt)));
+        if self.retry_grammar.is_some() {
+            self.note_fired(&["retry_grammar"]);
+        }
         let sampling = Instant::now();
         let fresh = self.fresh_candidates(model)?;
         self.timings.generate_ms += millis(sampling.elapsed());
@@ -228,7 +238,8 @@ impl Run<'_> {
             error: None,
         };
         for k in 1..=self.config.fallback_candidates {
-            let candidate = self.sample_query(model, question_turns, 104_729 * k)?;
+            let grammar = self.retry_grammar.clone();
+            let candidate = self.sample_query(model, question_turns, 104_729 * k, grammar)?;
             if self
                 .attempts
                 .iter()
@@ -264,31 +275,37 @@ impl Run<'_> {
         })
     }
 
-    /// One query sampled at `candidate_temperature` with `seed`, not streamed, tidied like
-    /// a generated one.
+    /// One query sampled at `candidate_temperature` with `seed` (under `grammar`, if any),
+    /// not streamed, tidied like a generated one.
     fn sample_query(
         &self,
         model: &mut dyn LanguageModel,
         messages: &[ChatMessage],
         seed: u32,
+        grammar: Option<String>,
     ) -> Result<Rewritten, PipelineError> {
         let sampling = Sampling::Temperature {
             temperature: self.config.candidate_temperature,
             seed,
         };
-        let request = self.sql_request(messages.to_vec(), sampling);
+        let request = self.sql_request(messages.to_vec(), sampling, grammar);
         let completion = model.complete(&request, &mut |_| {})?;
         Ok(self.tidy(&join_opening(&self.config.sql_opening, &completion.text)))
     }
 
-    fn sql_request(&self, messages: Vec<ChatMessage>, sampling: Sampling) -> CompletionRequest {
+    fn sql_request(
+        &self,
+        messages: Vec<ChatMessage>,
+        sampling: Sampling,
+        grammar: Option<String>,
+    ) -> CompletionRequest {
         CompletionRequest {
             messages,
             assistant_prefix: format!("{SQL_FENCE_OPEN}{}", self.config.sql_opening),
             max_tokens: self.config.max_sql_tokens,
             stop: vec![SQL_FENCE_CLOSE.to_string()],
             sampling,
-            grammar: self.grammar.clone(),
+            grammar,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct PipelineConfig {
     pub candidate_temperature: f32,
     /// Constrain generation with a GBNF grammar of the schema's names ([`grammar`]).
     pub grammar: bool,
+    /// The same grammar on queries written again after a failure (a repair that repeated
+    /// its mistake, the fallback's samples) even when `grammar` is off.
+    pub retry_grammar: bool,
     /// Queries sampled afresh from the question when every repair failed; the result
     /// most of them agree on is the answer. 0 turns this off.
     pub fallback_candidates: u32,

@@ -57,6 +57,8 @@ pub(super) struct Run<'a> {
     pub(super) config: &'a PipelineConfig,
     pub(super) chain: RewriteChain,
     pub(super) grammar: Option<String>,
+    /// The grammar of queries written again after a failure (`None`: unconstrained).
+    pub(super) retry_grammar: Option<String>,
     prompt: PromptContext,
     /// System message, examples and the question, then a reply and a repair request per
     /// failed attempt.
@@ -93,17 +95,19 @@ impl<'a> Run<'a> {
             earlier,
             &prompt.glossary,
         ));
-        let grammar = if config.grammar {
+        let retry_grammar = if config.grammar || config.retry_grammar {
             db.schema().ok().map(sql_grammar)
         } else {
             None
         };
+        let grammar = retry_grammar.clone().filter(|_| config.grammar);
         Self {
             db,
             question,
             config,
             chain: RewriteChain::from_settings(&config.rewrites),
             grammar,
+            retry_grammar,
             question_turns_end: messages.len(),
             messages,
             prompt,
