@@ -5,7 +5,9 @@
 //! column the query reads through the invented table belongs to exactly one table in
 //! scope, the schema settles it: the join goes and those columns read from that table.
 
-use sqlparser::ast::{Expr, Ident, SetExpr, Statement, TableFactor, visit_expressions_mut};
+use sqlparser::ast::{
+    Expr, Ident, ObjectName, SetExpr, Statement, TableAlias, TableFactor, visit_expressions_mut,
+};
 use std::ops::ControlFlow;
 
 use crate::core::db::schema::Schema;
@@ -87,9 +89,122 @@ pub(crate) fn drop_invented_join(error: &str, failed_sql: &str, schema: &Schema)
     Some(format!("{statement:#}"))
 }
 
+/// `failed_sql` with the missing table named in `error` replaced by the one schema table
+/// not already in the query that holds every column read through it; `None` when no
+/// column is read through it, or no table or several qualify.
+pub(crate) fn replace_invented_table(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+) -> Option<String> {
+    let missing = unquote(&error_subject(error, "no such table:")?);
+    if schema.table(&missing).is_some() {
+        return None;
+    }
+    let mut statement = parse_single_query(failed_sql)?;
+    let Statement::Query(query) = &statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    let in_scope: Vec<String> = tables_in_scope(select, schema)
+        .into_iter()
+        .map(|(_, table)| table.name.to_lowercase())
+        .collect();
+    let relations = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
+    let aliases: Vec<String> = relations
+        .filter(|relation| names_table(relation, &missing))
+        .map(|relation| match relation {
+            TableFactor::Table {
+                alias: Some(alias), ..
+            } => alias.name.value.clone(),
+            _ => missing.clone(),
+        })
+        .collect();
+    let [alias] = aliases.as_slice() else {
+        return None;
+    };
+    let read = columns_read_through(&statement, alias)?;
+    let [replacement] = schema
+        .tables
+        .iter()
+        .filter(|table| !in_scope.contains(&table.name.to_lowercase()))
+        .filter(|table| {
+            read.iter().all(|column| {
+                table
+                    .columns
+                    .iter()
+                    .any(|c| c.name.eq_ignore_ascii_case(column))
+            })
+        })
+        .collect::<Vec<_>>()[..]
+    else {
+        return None;
+    };
+    let Statement::Query(query) = &mut statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let from = select.from.first_mut()?;
+    for relation in std::iter::once(&mut from.relation)
+        .chain(from.joins.iter_mut().map(|join| &mut join.relation))
+    {
+        if let TableFactor::Table { name, alias, .. } = relation
+            && names_table_name(name, &missing)
+        {
+            *name = ObjectName::from(vec![Ident::new(replacement.name.clone())]);
+            if alias.is_none() {
+                *alias = Some(TableAlias {
+                    explicit: true,
+                    name: Ident::new(missing.clone()),
+                    columns: Vec::new(),
+                    at: None,
+                });
+            }
+        }
+    }
+    Some(format!("{statement:#}"))
+}
+
+/// The columns read as `alias.column` anywhere in the statement (lower-cased); `None` when
+/// there are none or the alias is read whole (`alias.*`).
+fn columns_read_through(statement: &Statement, alias: &str) -> Option<Vec<String>> {
+    let mut statement = statement.clone();
+    let mut read: Vec<String> = Vec::new();
+    let _ = visit_expressions_mut(&mut statement, |expr| {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && let [qualifier, column] = parts.as_slice()
+            && qualifier.value.eq_ignore_ascii_case(alias)
+        {
+            let column = column.value.to_lowercase();
+            if !read.contains(&column) {
+                read.push(column);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let whole = statement
+        .to_string()
+        .to_lowercase()
+        .contains(&format!("{}.*", alias.to_lowercase()));
+    (!read.is_empty() && !whole).then_some(read)
+}
+
+fn names_table_name(name: &ObjectName, table: &str) -> bool {
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|id| id.value.eq_ignore_ascii_case(table))
+}
+
 fn names_table(relation: &TableFactor, table: &str) -> bool {
-    matches!(relation, TableFactor::Table { name, .. }
-        if name.0.last().and_then(|part| part.as_ident()).is_some_and(|id| id.value.eq_ignore_ascii_case(table)))
+    matches!(relation, TableFactor::Table { name, .. } if names_table_name(name, table))
 }
 
 /// Whether anything is still read through `alias` (`alias.*`, or a form not rewritten).
@@ -138,6 +253,55 @@ mod tests {
                  ORDER BY T1.City"
             )
         );
+    }
+
+    fn replaced(sql: &str) -> Option<String> {
+        replace_invented_table("no such table: SupportRep", sql, &schema())
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    #[test]
+    fn an_invented_table_becomes_the_one_table_holding_its_columns() {
+        assert_eq!(
+            replaced(
+                "SELECT T1.City FROM Employee AS T1 JOIN SupportRep AS T2 \
+                 ON T1.EmployeeId = T2.SupportRepId WHERE T2.Country = 'Canada'"
+            )
+            .as_deref(),
+            Some(
+                "SELECT T1.City FROM Employee AS T1 JOIN Customer AS T2 \
+                 ON T1.EmployeeId = T2.SupportRepId WHERE T2.Country = 'Canada'"
+            )
+        );
+        assert_eq!(
+            replaced(
+                "SELECT Employee.City FROM Employee JOIN SupportRep \
+                 ON Employee.EmployeeId = SupportRep.SupportRepId"
+            )
+            .as_deref(),
+            Some(
+                "SELECT Employee.City FROM Employee JOIN Customer AS SupportRep \
+                 ON Employee.EmployeeId = SupportRep.SupportRepId"
+            )
+        );
+    }
+
+    #[test]
+    fn an_invented_table_stays_when_no_single_table_outside_the_query_fits() {
+        for sql in [
+            // Only tables already in the query hold these columns.
+            "SELECT T1.City FROM Customer AS T1 JOIN Employee AS E ON T1.SupportRepId = \
+             E.EmployeeId JOIN SupportRep AS T2 ON T2.EmployeeId = E.EmployeeId \
+             WHERE T2.Country = 'Canada'",
+            // Nothing holds Street.
+            "SELECT T2.Street FROM Employee AS T1 JOIN SupportRep AS T2 \
+             ON T1.EmployeeId = T2.SupportRepId",
+            // Read whole.
+            "SELECT T2.* FROM Employee AS T1 JOIN SupportRep AS T2 \
+             ON T1.EmployeeId = T2.SupportRepId",
+        ] {
+            assert_eq!(replaced(sql), None, "{sql}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::core::db::guard::{GuardError, referenced_tables};
 use crate::core::model::{ChatMessage, LanguageModel};
 use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::grammar::sql_grammar;
-use crate::core::pipeline::invented_join::drop_invented_join;
+use crate::core::pipeline::invented_join::{drop_invented_join, replace_invented_table};
 use crate::core::pipeline::missing_join::join_owning_table;
 use crate::core::pipeline::outcome::{
     Attempt, Confidence, PipelineEvent, PromptRecord, RunOutcome, Source, Stage, Timings,
@@ -16,6 +16,7 @@ use crate::core::pipeline::outcome::{
 use crate::core::pipeline::prompt::{
     question_turns, repair_message, sql_reply, system_message_for,
 };
+use crate::core::pipeline::repair::repeats_failure;
 use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
 use crate::core::retrieval::provider::PromptContext;
@@ -193,8 +194,14 @@ impl<'a> Run<'a> {
                     refused: true,
                 });
             }
-            schema_fix = self.ask_for_repair(&sql, message);
             last_error = Some(message.clone());
+            if self.stuck_on(&sql) {
+                // Re-sampled and still the same mistake: on the training split no later
+                // repair turn recovered such a query, so the fallback starts sooner.
+                self.note_fired(&["stop_repeated_repairs"]);
+                break;
+            }
+            schema_fix = self.ask_for_repair(&sql, message);
         }
         if let Some((sql, result, attempt)) = self.held_empty.take() {
             return Ok(Ending::Answered {
@@ -207,6 +214,21 @@ impl<'a> Run<'a> {
         Ok(Ending::Unanswered {
             reason,
             refused: false,
+        })
+    }
+
+    /// Whether the query just recorded as failed makes an earlier attempt's mistake again
+    /// (the same query, or the same missing table or column) after `generate` already
+    /// asked afresh and re-sampled.
+    fn stuck_on(&self, sql: &str) -> bool {
+        let Some((_, earlier)) = self.attempts.split_last() else {
+            return false;
+        };
+        earlier.iter().any(|a| {
+            same_sql(&a.sql, sql)
+                || a.error
+                    .as_deref()
+                    .is_some_and(|error| repeats_failure(error, sql))
         })
     }
 
@@ -294,6 +316,10 @@ impl<'a> Run<'a> {
             .and_then(|schema| {
                 fix_column_reference(message, sql, schema)
                     .map(|fixed| ("fix_column_reference", fixed))
+                    .or_else(|| {
+                        replace_invented_table(message, sql, schema)
+                            .map(|fixed| ("replace_invented_table", fixed))
+                    })
                     .or_else(|| {
                         drop_invented_join(message, sql, schema)
                             .map(|fixed| ("drop_invented_join", fixed))
