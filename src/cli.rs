@@ -544,6 +544,11 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Evaluate each database's schema prefix before its first question, as the app does
+    /// while you type, so every question's latency is the warm one (the warm-ups' time is
+    /// reported apart).
+    #[arg(long)]
+    pub warm: bool,
 }
 
 #[derive(Debug, Args)]

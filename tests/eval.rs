@@ -49,7 +49,13 @@ fn eval_scores_spider_layout_and_writes_a_report() {
     let output = app_command(dir.path())
         .args(["eval", "--dataset", dataset.to_str().unwrap()])
         .args(["--db-dir", dir.path().join("database").to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap(), "--config-name", "ci"])
+        .args([
+            "--out",
+            out.to_str().unwrap(),
+            "--config-name",
+            "ci",
+            "--warm",
+        ])
         .output()
         .unwrap();
     let stdout = succeeded(&output);
@@ -73,6 +79,9 @@ fn eval_scores_spider_layout_and_writes_a_report() {
         assert!(prediction["error"].is_null());
         assert_eq!(prediction["tables_sent"].as_array().unwrap().len(), 11);
     }
+    // `--warm`: the schema prefix was evaluated before the database's first question.
+    assert!(predictions[0]["warmup_ms"].as_u64().unwrap() > 0);
+    assert!(predictions[1].get("warmup_ms").is_none());
     assert_eq!(predictions[0]["hardness"], "easy");
     assert_eq!(predictions[1]["hardness"], "medium");
     assert!(stdout.contains("EX 100.0% | valid 100.0%"), "{stdout}");
@@ -85,6 +94,12 @@ fn eval_scores_spider_layout_and_writes_a_report() {
     );
     assert!(
         report.contains("| chinook_1 | 2 | 100.0% | 100.0% |"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "| schema prefixes warmed before a database's first question (not in latency) | 1 ("
+        ),
         "{report}"
     );
 

@@ -73,6 +73,7 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
         config_name: args.config_name.clone(),
         dataset: args.dataset.display().to_string(),
         command: reproduce_command(),
+        warm: args.warm,
     };
     let mut prepared = job.prepare()?;
     if prepared.remaining() > 0 {

@@ -26,11 +26,9 @@ use crossterm::event::{self, Event, KeyEventKind, MouseEventKind};
 
 use crate::core::db::exec::ReadOnlyDb;
 use crate::core::db::render::{RenderOptions, render_schema};
-use crate::core::db::source::SqlDialect;
 use crate::core::feedback::history::{DbScope, RunHistory};
 use crate::core::feedback::store::HistoryStore;
-use crate::core::model::{CompletionRequest, LanguageModel, Sampling};
-use crate::core::pipeline::prompt::{question_message, system_message_for};
+use crate::core::model::LanguageModel;
 use crate::core::retrieval::provider::ContextProvider;
 use crate::error::AppError;
 use crate::paths::AppPaths;
@@ -107,24 +105,7 @@ pub(crate) fn llama_loader(database: PathBuf, options: RuntimeOptions) -> Loader
     })
 }
 
-/// The request that evaluates the schema prompt (and saves it to the prefix cache on disk)
-/// so the first question does not pay for it. Only for the local engine: a remote
-/// server's first question warms its own cache. The system message is the one questions
-/// on this database get (its dialect), or the cached prefix would not match.
-pub fn warm_request(context: &mut dyn ContextProvider, dialect: SqlDialect) -> CompletionRequest {
-    let prompt = context.context_for("");
-    CompletionRequest {
-        messages: vec![
-            system_message_for(&prompt.schema_text, dialect),
-            question_message("How many rows are there?", &[]),
-        ],
-        assistant_prefix: String::new(),
-        max_tokens: 1,
-        stop: Vec::new(),
-        sampling: Sampling::Greedy,
-        grammar: None,
-    }
-}
+pub use crate::core::pipeline::prompt::warm_request;
 
 /// Why the app stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@ use crate::core::eval::report::{RunInfo, markdown_report};
 use crate::core::eval::score::{Verdict, score_prediction};
 use crate::core::eval::{EvalError, EvalItem, Prediction, Summary, read_resume};
 use crate::core::model::{LanguageModel, LlmError};
+use crate::core::pipeline::prompt::warm_request;
 use crate::core::pipeline::{PipelineConfig, PipelineError, run_question};
 use crate::core::retrieval::provider::WholeSchemaContext;
 
@@ -72,6 +73,9 @@ pub(crate) struct EvalJob {
     pub config_name: String,
     pub dataset: String,
     pub command: String,
+    /// Evaluate each database's schema prefix before its first question, as the app does
+    /// while the user types, so every question's latency is a warm one.
+    pub warm: bool,
 }
 
 /// A job whose earlier predictions are read and whose output file is open.
@@ -157,6 +161,7 @@ impl Prepared<'_> {
             None => None,
         };
         let mut open_db: Option<(String, ReadOnlyDb, WholeSchemaContext)> = None;
+        let mut warmup_ms = None;
         for item in todo {
             if stop.load(Ordering::SeqCst) {
                 break;
@@ -169,7 +174,10 @@ impl Prepared<'_> {
                 };
                 let db = ReadOnlyDb::open(&path).map_err(|e| failed(e.to_string()))?;
                 let schema = db.askable_schema().map_err(|e| failed(e.to_string()))?;
-                let context = WholeSchemaContext::with_options(&schema, job.render);
+                let mut context = WholeSchemaContext::with_options(&schema, job.render);
+                if job.warm {
+                    warmup_ms = Some(warm_up(model, &mut context, &db)?);
+                }
                 open_db = Some((item.db_id.clone(), db, context));
             }
             let Some((_, db, context)) = open_db.as_mut() else {
@@ -177,7 +185,10 @@ impl Prepared<'_> {
             };
             let gold_db = gold_db.as_ref().unwrap_or(db);
             let prediction = match predict(model, (db, gold_db), context, item, &job.pipeline) {
-                Ok(prediction) => prediction,
+                Ok(prediction) => Prediction {
+                    warmup_ms: warmup_ms.take(),
+                    ..prediction
+                },
                 Err(PipelineError::Cancelled | PipelineError::Llm(LlmError::Cancelled)) => break,
                 Err(PipelineError::Llm(error)) => return Err(EvalError::Model(error.to_string())),
             };
@@ -213,6 +224,19 @@ impl Prepared<'_> {
             report_path: job.report.clone(),
         })
     }
+}
+
+/// Evaluates `db`'s schema prefix with the request the app warms it with; its time in ms.
+fn warm_up(
+    model: &mut dyn LanguageModel,
+    context: &mut WholeSchemaContext,
+    db: &ReadOnlyDb,
+) -> Result<u64, EvalError> {
+    let started = Instant::now();
+    model
+        .complete(&warm_request(context, db.dialect()), &mut |_| {})
+        .map_err(|error| EvalError::Model(error.to_string()))?;
+    Ok(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Runs one question on `db` and scores it with the gold query run on `gold_db` (the same
@@ -262,6 +286,7 @@ pub fn predict(
         tables_sent: outcome.tables_sent.clone(),
         hardness: item.hardness,
         rewrites: outcome.rewrites.clone(),
+        warmup_ms: None,
     })
 }
 

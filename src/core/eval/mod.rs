@@ -206,6 +206,10 @@ pub struct Prediction {
     /// The rewrites and checks that fired on the run's queries (`core::rewrite`).
     #[serde(default)]
     pub rewrites: Vec<String>,
+    /// With `eval --warm`, on a database's first question: the time its schema prefix took
+    /// before the question was asked (not in `latency_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ms: Option<u64>,
 }
 
 impl Prediction {
@@ -252,6 +256,13 @@ pub struct Summary {
     pub repaired_correct: usize,
     pub latency_p50_ms: u64,
     pub latency_p95_ms: u64,
+    /// p95 of the questions that are not their database's first (the first one also
+    /// evaluates the schema prefix unless the run warmed it).
+    pub latency_p95_later_ms: u64,
+    /// Schema prefixes evaluated before a database's first question (`eval --warm`), and
+    /// their time in all.
+    pub warmups: usize,
+    pub warmup_total_ms: u64,
     pub mean_prompt_tokens: f64,
 }
 
@@ -279,6 +290,22 @@ impl Summary {
         let latencies: Vec<u64> = predictions.iter().map(|p| p.latency_ms).collect();
         summary.latency_p50_ms = percentile(&latencies, 50);
         summary.latency_p95_ms = percentile(&latencies, 95);
+        let mut first_on: BTreeMap<&str, usize> = BTreeMap::new();
+        for prediction in predictions {
+            let first = first_on
+                .entry(&prediction.db_id)
+                .or_insert(prediction.index);
+            *first = (*first).min(prediction.index);
+        }
+        let later: Vec<u64> = predictions
+            .iter()
+            .filter(|p| first_on.get(p.db_id.as_str()) != Some(&p.index))
+            .map(|p| p.latency_ms)
+            .collect();
+        summary.latency_p95_later_ms = percentile(&later, 95);
+        let warmups: Vec<u64> = predictions.iter().filter_map(|p| p.warmup_ms).collect();
+        summary.warmups = warmups.len();
+        summary.warmup_total_ms = warmups.iter().sum();
         let tokens: usize = predictions.iter().map(|p| p.prompt_tokens).sum();
         summary.mean_prompt_tokens = tokens as f64 / predictions.len().max(1) as f64;
         summary
@@ -385,6 +412,7 @@ mod tests {
 
     fn prediction(index: usize, correct: bool, valid: bool, attempts: u32, ms: u64) -> Prediction {
         Prediction {
+            warmup_ms: None,
             index,
             db_id: if index.is_multiple_of(2) { "a" } else { "b" }.into(),
             question: format!("q{index}"),
@@ -420,6 +448,25 @@ mod tests {
         assert_eq!(summary.latency_p95_ms, 400);
         assert_eq!(summary.by_database["a"].correct, 2);
         assert_eq!(summary.by_database["b"].correct, 0);
+        // 0 and 1 are the first questions on "a" and "b": only 2 and 3 are later ones.
+        assert_eq!(summary.latency_p95_later_ms, 400);
+        assert_eq!(summary.warmups, 0);
+    }
+
+    #[test]
+    fn later_questions_and_warm_ups_are_counted_apart() {
+        let mut predictions = vec![
+            prediction(0, true, true, 1, 9_000),
+            prediction(1, true, true, 1, 8_000),
+            prediction(2, true, true, 1, 300),
+            prediction(4, true, true, 1, 200),
+        ];
+        predictions[0].warmup_ms = Some(5_000);
+        predictions[1].warmup_ms = Some(4_000);
+        let summary = Summary::of(&predictions);
+        assert_eq!(summary.latency_p95_ms, 9_000);
+        assert_eq!(summary.latency_p95_later_ms, 300);
+        assert_eq!((summary.warmups, summary.warmup_total_ms), (2, 9_000));
     }
 
     #[test]

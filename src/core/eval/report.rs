@@ -62,6 +62,18 @@ pub(crate) fn markdown_report(summary: &Summary, info: &RunInfo) -> String {
     );
     let _ = writeln!(
         out,
+        "| latency p95, not a database's first question | {} ms |",
+        summary.latency_p95_later_ms
+    );
+    if summary.warmups > 0 {
+        let _ = writeln!(
+            out,
+            "| schema prefixes warmed before a database's first question (not in latency) | {} ({} ms in all) |",
+            summary.warmups, summary.warmup_total_ms
+        );
+    }
+    let _ = writeln!(
+        out,
         "| mean prompt tokens | {:.0} |\n",
         summary.mean_prompt_tokens
     );
@@ -167,6 +179,7 @@ mod tests {
     #[test]
     fn report_shows_totals_tables_and_bars() {
         let make = |index: usize, db: &str, correct: bool, hardness: Hardness| Prediction {
+            warmup_ms: None,
             index,
             db_id: db.into(),
             question: String::new(),

@@ -9,10 +9,10 @@ use std::fmt::Write;
 
 use crate::core::db::exec::QueryResult;
 use crate::core::db::source::SqlDialect;
-use crate::core::model::{ChatMessage, Role};
+use crate::core::model::{ChatMessage, CompletionRequest, Role, Sampling};
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN};
 use crate::core::pipeline::follow_up::EarlierTurn;
-use crate::core::retrieval::provider::{Example, GlossaryEntry};
+use crate::core::retrieval::provider::{ContextProvider, Example, GlossaryEntry};
 
 const SYSTEM_INSTRUCTIONS: &str = "\
 You are an expert data analyst who writes SQLite queries.
@@ -70,6 +70,27 @@ pub fn system_message_for(schema_text: &str, dialect: SqlDialect) -> ChatMessage
 }
 
 /// The user turn that asks `question`, with the glossary entries that matched it.
+/// The request that evaluates the schema prompt (and saves it to the prefix cache on disk)
+/// so the first question on a database does not pay for it: the app sends it while the
+/// user types, `eval --warm` before each database's first question. Only for the local
+/// engine: a remote server's first question warms its own cache. The system message is
+/// the one questions on this database get (its dialect), or the cached prefix would not
+/// match.
+pub fn warm_request(context: &mut dyn ContextProvider, dialect: SqlDialect) -> CompletionRequest {
+    let prompt = context.context_for("");
+    CompletionRequest {
+        messages: vec![
+            system_message_for(&prompt.schema_text, dialect),
+            question_message("How many rows are there?", &[]),
+        ],
+        assistant_prefix: String::new(),
+        max_tokens: 1,
+        stop: Vec::new(),
+        sampling: Sampling::Greedy,
+        grammar: None,
+    }
+}
+
 pub fn question_message(question: &str, glossary: &[GlossaryEntry]) -> ChatMessage {
     let mut content = String::new();
     if !glossary.is_empty() {
