@@ -6,7 +6,8 @@
 //! scope, the schema settles it: the join goes and those columns read from that table.
 
 use sqlparser::ast::{
-    Expr, Ident, ObjectName, SetExpr, Statement, TableAlias, TableFactor, visit_expressions_mut,
+    Expr, Ident, ObjectName, Select, SetExpr, Statement, TableAlias, TableFactor,
+    visit_expressions, visit_expressions_mut,
 };
 use std::ops::ControlFlow;
 
@@ -18,17 +19,9 @@ use crate::core::pipeline::repair::{error_subject, unquote};
 /// from the one table in scope that has each; `None` when the error is another one, the
 /// query is not one plain SELECT, or any column has no single owner.
 pub(crate) fn drop_invented_join(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
-    let missing = unquote(&error_subject(error, "no such table:")?);
-    if schema.table(&missing).is_some() {
-        return None;
-    }
+    let missing = missing_table(error, schema)?;
     let mut statement = parse_single_query(failed_sql)?;
-    let Statement::Query(query) = &mut statement else {
-        return None;
-    };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return None;
-    };
+    let select = plain_select(&mut statement)?;
     let [from] = select.from.as_mut_slice() else {
         return None;
     };
@@ -97,17 +90,9 @@ pub(crate) fn replace_invented_table(
     failed_sql: &str,
     schema: &Schema,
 ) -> Option<String> {
-    let missing = unquote(&error_subject(error, "no such table:")?);
-    if schema.table(&missing).is_some() {
-        return None;
-    }
+    let missing = missing_table(error, schema)?;
     let mut statement = parse_single_query(failed_sql)?;
-    let Statement::Query(query) = &statement else {
-        return None;
-    };
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
+    let select = plain_select(&mut statement)?;
     let [from] = select.from.as_slice() else {
         return None;
     };
@@ -115,8 +100,8 @@ pub(crate) fn replace_invented_table(
         .into_iter()
         .map(|(_, table)| table.name.to_lowercase())
         .collect();
-    let relations = std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
-    let aliases: Vec<String> = relations
+    let aliases: Vec<String> = std::iter::once(&from.relation)
+        .chain(from.joins.iter().map(|join| &join.relation))
         .filter(|relation| names_table(relation, &missing))
         .map(|relation| match relation {
             TableFactor::Table {
@@ -133,51 +118,57 @@ pub(crate) fn replace_invented_table(
         .tables
         .iter()
         .filter(|table| !in_scope.contains(&table.name.to_lowercase()))
-        .filter(|table| {
-            read.iter().all(|column| {
-                table
-                    .columns
-                    .iter()
-                    .any(|c| c.name.eq_ignore_ascii_case(column))
-            })
-        })
+        .filter(|table| read.iter().all(|column| table.column(column).is_some()))
         .collect::<Vec<_>>()[..]
     else {
         return None;
     };
-    let Statement::Query(query) = &mut statement else {
+    rename_table(plain_select(&mut statement)?, &missing, &replacement.name);
+    Some(format!("{statement:#}"))
+}
+
+/// The table `error` says is missing, when the schema indeed has no such table.
+fn missing_table(error: &str, schema: &Schema) -> Option<String> {
+    let missing = unquote(&error_subject(error, "no such table:")?);
+    schema.table(&missing).is_none().then_some(missing)
+}
+
+/// The statement's SELECT when it is one plain SELECT (no set operation).
+fn plain_select(statement: &mut Statement) -> Option<&mut Select> {
+    let Statement::Query(query) = statement else {
         return None;
     };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return None;
-    };
-    let from = select.from.first_mut()?;
-    for relation in std::iter::once(&mut from.relation)
-        .chain(from.joins.iter_mut().map(|join| &mut join.relation))
-    {
+    match query.body.as_mut() {
+        SetExpr::Select(select) => Some(select),
+        _ => None,
+    }
+}
+
+/// Points every FROM item naming `from` at `to`; one without an alias gets `from` as its
+/// alias, so the columns qualified with the old name still resolve.
+fn rename_table(select: &mut Select, from: &str, to: &str) {
+    for relation in select.from.iter_mut().flat_map(|item| {
+        std::iter::once(&mut item.relation).chain(item.joins.iter_mut().map(|j| &mut j.relation))
+    }) {
         if let TableFactor::Table { name, alias, .. } = relation
-            && names_table_name(name, &missing)
+            && names_table_name(name, from)
         {
-            *name = ObjectName::from(vec![Ident::new(replacement.name.clone())]);
-            if alias.is_none() {
-                *alias = Some(TableAlias {
-                    explicit: true,
-                    name: Ident::new(missing.clone()),
-                    columns: Vec::new(),
-                    at: None,
-                });
-            }
+            *name = ObjectName::from(vec![Ident::new(to)]);
+            alias.get_or_insert_with(|| TableAlias {
+                explicit: true,
+                name: Ident::new(from),
+                columns: Vec::new(),
+                at: None,
+            });
         }
     }
-    Some(format!("{statement:#}"))
 }
 
 /// The columns read as `alias.column` anywhere in the statement (lower-cased); `None` when
 /// there are none or the alias is read whole (`alias.*`).
 fn columns_read_through(statement: &Statement, alias: &str) -> Option<Vec<String>> {
-    let mut statement = statement.clone();
     let mut read: Vec<String> = Vec::new();
-    let _ = visit_expressions_mut(&mut statement, |expr| {
+    let _ = visit_expressions(statement, |expr| {
         if let Expr::CompoundIdentifier(parts) = expr
             && let [qualifier, column] = parts.as_slice()
             && qualifier.value.eq_ignore_ascii_case(alias)
