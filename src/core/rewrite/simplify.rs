@@ -7,12 +7,15 @@
 //! match and repeats them once per match, which is almost never what the question asked:
 //! on the shared Spider subset, 18 of the defaults' wrong answers were exactly that and
 //! none of the right ones needed it (docs/eval.md). The join is kept whenever the query
-//! could mean "rows that have a match" or count the joined rows: under `DISTINCT`,
-//! `GROUP BY`, any `COUNT`, `SUM` or `AVG` ("how many tracks" over `MediaType JOIN Track`),
-//! a `DISTINCT` aggregate, when its `ON` is more than column equalities, when the question
-//! names the joined table ("names of the gymnasts" over `gymnast JOIN people`), and
-//! anywhere but the outermost SELECT (in an `EXCEPT` arm or a `NOT IN` subquery the join
-//! is the meaning). The gold audit (`nano-analyst rewrites audit`) measures what is left.
+//! could mean "rows that have a match" or count the joined rows: under `GROUP BY`, any
+//! `COUNT`, `SUM` or `AVG` ("how many tracks" over `MediaType JOIN Track`), a `DISTINCT`
+//! aggregate, when its `ON` is more than column equalities, when the question names the
+//! joined table ("names of the gymnasts" over `gymnast JOIN people`), and anywhere but the
+//! outermost SELECT (in an `EXCEPT` arm or a `NOT IN` subquery the join is the meaning).
+//! Under `DISTINCT` the join can only mean "that have a match", so it is kept when the
+//! question says "have", "with", a participle ("professors teaching"), or any word of the
+//! joined table. An unused `LEFT JOIN` only repeats rows and goes the same way. The gold
+//! audit (`nano-analyst rewrites audit`) measures what is left.
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
 //! row can satisfy, into the two queries' INTERSECT: the "both" the question asked for.
@@ -31,7 +34,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
+    BinaryOperator, Distinct, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArguments, GroupByExpr, Join, JoinConstraint, JoinOperator, Select, SelectItem,
     SetExpr, SetOperator, SetQuantifier, Statement, TableFactor, TableWithJoins, Value, Visit,
     Visitor, visit_expressions,
@@ -428,27 +431,30 @@ impl References {
     }
 }
 
-/// Removes the first inner join of `select` that nothing reads; whether it removed one.
-/// One join per round, so the reference counts stay true.
+/// Removes the first inner or left join of `select` that nothing reads; whether it removed
+/// one. One join per round, so the reference counts stay true.
 fn drop_one_unused_join(
     select: &mut Select,
     schema: &Schema,
     references: &References,
     asked: &QuestionWords,
 ) -> bool {
-    if select.distinct.is_some()
-        || has_grouping(select)
-        || has_distinct_aggregate(select)
-        || counts_rows(select)
-    {
+    // Under a plain DISTINCT a join only keeps the rows that have a match, so it is
+    // dropped only when nothing in the question asks for a match (see `is_unused`).
+    let distinct = match &select.distinct {
+        None => false,
+        Some(Distinct::Distinct) if !asked.has_possession => true,
+        Some(_) => return false,
+    };
+    if has_grouping(select) || has_distinct_aggregate(select) || counts_rows(select) {
         return false;
     }
     let [TableWithJoins { relation, joins }] = select.from.as_mut_slice() else {
         return false;
     };
     if let Some(index) = joins.iter().position(|join| {
-        inner_join_condition(join)
-            .is_some_and(|on| is_unused(&join.relation, on, schema, references, asked))
+        droppable_join_condition(join)
+            .is_some_and(|on| is_unused(&join.relation, on, schema, references, asked, distinct))
     }) {
         joins.remove(index);
         return true;
@@ -456,7 +462,8 @@ fn drop_one_unused_join(
     // `FROM city JOIN country ON ... WHERE country.Name = 'Anguilla'`: the first table is
     // the unused one, and the joined table takes its place.
     let first_join_on = joins.first().and_then(inner_join_condition);
-    if first_join_on.is_some_and(|on| is_unused(relation, on, schema, references, asked)) {
+    if first_join_on.is_some_and(|on| is_unused(relation, on, schema, references, asked, distinct))
+    {
         let first = joins.remove(0);
         *relation = first.relation;
         return true;
@@ -472,6 +479,16 @@ fn inner_join_condition(join: &Join) -> Option<&Expr> {
     }
 }
 
+/// The join's condition when dropping the joined table leaves every row of the tables
+/// before it: an inner join, or a left join (which only repeats them).
+fn droppable_join_condition(join: &Join) -> Option<&Expr> {
+    match &join.join_operator {
+        JoinOperator::Left(JoinConstraint::On(on))
+        | JoinOperator::LeftOuter(JoinConstraint::On(on)) => Some(on),
+        _ => inner_join_condition(join),
+    }
+}
+
 /// Whether nothing but the join condition `on` reads `relation`, and the question does not
 /// name its table ("names of the gymnasts": the join to `gymnast` is what keeps only them).
 fn is_unused(
@@ -480,6 +497,7 @@ fn is_unused(
     schema: &Schema,
     references: &References,
     asked: &QuestionWords,
+    distinct: bool,
 ) -> bool {
     if !matches!(relation, TableFactor::Table { args: None, .. }) {
         return false;
@@ -488,6 +506,11 @@ fn is_unused(
         return false;
     };
     if asked.restricts_by_clause || asked.names(&table.name) {
+        return false;
+    }
+    // Under DISTINCT the join can only mean "that have a match": "professors teaching in
+    // a department", "cities where people live" (`people_addresses`).
+    if distinct && (asked.has_participle || asked.names_any_word(&table.name)) {
         return false;
     }
     let qualifier = used_as.to_lowercase();
@@ -511,6 +534,11 @@ struct QuestionWords {
     /// "students who tried out", "documents that have expenses": a relative clause with an
     /// action or a possession asks for rows that have a match, which is what the join does.
     restricts_by_clause: bool,
+    /// "have", "has", "with": the question may ask for rows that have a match, and a
+    /// DISTINCT query's join is then kept.
+    has_possession: bool,
+    /// "professors teaching", "people living": a participle may restrict by a relation.
+    has_participle: bool,
 }
 
 /// Words that join the parts of a table's name and say nothing about what it holds.
@@ -519,16 +547,23 @@ const LINKING_WORDS: [&str; 6] = ["with", "and", "the", "for", "has", "have"];
 impl QuestionWords {
     fn of(question: &str) -> Self {
         let words = lowercase_words(question);
+        // "whose status is": an attribute of the row, not a relation to another table.
         let restricts_by_clause = words.windows(2).any(|pair| {
-            matches!(pair[0].as_str(), "who" | "whose" | "that")
+            matches!(pair[0].as_str(), "who" | "that")
                 && !matches!(
                     pair[1].as_str(),
                     "is" | "are" | "was" | "were" | "be" | "the" | "a" | "an"
                 )
         });
+        let has_possession = words
+            .iter()
+            .any(|w| matches!(w.as_str(), "have" | "has" | "had" | "having" | "with"));
+        let has_participle = words.iter().any(|w| w.len() > 5 && w.ends_with("ing"));
         Self {
             words: words.iter().map(|w| singular(w)).collect(),
             restricts_by_clause,
+            has_possession,
+            has_participle,
         }
     }
 
@@ -542,10 +577,29 @@ impl QuestionWords {
             .collect();
         !words.is_empty() && words.iter().all(|w| self.words.contains(w))
     }
+
+    /// Some word of `table`'s name (longer than two letters, linking words aside) is in
+    /// the question.
+    fn names_any_word(&self, table: &str) -> bool {
+        split_identifier(table)
+            .iter()
+            .filter(|w| w.len() > 2 && !LINKING_WORDS.contains(&w.as_str()))
+            .any(|w| self.words.contains(&singular(w)))
+    }
 }
 
 fn singular(word: &str) -> String {
     let word = word.to_lowercase();
+    if let Some(stem) = word.strip_suffix("ies").filter(|stem| stem.len() > 2) {
+        return format!("{stem}y");
+    }
+    // "coaches", "classes", "boxes": the plural adds "es".
+    if ["sses", "ches", "shes", "xes"]
+        .iter()
+        .any(|ending| word.ends_with(ending))
+    {
+        return word[..word.len() - 2].to_string();
+    }
     match word.strip_suffix('s') {
         Some(stem) if stem.len() > 2 && !stem.ends_with('s') => stem.to_string(),
         _ => word,
@@ -773,6 +827,56 @@ mod tests {
     }
 
     #[test]
+    fn under_distinct_a_join_goes_only_when_the_question_asks_for_no_match() {
+        let membership = "SELECT DISTINCT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
+                          ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30";
+        let dropped = |question| {
+            drop_unused_joins(membership, &school(), question)
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
+        assert_eq!(
+            dropped("Different names of teachers older than 30?").as_deref(),
+            Some("SELECT DISTINCT T1.Name FROM teacher AS T1 WHERE T1.Age > 30")
+        );
+        for question in [
+            "Different names of teachers older than 30 that have a course?",
+            "Different names of teachers with an arrangement, older than 30?",
+            "Different names of teachers teaching, older than 30?",
+            "Different names of teachers in a course arrangement?",
+        ] {
+            assert_eq!(dropped(question), None, "{question}");
+        }
+    }
+
+    #[test]
+    fn an_unused_left_join_is_dropped_and_whose_names_an_attribute() {
+        assert_eq!(
+            drop_unused_joins(
+                "SELECT T1.Name FROM teacher AS T1 LEFT JOIN course_arrange AS T2 \
+                 ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30",
+                &school(),
+                "Names of the teachers whose age is above 30?"
+            )
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            .as_deref(),
+            Some("SELECT T1.Name FROM teacher AS T1 WHERE T1.Age > 30")
+        );
+    }
+
+    #[test]
+    fn plurals_in_es_and_ies_are_singular() {
+        for (plural, one) in [
+            ("coaches", "coach"),
+            ("classes", "class"),
+            ("activities", "activity"),
+            ("boxes", "box"),
+            ("teachers", "teacher"),
+        ] {
+            assert_eq!(singular(plural), one);
+        }
+    }
+
+    #[test]
     fn a_column_under_the_wrong_alias_keeps_every_table_for_the_repair() {
         assert_eq!(
             dropped(
@@ -816,15 +920,13 @@ mod tests {
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID WHERE T2.Grade = 1",
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID ORDER BY T2.Grade",
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID WHERE 1 IN (SELECT T2.Grade)",
-            // "teachers who have an arrangement"
-            "SELECT DISTINCT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
+            // "how many teachers have an arrangement" (DISTINCT alone: see below)
             "SELECT COUNT(DISTINCT T1.Teacher_ID) FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
             // counts the joined rows: "how many course arrangements do teachers over 30 have"
             "SELECT COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30",
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name HAVING COUNT(*) > 1",
-            // the ON filters, an outer join, a bare column that may be the joined table's
+            // the ON filters, a bare column that may be the joined table's
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID AND T2.Grade = 1",
-            "SELECT T1.Name FROM teacher AS T1 LEFT JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
             "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID WHERE Grade = 1",
             // every column of every table
             "SELECT * FROM teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
