@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "nano-analyst",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("NANO_ANALYST_COMMIT"), ")"),
     about = "A private, offline data analyst: ask questions of a SQLite database in plain English."
 )]
 pub struct Cli {

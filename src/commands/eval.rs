@@ -73,6 +73,7 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
         config_name: args.config_name.clone(),
         dataset: args.dataset.display().to_string(),
         command: reproduce_command(),
+        config: config_in_use(options),
         warm: args.warm,
     };
     let mut prepared = job.prepare()?;
@@ -89,6 +90,14 @@ pub fn evaluate(args: &EvalArgs, options: &mut RuntimeOptions) -> Result<EvalRun
         bar.finish_and_clear();
     }
     Ok(prepared.finish()?)
+}
+
+/// The config file the run's settings came from, as the report names it.
+fn config_in_use(options: &RuntimeOptions) -> String {
+    match options.paths.config_file.as_deref() {
+        Some(path) if path.is_file() => format!("`{}`", path.display()),
+        _ => "built-in defaults (no config file)".into(),
+    }
 }
 
 /// Where a data set's databases are (`--db FILE` or `--db-dir DIR`), and the database id

@@ -1027,6 +1027,7 @@ impl Gate<'_> {
             config_name: crate::core::model::LanguageModel::model_id(engine),
             dataset: dataset.display().to_string(),
             command: "nano-analyst train run (gate)".into(),
+            config: String::new(),
             warm: false,
         };
         let mut prepared = job.prepare()?;

@@ -73,6 +73,8 @@ pub(crate) struct EvalJob {
     pub config_name: String,
     pub dataset: String,
     pub command: String,
+    /// The config file the settings came from, as the report names it.
+    pub config: String,
     /// Evaluate each database's schema prefix before its first question, as the app does
     /// while the user types, so every question's latency is a warm one.
     pub warm: bool,
@@ -209,6 +211,8 @@ impl Prepared<'_> {
             dataset: job.dataset.clone(),
             model: self.model_id.unwrap_or_else(|| "(not loaded)".into()),
             command: job.command.clone(),
+            build: env!("NANO_ANALYST_COMMIT").to_string(),
+            config: job.config.clone(),
         };
         std::fs::write(&job.report, markdown_report(&summary, &info)).map_err(|e| {
             EvalError::Write {

@@ -14,6 +14,10 @@ pub(crate) struct RunInfo {
     pub model: String,
     /// The command that reproduces the run.
     pub command: String,
+    /// The commit the binary was built from (`-dirty` with uncommitted changes).
+    pub build: String,
+    /// The config file the settings came from, or the built-in defaults.
+    pub config: String,
 }
 
 const BAR_WIDTH: usize = 30;
@@ -28,6 +32,12 @@ pub(crate) fn markdown_report(summary: &Summary, info: &RunInfo) -> String {
     let _ = writeln!(out, "# Evaluation: {}\n", info.config_name);
     let _ = writeln!(out, "- data: `{}`", info.dataset);
     let _ = writeln!(out, "- model: `{}`", info.model);
+    if !info.build.is_empty() {
+        let _ = writeln!(out, "- build: `{}`", info.build);
+    }
+    if !info.config.is_empty() {
+        let _ = writeln!(out, "- config: {}", info.config);
+    }
     if !info.command.is_empty() {
         let _ = writeln!(out, "- command: `{}`", info.command);
     }
@@ -205,8 +215,15 @@ mod tests {
             &summary,
             &RunInfo {
                 config_name: "baseline".into(),
+                build: "b191988".into(),
+                config: "built-in defaults (no config file)".into(),
                 ..RunInfo::default()
             },
+        );
+        assert!(report.contains("- build: `b191988`\n"), "{report}");
+        assert!(
+            report.contains("- config: built-in defaults (no config file)\n"),
+            "{report}"
         );
         assert!(
             report.contains("| execution accuracy | **75.0%** (3/4) |"),
