@@ -567,25 +567,26 @@ impl QuestionWords {
         }
     }
 
-    /// Every word of `table`'s name (longer than two letters, linking words aside) is in
-    /// the question.
+    /// Every word of `table`'s name is in the question.
     fn names(&self, table: &str) -> bool {
-        let words: Vec<String> = split_identifier(table)
-            .iter()
-            .filter(|w| w.len() > 2 && !LINKING_WORDS.contains(&w.as_str()))
-            .map(|w| singular(w))
-            .collect();
+        let words = table_words(table);
         !words.is_empty() && words.iter().all(|w| self.words.contains(w))
     }
 
-    /// Some word of `table`'s name (longer than two letters, linking words aside) is in
-    /// the question.
+    /// Some word of `table`'s name is in the question.
     fn names_any_word(&self, table: &str) -> bool {
-        split_identifier(table)
-            .iter()
-            .filter(|w| w.len() > 2 && !LINKING_WORDS.contains(&w.as_str()))
-            .any(|w| self.words.contains(&singular(w)))
+        table_words(table).iter().any(|w| self.words.contains(w))
     }
+}
+
+/// The words of a table's name that say what it holds (longer than two letters, linking
+/// words aside), singular.
+fn table_words(table: &str) -> Vec<String> {
+    split_identifier(table)
+        .iter()
+        .filter(|w| w.len() > 2 && !LINKING_WORDS.contains(&w.as_str()))
+        .map(|w| singular(w))
+        .collect()
 }
 
 fn singular(word: &str) -> String {
@@ -782,8 +783,7 @@ mod tests {
     }
 
     fn dropped(sql: &str) -> Option<String> {
-        drop_unused_joins(sql, &school(), "")
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        one_line(drop_unused_joins(sql, &school(), ""))
     }
 
     #[test]
@@ -830,10 +830,7 @@ mod tests {
     fn under_distinct_a_join_goes_only_when_the_question_asks_for_no_match() {
         let membership = "SELECT DISTINCT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
                           ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30";
-        let dropped = |question| {
-            drop_unused_joins(membership, &school(), question)
-                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
-        };
+        let dropped = |question| one_line(drop_unused_joins(membership, &school(), question));
         assert_eq!(
             dropped("Different names of teachers older than 30?").as_deref(),
             Some("SELECT DISTINCT T1.Name FROM teacher AS T1 WHERE T1.Age > 30")
@@ -851,13 +848,12 @@ mod tests {
     #[test]
     fn an_unused_left_join_is_dropped_and_whose_names_an_attribute() {
         assert_eq!(
-            drop_unused_joins(
+            one_line(drop_unused_joins(
                 "SELECT T1.Name FROM teacher AS T1 LEFT JOIN course_arrange AS T2 \
                  ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30",
                 &school(),
                 "Names of the teachers whose age is above 30?"
-            )
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+            ))
             .as_deref(),
             Some("SELECT T1.Name FROM teacher AS T1 WHERE T1.Age > 30")
         );
