@@ -120,6 +120,7 @@ pub struct PipelineSettings {
     pub grammar: bool,
     pub retry_grammar: bool,
     pub fallback_candidates: u32,
+    pub repair_budget_secs: u64,
     pub max_sql_tokens: usize,
     pub max_answer_tokens: usize,
 }
@@ -215,6 +216,8 @@ impl Settings {
             grammar: pipeline.grammar,
             retry_grammar: pipeline.retry_grammar,
             fallback_candidates: pipeline.fallback_candidates,
+            repair_budget: (pipeline.repair_budget_secs > 0)
+                .then(|| std::time::Duration::from_secs(pipeline.repair_budget_secs)),
             rewrites: self.rewrites,
         }
     }

@@ -564,6 +564,51 @@ fn a_repair_that_repeats_a_missing_name_is_written_again_under_the_schema_gramma
 }
 
 #[test]
+fn spent_repair_time_writes_no_more_queries() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        repair_budget: Some(std::time::Duration::ZERO),
+        ..default_pipeline()
+    };
+    let mut asked = 0;
+    let outcome = ask_with(
+        &mut Replies(|_: &CompletionRequest| {
+            asked += 1;
+            "SELECT Titel FROM Album\n```"
+        }),
+        &db,
+        "What are the album titles?",
+        &config,
+    );
+    assert_eq!(asked, 1, "a repair, re-sample or fallback was written");
+    assert_eq!(outcome.attempts.len(), 1, "{:?}", outcome.attempts);
+    assert!(outcome.result.is_none());
+    assert!(
+        outcome
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no such column: Titel")
+    );
+    assert!(outcome.rewrites.iter().any(|r| r == "repair_time_budget"));
+
+    let unlimited = PipelineConfig {
+        repair_budget: None,
+        fallback_candidates: 0,
+        ..config
+    };
+    let outcome = ask_with(
+        &mut says("SELECT Titel FROM Album\n```"),
+        &db,
+        "What are the album titles?",
+        &unlimited,
+    );
+    assert!(outcome.attempts.len() > 1, "{:?}", outcome.attempts);
+    assert!(!outcome.rewrites.iter().any(|r| r == "repair_time_budget"));
+}
+
+#[test]
 fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let config = PipelineConfig {

@@ -74,7 +74,7 @@ impl Run<'_> {
                             .as_deref()
                             .is_some_and(|error| repeats_failure(error, &written.sql))
                 });
-            if !repeated || resamples >= MAX_RESAMPLES {
+            if !repeated || resamples >= MAX_RESAMPLES || self.out_of_repair_time() {
                 break (completion, written);
             }
             resamples += 1;

@@ -4,7 +4,8 @@
 //! and operators are free. The reply ends with one closing fence, so there is no prose and
 //! no second statement.
 //!
-//! It fixes vocabulary, not scope: `T1.Name` passes when `Name` is a column of any table.
+//! `Album.Title` passes only when `Title` is a column of `Album`; an alias's scope is not
+//! known to the grammar, so `T1.Name` passes when `Name` is a column of any table.
 //! SQLite still validates the query, and the repair loop handles what it rejects.
 //! GBNF literals are case-sensitive: keywords are offered in upper and lower case, names as
 //! the schema spells them and in lower case. After `FROM` and `JOIN` only a table name (or
@@ -117,11 +118,22 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     }
     let mut names: BTreeSet<String> = BTreeSet::new();
     let mut tables: BTreeSet<String> = BTreeSet::new();
+    let mut columns: BTreeSet<String> = BTreeSet::new();
+    // Each table's spellings and its own columns, for `table.column`.
+    let mut scopes: Vec<(BTreeSet<String>, BTreeSet<String>)> = Vec::new();
     for table in &schema.tables {
         add_name(&mut names, &table.name);
         add_name(&mut tables, &table.name);
+        let mut spellings = BTreeSet::new();
+        let mut own = BTreeSet::new();
+        add_name(&mut spellings, &table.name);
         for column in &table.columns {
             add_name(&mut names, &column.name);
+            add_name(&mut columns, &column.name);
+            add_name(&mut own, &column.name);
+        }
+        if !spellings.is_empty() && !own.is_empty() {
+            scopes.push((spellings, own));
         }
     }
     let alternatives = |set: &BTreeSet<String>| -> String {
@@ -159,7 +171,26 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
         let _ = writeln!(out, "table ::= {}", alternatives(&tables));
     }
     let _ = writeln!(out, "asname ::= (\"AS\" | \"as\") [ ]+ freename");
-    let _ = writeln!(out, "qualified ::= (name | alias) \".\" (name | \"*\")");
+    // After `table.` only that table's columns: a model that starts `DEPARTMENT.DEPART`
+    // for the column `DEPT_NAME` is not led on to the table name `DEPARTMENT`. An alias
+    // may name any column (which table it stands for is not known here).
+    let scoped: Vec<String> = (0..scopes.len()).map(|i| format!("scope{i}")).collect();
+    let mut qualifiers = vec!["alias \".\" (column | \"*\")".to_string()];
+    qualifiers.extend(scoped.iter().cloned());
+    let _ = writeln!(out, "qualified ::= {}", qualifiers.join(" | "));
+    for (rule, (spellings, own)) in scoped.iter().zip(&scopes) {
+        let _ = writeln!(
+            out,
+            "{rule} ::= ({}) \".\" ({} | \"*\")",
+            alternatives(spellings),
+            alternatives(own)
+        );
+    }
+    if columns.is_empty() {
+        let _ = writeln!(out, "column ::= \"x_no_columns\"");
+    } else {
+        let _ = writeln!(out, "column ::= {}", alternatives(&columns));
+    }
     let _ = writeln!(out, "word ::= keyword | name | alias | \"*\"");
     let _ = writeln!(out, "keyword ::= {}", alternatives(&words));
     if names.is_empty() {
@@ -169,7 +200,7 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     }
     let _ = writeln!(
         out,
-        "alias ::= [Tt] [0-9] [0-9]? | [a-z] [a-z0-9]? | \"sub\" [0-9]? | \"cte\" [0-9]?"
+        "alias ::= [Tt] [0-9] [0-9]? | [A-Za-z] [a-z0-9]? | \"sub\" [0-9]? | \"cte\" [0-9]?"
     );
     let _ = writeln!(out, "freename ::= [A-Za-z_] [A-Za-z0-9_]*");
     let _ = writeln!(out, "number ::= \"-\"? [0-9]+ (\".\" [0-9]+)?");
@@ -237,5 +268,36 @@ mod tests {
             .find(|l| l.starts_with("keyword ::="))
             .unwrap();
         assert!(!keywords.contains("\"FROM\"") && keywords.contains("\"WHERE\""));
+    }
+
+    #[test]
+    fn a_table_qualifies_only_its_own_columns() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Department (DEPT_CODE TEXT, DEPT_NAME TEXT);
+             CREATE TABLE Student (STU_NUM INTEGER, DEPT_CODE TEXT);",
+        )
+        .unwrap();
+        let grammar = sql_grammar(&introspect(&conn, "memory").unwrap());
+        let rule = |name: &str| {
+            grammar
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ::=")))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            rule("qualified"),
+            "qualified ::= alias \".\" (column | \"*\") | scope0 | scope1"
+        );
+        assert_eq!(
+            rule("scope0"),
+            "scope0 ::= (\"Department\" | \"department\") \".\" (\"DEPT_CODE\" | \"DEPT_NAME\" \
+             | \"dept_code\" | \"dept_name\" | \"*\")"
+        );
+        assert!(!rule("scope1").contains("DEPT_NAME"));
+        // After an alias, any column but no table name.
+        let columns = rule("column");
+        assert!(columns.contains("\"STU_NUM\"") && !columns.contains("Department"));
     }
 }

@@ -65,6 +65,9 @@ pub struct PipelineConfig {
     /// Queries sampled afresh from the question when every repair failed; the result
     /// most of them agree on is the answer. 0 turns this off.
     pub fallback_candidates: u32,
+    /// Time the repairs of one question may take, counted from its first failed query:
+    /// past it no new query is written (`None`: no limit).
+    pub repair_budget: Option<Duration>,
     /// Which rewrites and checks of `core::rewrite` run on each generated query.
     pub rewrites: RewriteSettings,
 }
@@ -123,6 +126,7 @@ pub fn run_follow_up(
     let mut ending = run.attempt_and_repair(model, on_event)?;
     if let Ending::Unanswered { refused: false, .. } = ending
         && config.fallback_candidates > 0
+        && !run.out_of_repair_time()
     {
         ending = run.fall_back(model, on_event, ending)?;
     }

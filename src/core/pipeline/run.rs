@@ -20,7 +20,9 @@ use crate::core::pipeline::repair::repeats_failure;
 use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
 use crate::core::retrieval::provider::PromptContext;
-use crate::core::rewrite::closest_values::{looks_empty, unheld_message, unheld_values};
+use crate::core::rewrite::closest_values::{
+    looks_empty, selects_only_constants, unheld_message, unheld_values,
+};
 use crate::core::rewrite::{RewriteChain, RewriteInput, Rewritten};
 
 /// How the attempts ended.
@@ -79,6 +81,8 @@ pub(super) struct Run<'a> {
     /// A query that found nothing while filtering on a text no row holds, kept while the
     /// model is shown the closest values: the answer when it writes the query again.
     pub(super) held_empty: Option<(String, QueryResult, u32)>,
+    /// When the first query failed: the repair budget counts from here.
+    repairs_started: Option<Instant>,
 }
 
 impl<'a> Run<'a> {
@@ -118,6 +122,7 @@ impl<'a> Run<'a> {
             lessons: Vec::new(),
             sql_logprob: None,
             held_empty: None,
+            repairs_started: None,
         }
     }
 
@@ -149,8 +154,20 @@ impl<'a> Run<'a> {
                     });
                     fixed.sql
                 }
+                None if self.out_of_repair_time() => break,
                 None => self.generate(model, attempt, on_event)?,
             };
+            if self.held_empty.is_some() && selects_only_constants(&sql) {
+                // "SELECT 0 ..." after being shown the closest values: nothing should match.
+                if let Some((held, result, attempt)) = self.held_empty.take() {
+                    self.note_fired(&["keep_empty_result"]);
+                    return Ok(Ending::Answered {
+                        sql: held,
+                        result,
+                        source: source_of(attempt),
+                    });
+                }
+            }
             let failure = match self.check_and_execute(&sql, attempt, on_event)? {
                 Ok(result) => match self.unheld_value_check(&sql, &result, attempt) {
                     Some(message) => {
@@ -195,6 +212,7 @@ impl<'a> Run<'a> {
                 });
             }
             last_error = Some(message.clone());
+            self.repairs_started.get_or_insert_with(Instant::now);
             if self.stuck_on(&sql) {
                 // Re-sampled and still the same mistake: on the training split no later
                 // repair turn recovered such a query, so the fallback starts sooner.
@@ -215,6 +233,19 @@ impl<'a> Run<'a> {
             reason,
             refused: false,
         })
+    }
+
+    /// Whether the repairs have spent `repair_budget`; the first time it says so, the
+    /// budget is reported with the rewrites and checks that fired.
+    pub(super) fn out_of_repair_time(&mut self) -> bool {
+        let spent = match (self.repairs_started, self.config.repair_budget) {
+            (Some(started), Some(budget)) => started.elapsed() >= budget,
+            _ => false,
+        };
+        if spent {
+            self.note_fired(&["repair_time_budget"]);
+        }
+        spent
     }
 
     /// Whether the query just recorded as failed makes an earlier attempt's mistake again

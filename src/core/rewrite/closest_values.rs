@@ -8,7 +8,7 @@
 //! question in front of it, and a query it writes again is answered as it stands.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sqlparser::ast::{Expr, Statement, Value};
+use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement, Value};
 use strsim::normalized_damerau_levenshtein;
 
 use crate::core::db::exec::{Cell, QueryResult};
@@ -184,6 +184,30 @@ fn has_all_words(whole: &str, part: &str) -> bool {
         && part.iter().all(|w| whole.contains(w))
 }
 
+/// Whether `sql` selects only numbers (`SELECT 0 FROM flights WHERE ...`): told that no
+/// row holds its text, a small model often answers "nothing" that way instead of writing
+/// its query again, so the reply means the query that found nothing stands.
+pub(crate) fn selects_only_constants(sql: &str) -> bool {
+    let Some(Statement::Query(query)) = parse_single_query(sql) else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let number = |expr: &Expr| match expr {
+        Expr::Value(value) => matches!(value.value, Value::Number(..)),
+        Expr::UnaryOp { expr, .. } => {
+            matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Number(..)))
+        }
+        _ => false,
+    };
+    !select.projection.is_empty()
+        && select.projection.iter().all(|item| match item {
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => number(expr),
+            _ => false,
+        })
+}
+
 /// The repair request: what no row holds and what the column holds instead.
 pub(crate) fn unheld_message(unheld: &[UnheldValue]) -> String {
     let mut message = String::from("The query ran but found no rows.");
@@ -214,6 +238,27 @@ mod tests {
 
     fn strings(values: &[&str]) -> Vec<String> {
         values.iter().map(|v| v.to_string()).collect()
+    }
+
+    #[test]
+    fn a_query_of_numbers_alone_selects_only_constants() {
+        for sql in [
+            "SELECT 0 FROM flights WHERE SourceAirport = 'APG'",
+            "SELECT   1 FROM list AS T1 JOIN teachers AS T2 ON T1.c = T2.c",
+            "SELECT -1, 0 AS n FROM t",
+            "SELECT 0",
+        ] {
+            assert!(selects_only_constants(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT COUNT(*) FROM flights WHERE SourceAirport = 'APG'",
+            "SELECT 0, Name FROM t",
+            "SELECT 'none' FROM t",
+            "SELECT 0 FROM a UNION SELECT 1 FROM b",
+            "not sql",
+        ] {
+            assert!(!selects_only_constants(sql), "{sql}");
+        }
     }
 
     #[test]
