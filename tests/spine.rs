@@ -591,6 +591,13 @@ fn spent_repair_time_writes_no_more_queries() {
             .unwrap()
             .contains("no such column: Titel")
     );
+    assert!(
+        outcome
+            .error
+            .as_deref()
+            .unwrap()
+            .ends_with("(repairs stopped after 0 s: [pipeline] repair_budget_secs)")
+    );
     assert!(outcome.rewrites.iter().any(|r| r == "repair_time_budget"));
 
     let unlimited = PipelineConfig {
@@ -953,6 +960,37 @@ fn a_query_that_finds_nothing_for_an_unheld_text_is_shown_the_closest_values() {
     );
     assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
     assert!(outcome.rewrites.iter().any(|r| r == "closest_values"));
+}
+
+#[test]
+fn a_constant_reply_to_the_closest_values_keeps_the_query_that_found_nothing() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..default_pipeline()
+    };
+    let mut model = Replies(|request: &CompletionRequest| {
+        let shown = request
+            .messages
+            .iter()
+            .any(|m| m.content.contains("the closest values of Customer.Country"));
+        if shown {
+            "SELECT 0 FROM Customer WHERE Country = 'US'\n```"
+        } else {
+            "SELECT COUNT(*) FROM Customer WHERE Country = 'US'\n```"
+        }
+    });
+    let outcome = ask_with(&mut model, &db, "How many customers live in US?", &config);
+    assert_eq!(
+        outcome.sql.as_deref(),
+        Some("SELECT COUNT(*) FROM Customer WHERE Country = 'US'")
+    );
+    assert_eq!(
+        outcome.result.as_ref().unwrap().rows,
+        vec![vec![Cell::Integer(0)]]
+    );
+    assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
+    assert!(outcome.rewrites.iter().any(|r| r == "keep_empty_result"));
 }
 
 #[test]

@@ -157,16 +157,8 @@ impl<'a> Run<'a> {
                 None if self.out_of_repair_time() => break,
                 None => self.generate(model, attempt, on_event)?,
             };
-            if self.held_empty.is_some() && selects_only_constants(&sql) {
-                // "SELECT 0 ..." after being shown the closest values: nothing should match.
-                if let Some((held, result, attempt)) = self.held_empty.take() {
-                    self.note_fired(&["keep_empty_result"]);
-                    return Ok(Ending::Answered {
-                        sql: held,
-                        result,
-                        source: source_of(attempt),
-                    });
-                }
+            if let Some(kept) = self.keep_held_for_constants(&sql) {
+                return Ok(kept);
             }
             let failure = match self.check_and_execute(&sql, attempt, on_event)? {
                 Ok(result) => match self.unheld_value_check(&sql, &result, attempt) {
@@ -232,6 +224,27 @@ impl<'a> Run<'a> {
         Ok(Ending::Unanswered {
             reason,
             refused: false,
+        })
+    }
+
+    /// "SELECT 0 ..." after being shown the closest values means nothing should match: the
+    /// held query that found nothing is the answer.
+    fn keep_held_for_constants(&mut self, sql: &str) -> Option<Ending> {
+        if self.held_empty.is_none() || !selects_only_constants(sql) {
+            return None;
+        }
+        let (held, result, attempt) = self.held_empty.take()?;
+        self.note_fired(&["keep_empty_result"]);
+        self.attempts.push(Attempt {
+            sql: sql.to_string(),
+            error: Some(
+                "selects only constants: the earlier query that found nothing is the answer".into(),
+            ),
+        });
+        Some(Ending::Answered {
+            sql: held,
+            result,
+            source: source_of(attempt),
         })
     }
 
@@ -437,7 +450,16 @@ impl<'a> Run<'a> {
             Err(reason) => {
                 let last_sql = outcome.attempts.last().map(|a| a.sql.clone());
                 outcome.sql = last_sql.filter(|s| !s.is_empty());
-                outcome.error = Some(unanswered_message(outcome.attempts.len(), &reason));
+                let mut message = unanswered_message(outcome.attempts.len(), &reason);
+                if let Some(budget) = self.config.repair_budget
+                    && self.fired.contains(&"repair_time_budget")
+                {
+                    message.push_str(&format!(
+                        " (repairs stopped after {} s: [pipeline] repair_budget_secs)",
+                        budget.as_secs()
+                    ));
+                }
+                outcome.error = Some(message);
             }
         }
         outcome
