@@ -191,12 +191,8 @@ impl<'a> Run<'a> {
                 error: Some(message.clone()),
             });
             if let Failure::Final(reason) = failure {
-                if let Some((sql, result, attempt)) = self.held_empty.take() {
-                    return Ok(Ending::Answered {
-                        sql,
-                        result,
-                        source: source_of(attempt),
-                    });
+                if let Some(held) = self.answer_held() {
+                    return Ok(held);
                 }
                 return Ok(Ending::Unanswered {
                     reason,
@@ -213,12 +209,8 @@ impl<'a> Run<'a> {
             }
             schema_fix = self.ask_for_repair(&sql, message);
         }
-        if let Some((sql, result, attempt)) = self.held_empty.take() {
-            return Ok(Ending::Answered {
-                sql,
-                result,
-                source: source_of(attempt),
-            });
+        if let Some(held) = self.answer_held() {
+            return Ok(held);
         }
         let reason = last_error.unwrap_or_else(|| "no attempt was made".into());
         Ok(Ending::Unanswered {
@@ -233,7 +225,6 @@ impl<'a> Run<'a> {
         if self.held_empty.is_none() || !selects_only_constants(sql) {
             return None;
         }
-        let (held, result, attempt) = self.held_empty.take()?;
         self.note_fired(&["keep_empty_result"]);
         self.attempts.push(Attempt {
             sql: sql.to_string(),
@@ -241,8 +232,15 @@ impl<'a> Run<'a> {
                 "selects only constants: the earlier query that found nothing is the answer".into(),
             ),
         });
+        self.answer_held()
+    }
+
+    /// The query that found nothing, held while the model was shown the closest values,
+    /// as the answer.
+    fn answer_held(&mut self) -> Option<Ending> {
+        let (sql, result, attempt) = self.held_empty.take()?;
         Some(Ending::Answered {
-            sql: held,
+            sql,
             result,
             source: source_of(attempt),
         })
