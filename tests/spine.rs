@@ -922,15 +922,18 @@ fn the_app_and_ask_record_the_same_fields_prompt_included() {
     assert_eq!(store.run_examples(by_app).unwrap().len(), 1);
 }
 
-/// Writes `Country = 'US'`, and 'USA' once it is shown the column's closest values.
-fn takes_the_closest_value() -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
-    Replies(|request: &CompletionRequest| {
+/// Counts the customers with `Country = 'US'`, and writes `reply` once it is shown the
+/// column's closest values.
+fn answers_the_closest_values(
+    reply: &'static str,
+) -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {
+    Replies(move |request: &CompletionRequest| {
         let shown = request.messages.iter().any(|m| {
             m.content
                 .contains("the closest values of Customer.Country are 'USA'")
         });
         if shown {
-            "SELECT COUNT(*) FROM Customer WHERE Country = 'USA'\n```"
+            reply
         } else {
             "SELECT COUNT(*) FROM Customer WHERE Country = 'US'\n```"
         }
@@ -945,7 +948,7 @@ fn a_query_that_finds_nothing_for_an_unheld_text_is_shown_the_closest_values() {
         ..default_pipeline()
     };
     let outcome = ask_with(
-        &mut takes_the_closest_value(),
+        &mut answers_the_closest_values("SELECT COUNT(*) FROM Customer WHERE Country = 'USA'\n```"),
         &db,
         "How many customers live in the US?",
         &config,
@@ -969,17 +972,7 @@ fn a_constant_reply_to_the_closest_values_keeps_the_query_that_found_nothing() {
         answer: false,
         ..default_pipeline()
     };
-    let mut model = Replies(|request: &CompletionRequest| {
-        let shown = request
-            .messages
-            .iter()
-            .any(|m| m.content.contains("the closest values of Customer.Country"));
-        if shown {
-            "SELECT 0 FROM Customer WHERE Country = 'US'\n```"
-        } else {
-            "SELECT COUNT(*) FROM Customer WHERE Country = 'US'\n```"
-        }
-    });
+    let mut model = answers_the_closest_values("SELECT 0 FROM Customer WHERE Country = 'US'\n```");
     let outcome = ask_with(&mut model, &db, "How many customers live in US?", &config);
     assert_eq!(
         outcome.sql.as_deref(),

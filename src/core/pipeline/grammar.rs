@@ -174,14 +174,15 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     // After `table.` only that table's columns: a model that starts `DEPARTMENT.DEPART`
     // for the column `DEPT_NAME` is not led on to the table name `DEPARTMENT`. An alias
     // may name any column (which table it stands for is not known here).
-    let scoped: Vec<String> = (0..scopes.len()).map(|i| format!("scope{i}")).collect();
-    let mut qualifiers = vec!["alias \".\" (column | \"*\")".to_string()];
-    qualifiers.extend(scoped.iter().cloned());
-    let _ = writeln!(out, "qualified ::= {}", qualifiers.join(" | "));
-    for (rule, (spellings, own)) in scoped.iter().zip(&scopes) {
+    let _ = write!(out, "qualified ::= alias \".\" (column | \"*\")");
+    for i in 0..scopes.len() {
+        let _ = write!(out, " | scope{i}");
+    }
+    out.push('\n');
+    for (i, (spellings, own)) in scopes.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{rule} ::= ({}) \".\" ({} | \"*\")",
+            "scope{i} ::= ({}) \".\" ({} | \"*\")",
             alternatives(spellings),
             alternatives(own)
         );

@@ -194,18 +194,22 @@ pub(crate) fn selects_only_constants(sql: &str) -> bool {
     let SetExpr::Select(select) = query.body.as_ref() else {
         return false;
     };
-    let number = |expr: &Expr| match expr {
-        Expr::Value(value) => matches!(value.value, Value::Number(..)),
-        Expr::UnaryOp { expr, .. } => {
-            matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Number(..)))
-        }
-        _ => false,
-    };
     !select.projection.is_empty()
         && select.projection.iter().all(|item| match item {
-            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => number(expr),
+            SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                is_number(expr)
+            }
             _ => false,
         })
+}
+
+/// `0`, `1.5`, `-1`.
+fn is_number(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(value) => matches!(value.value, Value::Number(..)),
+        Expr::UnaryOp { expr, .. } => is_number(expr),
+        _ => false,
+    }
 }
 
 /// The repair request: what no row holds and what the column holds instead.
