@@ -7,11 +7,15 @@
 //! match and repeats them once per match, which is almost never what the question asked:
 //! on the shared Spider subset, 18 of the defaults' wrong answers were exactly that and
 //! none of the right ones needed it (docs/eval.md). The join is kept whenever the query
-//! could mean "rows that have a match" or count the joined rows: under `GROUP BY`, any
-//! `COUNT`, `SUM` or `AVG` ("how many tracks" over `MediaType JOIN Track`), a `DISTINCT`
-//! aggregate, when its `ON` is more than column equalities, when the question names the
-//! joined table ("names of the gymnasts" over `gymnast JOIN people`), and anywhere but the
-//! outermost SELECT (in an `EXCEPT` arm or a `NOT IN` subquery the join is the meaning).
+//! could mean "rows that have a match" or count the joined rows: under any `COUNT` ("how
+//! many tracks" over `MediaType JOIN Track`, `ORDER BY COUNT(*)` for "the most orders"), a
+//! `DISTINCT` aggregate, when its `ON` is more than column equalities, when the question
+//! names the joined table ("names of the gymnasts" over `gymnast JOIN people`), and
+//! anywhere but the outermost SELECT (in an `EXCEPT` arm or a `NOT IN` subquery the join
+//! is the meaning). Under `SUM`, `AVG` or `GROUP BY` without a count, the join repeats what
+//! is summed ("total revenue of the companies in Austin" over `Manufacturers JOIN
+//! Products`), so it goes unless the question says "have"/"with", "how many" or "number",
+//! or names every word of the joined table.
 //! Under `DISTINCT` the join can only mean "that have a match", so it is kept when the
 //! question says "have", "with", a participle ("professors teaching"), or any word of the
 //! joined table. An unused `LEFT JOIN` only repeats rows and goes the same way. The gold
@@ -59,6 +63,9 @@ pub fn drop_unused_joins(sql: &str, schema: &Schema, question: &str) -> Option<S
     if has_wildcard(&mut statement) || !qualified_columns_resolve(&statement, schema) {
         return None;
     }
+    // A COUNT anywhere (ORDER BY included) counts the joined rows: "the customer with the
+    // most orders" is `customers JOIN invoices ... ORDER BY COUNT(*)`.
+    let counts_joined_rows = any_function(&statement, is_count);
     let mut dropped_any = false;
     for _ in 0..MAX_ROUNDS {
         let references = References::of(&statement);
@@ -70,7 +77,7 @@ pub fn drop_unused_joins(sql: &str, schema: &Schema, question: &str) -> Option<S
         let SetExpr::Select(select) = query.body.as_mut() else {
             return None;
         };
-        if !drop_one_unused_join(select, schema, &references, &asked) {
+        if !drop_one_unused_join(select, schema, &references, &asked, counts_joined_rows) {
             break;
         }
         dropped_any = true;
@@ -438,6 +445,7 @@ fn drop_one_unused_join(
     schema: &Schema,
     references: &References,
     asked: &QuestionWords,
+    counts_joined_rows: bool,
 ) -> bool {
     // Under a plain DISTINCT a join only keeps the rows that have a match, so it is
     // dropped only when nothing in the question asks for a match (see `is_unused`).
@@ -446,15 +454,25 @@ fn drop_one_unused_join(
         Some(Distinct::Distinct) if !asked.has_possession => true,
         Some(_) => return false,
     };
-    if has_grouping(select) || has_distinct_aggregate(select) || counts_rows(select) {
+    if has_distinct_aggregate(select) {
         return false;
     }
+    let context = if has_grouping(select) || counts_rows(select) {
+        if counts_joined_rows {
+            return false;
+        }
+        JoinContext::Aggregated
+    } else if distinct {
+        JoinContext::Distinct
+    } else {
+        JoinContext::Rows
+    };
     let [TableWithJoins { relation, joins }] = select.from.as_mut_slice() else {
         return false;
     };
     if let Some(index) = joins.iter().position(|join| {
         droppable_join_condition(join)
-            .is_some_and(|on| is_unused(&join.relation, on, schema, references, asked, distinct))
+            .is_some_and(|on| is_unused(&join.relation, on, schema, references, asked, context))
     }) {
         joins.remove(index);
         return true;
@@ -462,8 +480,7 @@ fn drop_one_unused_join(
     // `FROM city JOIN country ON ... WHERE country.Name = 'Anguilla'`: the first table is
     // the unused one, and the joined table takes its place.
     let first_join_on = joins.first().and_then(inner_join_condition);
-    if first_join_on.is_some_and(|on| is_unused(relation, on, schema, references, asked, distinct))
-    {
+    if first_join_on.is_some_and(|on| is_unused(relation, on, schema, references, asked, context)) {
         let first = joins.remove(0);
         *relation = first.relation;
         return true;
@@ -497,7 +514,7 @@ fn is_unused(
     schema: &Schema,
     references: &References,
     asked: &QuestionWords,
-    distinct: bool,
+    context: JoinContext,
 ) -> bool {
     if !matches!(relation, TableFactor::Table { args: None, .. }) {
         return false;
@@ -510,7 +527,16 @@ fn is_unused(
     }
     // Under DISTINCT the join can only mean "that have a match": "professors teaching in
     // a department", "cities where people live" (`people_addresses`).
-    if distinct && (asked.has_participle || asked.names_any_word(&table.name)) {
+    let guarded = match context {
+        JoinContext::Rows => false,
+        JoinContext::Distinct => asked.has_participle || asked.names_any_word(&table.name),
+        // Under an aggregate the join repeats what is counted or summed; it is the meaning
+        // only when the question speaks of the joined rows ("tracks", "students with").
+        JoinContext::Aggregated => {
+            asked.has_possession || asked.asks_how_many || asked.names(&table.name)
+        }
+    };
+    if guarded {
         return false;
     }
     let qualifier = used_as.to_lowercase();
@@ -528,6 +554,17 @@ fn is_unused(
         .any(|name| table.column(name).is_some())
 }
 
+/// What an unused join can still change in the SELECT around it.
+#[derive(Clone, Copy)]
+enum JoinContext {
+    /// Plain rows: the join only filters and repeats them.
+    Rows,
+    /// `SELECT DISTINCT`: the join can only keep the rows that have a match.
+    Distinct,
+    /// Grouped or aggregated (`COUNT`, `SUM`, `AVG`): the join changes what is counted.
+    Aggregated,
+}
+
 /// The words of a question, singular, for telling whether it names a table.
 struct QuestionWords {
     words: std::collections::HashSet<String>,
@@ -539,6 +576,9 @@ struct QuestionWords {
     has_possession: bool,
     /// "professors teaching", "people living": a participle may restrict by a relation.
     has_participle: bool,
+    /// "how many", "the number of": the question counts something, which may be the
+    /// joined rows even when the query sums ("the total number of credits offered").
+    asks_how_many: bool,
 }
 
 /// Words that join the parts of a table's name and say nothing about what it holds.
@@ -559,11 +599,16 @@ impl QuestionWords {
             .iter()
             .any(|w| matches!(w.as_str(), "have" | "has" | "had" | "having" | "with"));
         let has_participle = words.iter().any(|w| w.len() > 5 && w.ends_with("ing"));
+        let asks_how_many = words.iter().any(|w| w == "number")
+            || words
+                .windows(2)
+                .any(|pair| pair[0] == "how" && pair[1] == "many");
         Self {
             words: words.iter().map(|w| singular(w)).collect(),
             restricts_by_clause,
             has_possession,
             has_participle,
+            asks_how_many,
         }
     }
 
@@ -819,8 +864,6 @@ mod tests {
              JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID",
             "SELECT Name FROM teacher WHERE Teacher_ID NOT IN (SELECT T1.Teacher_ID FROM \
              teacher AS T1 JOIN course_arrange AS T2 ON T1.Teacher_ID = T2.Teacher_ID)",
-            "SELECT SUM(T1.Age) FROM teacher AS T1 JOIN course_arrange AS T2 \
-             ON T1.Teacher_ID = T2.Teacher_ID",
         ] {
             assert_eq!(dropped(sql), None, "{sql}");
         }
@@ -842,6 +885,46 @@ mod tests {
             "Different names of teachers in a course arrangement?",
         ] {
             assert_eq!(dropped(question), None, "{question}");
+        }
+    }
+
+    #[test]
+    fn under_a_sum_a_join_goes_unless_the_question_counts_or_names_the_joined_rows() {
+        let summed = "SELECT SUM(T1.Age) FROM teacher AS T1 JOIN course_arrange AS T2 \
+                      ON T1.Teacher_ID = T2.Teacher_ID";
+        let dropped = |sql, question| one_line(drop_unused_joins(sql, &school(), question));
+        assert_eq!(
+            dropped(summed, "Total age of the teachers?").as_deref(),
+            Some("SELECT SUM(T1.Age) FROM teacher AS T1")
+        );
+        assert_eq!(
+            dropped(
+                "SELECT T1.Name, AVG(T1.Age) FROM teacher AS T1 JOIN course_arrange AS T2 \
+                 ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name",
+                "Average age of each teacher name?"
+            )
+            .as_deref(),
+            Some("SELECT T1.Name, AVG(T1.Age) FROM teacher AS T1 GROUP BY T1.Name")
+        );
+        for question in [
+            "Total age of the teachers over each course arrange row?",
+            "Total age of the teachers that have a course?",
+            "Total age of the teachers with courses?",
+            "The total number of years of the teachers?",
+            "How many years do the teachers add up to?",
+        ] {
+            assert_eq!(dropped(summed, question), None, "{question}");
+        }
+        // A count anywhere counts the joined rows: "the teacher with the most arrangements".
+        for sql in [
+            "SELECT T1.Name, COUNT(*) FROM teacher AS T1 JOIN course_arrange AS T2 \
+             ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Teacher_ID",
+            "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
+             ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Teacher_ID ORDER BY COUNT(*) DESC",
+            "SELECT COUNT(DISTINCT T1.Name) FROM teacher AS T1 JOIN course_arrange AS T2 \
+             ON T1.Teacher_ID = T2.Teacher_ID",
+        ] {
+            assert_eq!(dropped(sql, "Which teacher?"), None, "{sql}");
         }
     }
 
