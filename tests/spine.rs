@@ -513,6 +513,44 @@ fn a_repair_that_repeats_the_failed_query_is_asked_afresh_with_what_failed() {
     assert_eq!(outcome.attempts.len(), 2, "{:?}", outcome.attempts);
 }
 
+#[test]
+fn after_a_name_the_schema_lacks_the_repair_asks_from_the_question_without_a_repair_turn() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        ..default_pipeline()
+    };
+    let mut repair_turns = 0;
+    let mut copier = copies_its_failed_query();
+    let outcome = ask_with(
+        &mut Replies(|request: &CompletionRequest| {
+            let last = request.messages.last().map(|m| m.content.as_str());
+            if last.is_some_and(|m| m.starts_with("That query failed")) {
+                repair_turns += 1;
+            }
+            (copier.0)(request)
+        }),
+        &db,
+        "What are the titles of the albums by artist 1?",
+        &config,
+    );
+    assert_eq!(
+        outcome.sql.as_deref(),
+        Some("SELECT Title FROM Album WHERE ArtistId = 1")
+    );
+    assert_eq!(
+        repair_turns, 0,
+        "the failed query was shown to copy: {:?}",
+        outcome.attempts
+    );
+    assert!(
+        outcome
+            .rewrites
+            .iter()
+            .any(|r| r == "ask_afresh_after_unknown_name")
+    );
+}
+
 /// Writes the column `Titel`, which no table has, unless its request carries a grammar
 /// of the schema's names (which cannot spell it): what the grammar does to a real model.
 fn misspells_without_a_grammar() -> Replies<impl FnMut(&CompletionRequest) -> &'static str> {

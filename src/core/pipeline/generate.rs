@@ -9,7 +9,7 @@ use crate::core::model::{ChatMessage, CompletionRequest, LanguageModel, Sampling
 use crate::core::pipeline::extract::{SQL_FENCE_CLOSE, SQL_FENCE_OPEN, extract_sql};
 use crate::core::pipeline::outcome::Source;
 use crate::core::pipeline::outcome::{Attempt, PipelineEvent, Stage};
-use crate::core::pipeline::repair::repeats_failure;
+use crate::core::pipeline::repair::{names_unknown, repeats_failure};
 use crate::core::pipeline::run::{Ending, Run, same_sql};
 use crate::core::pipeline::vote::{pick_by_vote, tally_vote};
 use crate::core::pipeline::{PipelineError, millis};
@@ -32,6 +32,18 @@ impl Run<'_> {
         let mut messages = self.messages.clone();
         let mut resamples = 0;
         let mut grammar = self.grammar.clone();
+        if attempt > 1 && self.last_failure_names_unknown() && !self.lessons.is_empty() {
+            // After a table or column the schema does not hold (and that no schema fix
+            // could replace), the repair turn mostly writes the failed query again: ask
+            // from the question with what failed, under the schema's names, at once.
+            messages = self.question_with_lessons();
+            grammar = self.retry_grammar.clone();
+            resamples = 1;
+            self.note_fired(&["ask_afresh_after_unknown_name"]);
+            if grammar.is_some() {
+                self.note_fired(&["retry_grammar"]);
+            }
+        }
         let (completion, written) = loop {
             let request = self.sql_request(messages.clone(), sampling, grammar.clone());
             if !opening.is_empty() {
@@ -74,6 +86,7 @@ impl Run<'_> {
                             .as_deref()
                             .is_some_and(|error| repeats_failure(error, &written.sql))
                 });
+            tracing::debug!(attempt, resamples, repeated, sql = %written.sql, "query written");
             if !repeated || resamples >= MAX_RESAMPLES || self.out_of_repair_time() {
                 break (completion, written);
             }
@@ -110,6 +123,14 @@ impl Run<'_> {
             self.note_fired(&written.fired);
             Ok(written.sql)
         }
+    }
+
+    /// Whether the latest failed query named a table or column the database does not have.
+    fn last_failure_names_unknown(&self) -> bool {
+        self.attempts
+            .last()
+            .and_then(|a| a.error.as_deref())
+            .is_some_and(names_unknown)
     }
 
     /// The question turns, the question followed by what earlier attempts taught.

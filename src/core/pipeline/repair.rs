@@ -142,6 +142,12 @@ fn closest_columns(schema: &Schema, column: &str) -> Vec<String> {
     scored.into_iter().take(3).map(|(_, name)| name).collect()
 }
 
+/// Whether `error` says the query named a table or column the database does not have.
+pub(crate) fn names_unknown(error: &str) -> bool {
+    error_subject(error, "no such table:").is_some()
+        || error_subject(error, "no such column:").is_some()
+}
+
 /// Whether `sql` makes the mistake `error` reported again: it still reads the table that
 /// does not exist, or still names the column that does not.
 pub(crate) fn repeats_failure(error: &str, sql: &str) -> bool {
