@@ -18,6 +18,7 @@ use crate::core::db::ident::{is_identifier_char, quote_identifier};
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{parse_single_query, tables_in_scope};
 use crate::core::pipeline::repair::{error_subject, unquote};
+use crate::core::rewrite::simplify::question_words_naming;
 
 /// A way to join `owner` to a table already in the query.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +33,12 @@ struct Link {
 /// `failed_sql` with a join to the one table that holds the missing column named in
 /// `error`; `None` when the error is another one, the query is not one plain SELECT, a
 /// table in the query has the column already, or the owner or its link is ambiguous.
-pub(crate) fn join_owning_table(error: &str, failed_sql: &str, schema: &Schema) -> Option<String> {
+pub(crate) fn join_owning_table(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+    question: &str,
+) -> Option<String> {
     let subject = error_subject(error, "no such column:")?;
     let (qualifier, column) = match subject.rsplit_once('.') {
         Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
@@ -70,6 +76,7 @@ pub(crate) fn join_owning_table(error: &str, failed_sql: &str, schema: &Schema) 
         .filter(|owner| owner.column(&column).is_some())
         .flat_map(|owner| links_to_scope(owner, &scope))
         .collect();
+    let links = owners_the_question_names(links, question);
     let [link] = links.as_slice() else {
         return None;
     };
@@ -84,6 +91,21 @@ pub(crate) fn join_owning_table(error: &str, failed_sql: &str, schema: &Schema) 
     select.from.first_mut()?.joins.push(join);
     requalify(&mut statement, qualifier.as_deref(), &column, &alias);
     Some(format!("{statement:#}"))
+}
+
+/// Among several tables that hold the column, the ones whose name the question uses most
+/// ("the fault status of the faults recorded in the logs": `Fault_Log_Parts`, not
+/// `Engineer_Visits`); all of them when the question names none.
+fn owners_the_question_names(links: Vec<Link>, question: &str) -> Vec<Link> {
+    let named = |link: &Link| question_words_naming(question, &link.owner);
+    let most = links.iter().map(named).max().unwrap_or(0);
+    if links.len() < 2 || most == 0 {
+        return links;
+    }
+    links
+        .into_iter()
+        .filter(|link| named(link) == most)
+        .collect()
 }
 
 /// The declared keys between `owner` and each table in scope, either direction; on a
@@ -246,14 +268,20 @@ mod tests {
              CREATE TABLE visits(Visit_ID INTEGER PRIMARY KEY, Tourist_ID INTEGER,
                  Visit_Date TEXT);
              CREATE TABLE shop(id INTEGER PRIMARY KEY, city TEXT);
-             CREATE TABLE staff(id INTEGER PRIMARY KEY, name TEXT);",
+             CREATE TABLE staff(id INTEGER PRIMARY KEY, name TEXT);
+             CREATE TABLE Fault_Log(fault_log_entry_id INTEGER PRIMARY KEY,
+                 fault_description TEXT);
+             CREATE TABLE Engineer_Visits(engineer_visit_id INTEGER PRIMARY KEY,
+                 fault_log_entry_id INTEGER REFERENCES Fault_Log, fault_status TEXT);
+             CREATE TABLE Fault_Log_Parts(part_fault_id INTEGER,
+                 fault_log_entry_id INTEGER REFERENCES Fault_Log, fault_status TEXT);",
         )
         .unwrap();
         introspect(&conn, ":memory:").unwrap()
     }
 
     fn fixed(error: &str, sql: &str) -> Option<String> {
-        join_owning_table(error, sql, &schema())
+        join_owning_table(error, sql, &schema(), "")
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
@@ -269,6 +297,29 @@ mod tests {
                 "SELECT COUNT(*) FROM exhibition_record JOIN exhibition AS T1 ON \
                  T1.Exhibition_ID = exhibition_record.Exhibition_ID WHERE Attendance > 100 \
                  OR T1.Ticket_Price < 10"
+            )
+        );
+    }
+
+    #[test]
+    fn of_several_tables_holding_the_column_the_one_the_question_names_is_joined() {
+        let sql = "SELECT fault_description, fault_status FROM Fault_Log";
+        let error = "no such column: fault_status";
+        assert_eq!(
+            fixed(error, sql),
+            None,
+            "two owners and no question: ambiguous"
+        );
+        let question = "What are the fault descriptions and the fault status of all the \
+                        faults recorded in the logs?";
+        let joined = join_owning_table(error, sql, &schema(), question)
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(
+            joined.as_deref(),
+            Some(
+                "SELECT fault_description, T1.fault_status FROM Fault_Log JOIN \
+                 Fault_Log_Parts AS T1 ON T1.fault_log_entry_id = \
+                 Fault_Log.fault_log_entry_id"
             )
         );
     }

@@ -428,6 +428,124 @@ pub(crate) fn fix_column_reference(
     changed.then(|| tokens.iter().map(Token::to_string).collect())
 }
 
+/// `failed_sql` with an unqualified `column` that SQLite found ambiguous read from the
+/// first table that has it, when every table in scope that has it is joined to the others
+/// on that very column (`FROM files JOIN song AS T1 ON T1.f_id = files.f_id`): the value is
+/// then the same whichever is named, and the first one is the side a LEFT JOIN keeps.
+/// `None` for a query with subqueries or a RIGHT or FULL join, where the first table is not
+/// plainly the right one.
+pub(crate) fn qualify_ambiguous_column(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+) -> Option<String> {
+    let column = unquote(&error_subject(error, "ambiguous column name:")?);
+    if column.contains('.') {
+        return None;
+    }
+    let dialect = SQLiteDialect {};
+    let tokens = Tokenizer::new(&dialect, failed_sql).tokenize().ok()?;
+    let keyword_count = |keyword: Keyword| {
+        tokens
+            .iter()
+            .filter(|t| matches!(t, Token::Word(w) if w.keyword == keyword))
+            .count()
+    };
+    if keyword_count(Keyword::SELECT) != 1
+        || keyword_count(Keyword::RIGHT) + keyword_count(Keyword::FULL) > 0
+    {
+        return None;
+    }
+    let owners: Vec<String> = table_aliases(&tokens, schema)
+        .into_iter()
+        .filter(|(_, table)| {
+            schema
+                .table(table)
+                .is_some_and(|t| t.column(&column).is_some())
+        })
+        .map(|(alias, _)| alias)
+        .collect();
+    if owners.len() < 2 || !joined_on_column(&tokens, &owners, &column) {
+        return None;
+    }
+    let is_column = |token: &Token| matches!(token, Token::Word(w) if unquote(&w.value).eq_ignore_ascii_case(&column));
+    let mut fixed: Vec<Token> = Vec::with_capacity(tokens.len() + 4);
+    let mut changed = false;
+    for (index, token) in tokens.iter().enumerate() {
+        let qualified = index > 0 && matches!(tokens[index - 1], Token::Period);
+        let qualifies = matches!(tokens.get(index + 1), Some(Token::Period));
+        let named_as = previous_word(&tokens[..index]).is_some_and(|w| w.keyword == Keyword::AS);
+        if is_column(token) && !qualified && !qualifies && !named_as {
+            fixed.push(Token::make_word(&owners[0], None));
+            fixed.push(Token::Period);
+            changed = true;
+        }
+        fixed.push(token.clone());
+    }
+    changed.then(|| fixed.iter().map(Token::to_string).collect())
+}
+
+/// Whether equalities `a.column = b.column` between the `aliases` link all of them.
+fn joined_on_column(tokens: &[Token], aliases: &[String], column: &str) -> bool {
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let owner_of = |qualifier: &Token, name: &Token| -> Option<usize> {
+        let (Token::Word(qualifier), Token::Word(name)) = (qualifier, name) else {
+            return None;
+        };
+        if !unquote(&name.value).eq_ignore_ascii_case(column) {
+            return None;
+        }
+        aliases
+            .iter()
+            .position(|alias| alias.eq_ignore_ascii_case(&qualifier.value))
+    };
+    let mut linked = vec![false; aliases.len()];
+    linked[0] = true;
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for window in words.windows(7) {
+        if !matches!(window[1], Token::Period)
+            || !matches!(window[3], Token::Eq)
+            || !matches!(window[5], Token::Period)
+        {
+            continue;
+        }
+        if let (Some(left), Some(right)) = (
+            owner_of(window[0], window[2]),
+            owner_of(window[4], window[6]),
+        ) {
+            pairs.push((left, right));
+        }
+    }
+    // Spread "linked" along the equalities until nothing changes.
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for &(a, b) in &pairs {
+            if linked[a] != linked[b] {
+                linked[a] = true;
+                linked[b] = true;
+                grew = true;
+            }
+        }
+    }
+    linked.iter().all(|&l| l)
+}
+
+/// The last word before the end of `tokens`, whitespace aside.
+fn previous_word(tokens: &[Token]) -> Option<&sqlparser::tokenizer::Word> {
+    match tokens
+        .iter()
+        .rev()
+        .find(|t| !matches!(t, Token::Whitespace(_)))?
+    {
+        Token::Word(word) => Some(word),
+        _ => None,
+    }
+}
+
 /// Whether `alias.` occurs in the query.
 fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
     tokens.windows(2).any(|pair| {
@@ -604,6 +722,40 @@ mod column_fix_tests {
         assert_eq!(
             fix_column_reference("no such column: p.pet_type", sql, &schema()).as_deref(),
             Some("SELECT p.PetType FROM pets p")
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_column_joined_on_itself_is_read_from_the_first_table() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE files(f_id INTEGER PRIMARY KEY, formats TEXT);
+             CREATE TABLE song(song_name TEXT, f_id INTEGER REFERENCES files, resolution INT);",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let sql = "SELECT f_id FROM files JOIN song AS T1 ON T1.f_id = files.f_id \
+                   WHERE formats = 'mp4' AND T1.resolution < 1000 ORDER BY f_id";
+        let fixed = qualify_ambiguous_column("ambiguous column name: f_id", sql, &schema);
+        assert_eq!(
+            fixed.as_deref(),
+            Some(
+                "SELECT files.f_id FROM files JOIN song AS T1 ON T1.f_id = files.f_id \
+                 WHERE formats = 'mp4' AND T1.resolution < 1000 ORDER BY files.f_id"
+            )
+        );
+        assert!(conn.prepare(&fixed.unwrap()).is_ok());
+        let not_joined_on_it =
+            "SELECT f_id FROM files JOIN song AS T1 ON T1.resolution = files.f_id";
+        assert_eq!(
+            qualify_ambiguous_column("ambiguous column name: f_id", not_joined_on_it, &schema),
+            None
+        );
+        let with_subquery = "SELECT f_id FROM files JOIN song AS T1 ON T1.f_id = files.f_id \
+                             WHERE f_id IN (SELECT f_id FROM song)";
+        assert_eq!(
+            qualify_ambiguous_column("ambiguous column name: f_id", with_subquery, &schema),
+            None
         );
     }
 

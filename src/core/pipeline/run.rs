@@ -17,7 +17,7 @@ use crate::core::pipeline::prompt::{
     question_turns, repair_message, sql_reply, system_message_for,
 };
 use crate::core::pipeline::repair::repeats_failure;
-use crate::core::pipeline::repair::{fix_column_reference, repair_hints};
+use crate::core::pipeline::repair::{fix_column_reference, qualify_ambiguous_column, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
 use crate::core::retrieval::provider::PromptContext;
 use crate::core::rewrite::closest_values::{
@@ -367,8 +367,12 @@ impl<'a> Run<'a> {
                             .map(|fixed| ("drop_invented_join", fixed))
                     })
                     .or_else(|| {
-                        join_owning_table(message, sql, schema)
+                        join_owning_table(message, sql, schema, self.question)
                             .map(|fixed| ("join_owning_table", fixed))
+                    })
+                    .or_else(|| {
+                        qualify_ambiguous_column(message, sql, schema)
+                            .map(|fixed| ("qualify_ambiguous_column", fixed))
                     })
             })
             .filter(|(_, fixed)| !self.attempts.iter().any(|a| same_sql(&a.sql, fixed)));

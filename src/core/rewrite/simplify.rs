@@ -624,6 +624,19 @@ impl QuestionWords {
     }
 }
 
+/// How many words of `table`'s name the question uses, singular: "faults recorded in the
+/// logs" names two of `Fault_Log_Parts` and none of `Engineer_Visits`.
+pub(crate) fn question_words_naming(question: &str, table: &str) -> usize {
+    let words: std::collections::HashSet<String> = lowercase_words(question)
+        .iter()
+        .map(|w| singular(w))
+        .collect();
+    table_words(table)
+        .iter()
+        .filter(|w| words.contains(w.as_str()))
+        .count()
+}
+
 /// The words of a table's name that say what it holds (longer than two letters, linking
 /// words aside), singular.
 fn table_words(table: &str) -> Vec<String> {
