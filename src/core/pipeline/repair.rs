@@ -476,7 +476,7 @@ pub(crate) fn qualify_ambiguous_column(
         let qualifies = matches!(tokens.get(index + 1), Some(Token::Period));
         let named_as = previous_word(&tokens[..index]).is_some_and(|w| w.keyword == Keyword::AS);
         if is_column(token) && !qualified && !qualifies && !named_as {
-            fixed.push(Token::make_word(&owners[0], None));
+            fixed.push(Token::make_word(&owners[0], quote_style(&owners[0])));
             fixed.push(Token::Period);
             changed = true;
         }
@@ -757,6 +757,24 @@ mod column_fix_tests {
             qualify_ambiguous_column("ambiguous column name: f_id", with_subquery, &schema),
             None
         );
+    }
+
+    #[test]
+    fn a_table_name_that_needs_quotes_keeps_them_as_the_qualifier() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE \"music files\"(f_id INTEGER PRIMARY KEY, formats TEXT);
+             CREATE TABLE song(f_id INTEGER REFERENCES \"music files\", resolution INT);",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let sql = "SELECT f_id FROM \"music files\" JOIN song ON song.f_id = \"music files\".f_id";
+        let fixed = qualify_ambiguous_column("ambiguous column name: f_id", sql, &schema).unwrap();
+        assert!(
+            fixed.starts_with("SELECT \"music files\".f_id FROM"),
+            "{fixed}"
+        );
+        assert!(conn.prepare(&fixed).is_ok(), "{fixed}");
     }
 
     #[test]
