@@ -54,3 +54,37 @@ fetch_embedder() {
     say "could not fetch the embedding model; schema retrieval will use BM25 only"
   fi
 }
+
+# Builds an SQLite database from one SQL script, pinned by its sha256: downloaded from URL, or
+# copied from LOCAL when that is set (offline). Leaves an existing OUT alone; a failed check or
+# build leaves no OUT behind.
+# usage: build_checked_sqlite OUT URL SHA256 [LOCAL]
+build_checked_sqlite() (
+  set -euo pipefail
+  local out=$1 url=$2 sha=$3 local_copy=${4:-}
+  if [[ -e $out ]]; then
+    echo "$out already exists" >&2
+    exit 0
+  fi
+  mkdir -p "$(dirname "$out")"
+  local tmp
+  tmp=$(mktemp)
+  trap 'rm -f "$tmp" "$out.partial"' EXIT
+  if [[ -n $local_copy ]]; then
+    cp "$local_copy" "$tmp"
+  else
+    curl -fsSL "$url" -o "$tmp"
+  fi
+  echo "$sha  $tmp" | sha256sum -c --quiet -
+  python3 - "$tmp" "$out.partial" <<'PY'
+import sqlite3, sys
+script, out = sys.argv[1], sys.argv[2]
+with open(script, encoding="utf-8") as sql:
+    connection = sqlite3.connect(out)
+    connection.executescript(sql.read())
+    connection.commit()
+    connection.close()
+PY
+  mv "$out.partial" "$out"
+  echo "wrote $out"
+)

@@ -75,10 +75,7 @@ fn columns_read_from(sql: &str, table: &str) -> Vec<String> {
     let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
         return Vec::new();
     };
-    let words: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
+    let words = non_blank(&tokens);
     let word = |token: &Token| match token {
         Token::Word(w) => Some(w.clone()),
         _ => None,
@@ -487,10 +484,7 @@ pub(crate) fn qualify_ambiguous_column(
 
 /// Whether equalities `a.column = b.column` between the `aliases` link all of them.
 fn joined_on_column(tokens: &[Token], aliases: &[String], column: &str) -> bool {
-    let words: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
+    let words = non_blank(tokens);
     let owner_of = |qualifier: &Token, name: &Token| -> Option<usize> {
         let (Token::Word(qualifier), Token::Word(name)) = (qualifier, name) else {
             return None;
@@ -546,6 +540,14 @@ fn previous_word(tokens: &[Token]) -> Option<&sqlparser::tokenizer::Word> {
     }
 }
 
+/// The tokens of a query without its whitespace.
+fn non_blank(tokens: &[Token]) -> Vec<&Token> {
+    tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect()
+}
+
 /// Whether `alias.` occurs in the query.
 fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
     tokens.windows(2).any(|pair| {
@@ -557,10 +559,7 @@ fn used_as_qualifier(tokens: &[Token], alias: &str) -> bool {
 /// `(alias, table)` for every table in FROM and JOIN clauses, the table itself standing for
 /// its own name when it has no alias.
 fn table_aliases(tokens: &[Token], schema: &Schema) -> Vec<(String, String)> {
-    let words: Vec<&Token> = tokens
-        .iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect();
+    let words = non_blank(tokens);
     let mut aliases = Vec::new();
     let mut index = 0;
     while index < words.len() {
