@@ -372,6 +372,54 @@ fn a_column_under_the_wrong_alias_is_fixed_from_the_schema_without_the_model() {
     assert_eq!(result.rows, vec![vec![Cell::Text("AC/DC".into())]]);
 }
 
+#[test]
+fn a_query_the_schema_fixed_is_not_taken_for_the_mistake_it_fixed() {
+    // Two columns of two tables the query never joined. The first fix reads BillingCity
+    // through a join, so the query still names it; that is no repeat of the mistake, and the
+    // second missing column gets its own join rather than the fallback.
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        fallback_candidates: 0,
+        ..default_pipeline()
+    };
+    let mut asked = 0;
+    let outcome = ask_with(
+        &mut Replies(|_: &CompletionRequest| {
+            asked += 1;
+            "SELECT BillingCity, Composer FROM InvoiceLine WHERE InvoiceLineId = 1\n```"
+        }),
+        &db,
+        "Where was invoice line 1 billed, and who composed its track?",
+        &config,
+    );
+    assert_eq!(
+        asked, 1,
+        "the model was asked again: {:?}",
+        outcome.attempts
+    );
+    assert_eq!(outcome.attempts.len(), 3, "{:?}", outcome.attempts);
+    let result = outcome.result.expect("the twice-fixed query ran");
+    assert_eq!(
+        result.rows,
+        vec![vec![
+            Cell::Text("Stuttgart".into()),
+            Cell::Text(
+                "U. Dirkschneider, W. Hoffmann, H. Frank, P. Baltes, S. Kaufmann, G. Hoffmann"
+                    .into()
+            )
+        ]]
+    );
+    assert!(
+        !outcome
+            .rewrites
+            .iter()
+            .any(|r| r == "stop_repeated_repairs"),
+        "{:?}",
+        outcome.rewrites
+    );
+}
+
 fn ask_recording_sql(reply: &'static str, config: &PipelineConfig) -> (RunOutcome, String) {
     let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let schema = db.introspect().expect("schema");

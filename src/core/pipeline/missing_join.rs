@@ -10,7 +10,10 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, Ident, SetExpr, Statement, TableFactor, visit_expressions_mut};
+use sqlparser::ast::{
+    Expr, Ident, SelectItem, SetExpr, Statement, TableFactor, visit_expressions,
+    visit_expressions_mut,
+};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
@@ -89,8 +92,67 @@ pub(crate) fn join_owning_table(
     );
     let join = parse_join(link, &alias)?;
     select.from.first_mut()?.joins.push(join);
+    let shared = columns_the_join_makes_ambiguous(&statement, &scope, owner_of(link, &owners)?);
     requalify(&mut statement, qualifier.as_deref(), &column, &alias);
+    for (name, scope_name) in &shared {
+        requalify(&mut statement, None, name, scope_name);
+    }
     Some(format!("{statement:#}"))
+}
+
+fn owner_of<'s>(link: &Link, owners: &[&'s Table]) -> Option<&'s Table> {
+    owners.iter().copied().find(|t| t.name == link.owner)
+}
+
+/// The bare column names the query reads from one table in scope that the joined `owner`
+/// also has (the key it is joined on, most often), each with the scope name to qualify it
+/// with: after the join SQLite would call them ambiguous, and before it they could only
+/// mean that table's column. None when the query has a subquery, where a bare name may
+/// belong to an inner scope, or the name is also an output column's alias.
+fn columns_the_join_makes_ambiguous(
+    statement: &Statement,
+    scope: &[(String, &Table)],
+    owner: &Table,
+) -> Vec<(String, String)> {
+    let Statement::Query(query) = statement else {
+        return Vec::new();
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Vec::new();
+    };
+    let mut bare: Vec<String> = Vec::new();
+    let mut nested = false;
+    let _ = visit_expressions(statement, |expr| {
+        match expr {
+            Expr::Identifier(id) => bare.push(id.value.clone()),
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => nested = true,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if nested {
+        return Vec::new();
+    }
+    let aliases: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    bare.sort_by_key(|name| name.to_lowercase());
+    bare.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    bare.into_iter()
+        .filter(|name| owner.column(name).is_some() && !aliases.contains(&name.to_lowercase()))
+        .filter_map(|name| {
+            let mut holders = scope.iter().filter(|(_, t)| t.column(&name).is_some());
+            match (holders.next(), holders.next()) {
+                (Some((scope_name, _)), None) => Some((name.clone(), scope_name.clone())),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Among several tables that hold the column, the ones whose name the question uses most
@@ -228,7 +290,16 @@ fn quoted(name: &str) -> String {
     }
 }
 
-/// Points every reference to the missing column at the new join.
+/// A name as an identifier SQLite reads back as the same name.
+fn ident(name: &str) -> Ident {
+    if quoted(name) == name {
+        Ident::new(name)
+    } else {
+        Ident::with_quote('"', name)
+    }
+}
+
+/// Points every bare reference to `column` (or every `qualifier.column`) at `alias`.
 fn requalify(statement: &mut Statement, qualifier: Option<&str>, column: &str, alias: &str) {
     let _ = visit_expressions_mut(statement, |expr| {
         let hit = match (&*expr, qualifier) {
@@ -242,7 +313,7 @@ fn requalify(statement: &mut Statement, qualifier: Option<&str>, column: &str, a
             _ => false,
         };
         if hit {
-            *expr = Expr::CompoundIdentifier(vec![Ident::new(alias), Ident::new(column)]);
+            *expr = Expr::CompoundIdentifier(vec![ident(alias), ident(column)]);
         }
         ControlFlow::<()>::Continue(())
     });
@@ -361,6 +432,36 @@ mod tests {
                  visits.Tourist_ID WHERE T1.Tourist_Details = 'Vincent'"
             )
         );
+    }
+
+    #[test]
+    fn a_key_both_tables_now_hold_is_read_from_the_table_it_meant() {
+        let sql = "SELECT Exhibition_ID, COUNT(*) AS Exhibition_Count FROM exhibition_record \
+                   WHERE Ticket_Price < 10 GROUP BY Exhibition_ID ORDER BY Exhibition_ID";
+        let joined = fixed("no such column: Ticket_Price", sql).unwrap();
+        assert_eq!(
+            joined,
+            "SELECT exhibition_record.Exhibition_ID, COUNT(*) AS Exhibition_Count FROM \
+             exhibition_record JOIN exhibition AS T1 ON T1.Exhibition_ID = \
+             exhibition_record.Exhibition_ID WHERE T1.Ticket_Price < 10 GROUP BY \
+             exhibition_record.Exhibition_ID ORDER BY exhibition_record.Exhibition_ID"
+        );
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE exhibition(Exhibition_ID INTEGER PRIMARY KEY, Ticket_Price REAL);
+             CREATE TABLE exhibition_record(Exhibition_ID INTEGER, Attendance INTEGER);",
+        )
+        .unwrap();
+        conn.prepare(&joined).expect("no name is ambiguous");
+
+        // Under a subquery a bare name may be the inner query's: left as it was.
+        let nested = fixed(
+            "no such column: Ticket_Price",
+            "SELECT Exhibition_ID FROM exhibition_record WHERE Ticket_Price < 10 AND \
+             Attendance > (SELECT AVG(Attendance) FROM exhibition_record)",
+        )
+        .unwrap();
+        assert!(nested.starts_with("SELECT Exhibition_ID FROM"), "{nested}");
     }
 
     #[test]

@@ -141,6 +141,7 @@ impl<'a> Run<'a> {
                 Stage::Repairing(attempt)
             };
             on_event(PipelineEvent::Stage(stage));
+            let fixed_by_schema = schema_fix.is_some();
             let sql = match schema_fix.take() {
                 // The schema settled the error without the model (see `fix_column_reference`).
                 Some((fix, fixed)) => {
@@ -201,7 +202,9 @@ impl<'a> Run<'a> {
             }
             last_error = Some(message.clone());
             self.repairs_started.get_or_insert_with(Instant::now);
-            if self.stuck_on(&sql) {
+            // A query the schema fixed still names what the error was about (a joined
+            // table's column, now read through the join) but is never the same mistake.
+            if !fixed_by_schema && self.stuck_on(&sql) {
                 // Re-sampled and still the same mistake: on the training split no later
                 // repair turn recovered such a query, so the fallback starts sooner.
                 self.note_fired(&["stop_repeated_repairs"]);
