@@ -377,19 +377,13 @@ fn a_query_the_schema_fixed_is_not_taken_for_the_mistake_it_fixed() {
     // Two columns of two tables the query never joined. The first fix reads BillingCity
     // through a join, so the query still names it; that is no repeat of the mistake, and the
     // second missing column gets its own join rather than the fallback.
-    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
     let config = PipelineConfig {
         answer: false,
         fallback_candidates: 0,
         ..default_pipeline()
     };
-    let mut asked = 0;
-    let outcome = ask_with(
-        &mut Replies(|_: &CompletionRequest| {
-            asked += 1;
-            "SELECT BillingCity, Composer FROM InvoiceLine WHERE InvoiceLineId = 1\n```"
-        }),
-        &db,
+    let (outcome, asked) = ask_counting(
+        "SELECT BillingCity, Composer FROM InvoiceLine WHERE InvoiceLineId = 1\n```",
         "Where was invoice line 1 billed, and who composed its track?",
         &config,
     );
@@ -418,6 +412,26 @@ fn a_query_the_schema_fixed_is_not_taken_for_the_mistake_it_fixed() {
         "{:?}",
         outcome.rewrites
     );
+}
+
+/// Asks Chinook with a model that always writes `reply`; also how many times it was asked.
+fn ask_counting(
+    reply: &'static str,
+    question: &str,
+    config: &PipelineConfig,
+) -> (RunOutcome, usize) {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let mut asked = 0;
+    let outcome = ask_with(
+        &mut Replies(|_: &CompletionRequest| {
+            asked += 1;
+            reply
+        }),
+        &db,
+        question,
+        config,
+    );
+    (outcome, asked)
 }
 
 fn ask_recording_sql(reply: &'static str, config: &PipelineConfig) -> (RunOutcome, String) {
@@ -657,13 +671,8 @@ fn spent_repair_time_writes_no_more_queries() {
         repair_budget: Some(std::time::Duration::ZERO),
         ..default_pipeline()
     };
-    let mut asked = 0;
-    let outcome = ask_with(
-        &mut Replies(|_: &CompletionRequest| {
-            asked += 1;
-            "SELECT Titel FROM Album\n```"
-        }),
-        &db,
+    let (outcome, asked) = ask_counting(
+        "SELECT Titel FROM Album\n```",
         "What are the album titles?",
         &config,
     );

@@ -59,9 +59,25 @@ pub(crate) fn is_identifier_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+/// Whether SQLite reads `name` as that name only when quoted: a space or symbol in it,
+/// or a leading digit.
+pub(crate) fn needs_quotes(name: &str) -> bool {
+    !name.chars().all(is_identifier_char) || name.starts_with(|c: char| c.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_spaces_symbols_or_a_leading_digit_need_quotes() {
+        for bare in ["Invoice", "cust_id", "HTTPServer2", "Straße"] {
+            assert!(!needs_quotes(bare), "{bare}");
+        }
+        for quoted in ["Order Details", "a-b", "2020_sales", "x\"y"] {
+            assert!(needs_quotes(quoted), "{quoted}");
+        }
+    }
 
     #[test]
     fn splits_common_identifier_styles() {

@@ -17,7 +17,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
-use crate::core::db::ident::{is_identifier_char, quote_identifier};
+use crate::core::db::ident::{needs_quotes, quote_identifier};
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{parse_single_query, tables_in_scope};
 use crate::core::pipeline::repair::{error_subject, unquote};
@@ -92,16 +92,12 @@ pub(crate) fn join_owning_table(
     );
     let join = parse_join(link, &alias)?;
     select.from.first_mut()?.joins.push(join);
-    let shared = columns_the_join_makes_ambiguous(&statement, &scope, owner_of(link, &owners)?);
+    let shared = columns_the_join_makes_ambiguous(&statement, &scope, schema.table(&link.owner)?);
     requalify(&mut statement, qualifier.as_deref(), &column, &alias);
     for (name, scope_name) in &shared {
         requalify(&mut statement, None, name, scope_name);
     }
     Some(format!("{statement:#}"))
-}
-
-fn owner_of<'s>(link: &Link, owners: &[&'s Table]) -> Option<&'s Table> {
-    owners.iter().copied().find(|t| t.name == link.owner)
 }
 
 /// The bare column names the query reads from one table in scope that the joined `owner`
@@ -281,21 +277,19 @@ fn parse_join(link: &Link, alias: &str) -> Option<sqlparser::ast::Join> {
 
 /// The name bare when SQLite reads it so, quoted otherwise.
 fn quoted(name: &str) -> String {
-    let bare =
-        name.chars().all(is_identifier_char) && !name.starts_with(|c: char| c.is_ascii_digit());
-    if bare {
-        name.to_string()
-    } else {
+    if needs_quotes(name) {
         quote_identifier(name)
+    } else {
+        name.to_string()
     }
 }
 
 /// A name as an identifier SQLite reads back as the same name.
 fn ident(name: &str) -> Ident {
-    if quoted(name) == name {
-        Ident::new(name)
-    } else {
+    if needs_quotes(name) {
         Ident::with_quote('"', name)
+    } else {
+        Ident::new(name)
     }
 }
 

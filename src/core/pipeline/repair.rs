@@ -6,7 +6,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::core::db::guard::referenced_tables;
-use crate::core::db::ident::is_identifier_char;
+use crate::core::db::ident::needs_quotes;
 use crate::core::db::schema::Schema;
 
 /// Lines to add after the database's error. Empty when there is nothing useful to add.
@@ -662,7 +662,7 @@ pub(crate) fn unquote(name: &str) -> String {
 }
 
 fn quote_style(name: &str) -> Option<char> {
-    (!name.chars().all(is_identifier_char)).then_some('"')
+    needs_quotes(name).then_some('"')
 }
 
 #[cfg(test)]
