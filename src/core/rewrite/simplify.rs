@@ -91,7 +91,7 @@ pub fn drop_unused_joins(sql: &str, schema: &Schema, question: &str) -> Option<S
 /// `COUNT(DISTINCT x)` counts the INTERSECT of the two sides' `x` ("how many countries
 /// speak both"). Other grouped, aggregated, ordered or limited queries are left alone:
 /// their INTERSECT would mean something else.
-pub(crate) fn intersect_both_values(sql: &str) -> Option<String> {
+pub(crate) fn intersect_both_values(sql: &str, question: &str) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
     let Statement::Query(query) = &mut statement else {
         return None;
@@ -114,34 +114,157 @@ pub(crate) fn intersect_both_values(sql: &str) -> Option<String> {
         return None;
     }
     let conjuncts = conjuncts(select.selection.as_ref()?);
-    let (first, second) =
-        conflicting_equalities(&conjuncts).or_else(|| disjoint_ranges(&conjuncts))?;
-    let side = |dropped: usize| {
+    let (first, second) = conflicting_equalities(&conjuncts)
+        .or_else(|| disjoint_ranges(&conjuncts))
+        .map(|(first, second)| {
+            let without = |dropped: usize| {
+                conjuncts
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| *index != dropped)
+                    .map(|(_, expr)| (*expr).clone())
+                    .collect::<Vec<_>>()
+            };
+            (without(second), without(first))
+        })
+        .or_else(|| {
+            asks_both(question)
+                .then(|| either_split(&conjuncts))
+                .flatten()
+        })?;
+    let side = |conditions: Vec<Expr>| {
         let mut side = select.as_ref().clone();
         side.distinct = None;
         if let Some(counted) = &counted {
             side.projection = vec![SelectItem::UnnamedExpr(counted.clone())];
         }
-        side.selection = conjunction(
-            conjuncts
-                .iter()
-                .enumerate()
-                .filter(|(index, _)| *index != dropped)
-                .map(|(_, expr)| (*expr).clone()),
-        );
+        side.selection = conjunction(conditions);
         Box::new(SetExpr::Select(Box::new(side)))
     };
     *query.body = SetExpr::SetOperation {
-        left: side(second),
+        left: side(first),
         op: SetOperator::Intersect,
         set_quantifier: SetQuantifier::None,
-        right: side(first),
+        right: side(second),
     };
     if counted.is_some() {
         let counted = parse_single_query(&format!("SELECT COUNT(*) FROM ({statement})"))?;
         return Some(format!("{counted:#}"));
     }
     Some(format!("{statement:#}"))
+}
+
+/// "Both" in the question: the rows must match each of two values, never either one.
+fn asks_both(question: &str) -> bool {
+    lowercase_words(question).iter().any(|word| word == "both")
+}
+
+/// The two sides' conditions when the query lets one column take either of two values
+/// while the question asks for both: `c IN ('a', 'b')` or `c = 'a' OR c = 'b'` (one side
+/// with each value), or `c IN (SELECT ..) AND c IN (SELECT ..)` (one side with each
+/// subquery), which asks one joined row to be in both sets ("lenses that took a picture
+/// of both ranges"). `None` for anything else.
+fn either_split(conjuncts: &[&Expr]) -> Option<(Vec<Expr>, Vec<Expr>)> {
+    let with_replaced = |index: usize, replacement: Expr| {
+        let mut conditions: Vec<Expr> = conjuncts.iter().map(|expr| (*expr).clone()).collect();
+        conditions[index] = replacement;
+        conditions
+    };
+    for (index, expr) in conjuncts.iter().enumerate() {
+        if let Some((first, second)) = either_value(expr) {
+            return Some((with_replaced(index, first), with_replaced(index, second)));
+        }
+    }
+    let subquery_tests: Vec<(usize, String)> = conjuncts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, expr)| match expr {
+            Expr::InSubquery {
+                expr: column,
+                negated: false,
+                ..
+            } if is_column(column) => Some((index, column.to_string().to_lowercase())),
+            _ => None,
+        })
+        .collect();
+    let [(first, column), (second, other)] = subquery_tests.as_slice() else {
+        return None;
+    };
+    if column != other {
+        return None;
+    }
+    let without = |dropped: usize| {
+        conjuncts
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != dropped)
+            .map(|(_, expr)| (*expr).clone())
+            .collect::<Vec<_>>()
+    };
+    Some((without(*second), without(*first)))
+}
+
+/// `c = 'a'` and `c = 'b'` from `c IN ('a', 'b')` or `c = 'a' OR c = 'b'`: two different
+/// literals of one kind for one column.
+fn either_value(expr: &Expr) -> Option<(Expr, Expr)> {
+    let equal = |column: &Expr, value: &Expr| Expr::BinaryOp {
+        left: Box::new(column.clone()),
+        op: BinaryOperator::Eq,
+        right: Box::new(value.clone()),
+    };
+    let (column, first, second) = match expr {
+        Expr::Nested(inner) => return either_value(inner),
+        Expr::InList {
+            expr: column,
+            list,
+            negated: false,
+        } if is_column(column) => match list.as_slice() {
+            [first, second] => (column.as_ref(), first, second),
+            _ => return None,
+        },
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Or,
+            right,
+        } => {
+            let (column, first) = literal_equality_parts(left)?;
+            let (other, second) = literal_equality_parts(right)?;
+            if !column.to_string().eq_ignore_ascii_case(&other.to_string()) {
+                return None;
+            }
+            (column, first, second)
+        }
+        _ => return None,
+    };
+    let (Expr::Value(a), Expr::Value(b)) = (first, second) else {
+        return None;
+    };
+    let same_kind = matches!(
+        (&a.value, &b.value),
+        (Value::SingleQuotedString(_), Value::SingleQuotedString(_))
+            | (Value::Number(..), Value::Number(..))
+    );
+    (same_kind && a.value != b.value).then(|| (equal(column, first), equal(column, second)))
+}
+
+/// The column and the literal of `column = literal` (either side first).
+fn literal_equality_parts(expr: &Expr) -> Option<(&Expr, &Expr)> {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = expr
+    else {
+        return None;
+    };
+    match (left.as_ref(), right.as_ref()) {
+        (column, value @ Expr::Value(_)) | (value @ Expr::Value(_), column)
+            if is_column(column) =>
+        {
+            Some((column, value))
+        }
+        _ => None,
+    }
 }
 
 /// `x` of a SELECT whose one output is `COUNT(DISTINCT x)`.
@@ -459,9 +582,10 @@ fn drop_one_unused_join(
     }
     let context = if has_grouping(select) || counts_rows(select) {
         if counts_joined_rows {
-            return false;
+            JoinContext::Counted
+        } else {
+            JoinContext::Aggregated
         }
-        JoinContext::Aggregated
     } else if distinct {
         JoinContext::Distinct
     } else {
@@ -470,9 +594,19 @@ fn drop_one_unused_join(
     let [TableWithJoins { relation, joins }] = select.from.as_mut_slice() else {
         return false;
     };
+    let tables: Vec<String> = std::iter::once(&*relation)
+        .chain(joins.iter().map(|join| &join.relation))
+        .filter_map(|factor| schema_table(factor, schema).map(|(_, table)| table.name.clone()))
+        .collect();
+    let scope = Scope {
+        schema,
+        references,
+        asked,
+        context,
+        tables: &tables,
+    };
     if let Some(index) = joins.iter().position(|join| {
-        droppable_join_condition(join)
-            .is_some_and(|on| is_unused(&join.relation, on, schema, references, asked, context))
+        droppable_join_condition(join).is_some_and(|on| scope.is_unused(&join.relation, on))
     }) {
         joins.remove(index);
         return true;
@@ -480,7 +614,7 @@ fn drop_one_unused_join(
     // `FROM city JOIN country ON ... WHERE country.Name = 'Anguilla'`: the first table is
     // the unused one, and the joined table takes its place.
     let first_join_on = joins.first().and_then(inner_join_condition);
-    if first_join_on.is_some_and(|on| is_unused(relation, on, schema, references, asked, context)) {
+    if first_join_on.is_some_and(|on| scope.is_unused(relation, on)) {
         let first = joins.remove(0);
         *relation = first.relation;
         return true;
@@ -506,52 +640,82 @@ fn droppable_join_condition(join: &Join) -> Option<&Expr> {
     }
 }
 
-/// Whether nothing but the join condition `on` reads `relation`, and the question does not
-/// name its table ("names of the gymnasts": the join to `gymnast` is what keeps only them).
-fn is_unused(
-    relation: &TableFactor,
-    on: &Expr,
-    schema: &Schema,
-    references: &References,
-    asked: &QuestionWords,
+/// What deciding whether one joined table is unused reads.
+struct Scope<'a> {
+    schema: &'a Schema,
+    references: &'a References,
+    asked: &'a QuestionWords,
     context: JoinContext,
-) -> bool {
-    if !matches!(relation, TableFactor::Table { args: None, .. }) {
-        return false;
-    }
-    let Some((used_as, table)) = schema_table(relation, schema) else {
-        return false;
-    };
-    if asked.restricts_by_clause || asked.names(&table.name) {
-        return false;
-    }
-    // Under DISTINCT the join can only mean "that have a match": "professors teaching in
-    // a department", "cities where people live" (`people_addresses`).
-    let guarded = match context {
-        JoinContext::Rows => false,
-        JoinContext::Distinct => asked.has_participle || asked.names_any_word(&table.name),
-        // Under an aggregate the join repeats what is counted or summed; it is the meaning
-        // only when the question speaks of the joined rows ("tracks", "students with").
-        JoinContext::Aggregated => {
-            asked.has_possession || asked.asks_how_many || asked.names(&table.name)
+    /// The schema names of the SELECT's tables, the candidate among them.
+    tables: &'a [String],
+}
+
+impl Scope<'_> {
+    /// Whether nothing but the join condition `on` reads `relation`, and the question does
+    /// not name its table ("names of the gymnasts": the join to `gymnast` is what keeps
+    /// only them).
+    fn is_unused(&self, relation: &TableFactor, on: &Expr) -> bool {
+        let asked = self.asked;
+        if !matches!(relation, TableFactor::Table { args: None, .. }) {
+            return false;
         }
-    };
-    if guarded {
-        return false;
+        let Some((used_as, table)) = schema_table(relation, self.schema) else {
+            return false;
+        };
+        if asked.restricts_by_clause || asked.names(&table.name) {
+            return false;
+        }
+        // Under DISTINCT the join can only mean "that have a match": "professors teaching
+        // in a department", "cities where people live" (`people_addresses`).
+        let guarded = match self.context {
+            JoinContext::Rows => false,
+            JoinContext::Distinct => asked.has_participle || asked.names_any_word(&table.name),
+            // Under an aggregate the join repeats what is counted or summed; it is the
+            // meaning only when the question speaks of the joined rows ("tracks",
+            // "students with").
+            JoinContext::Aggregated => {
+                asked.has_possession || asked.asks_how_many || asked.names(&table.name)
+            }
+            JoinContext::Counted => !self.counts_another_table(&table.name),
+        };
+        if guarded {
+            return false;
+        }
+        let qualifier = used_as.to_lowercase();
+        if !is_column_equalities(on) {
+            return false;
+        }
+        let inside_on = References::of(on);
+        if self.references.count(&qualifier) > inside_on.count(&qualifier) {
+            return false;
+        }
+        // A bare column name may be this table's: keep the join rather than guess.
+        !self
+            .references
+            .unqualified
+            .iter()
+            .any(|name| table.column(name).is_some())
     }
-    let qualifier = used_as.to_lowercase();
-    if !is_column_equalities(on) {
-        return false;
+
+    /// Whether the question counts the rows of a table other than `joined`: "the number
+    /// of employees of each gender" over `employee JOIN works_on` counts employees, so the
+    /// join only multiplies them. A count the question does not spell out ("the customer
+    /// with the most orders" over `customers JOIN invoices`), or one of rows a synonym
+    /// names ("how many drivers" over `races JOIN results`), is taken to be of the joined
+    /// rows.
+    fn counts_another_table(&self, joined: &str) -> bool {
+        let asked = self.asked;
+        if asked.has_possession || asked.has_participle || asked.counted.is_empty() {
+            return false;
+        }
+        let joined_words = table_words(joined);
+        asked.counted.iter().all(|counted| {
+            !joined_words.contains(counted)
+                && self.tables.iter().any(|table| {
+                    !table.eq_ignore_ascii_case(joined) && table_words(table).contains(counted)
+                })
+        })
     }
-    let inside_on = References::of(on);
-    if references.count(&qualifier) > inside_on.count(&qualifier) {
-        return false;
-    }
-    // A bare column name may be this table's: keep the join rather than guess.
-    !references
-        .unqualified
-        .iter()
-        .any(|name| table.column(name).is_some())
 }
 
 /// What an unused join can still change in the SELECT around it.
@@ -561,6 +725,8 @@ enum JoinContext {
     Rows,
     /// `SELECT DISTINCT`: the join can only keep the rows that have a match.
     Distinct,
+    /// A `COUNT` somewhere in the query: it may count the joined rows.
+    Counted,
     /// Grouped or aggregated (`COUNT`, `SUM`, `AVG`): the join changes what is counted.
     Aggregated,
 }
@@ -579,6 +745,10 @@ struct QuestionWords {
     /// "how many", "the number of": the question counts something, which may be the
     /// joined rows even when the query sums ("the total number of credits offered").
     asks_how_many: bool,
+    /// What each "how many ..." or "number of ..." counts: the last word of the phrase
+    /// ("how many movie reviews" -> "review"), singular. A phrase followed by a
+    /// participle ("medications prescribed") counts a relation and adds nothing.
+    counted: Vec<String>,
 }
 
 /// Words that join the parts of a table's name and say nothing about what it holds.
@@ -609,6 +779,7 @@ impl QuestionWords {
             has_possession,
             has_participle,
             asks_how_many,
+            counted: counted_nouns(&words),
         }
     }
 
@@ -622,6 +793,67 @@ impl QuestionWords {
     fn names_any_word(&self, table: &str) -> bool {
         table_words(table).iter().any(|w| self.words.contains(w))
     }
+}
+
+/// Words that end the noun phrase a count is of.
+const PHRASE_ENDS: [&str; 32] = [
+    "is", "are", "was", "were", "do", "does", "did", "of", "for", "in", "by", "each", "per",
+    "that", "who", "which", "whose", "with", "have", "has", "had", "on", "at", "from", "to", "and",
+    "or", "than", "there", "where", "when", "can",
+];
+
+/// Words before the noun a count is of.
+const COUNT_DETERMINERS: [&str; 7] = [
+    "the",
+    "different",
+    "distinct",
+    "total",
+    "all",
+    "unique",
+    "of",
+];
+
+/// The nouns the question counts (see `QuestionWords::counted`).
+fn counted_nouns(words: &[String]) -> Vec<String> {
+    let participle = |w: &str| w.len() > 4 && (w.ends_with("ed") || w.ends_with("ing"));
+    let mut counted = Vec::new();
+    for (index, pair) in words.windows(2).enumerate() {
+        let starts = matches!(
+            (pair[0].as_str(), pair[1].as_str()),
+            ("how", "many") | ("number", "of")
+        );
+        if !starts {
+            continue;
+        }
+        let mut start = index + 2;
+        while words
+            .get(start)
+            .is_some_and(|w| COUNT_DETERMINERS.contains(&w.as_str()))
+        {
+            start += 1;
+        }
+        let mut end = start;
+        while words
+            .get(end)
+            .is_some_and(|w| !PHRASE_ENDS.contains(&w.as_str()))
+        {
+            end += 1;
+        }
+        let phrase = &words[start..end];
+        let Some(last) = phrase.last() else {
+            continue;
+        };
+        // "medications prescribed", "how many medications are prescribed".
+        let passive = words
+            .get(end)
+            .is_some_and(|w| matches!(w.as_str(), "is" | "are" | "was" | "were"))
+            && words.get(end + 1).is_some_and(|w| participle(w));
+        let related = passive || phrase.iter().any(|w| participle(w));
+        if phrase.len() <= 3 && !related {
+            counted.push(singular(last));
+        }
+    }
+    counted
 }
 
 /// How many words of `table`'s name the question uses, singular: "faults recorded in the
@@ -787,8 +1019,8 @@ impl Rewrite for IntersectBothValues {
         "intersect_both_values"
     }
 
-    fn apply(&self, sql: &str, _input: &RewriteInput<'_>) -> Option<String> {
-        intersect_both_values(sql)
+    fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
+        intersect_both_values(sql, input.question)
     }
 }
 
@@ -942,6 +1174,45 @@ mod tests {
     }
 
     #[test]
+    fn under_a_count_a_join_goes_only_when_the_question_counts_the_other_table() {
+        let counted = "SELECT COUNT(*), T1.Age FROM teacher AS T1 JOIN course_arrange AS T2 \
+                       ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30 GROUP BY T1.Age";
+        let dropped = |question| one_line(drop_unused_joins(counted, &school(), question));
+        assert_eq!(
+            dropped("Find the number of teachers of each age above 30.").as_deref(),
+            Some("SELECT COUNT(*), T1.Age FROM teacher AS T1 WHERE T1.Age > 30 GROUP BY T1.Age")
+        );
+        for question in [
+            // The count is of the joined rows, or may be: a synonym, a relation, no noun.
+            "How many lessons are there for each teacher age above 30?",
+            "How many teachers are arranged for each age above 30?",
+            "How many teachers teaching for each age above 30?",
+            "Number of teachers with courses for each age above 30?",
+            "Which age above 30 has the most teachers?",
+            "How many course arrangements per teacher age above 30?",
+        ] {
+            assert_eq!(dropped(question), None, "{question}");
+        }
+    }
+
+    #[test]
+    fn a_count_is_of_the_last_noun_of_its_phrase() {
+        let words = |question: &str| counted_nouns(&lowercase_words(question));
+        assert_eq!(
+            words("How many movie reviews does each director get?"),
+            ["review"]
+        );
+        assert_eq!(
+            words("Find the number of employees of each gender."),
+            ["employee"]
+        );
+        assert_eq!(words("the total number of distinct cities"), ["city"]);
+        assert!(words("How many medications are prescribed for each brand?").is_empty());
+        assert!(words("Find the number of medications prescribed for each brand.").is_empty());
+        assert!(words("Which customer has the most orders?").is_empty());
+    }
+
+    #[test]
     fn an_unused_left_join_is_dropped_and_whose_names_an_attribute() {
         assert_eq!(
             one_line(drop_unused_joins(
@@ -1040,7 +1311,8 @@ mod tests {
             one_line(intersect_both_values(
                 "SELECT DISTINCT T1.Name FROM country AS T1 JOIN countrylanguage AS T2 \
                  ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' \
-                 AND T2.IsOfficial = 'T' AND T2.Language = 'French'"
+                 AND T2.IsOfficial = 'T' AND T2.Language = 'French'",
+                ""
             ))
             .as_deref(),
             Some(
@@ -1056,7 +1328,8 @@ mod tests {
     fn an_or_beside_both_values_keeps_its_parentheses_on_each_side() {
         assert_eq!(
             one_line(intersect_both_values(
-                "SELECT Name FROM t WHERE lang = 'a' AND (x = 1 OR y = 2) AND lang = 'b'"
+                "SELECT Name FROM t WHERE lang = 'a' AND (x = 1 OR y = 2) AND lang = 'b'",
+                ""
             ))
             .as_deref(),
             Some(
@@ -1072,7 +1345,8 @@ mod tests {
             one_line(intersect_both_values(
                 "SELECT COUNT(DISTINCT T1.Code) AS n FROM country AS T1 JOIN countrylanguage \
                  AS T2 ON T1.Code = T2.CountryCode WHERE T2.Language = 'English' \
-                 AND T2.Language = 'Dutch'"
+                 AND T2.Language = 'Dutch'",
+                ""
             ))
             .as_deref(),
             Some(
@@ -1082,6 +1356,56 @@ mod tests {
                  ON T1.Code = T2.CountryCode WHERE T2.Language = 'Dutch' )"
             )
         );
+    }
+
+    #[test]
+    fn either_of_two_values_becomes_an_intersect_when_the_question_says_both() {
+        let both = "Which owners broadcast both in the morning and at night?";
+        let expected = "SELECT T1.Owner FROM program AS T1 JOIN broadcast AS T2 \
+                        ON T1.id = T2.pid WHERE T2.slot = 'Morning' INTERSECT \
+                        SELECT T1.Owner FROM program AS T1 JOIN broadcast AS T2 \
+                        ON T1.id = T2.pid WHERE T2.slot = 'Night'";
+        for sql in [
+            "SELECT DISTINCT T1.Owner FROM program AS T1 JOIN broadcast AS T2 \
+             ON T1.id = T2.pid WHERE T2.slot IN ('Morning', 'Night')",
+            "SELECT DISTINCT T1.Owner FROM program AS T1 JOIN broadcast AS T2 \
+             ON T1.id = T2.pid WHERE (T2.slot = 'Morning' OR T2.slot = 'Night')",
+        ] {
+            assert_eq!(
+                one_line(intersect_both_values(sql, both)).as_deref(),
+                Some(expected),
+                "{sql}"
+            );
+            assert_eq!(
+                intersect_both_values(sql, "Owners in the morning or at night?"),
+                None
+            );
+        }
+        assert_eq!(
+            one_line(intersect_both_values(
+                "SELECT DISTINCT T1.brand FROM lens AS T1 JOIN photos AS T2 ON T1.id = T2.lens \
+                 WHERE T2.mid IN (SELECT id FROM mountain WHERE range = 'A') \
+                 AND T2.mid IN (SELECT id FROM mountain WHERE range = 'B')",
+                "Brands of lenses that took both a picture of range A and one of range B?"
+            ))
+            .as_deref(),
+            Some(
+                "SELECT T1.brand FROM lens AS T1 JOIN photos AS T2 ON T1.id = T2.lens \
+                 WHERE T2.mid IN (SELECT id FROM mountain WHERE range = 'A') INTERSECT \
+                 SELECT T1.brand FROM lens AS T1 JOIN photos AS T2 ON T1.id = T2.lens \
+                 WHERE T2.mid IN (SELECT id FROM mountain WHERE range = 'B')"
+            )
+        );
+        for sql in [
+            "SELECT Name FROM t WHERE slot IN ('a', 'b', 'c')",
+            "SELECT Name FROM t WHERE slot IN ('a', 'a')",
+            "SELECT Name FROM t WHERE slot = 'a' OR kind = 'b'",
+            "SELECT Name FROM t WHERE slot NOT IN ('a', 'b')",
+            "SELECT COUNT(*) FROM t WHERE slot IN ('a', 'b')",
+            "SELECT Name FROM t WHERE a IN (SELECT x FROM u) AND b IN (SELECT y FROM u)",
+        ] {
+            assert_eq!(intersect_both_values(sql, both), None, "{sql}");
+        }
     }
 
     #[test]
@@ -1100,7 +1424,7 @@ mod tests {
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = 33 GROUP BY Name",
             "SELECT Name FROM teacher WHERE Age = 32 AND Age = 33 UNION SELECT 'x'",
         ] {
-            assert_eq!(intersect_both_values(sql), None, "{sql}");
+            assert_eq!(intersect_both_values(sql, ""), None, "{sql}");
         }
     }
 
@@ -1109,7 +1433,8 @@ mod tests {
         assert_eq!(
             one_line(intersect_both_values(
                 "SELECT DISTINCT Record_Company FROM orchestra \
-                 WHERE Year_of_Founded < 2003 AND Year_of_Founded > 2003"
+                 WHERE Year_of_Founded < 2003 AND Year_of_Founded > 2003",
+                ""
             ))
             .as_deref(),
             Some(
@@ -1122,7 +1447,7 @@ mod tests {
             "SELECT a FROM t WHERE y <= 2003 AND y >= 2003",
             "SELECT a FROM t WHERE y < 2003 AND y > 2003 AND y > 1990",
         ] {
-            assert_eq!(intersect_both_values(sql), None, "{sql}");
+            assert_eq!(intersect_both_values(sql, ""), None, "{sql}");
         }
     }
 
