@@ -15,7 +15,10 @@
 //! is the meaning). Under `SUM`, `AVG` or `GROUP BY` without a count, the join repeats what
 //! is summed ("total revenue of the companies in Austin" over `Manufacturers JOIN
 //! Products`), so it goes unless the question says "have"/"with", "how many" or "number",
-//! or names every word of the joined table.
+//! or names every word of the joined table. Under a `COUNT` the join goes only when the
+//! question counts the rows of another table in the query by name ("the number of
+//! employees of each gender" over `employee JOIN works_on`), with no "have"/"with" and no
+//! participle.
 //! Under `DISTINCT` the join can only mean "that have a match", so it is kept when the
 //! question says "have", "with", a participle ("professors teaching"), or any word of the
 //! joined table. An unused `LEFT JOIN` only repeats rows and goes the same way. The gold
@@ -24,7 +27,11 @@
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
 //! row can satisfy, into the two queries' INTERSECT: the "both" the question asked for.
 //! Two ranges of one column that cannot overlap (`year < 2003 AND year > 2003`, "founded
-//! before and after 2003") are the same mistake and get the same rewrite.
+//! before and after 2003") are the same mistake and get the same rewrite. When the question
+//! says "both", a column allowed either of two values (`slot IN ('Morning', 'Night')`,
+//! `slot = 'Morning' OR slot = 'Night'`) or tested against two subqueries (`T2.mid IN
+//! (..) AND T2.mid IN (..)`, which asks one joined row to be in both) is split the same
+//! way.
 //!
 //! [`show_group_columns`] puts the grouped columns in front of a grouped query that only
 //! returns aggregates: "how many cities in each district" as a bare list of counts cannot
