@@ -124,15 +124,10 @@ pub(crate) fn intersect_both_values(sql: &str, question: &str) -> Option<String>
     let (first, second) = conflicting_equalities(&conjuncts)
         .or_else(|| disjoint_ranges(&conjuncts))
         .map(|(first, second)| {
-            let without = |dropped: usize| {
-                conjuncts
-                    .iter()
-                    .enumerate()
-                    .filter(|(index, _)| *index != dropped)
-                    .map(|(_, expr)| (*expr).clone())
-                    .collect::<Vec<_>>()
-            };
-            (without(second), without(first))
+            (
+                conditions_without(&conjuncts, second),
+                conditions_without(&conjuncts, first),
+            )
         })
         .or_else(|| {
             asks_both(question)
@@ -200,15 +195,31 @@ fn either_split(conjuncts: &[&Expr]) -> Option<(Vec<Expr>, Vec<Expr>)> {
     if column != other {
         return None;
     }
-    let without = |dropped: usize| {
-        conjuncts
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| *index != dropped)
-            .map(|(_, expr)| (*expr).clone())
-            .collect::<Vec<_>>()
-    };
-    Some((without(*second), without(*first)))
+    Some((
+        conditions_without(conjuncts, *second),
+        conditions_without(conjuncts, *first),
+    ))
+}
+
+/// Every condition but the one at `dropped`.
+fn conditions_without(conjuncts: &[&Expr], dropped: usize) -> Vec<Expr> {
+    conjuncts
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != dropped)
+        .map(|(_, expr)| (*expr).clone())
+        .collect()
+}
+
+/// Two different literals of one kind (two texts or two numbers): values one column
+/// cannot hold at once.
+fn different_literals(value: &Value, other: &Value) -> bool {
+    let same_kind = matches!(
+        (value, other),
+        (Value::SingleQuotedString(_), Value::SingleQuotedString(_))
+            | (Value::Number(..), Value::Number(..))
+    );
+    same_kind && value != other
 }
 
 /// `c = 'a'` and `c = 'b'` from `c IN ('a', 'b')` or `c = 'a' OR c = 'b'`: two different
@@ -246,12 +257,7 @@ fn either_value(expr: &Expr) -> Option<(Expr, Expr)> {
     let (Expr::Value(a), Expr::Value(b)) = (first, second) else {
         return None;
     };
-    let same_kind = matches!(
-        (&a.value, &b.value),
-        (Value::SingleQuotedString(_), Value::SingleQuotedString(_))
-            | (Value::Number(..), Value::Number(..))
-    );
-    (same_kind && a.value != b.value).then(|| (equal(column, first), equal(column, second)))
+    different_literals(&a.value, &b.value).then(|| (equal(column, first), equal(column, second)))
 }
 
 /// The column and the literal of `column = literal` (either side first).
@@ -429,12 +435,7 @@ fn conflicting_equalities(conjuncts: &[&Expr]) -> Option<(usize, usize)> {
         else {
             continue;
         };
-        let same_kind = matches!(
-            (value, other_value),
-            (Value::SingleQuotedString(_), Value::SingleQuotedString(_))
-                | (Value::Number(..), Value::Number(..))
-        );
-        if same_kind && value != other_value {
+        if different_literals(value, other_value) {
             return Some((*first, *second));
         }
     }
@@ -522,18 +523,8 @@ fn numeric_bound(expr: &Expr) -> Option<(String, Bound)> {
 }
 
 fn literal_equality(expr: &Expr) -> Option<(String, &Value)> {
-    let Expr::BinaryOp {
-        left,
-        op: BinaryOperator::Eq,
-        right,
-    } = expr
-    else {
-        return None;
-    };
-    match (left.as_ref(), right.as_ref()) {
-        (column, Expr::Value(value)) | (Expr::Value(value), column) if is_column(column) => {
-            Some((column.to_string().to_lowercase(), &value.value))
-        }
+    match literal_equality_parts(expr)? {
+        (column, Expr::Value(value)) => Some((column.to_string().to_lowercase(), &value.value)),
         _ => None,
     }
 }
@@ -734,7 +725,8 @@ enum JoinContext {
     Distinct,
     /// A `COUNT` somewhere in the query: it may count the joined rows.
     Counted,
-    /// Grouped or aggregated (`COUNT`, `SUM`, `AVG`): the join changes what is counted.
+    /// Grouped or aggregated (`SUM`, `AVG`) with no `COUNT` anywhere: the join repeats
+    /// what is summed.
     Aggregated,
 }
 
