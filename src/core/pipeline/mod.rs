@@ -16,6 +16,7 @@ mod invented_join;
 mod missing_join;
 pub mod outcome;
 pub mod prompt;
+mod referenced_key;
 pub mod repair;
 mod run;
 pub mod vote;

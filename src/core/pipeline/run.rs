@@ -16,6 +16,7 @@ use crate::core::pipeline::outcome::{
 use crate::core::pipeline::prompt::{
     question_turns, repair_message, sql_reply, system_message_for,
 };
+use crate::core::pipeline::referenced_key::name_referenced_key;
 use crate::core::pipeline::repair::repeats_failure;
 use crate::core::pipeline::repair::{fix_column_reference, qualify_ambiguous_column, repair_hints};
 use crate::core::pipeline::{PipelineConfig, PipelineError, millis};
@@ -359,8 +360,12 @@ impl<'a> Run<'a> {
         let schema = self.db.schema().ok();
         let fix = schema
             .and_then(|schema| {
-                fix_column_reference(message, sql, schema)
-                    .map(|fixed| ("fix_column_reference", fixed))
+                name_referenced_key(message, sql, schema)
+                    .map(|fixed| ("name_referenced_key", fixed))
+                    .or_else(|| {
+                        fix_column_reference(message, sql, schema)
+                            .map(|fixed| ("fix_column_reference", fixed))
+                    })
                     .or_else(|| {
                         replace_invented_table(message, sql, schema)
                             .map(|fixed| ("replace_invented_table", fixed))

@@ -55,6 +55,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "filter_named_flags" => settings.filter_named_flags = true,
         "group_by_entity_key" => settings.group_by_entity_key = true,
         "show_group_columns" => settings.show_group_columns = true,
+        "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "check_join_conditions" => settings.check_join_conditions = true,
         "check_join_keys" => settings.check_join_keys = true,
         "closest_values" => settings.closest_values = true,
@@ -64,7 +65,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 11] = [
+pub(crate) const RULES: [&str; 12] = [
     "drop_unnamed_flags",
     "drop_unused_joins",
     "intersect_both_values",
@@ -73,6 +74,7 @@ pub(crate) const RULES: [&str; 11] = [
     "filter_named_flags",
     "group_by_entity_key",
     "show_group_columns",
+    "drop_order_only_columns",
     "check_join_conditions",
     "check_join_keys",
     "closest_values",

@@ -12,6 +12,7 @@ pub mod flags;
 pub mod ground;
 pub mod group_key;
 pub mod join_keys;
+pub(crate) mod order_columns;
 pub mod quote;
 pub mod simplify;
 pub(crate) mod text_filters;
@@ -65,6 +66,7 @@ pub struct RewriteSettings {
     pub filter_named_flags: bool,
     pub group_by_entity_key: bool,
     pub show_group_columns: bool,
+    pub drop_order_only_columns: bool,
     pub check_join_conditions: bool,
     pub check_join_keys: bool,
     /// Not a step of the chain: after a query that found nothing, send it back once with
@@ -84,6 +86,7 @@ impl RewriteSettings {
             filter_named_flags: false,
             group_by_entity_key: false,
             show_group_columns: false,
+            drop_order_only_columns: false,
             check_join_conditions: false,
             check_join_keys: false,
             closest_values: false,
@@ -171,6 +174,11 @@ impl RewriteChain {
         add(
             settings.show_group_columns,
             Box::new(ShowGroupColumns),
+            Trigger::Always,
+        );
+        add(
+            settings.drop_order_only_columns,
+            Box::new(order_columns::DropOrderOnlyColumns),
             Trigger::Always,
         );
         let mut checks: Vec<Box<dyn Check + Send + Sync>> = Vec::new();

@@ -878,7 +878,7 @@ fn table_words(table: &str) -> Vec<String> {
         .collect()
 }
 
-fn singular(word: &str) -> String {
+pub(crate) fn singular(word: &str) -> String {
     let word = word.to_lowercase();
     if let Some(stem) = word.strip_suffix("ies").filter(|stem| stem.len() > 2) {
         return format!("{stem}y");
