@@ -125,21 +125,17 @@ fn rename_bare(statement: &mut Statement, schema: &Schema, column: &str) {
             visit_bare(select, column, |id| id.value.insert(0, HIDDEN));
         }
     });
-    let mut outermost = Some(true);
+    let mut outermost = true;
     let mut outermost_key = None;
     for_each_select_mut(statement, |select| {
-        let keys: Vec<String> = tables_in_scope(select, schema)
-            .iter()
-            .filter_map(|(_, table)| referenced_key(schema, table, column))
-            .collect();
-        if let [key] = keys.as_slice() {
+        if let Some(key) = meant_key(select, schema, column) {
             alias_shown_column(select, column);
-            visit_bare(select, column, |id| *id = ident(key));
-            if outermost == Some(true) {
-                outermost_key = Some(key.clone());
+            visit_bare(select, column, |id| *id = ident(&key));
+            if outermost {
+                outermost_key = Some(key);
             }
         }
-        outermost = Some(false);
+        outermost = false;
     });
     if let (Some(key), Statement::Query(query)) = (&outermost_key, &mut *statement)
         && let SetExpr::Select(_) = query.body.as_ref()
@@ -157,6 +153,26 @@ fn rename_bare(statement: &mut Statement, schema: &Schema, column: &str) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// The key a bare `column` means in `select`: none of its tables has the column, and
+/// exactly one is referenced by foreign keys of that name.
+fn meant_key(select: &Select, schema: &Schema, column: &str) -> Option<String> {
+    let scope = tables_in_scope(select, schema);
+    if scope
+        .iter()
+        .any(|(_, table)| table.column(column).is_some())
+    {
+        return None;
+    }
+    let keys: Vec<String> = scope
+        .iter()
+        .filter_map(|(_, table)| referenced_key(schema, table, column))
+        .collect();
+    match keys.as_slice() {
+        [key] => Some(key.clone()),
+        _ => None,
+    }
 }
 
 /// Marks a name as out of reach of the renaming; no identifier starts with it.
@@ -241,6 +257,21 @@ mod tests {
             fixed("no such column: game_id", sql).as_deref(),
             Some("SELECT count(*) FROM game WHERE id NOT IN (SELECT game_id FROM injury_accident)")
         );
+    }
+
+    #[test]
+    fn the_sort_follows_the_renamed_column_and_a_scope_with_the_column_keeps_it() {
+        let sql = "SELECT FirstName, SupportRepId FROM Employee ORDER BY SupportRepId";
+        assert_eq!(
+            fixed("no such column: SupportRepId", sql).as_deref(),
+            Some("SELECT FirstName, EmployeeId AS SupportRepId FROM Employee ORDER BY EmployeeId")
+        );
+        // Under an outer query over the customers, the subquery's bare name is the outer
+        // row's column (SQLite reads it so): nothing to rename.
+        let sql = "SELECT FirstName FROM Customer WHERE SupportRepId IN \
+                   (SELECT SupportRepId FROM Employee WHERE City = 'Calgary') \
+                   ORDER BY SupportRepId";
+        assert_eq!(fixed("no such column: SupportRepId", sql), None);
     }
 
     #[test]
