@@ -4,12 +4,13 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, Query, Select, SetExpr, Statement, TableFactor, Visit,
+    BinaryOperator, Expr, Function, Ident, Query, Select, SetExpr, Statement, TableFactor, Visit,
     VisitMut, VisitorMut,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
+use crate::core::db::ident::needs_quotes;
 use crate::core::db::schema::{Schema, Table};
 
 /// The text as one SQLite query statement (a trailing `;` allowed); `None` when it is not
@@ -20,6 +21,15 @@ pub(crate) fn parse_single_query(sql: &str) -> Option<Statement> {
     match statements.as_slice() {
         [Statement::Query(_)] => statements.pop(),
         _ => None,
+    }
+}
+
+/// A name as an identifier SQLite reads back as the same name.
+pub(crate) fn ident(name: &str) -> Ident {
+    if needs_quotes(name) {
+        Ident::with_quote('"', name)
+    } else {
+        Ident::new(name)
     }
 }
 

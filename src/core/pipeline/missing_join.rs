@@ -11,16 +11,15 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Ident, SelectItem, SetExpr, Statement, TableFactor, visit_expressions,
-    visit_expressions_mut,
+    Expr, SelectItem, SetExpr, Statement, TableFactor, visit_expressions, visit_expressions_mut,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
 use crate::core::db::ident::{needs_quotes, quote_identifier};
 use crate::core::db::schema::{Schema, Table};
-use crate::core::db::sql_ast::{parse_single_query, tables_in_scope};
-use crate::core::pipeline::repair::{error_subject, unquote};
+use crate::core::db::sql_ast::{ident, parse_single_query, tables_in_scope};
+use crate::core::pipeline::repair::missing_column;
 use crate::core::rewrite::simplify::question_words_naming;
 
 /// A way to join `owner` to a table already in the query.
@@ -42,11 +41,7 @@ pub(crate) fn join_owning_table(
     schema: &Schema,
     question: &str,
 ) -> Option<String> {
-    let subject = error_subject(error, "no such column:")?;
-    let (qualifier, column) = match subject.rsplit_once('.') {
-        Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
-        None => (None, unquote(&subject)),
-    };
+    let (qualifier, column) = missing_column(error)?;
     let mut statement = parse_single_query(failed_sql)?;
     let Statement::Query(query) = &mut statement else {
         return None;
@@ -281,15 +276,6 @@ fn quoted(name: &str) -> String {
         quote_identifier(name)
     } else {
         name.to_string()
-    }
-}
-
-/// A name as an identifier SQLite reads back as the same name.
-fn ident(name: &str) -> Ident {
-    if needs_quotes(name) {
-        Ident::with_quote('"', name)
-    } else {
-        Ident::new(name)
     }
 }
 

@@ -19,10 +19,9 @@ use sqlparser::ast::{
     Expr, Ident, Select, SelectItem, SetExpr, Statement, VisitMut, visit_expressions_mut,
 };
 
-use crate::core::db::ident::needs_quotes;
 use crate::core::db::schema::{Schema, Table};
-use crate::core::db::sql_ast::{for_each_select_mut, parse_single_query, tables_in_scope};
-use crate::core::pipeline::repair::{error_subject, unquote};
+use crate::core::db::sql_ast::{for_each_select_mut, ident, parse_single_query, tables_in_scope};
+use crate::core::pipeline::repair::missing_column;
 
 /// `failed_sql` with the missing column named in `error` read as the key its foreign key
 /// references, on the table that key belongs to; `None` when the error is another one or
@@ -32,19 +31,12 @@ pub(crate) fn name_referenced_key(
     failed_sql: &str,
     schema: &Schema,
 ) -> Option<String> {
-    let subject = error_subject(error, "no such column:")?;
+    let (qualifier, column) = missing_column(error)?;
     let mut statement = parse_single_query(failed_sql)?;
     let before = format!("{statement:#}");
-    match subject.rsplit_once('.') {
-        Some((qualifier, column)) => {
-            rename_qualified(
-                &mut statement,
-                schema,
-                &unquote(qualifier),
-                &unquote(column),
-            );
-        }
-        None => rename_bare(&mut statement, schema, &unquote(&subject)),
+    match qualifier {
+        Some(qualifier) => rename_qualified(&mut statement, schema, &qualifier, &column),
+        None => rename_bare(&mut statement, schema, &column),
     }
     let after = format!("{statement:#}");
     (after != before).then_some(after)
@@ -203,15 +195,6 @@ fn visit_bare<T: VisitMut>(node: &mut T, column: &str, mut change: impl FnMut(&m
         }
         ControlFlow::<()>::Continue(())
     });
-}
-
-/// A name as an identifier SQLite reads back as the same name.
-fn ident(name: &str) -> Ident {
-    if needs_quotes(name) {
-        Ident::with_quote('"', name)
-    } else {
-        Ident::new(name)
-    }
 }
 
 #[cfg(test)]

@@ -191,6 +191,16 @@ fn dotted_tokens(parts: &[String]) -> Vec<String> {
     pattern
 }
 
+/// The column of a "no such column" error, unquoted, with its qualifier when it has one
+/// (`T1.TrackId` -> `(Some("T1"), "TrackId")`).
+pub(crate) fn missing_column(error: &str) -> Option<(Option<String>, String)> {
+    let subject = error_subject(error, "no such column:")?;
+    Some(match subject.rsplit_once('.') {
+        Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
+        None => (None, unquote(&subject)),
+    })
+}
+
 /// The identifier after `marker` in an error ("no such column: T1.TrackId in SELECT ...").
 pub(crate) fn error_subject(error: &str, marker: &str) -> Option<String> {
     let start = error.find(marker)? + marker.len();
@@ -328,11 +338,7 @@ pub(crate) fn fix_column_reference(
     failed_sql: &str,
     schema: &Schema,
 ) -> Option<String> {
-    let subject = error_subject(error, "no such column:")?;
-    let (qualifier, column) = match subject.rsplit_once('.') {
-        Some((qualifier, column)) => (Some(unquote(qualifier)), unquote(column)),
-        None => (None, unquote(&subject)),
-    };
+    let (qualifier, column) = missing_column(error)?;
     let dialect = SQLiteDialect {};
     let mut tokens = Tokenizer::new(&dialect, failed_sql).tokenize().ok()?;
     let aliases = table_aliases(&tokens, schema);
