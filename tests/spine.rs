@@ -7,7 +7,7 @@ use nano_analyst::core::model::{
     Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
 };
 use nano_analyst::core::pipeline::extract::SQL_FENCE_OPEN;
-use nano_analyst::core::pipeline::outcome::{PipelineEvent, RunOutcome, Stage};
+use nano_analyst::core::pipeline::outcome::{PipelineEvent, RunOutcome, Source, Stage};
 use nano_analyst::core::pipeline::{PipelineConfig, run_question};
 use nano_analyst::core::retrieval::provider::WholeSchemaContext;
 use nano_analyst::core::rewrite::RewriteSettings;
@@ -768,6 +768,44 @@ fn when_every_repair_fails_queries_sampled_afresh_answer_the_question() {
         error.starts_with("could not answer after 2 attempts"),
         "{error}"
     );
+}
+
+#[test]
+fn the_repair_budget_stops_the_fallback_sampling_more_queries() {
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        fallback_candidates: 3,
+        repair_budget: Some(std::time::Duration::from_millis(1000)),
+        ..default_pipeline()
+    };
+    let mut fresh_samples = 0;
+    let mut stuck = stuck_in_repairs();
+    // Each query sampled afresh takes longer than the whole budget.
+    let mut slow_fallback = Replies(|request: &CompletionRequest| {
+        let reply = (stuck.0)(request);
+        if reply.starts_with("SELECT Title ") {
+            fresh_samples += 1;
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        reply
+    });
+    let outcome = ask_with(
+        &mut slow_fallback,
+        &db,
+        "Album titles of artist 1?",
+        &config,
+    );
+    assert_eq!(fresh_samples, 1);
+    assert_eq!(
+        outcome.source,
+        Some(Source::FallbackVote {
+            agreed: 1,
+            samples: 1
+        })
+    );
+    assert_eq!(outcome.result.unwrap().rows.len(), 2);
+    assert!(outcome.rewrites.iter().any(|r| r == "repair_time_budget"));
 }
 
 #[test]

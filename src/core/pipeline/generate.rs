@@ -200,8 +200,10 @@ impl Run<'_> {
             self.note_fired(&["retry_grammar"]);
         }
         let sampling = Instant::now();
-        let fresh = self.fresh_candidates(model)?;
+        let (fresh, sampled) = self.fresh_candidates(model)?;
         self.timings.generate_ms += millis(sampling.elapsed());
+        // Reported when the budget cut the samples short.
+        self.out_of_repair_time();
         match fresh {
             Ok((chosen, result, agreed)) => {
                 on_event(PipelineEvent::SqlText {
@@ -219,7 +221,7 @@ impl Run<'_> {
                     result,
                     source: Source::FallbackVote {
                         agreed: u32::try_from(agreed).unwrap_or(u32::MAX),
-                        samples: self.config.fallback_candidates,
+                        samples: sampled,
                     },
                 })
             }
@@ -227,7 +229,7 @@ impl Run<'_> {
                 let last_error = last.error.as_deref();
                 let error = format!(
                     "none of {} queries written afresh ran{}",
-                    self.config.fallback_candidates,
+                    sampled,
                     last_error
                         .map(|e| format!(" (last: {e})"))
                         .unwrap_or_default()
@@ -247,20 +249,28 @@ impl Run<'_> {
     }
 
     /// The fallback's candidates: the winner, its result and how many returned it, or the
-    /// last one that failed (empty when every one repeated an earlier failure).
+    /// last one that failed (empty when every one repeated an earlier failure); and how
+    /// many were sampled.
     fn fresh_candidates(
         &self,
         model: &mut dyn LanguageModel,
-    ) -> Result<Result<(Rewritten, QueryResult, usize), Attempt>, PipelineError> {
+    ) -> Result<(FreshOutcome, u32), PipelineError> {
         let question_turns = &self.messages[..self.question_turns_end];
         let mut ran: Vec<(Rewritten, QueryResult)> = Vec::new();
         let mut last = Attempt {
             sql: String::new(),
             error: None,
         };
+        let mut sampled = 0;
         for k in 1..=self.config.fallback_candidates {
+            // The budget bounds the fallback too: once it is spent, the vote is among the
+            // queries sampled so far (the first is always sampled).
+            if k > 1 && self.repair_time_spent() {
+                break;
+            }
             let grammar = self.retry_grammar.clone();
             let candidate = self.sample_query(model, question_turns, 104_729 * k, grammar)?;
+            sampled = k;
             if self
                 .attempts
                 .iter()
@@ -287,13 +297,14 @@ impl Run<'_> {
             }
         }
         let results: Vec<Option<&QueryResult>> = ran.iter().map(|(_, r)| Some(r)).collect();
-        Ok(match tally_vote(&results) {
+        let outcome = match tally_vote(&results) {
             Some((winner, agreed)) => {
                 let (chosen, result) = ran.swap_remove(winner);
                 Ok((chosen, result, agreed))
             }
             None => Err(last),
-        })
+        };
+        Ok((outcome, sampled))
     }
 
     /// One query sampled at `candidate_temperature` with `seed` (under `grammar`, if any),
@@ -335,6 +346,10 @@ impl Run<'_> {
         self.rewrite(extract_sql(written).unwrap_or_default())
     }
 }
+
+/// The fallback's winner, its result and how many samples returned it; or the last
+/// sample that failed.
+type FreshOutcome = Result<(Rewritten, QueryResult, usize), Attempt>;
 
 /// The start of a completion after an opening that ends in a space: its leading spaces go.
 fn after_opening(text: &str) -> &str {

@@ -63,11 +63,13 @@ pub(crate) fn join_owning_table(
         .filter(|t| !in_scope(&t.name));
     let owners: Vec<&Table> = match named_owner {
         Some(table) => vec![table],
-        None => schema
-            .tables
-            .iter()
-            .filter(|t| !in_scope(&t.name) && t.column(&column).is_some())
-            .collect(),
+        None => base_tables_first(
+            schema
+                .tables
+                .iter()
+                .filter(|t| !in_scope(&t.name) && t.column(&column).is_some())
+                .collect(),
+        ),
     };
     let links: Vec<Link> = owners
         .iter()
@@ -159,6 +161,16 @@ fn owners_the_question_names(links: Vec<Link>, question: &str) -> Vec<Link> {
         .into_iter()
         .filter(|link| named(link) == most)
         .collect()
+}
+
+/// The tables among `owners`, when any is one: a view's column is a copy of a table's
+/// (Northwind's `Products by Category` beside `Products`), and the table is where it lives.
+fn base_tables_first(owners: Vec<&Table>) -> Vec<&Table> {
+    if owners.iter().any(|t| !t.is_view) {
+        owners.into_iter().filter(|t| !t.is_view).collect()
+    } else {
+        owners
+    }
 }
 
 /// The declared keys between `owner` and each table in scope, either direction; on a
@@ -348,6 +360,35 @@ mod tests {
                 "SELECT COUNT(*) FROM exhibition_record JOIN exhibition AS T1 ON \
                  T1.Exhibition_ID = exhibition_record.Exhibition_ID WHERE Attendance > 100 \
                  OR T1.Ticket_Price < 10"
+            )
+        );
+    }
+
+    #[test]
+    fn a_view_that_copies_the_column_does_not_stand_beside_its_table() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Categories(CategoryID INTEGER PRIMARY KEY, CategoryName TEXT);
+             CREATE TABLE Products(ProductID INTEGER PRIMARY KEY, ProductName TEXT,
+                 CategoryID INTEGER REFERENCES Categories, UnitsInStock INTEGER);
+             CREATE VIEW \"Products by Category\" AS SELECT c.CategoryID, c.CategoryName,
+                 p.ProductName, p.UnitsInStock FROM Categories c JOIN Products p
+                 ON c.CategoryID = p.CategoryID;",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let fixed = join_owning_table(
+            "no such column: UnitsInStock",
+            "SELECT CategoryName FROM Categories ORDER BY UnitsInStock DESC LIMIT 1",
+            &schema,
+            "Which category has the product with the most units in stock?",
+        )
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(
+            fixed.as_deref(),
+            Some(
+                "SELECT CategoryName FROM Categories JOIN Products AS T1 ON \
+                 T1.CategoryID = Categories.CategoryID ORDER BY T1.UnitsInStock DESC LIMIT 1"
             )
         );
     }

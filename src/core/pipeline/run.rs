@@ -253,14 +253,19 @@ impl<'a> Run<'a> {
     /// Whether the repairs have spent `repair_budget`; the first time it says so, the
     /// budget is reported with the rewrites and checks that fired.
     pub(super) fn out_of_repair_time(&mut self) -> bool {
-        let spent = match (self.repairs_started, self.config.repair_budget) {
-            (Some(started), Some(budget)) => started.elapsed() >= budget,
-            _ => false,
-        };
+        let spent = self.repair_time_spent();
         if spent {
             self.note_fired(&["repair_time_budget"]);
         }
         spent
+    }
+
+    /// Whether the repairs have spent `repair_budget`, without reporting it.
+    pub(super) fn repair_time_spent(&self) -> bool {
+        match (self.repairs_started, self.config.repair_budget) {
+            (Some(started), Some(budget)) => started.elapsed() >= budget,
+            _ => false,
+        }
     }
 
     /// Whether the query just recorded as failed makes an earlier attempt's mistake again

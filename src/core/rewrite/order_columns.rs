@@ -69,7 +69,12 @@ pub(crate) fn drop_order_only_columns(sql: &str, question: &str) -> Option<Strin
             let sorts_by = order_keys
                 .iter()
                 .any(|key| same_column(key, column) || alias.is_some_and(|a| names(key, a)));
-            sorts_by && named_only_to_sort(column, &asked, &sorted_by, &table_words)
+            if !sorts_by {
+                return false;
+            }
+            let mut common_words = table_words.clone();
+            common_words.extend(words_of_its_siblings(select, column, &asked));
+            named_only_to_sort(column, &asked, &sorted_by, &common_words)
         })
         .map(|(index, _)| index)
         .collect();
@@ -181,13 +186,15 @@ fn names(key: &Expr, alias: &str) -> bool {
 
 /// Some word of the column's name is in the sort phrase and none is anywhere else in the
 /// question. Words of the query's table names say nothing (`Event_Attendance` on `event` is
-/// the attendance), and a name or title column is what a question that names its table
-/// ("the wines ... sorted by name") shows, so it stays.
+/// the attendance), nor do words several shown columns share ("the support and oppose
+/// rates, ordered by unsure rate": `Unsure_rate` is told apart by "unsure"); and a name or
+/// title column is what a question that names its table ("the wines ... sorted by name")
+/// shows, so it stays.
 fn named_only_to_sort(
     column: &Expr,
     asked: &[String],
     sorted_by: &[String],
-    table_words: &[String],
+    common_words: &[String],
 ) -> bool {
     let Some(name) = column_name(column) else {
         return false;
@@ -196,7 +203,7 @@ fn named_only_to_sort(
         .iter()
         .filter(|w| w.len() > 1)
         .map(|w| singular(w))
-        .filter(|w| !table_words.contains(w))
+        .filter(|w| !common_words.contains(w))
         .collect();
     let identifies = words.iter().all(|w| w == "name" || w == "title");
     !identifies
@@ -211,6 +218,36 @@ fn is_grouped(select: &Select) -> bool {
         GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
         GroupByExpr::All(_) => true,
     }
+}
+
+/// The words `column` shares with other shown columns ("rate" of `Unsure_rate` beside
+/// `Support_rate`), when the question names each of those by a word of its own
+/// ("support"); otherwise none: the question words its columns in a way their names do not
+/// show ("took office" for `Took_office`, "leave office" for `Left_office`), and a shared
+/// word may be all that names the column.
+fn words_of_its_siblings(select: &Select, column: &Expr, asked: &[String]) -> Vec<String> {
+    let words_of = |expr: &Expr| -> Vec<String> {
+        column_name(expr)
+            .map(|name| split_identifier(name).iter().map(|w| singular(w)).collect())
+            .unwrap_or_default()
+    };
+    let own = words_of(column);
+    let mut shared: Vec<String> = Vec::new();
+    for item in &select.projection {
+        let Some((other, _)) = shown_column(item) else {
+            continue;
+        };
+        let theirs = words_of(other);
+        if std::ptr::eq(other, column) || !theirs.iter().any(|w| own.contains(w)) {
+            continue;
+        }
+        let named_apart = theirs.iter().any(|w| !own.contains(w) && asked.contains(w));
+        if !named_apart {
+            return Vec::new();
+        }
+        shared.extend(theirs.into_iter().filter(|w| own.contains(w)));
+    }
+    shared
 }
 
 /// The words of the names of the tables the query reads (singular, lower case).
@@ -329,6 +366,15 @@ mod tests {
             .as_deref(),
             Some("SELECT s.Author FROM submission s ORDER BY s.Scores")
         );
+        // "rate" is every shown column's; "unsure" tells the sort key apart.
+        assert_eq!(
+            one_line(drop_order_only_columns(
+                "SELECT Support_rate, Oppose_rate, Unsure_rate FROM candidate                  ORDER BY Unsure_rate ASC",
+                "What are the support and oppose rates of each candidate, ordered ascending                  by their unsure rate?"
+            ))
+            .as_deref(),
+            Some("SELECT Support_rate, Oppose_rate FROM candidate ORDER BY Unsure_rate ASC")
+        );
     }
 
     #[test]
@@ -347,6 +393,12 @@ mod tests {
             (
                 "SELECT DISTINCT name, age FROM people ORDER BY age",
                 "List the names of people sorted by age.",
+            ),
+            // "took" and "left" are not how the question names the office columns.
+            (
+                "SELECT Minister, Took_office, Left_office FROM party ORDER BY Left_office",
+                "Who are the ministers, when did they take office, and when did they leave \
+                 office, ordered by when they left office?",
             ),
             // Sorted by something else.
             (
@@ -369,10 +421,9 @@ mod tests {
             ),
             // A word of its name is asked for ("rates").
             (
-                "SELECT Support_rate, Oppose_rate, Unsure_rate FROM candidate \
-                 ORDER BY Unsure_rate",
-                "What are the support and oppose rates of each candidate, ordered by their \
-                 unsure rate?",
+                "SELECT Name, Unsure_rate FROM candidate ORDER BY Unsure_rate",
+                "What are the names and rates of the candidates, ordered by their unsure \
+                 rate?",
             ),
             // Asked for after the sort phrase's sentence.
             (

@@ -20,8 +20,10 @@
 //! employees of each gender" over `employee JOIN works_on`), with no "have"/"with" and no
 //! participle.
 //! Under `DISTINCT` the join can only mean "that have a match", so it is kept when the
-//! question says "have", "with", a participle ("professors teaching"), or any word of the
-//! joined table. An unused `LEFT JOIN` only repeats rows and goes the same way. The gold
+//! question says "have" or "with" (unless the next word names a column of the other tables:
+//! "products with length smaller than 3"), a participle ("professors teaching"), or a word
+//! of the joined table's name that the other tables' names lack ("customers" names
+//! `Customers`, not `Customer_Contact_Channels`). An unused `LEFT JOIN` only repeats rows and goes the same way. The gold
 //! audit (`nano-analyst rewrites audit`) measures what is left.
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
@@ -52,7 +54,7 @@ use sqlparser::ast::{
 };
 
 use crate::core::db::ident::{lowercase_words, split_identifier};
-use crate::core::db::schema::Schema;
+use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
     any_function, conjunction, conjuncts, for_each_select_mut, join_condition, parse_single_query,
     schema_table,
@@ -572,7 +574,7 @@ fn drop_one_unused_join(
     // dropped only when nothing in the question asks for a match (see `is_unused`).
     let distinct = match &select.distinct {
         None => false,
-        Some(Distinct::Distinct) if !asked.has_possession => true,
+        Some(Distinct::Distinct) => true,
         Some(_) => return false,
     };
     if has_distinct_aggregate(select) {
@@ -664,10 +666,18 @@ impl Scope<'_> {
             return false;
         }
         // Under DISTINCT the join can only mean "that have a match": "professors teaching
-        // in a department", "cities where people live" (`people_addresses`).
+        // in a department", "cities where people live" (`people_addresses`). A word the
+        // joined table shares with another table of the query ("customers" and
+        // `Customer_Contact_Channels` beside `Customers`) names that one, and "with" before
+        // one of their columns ("products with length") describes their rows.
         let guarded = match self.context {
             JoinContext::Rows => false,
-            JoinContext::Distinct => asked.has_participle || asked.names_any_word(&table.name),
+            JoinContext::Distinct => {
+                let others = self.other_tables(&table.name);
+                asked.has_participle
+                    || asked.asks_for_a_match(&table.name, &others)
+                    || asked.names_a_word_of_its_own(&table.name, &others)
+            }
             // Under an aggregate the join repeats what is counted or summed; it is the
             // meaning only when the question speaks of the joined rows ("tracks",
             // "students with").
@@ -693,6 +703,15 @@ impl Scope<'_> {
             .unqualified
             .iter()
             .any(|name| table.column(name).is_some())
+    }
+
+    /// The query's tables other than `joined`.
+    fn other_tables(&self, joined: &str) -> Vec<&Table> {
+        self.tables
+            .iter()
+            .filter(|name| !name.eq_ignore_ascii_case(joined))
+            .filter_map(|name| self.schema.table(name))
+            .collect()
     }
 
     /// Whether the question counts the rows of a table other than `joined`: "the number
@@ -739,6 +758,9 @@ struct QuestionWords {
     /// "have", "has", "with": the question may ask for rows that have a match, and a
     /// DISTINCT query's join is then kept.
     has_possession: bool,
+    /// The word after each "have", "has", "with" (articles skipped), singular; `None`
+    /// at the end of the question.
+    possessed: Vec<Option<String>>,
     /// "professors teaching", "people living": a participle may restrict by a relation.
     has_participle: bool,
     /// "how many", "the number of": the question counts something, which may be the
@@ -764,9 +786,18 @@ impl QuestionWords {
                     "is" | "are" | "was" | "were" | "be" | "the" | "a" | "an"
                 )
         });
-        let has_possession = words
+        let possessed: Vec<Option<String>> = words
             .iter()
-            .any(|w| matches!(w.as_str(), "have" | "has" | "had" | "having" | "with"));
+            .enumerate()
+            .filter(|(_, w)| is_possession(w))
+            .map(|(at, _)| {
+                words[at + 1..]
+                    .iter()
+                    .find(|w| !matches!(w.as_str(), "a" | "an" | "the" | "their" | "its"))
+                    .map(|w| singular(w))
+            })
+            .collect();
+        let has_possession = !possessed.is_empty();
         let has_participle = words.iter().any(|w| w.len() > 5 && w.ends_with("ing"));
         let asks_how_many = words.iter().any(|w| w == "number")
             || words
@@ -776,6 +807,7 @@ impl QuestionWords {
             words: words.iter().map(|w| singular(w)).collect(),
             restricts_by_clause,
             has_possession,
+            possessed,
             has_participle,
             asks_how_many,
             counted: counted_nouns(&words),
@@ -788,9 +820,31 @@ impl QuestionWords {
         !words.is_empty() && words.iter().all(|w| self.words.contains(w))
     }
 
-    /// Some word of `table`'s name is in the question.
-    fn names_any_word(&self, table: &str) -> bool {
-        table_words(table).iter().any(|w| self.words.contains(w))
+    /// Some word of `table`'s name that no table of `others` has is in the question.
+    fn names_a_word_of_its_own(&self, table: &str, others: &[&Table]) -> bool {
+        let theirs: Vec<String> = others.iter().flat_map(|t| table_words(&t.name)).collect();
+        table_words(table)
+            .iter()
+            .any(|w| self.words.contains(w) && !theirs.contains(w))
+    }
+
+    /// Whether a "have"/"has"/"with" may ask for rows of `joined` that have a match: it
+    /// does not when the word after it names a column of `others` and is no word of
+    /// `joined` ("products with length smaller than 3" describes the products).
+    fn asks_for_a_match(&self, joined: &str, others: &[&Table]) -> bool {
+        let joined_words = table_words(joined);
+        self.possessed.iter().any(|object| {
+            object.as_ref().is_none_or(|object| {
+                joined_words.contains(object)
+                    || !others.iter().any(|table| {
+                        table.columns.iter().any(|column| {
+                            split_identifier(&column.name)
+                                .iter()
+                                .any(|w| singular(w) == *object)
+                        })
+                    })
+            })
+        })
     }
 }
 
@@ -894,6 +948,10 @@ pub(crate) fn singular(word: &str) -> String {
         Some(stem) if stem.len() > 2 && !stem.ends_with('s') => stem.to_string(),
         _ => word,
     }
+}
+
+fn is_possession(word: &str) -> bool {
+    matches!(word, "have" | "has" | "had" | "having" | "with")
 }
 
 fn has_grouping(select: &Select) -> bool {
@@ -1127,6 +1185,39 @@ mod tests {
             "Different names of teachers with an arrangement, older than 30?",
             "Different names of teachers teaching, older than 30?",
             "Different names of teachers in a course arrangement?",
+        ] {
+            assert_eq!(dropped(question), None, "{question}");
+        }
+    }
+
+    #[test]
+    fn under_distinct_words_and_columns_of_the_kept_tables_ask_for_no_match() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Customers (customer_id INTEGER PRIMARY KEY, customer_name TEXT,
+                 payment_method TEXT, length INTEGER);
+             CREATE TABLE Customer_Contact_Channels (customer_id INTEGER, channel_code TEXT);",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let sql = "SELECT DISTINCT T1.customer_name FROM Customers AS T1 JOIN \
+                   Customer_Contact_Channels AS T2 ON T1.customer_id = T2.customer_id \
+                   WHERE T1.payment_method = 'Cash'";
+        let dropped = |question| one_line(drop_unused_joins(sql, &schema, question));
+        let alone = "SELECT DISTINCT T1.customer_name FROM Customers AS T1 \
+                     WHERE T1.payment_method = 'Cash'";
+        for question in [
+            // "customers" names the Customers table, not the channels.
+            "Which customers use Cash for payment method?",
+            // "with" a payment method describes the customers.
+            "Names of the customers with payment method Cash?",
+        ] {
+            assert_eq!(dropped(question).as_deref(), Some(alone), "{question}");
+        }
+        for question in [
+            "Which customers paying in Cash have a contact channel?",
+            "Names of the customers with a channel, paying in Cash?",
+            "Which customers in contact pay in Cash?",
         ] {
             assert_eq!(dropped(question), None, "{question}");
         }
