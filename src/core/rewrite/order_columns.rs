@@ -62,7 +62,7 @@ pub(crate) fn drop_order_only_columns(sql: &str, question: &str) -> Option<Strin
         .projection
         .iter()
         .enumerate()
-        .filter(|(_, item)| {
+        .filter(|&(index, item)| {
             let Some((column, alias)) = shown_column(item) else {
                 return false;
             };
@@ -73,7 +73,7 @@ pub(crate) fn drop_order_only_columns(sql: &str, question: &str) -> Option<Strin
                 return false;
             }
             let mut common_words = table_words.clone();
-            common_words.extend(words_of_its_siblings(select, column, &asked));
+            common_words.extend(words_of_its_siblings(select, index, &asked));
             named_only_to_sort(column, &asked, &sorted_by, &common_words)
         })
         .map(|(index, _)| index)
@@ -225,20 +225,18 @@ fn is_grouped(select: &Select) -> bool {
 /// ("support"); otherwise none: the question words its columns in a way their names do not
 /// show ("took office" for `Took_office`, "leave office" for `Left_office`), and a shared
 /// word may be all that names the column.
-fn words_of_its_siblings(select: &Select, column: &Expr, asked: &[String]) -> Vec<String> {
-    let words_of = |expr: &Expr| -> Vec<String> {
-        column_name(expr)
-            .map(|name| split_identifier(name).iter().map(|w| singular(w)).collect())
+fn words_of_its_siblings(select: &Select, index: usize, asked: &[String]) -> Vec<String> {
+    let words_of = |item: &SelectItem| -> Vec<String> {
+        shown_column(item)
+            .and_then(|(column, _)| column_name(column))
+            .map(name_words)
             .unwrap_or_default()
     };
-    let own = words_of(column);
+    let own = words_of(&select.projection[index]);
     let mut shared: Vec<String> = Vec::new();
-    for item in &select.projection {
-        let Some((other, _)) = shown_column(item) else {
-            continue;
-        };
-        let theirs = words_of(other);
-        if std::ptr::eq(other, column) || !theirs.iter().any(|w| own.contains(w)) {
+    for (at, item) in select.projection.iter().enumerate() {
+        let theirs = words_of(item);
+        if at == index || !theirs.iter().any(|w| own.contains(w)) {
             continue;
         }
         let named_apart = theirs.iter().any(|w| !own.contains(w) && asked.contains(w));
@@ -248,6 +246,11 @@ fn words_of_its_siblings(select: &Select, column: &Expr, asked: &[String]) -> Ve
         shared.extend(theirs.into_iter().filter(|w| own.contains(w)));
     }
     shared
+}
+
+/// The words of a table's or column's name (singular, lower case).
+fn name_words(name: &str) -> Vec<String> {
+    split_identifier(name).iter().map(|w| singular(w)).collect()
 }
 
 /// The words of the names of the tables the query reads (singular, lower case).
@@ -262,8 +265,7 @@ fn table_words(select: &Select) -> Vec<String> {
             TableFactor::Table { name, .. } => name.0.last()?.as_ident().map(|i| i.value.clone()),
             _ => None,
         })
-        .flat_map(|name| split_identifier(&name))
-        .map(|w| singular(&w))
+        .flat_map(|name| name_words(&name))
         .collect()
 }
 
@@ -369,8 +371,10 @@ mod tests {
         // "rate" is every shown column's; "unsure" tells the sort key apart.
         assert_eq!(
             one_line(drop_order_only_columns(
-                "SELECT Support_rate, Oppose_rate, Unsure_rate FROM candidate                  ORDER BY Unsure_rate ASC",
-                "What are the support and oppose rates of each candidate, ordered ascending                  by their unsure rate?"
+                "SELECT Support_rate, Oppose_rate, Unsure_rate FROM candidate \
+                 ORDER BY Unsure_rate ASC",
+                "What are the support and oppose rates of each candidate, ordered ascending \
+                 by their unsure rate?"
             ))
             .as_deref(),
             Some("SELECT Support_rate, Oppose_rate FROM candidate ORDER BY Unsure_rate ASC")

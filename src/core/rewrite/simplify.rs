@@ -23,8 +23,9 @@
 //! question says "have" or "with" (unless the next word names a column of the other tables:
 //! "products with length smaller than 3"), a participle ("professors teaching"), or a word
 //! of the joined table's name that the other tables' names lack ("customers" names
-//! `Customers`, not `Customer_Contact_Channels`). An unused `LEFT JOIN` only repeats rows and goes the same way. The gold
-//! audit (`nano-analyst rewrites audit`) measures what is left.
+//! `Customers`, not `Customer_Contact_Channels`). An unused `LEFT JOIN` only repeats rows
+//! and goes the same way. The gold audit (`nano-analyst rewrites audit`) measures what is
+//! left.
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
 //! row can satisfy, into the two queries' INTERSECT: the "both" the question asked for.
@@ -682,7 +683,7 @@ impl Scope<'_> {
             // meaning only when the question speaks of the joined rows ("tracks",
             // "students with").
             JoinContext::Aggregated => {
-                asked.has_possession || asked.asks_how_many || asked.names(&table.name)
+                asked.has_possession() || asked.asks_how_many || asked.names(&table.name)
             }
             JoinContext::Counted => !self.counts_another_table(&table.name),
         };
@@ -722,7 +723,7 @@ impl Scope<'_> {
     /// rows.
     fn counts_another_table(&self, joined: &str) -> bool {
         let asked = self.asked;
-        if asked.has_possession || asked.has_participle || asked.counted.is_empty() {
+        if asked.has_possession() || asked.has_participle || asked.counted.is_empty() {
             return false;
         }
         let joined_words = table_words(joined);
@@ -755,9 +756,6 @@ struct QuestionWords {
     /// "students who tried out", "documents that have expenses": a relative clause with an
     /// action or a possession asks for rows that have a match, which is what the join does.
     restricts_by_clause: bool,
-    /// "have", "has", "with": the question may ask for rows that have a match, and a
-    /// DISTINCT query's join is then kept.
-    has_possession: bool,
     /// The word after each "have", "has", "with" (articles skipped), singular; `None`
     /// at the end of the question.
     possessed: Vec<Option<String>>,
@@ -797,7 +795,6 @@ impl QuestionWords {
                     .map(|w| singular(w))
             })
             .collect();
-        let has_possession = !possessed.is_empty();
         let has_participle = words.iter().any(|w| w.len() > 5 && w.ends_with("ing"));
         let asks_how_many = words.iter().any(|w| w == "number")
             || words
@@ -806,12 +803,17 @@ impl QuestionWords {
         Self {
             words: words.iter().map(|w| singular(w)).collect(),
             restricts_by_clause,
-            has_possession,
             possessed,
             has_participle,
             asks_how_many,
             counted: counted_nouns(&words),
         }
+    }
+
+    /// "have", "has", "with": the question may ask for rows that have a match, and a
+    /// DISTINCT query's join is then kept.
+    fn has_possession(&self) -> bool {
+        !self.possessed.is_empty()
     }
 
     /// Every word of `table`'s name is in the question.
