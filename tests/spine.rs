@@ -414,6 +414,50 @@ fn a_query_the_schema_fixed_is_not_taken_for_the_mistake_it_fixed() {
     );
 }
 
+#[test]
+fn a_repeated_mistake_the_schema_can_settle_is_fixed_instead_of_falling_back() {
+    // The first query reads Email from a table no key links to a table holding it; every
+    // repair reads it again through the wrong alias, now with Customer joined. That is the
+    // same mistake, but in a wording the schema settles, so no fallback is needed.
+    let db = ReadOnlyDb::open(&chinook_path()).unwrap();
+    let config = PipelineConfig {
+        answer: false,
+        fallback_candidates: 0,
+        ..default_pipeline()
+    };
+    let mut asked = 0;
+    let outcome = ask_with(
+        &mut Replies(|_: &CompletionRequest| {
+            asked += 1;
+            if asked == 1 {
+                "SELECT T1.Email FROM Genre AS T1 WHERE T1.GenreId = 1\n```"
+            } else {
+                "SELECT T1.Email FROM Invoice AS T1 JOIN Customer AS T2 \
+                 ON T1.CustomerId = T2.CustomerId WHERE T1.InvoiceId = 1\n```"
+            }
+        }),
+        &db,
+        "What is the email of the customer on invoice 1?",
+        &config,
+    );
+    let result = outcome.result.expect("the fixed query ran");
+    let gold = run_sql(
+        &db,
+        "SELECT T2.Email FROM Invoice AS T1 JOIN Customer AS T2 \
+         ON T1.CustomerId = T2.CustomerId WHERE T1.InvoiceId = 1",
+    );
+    assert_eq!(result.rows, gold.rows);
+    assert!(
+        outcome.rewrites.iter().any(|r| r == "fix_column_reference")
+            && !outcome
+                .rewrites
+                .iter()
+                .any(|r| r == "stop_repeated_repairs"),
+        "{:?}",
+        outcome.rewrites
+    );
+}
+
 /// Asks Chinook with a model that always writes `reply`; also how many times it was asked.
 fn ask_counting(
     reply: &'static str,

@@ -2,6 +2,7 @@
 //!
 //! The map, each subsystem depending only on those above it:
 //! - [`model`]: what the core needs from a chat model and an embedding model (traits).
+//! - [`repetition`]: when a reply is caught in a loop, so the model engines stop it.
 //! - [`db`]: one read-only SQLite database: execution, schema, compact rendering,
 //!   identifiers, parsing and the read-only guard.
 //! - [`retrieval`]: what the prompt says about the database for one question (schema
@@ -19,5 +20,6 @@ pub mod feedback;
 pub mod finetune;
 pub mod model;
 pub mod pipeline;
+pub mod repetition;
 pub mod retrieval;
 pub mod rewrite;

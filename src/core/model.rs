@@ -69,6 +69,8 @@ pub enum StopReason {
     EndOfText,
     StopString,
     MaxTokens,
+    /// Stopped because the reply kept writing one block of tokens again and again.
+    Repetition,
 }
 
 #[derive(Debug, Clone, PartialEq)]

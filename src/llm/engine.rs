@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::core::model::{
     ChatMessage, Completion, CompletionRequest, LanguageModel, LlmError, Sampling, StopReason,
 };
+use crate::core::repetition::ends_in_loop;
 use crate::llm::gguf::{ModelKind, model_kind, validate_gguf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -588,6 +589,11 @@ impl LlamaEngine {
             append_valid_utf8(&mut pending, &mut text);
             if emit_settled_text(&mut text, &mut emitted, &request.stop, on_text) {
                 stop_reason = StopReason::StopString;
+                break;
+            }
+            if ends_in_loop(&text) {
+                tracing::debug!(generated, "stopped a reply caught in a loop");
+                stop_reason = StopReason::Repetition;
                 break;
             }
             self.decode_token(&mut batch, token)?;

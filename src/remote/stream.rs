@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::core::model::StopReason;
+use crate::core::repetition::ends_in_loop;
 use crate::llm::engine::emit_settled_text;
 use crate::remote::prefix::PrefixStripper;
 use crate::remote::sse::{Decoded, SseReader, Usage, decode};
@@ -90,6 +91,11 @@ pub fn read_stream<R: BufRead>(
                 out.text.push_str(&stripper.push(&printable(&content)));
                 if emit_settled_text(&mut out.text, &mut emitted, spec.stops, on_text) {
                     out.stop_reason = StopReason::StopString;
+                    return Ok(out);
+                }
+                if ends_in_loop(&out.text) {
+                    on_text(&out.text[emitted..]);
+                    out.stop_reason = StopReason::Repetition;
                     return Ok(out);
                 }
             }
@@ -200,6 +206,19 @@ mod tests {
             (out.text.as_str(), out.stop_reason),
             ("ab", StopReason::MaxTokens)
         );
+    }
+
+    #[test]
+    fn a_reply_caught_in_a_loop_is_cut_off() {
+        let mut stream = chunk("SELECT name FROM t WHERE city = 'Lyon'", None);
+        for _ in 0..20 {
+            stream.push_str(&chunk(" OR city = 'Paris'", None));
+        }
+        let (result, streamed) = run(&stream, "", &[]);
+        let out = result.unwrap();
+        assert_eq!(out.stop_reason, StopReason::Repetition);
+        assert_eq!(streamed, out.text);
+        assert!(out.text.matches("Paris").count() < 20, "{}", out.text);
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Meta {
 fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
         StopReason::EndOfText | StopReason::StopString => "stop",
-        StopReason::MaxTokens => "length",
+        StopReason::MaxTokens | StopReason::Repetition => "length",
     }
 }
 

@@ -95,7 +95,7 @@ impl Run<'_> {
         let completion = model.complete(&request, on_text)?;
         let text = completion.text.trim();
         Ok(match completion.stop_reason {
-            StopReason::MaxTokens => cut_at_word(text),
+            StopReason::MaxTokens | StopReason::Repetition => cut_at_word(text),
             StopReason::EndOfText | StopReason::StopString => text.to_string(),
         })
     }

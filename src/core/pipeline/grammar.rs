@@ -1,6 +1,7 @@
 //! A GBNF grammar for the SQL the model writes after the forced opening, built from the
 //! schema: every bare word must be a SQL keyword or function, a table or column of this
-//! database, a short alias (`T1`, `a`) or a name introduced by `AS`. Literals, numbers
+//! database, a short alias (`T1`, `a`), a name introduced by `AS` or the first name after
+//! `ORDER BY` (an output's `AS` name, which the grammar cannot track). Literals, numbers
 //! and operators are free. The reply ends with one closing fence, so there is no prose and
 //! no second statement.
 //!
@@ -157,7 +158,7 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     let _ = writeln!(out, "ws1 ::= [ \\t\\n]+");
     let _ = writeln!(
         out,
-        "item ::= word | qualified | number | string | quoted | punct | asname | tableref"
+        "item ::= word | qualified | number | string | quoted | punct | asname | tableref | orderby"
     );
     // After FROM and JOIN comes a table of this database (or a subquery): an invented
     // `Address` table is never written, so it never needs a repair.
@@ -171,6 +172,13 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
         let _ = writeln!(out, "table ::= {}", alternatives(&tables));
     }
     let _ = writeln!(out, "asname ::= (\"AS\" | \"as\") [ ]+ freename");
+    // A sort key may be a name the query gave with AS (`COUNT(*) AS n ... ORDER BY n`),
+    // which the grammar cannot know: refused it, the model wrote a keyword (`ORDER BY
+    // numeric`) that then failed as a column.
+    let _ = writeln!(
+        out,
+        "orderby ::= (\"ORDER\" | \"order\") ws1 (\"BY\" | \"by\") ws1 freename"
+    );
     // After `table.` only that table's columns: a model that starts `DEPARTMENT.DEPART`
     // for the column `DEPT_NAME` is not led on to the table name `DEPARTMENT`. An alias
     // may name any column (which table it stands for is not known here).
@@ -269,6 +277,11 @@ mod tests {
             .find(|l| l.starts_with("keyword ::="))
             .unwrap();
         assert!(!keywords.contains("\"FROM\"") && keywords.contains("\"WHERE\""));
+        let items = grammar.lines().find(|l| l.starts_with("item ::=")).unwrap();
+        assert!(items.ends_with("| orderby"), "{items}");
+        assert!(grammar.contains(
+            "\norderby ::= (\"ORDER\" | \"order\") ws1 (\"BY\" | \"by\") ws1 freename\n"
+        ));
     }
 
     #[test]

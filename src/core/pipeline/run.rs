@@ -205,13 +205,15 @@ impl<'a> Run<'a> {
             self.repairs_started.get_or_insert_with(Instant::now);
             // A query the schema fixed still names what the error was about (a joined
             // table's column, now read through the join) but is never the same mistake.
-            if !fixed_by_schema && self.stuck_on(&sql) {
-                // Re-sampled and still the same mistake: on the training split no later
-                // repair turn recovered such a query, so the fallback starts sooner.
+            let stuck = !fixed_by_schema && self.stuck_on(&sql);
+            schema_fix = self.ask_for_repair(&sql, message);
+            // Re-sampled and still the same mistake: on the training split no later repair
+            // turn recovered such a query, so the fallback starts sooner; unless the schema
+            // settles the mistake in this wording of it, which costs no model turn.
+            if stuck && schema_fix.is_none() {
                 self.note_fired(&["stop_repeated_repairs"]);
                 break;
             }
-            schema_fix = self.ask_for_repair(&sql, message);
         }
         if let Some(held) = self.answer_held() {
             return Ok(held);
