@@ -182,7 +182,13 @@ pub(crate) fn sql_grammar(schema: &Schema) -> String {
     // After `table.` only that table's columns: a model that starts `DEPARTMENT.DEPART`
     // for the column `DEPT_NAME` is not led on to the table name `DEPARTMENT`. An alias
     // may name any column (which table it stands for is not known here).
-    let _ = write!(out, "qualified ::= alias \".\" (column | \"*\")");
+    // Before a dot, a two-letter capital alias is one too (`InvoiceLine AS IL ... IL.TrackId`):
+    // refused, the model wrote `Il.TrackId`, and that query took 29.6 s for 62 tokens
+    // (two full grammar passes).
+    let _ = write!(
+        out,
+        "qualified ::= (alias | [A-Z] [A-Z0-9]) \".\" (column | \"*\")"
+    );
     for i in 0..scopes.len() {
         let _ = write!(out, " | scope{i}");
     }
@@ -302,7 +308,7 @@ mod tests {
         };
         assert_eq!(
             rule("qualified"),
-            "qualified ::= alias \".\" (column | \"*\") | scope0 | scope1"
+            "qualified ::= (alias | [A-Z] [A-Z0-9]) \".\" (column | \"*\") | scope0 | scope1"
         );
         assert_eq!(
             rule("scope0"),
