@@ -69,7 +69,8 @@ pub enum StopReason {
     EndOfText,
     StopString,
     MaxTokens,
-    /// Stopped because the reply kept writing one block of tokens again and again.
+    /// Stopped because the reply kept writing one block of text again and again
+    /// ([`crate::core::repetition`]).
     Repetition,
 }
 

@@ -94,7 +94,9 @@ pub fn read_stream<R: BufRead>(
                     return Ok(out);
                 }
                 if ends_in_loop(&out.text) {
-                    on_text(&out.text[emitted..]);
+                    if out.text.len() > emitted {
+                        on_text(&out.text[emitted..]);
+                    }
                     out.stop_reason = StopReason::Repetition;
                     return Ok(out);
                 }
