@@ -18,13 +18,15 @@
 //! or names every word of the joined table. Under a `COUNT` the join goes only when the
 //! question counts the rows of another table in the query by name ("the number of
 //! employees of each gender" over `employee JOIN works_on`), with no "have"/"with" and no
-//! participle.
+//! participle; the "have" of "how many students does each advisor have" ties the students
+//! to their advisor and does not count as one, unless the owner is the joined table.
 //! Under `DISTINCT` the join can only mean "that have a match", so it is kept when the
 //! question says "have" or "with" (unless the next word names a column of the other tables:
 //! "products with length smaller than 3"), a participle ("professors teaching"), or a word
 //! of the joined table's name that the other tables' names lack ("customers" names
-//! `Customers`, not `Customer_Contact_Channels`). An unused `LEFT JOIN` only repeats rows
-//! and goes the same way. The gold audit (`nano-analyst rewrites audit`) measures what is
+//! `Customers`, not `Customer_Contact_Channels`). An unused `LEFT JOIN` keeps every row
+//! whatever the question says, so unless the query counts or sums, it goes whatever the
+//! question's words (it can only repeat rows). The gold audit (`nano-analyst rewrites audit`) measures what is
 //! left.
 //!
 //! [`intersect_both_values`] turns `WHERE lang = 'English' AND lang = 'French'`, which no
@@ -607,7 +609,8 @@ fn drop_one_unused_join(
         tables: &tables,
     };
     if let Some(index) = joins.iter().position(|join| {
-        droppable_join_condition(join).is_some_and(|on| scope.is_unused(&join.relation, on))
+        droppable_join_condition(join)
+            .is_some_and(|on| scope.is_unused(&join.relation, on, is_left_join(join)))
     }) {
         joins.remove(index);
         return true;
@@ -615,12 +618,19 @@ fn drop_one_unused_join(
     // `FROM city JOIN country ON ... WHERE country.Name = 'Anguilla'`: the first table is
     // the unused one, and the joined table takes its place.
     let first_join_on = joins.first().and_then(inner_join_condition);
-    if first_join_on.is_some_and(|on| scope.is_unused(relation, on)) {
+    if first_join_on.is_some_and(|on| scope.is_unused(relation, on, false)) {
         let first = joins.remove(0);
         *relation = first.relation;
         return true;
     }
     false
+}
+
+fn is_left_join(join: &Join) -> bool {
+    matches!(
+        join.join_operator,
+        JoinOperator::Left(_) | JoinOperator::LeftOuter(_)
+    )
 }
 
 fn inner_join_condition(join: &Join) -> Option<&Expr> {
@@ -654,40 +664,18 @@ struct Scope<'a> {
 impl Scope<'_> {
     /// Whether nothing but the join condition `on` reads `relation`, and the question does
     /// not name its table ("names of the gymnasts": the join to `gymnast` is what keeps
-    /// only them).
-    fn is_unused(&self, relation: &TableFactor, on: &Expr) -> bool {
-        let asked = self.asked;
+    /// only them). A `left` join keeps every row whatever the question says, so when
+    /// nothing counts or sums its rows it can only repeat them, and the question is not read.
+    fn is_unused(&self, relation: &TableFactor, on: &Expr, left: bool) -> bool {
         if !matches!(relation, TableFactor::Table { args: None, .. }) {
             return false;
         }
         let Some((used_as, table)) = schema_table(relation, self.schema) else {
             return false;
         };
-        if asked.restricts_by_clause || asked.names(&table.name) {
-            return false;
-        }
-        // Under DISTINCT the join can only mean "that have a match": "professors teaching
-        // in a department", "cities where people live" (`people_addresses`). A word the
-        // joined table shares with another table of the query ("customers" and
-        // `Customer_Contact_Channels` beside `Customers`) names that one, and "with" before
-        // one of their columns ("products with length") describes their rows.
-        let guarded = match self.context {
-            JoinContext::Rows => false,
-            JoinContext::Distinct => {
-                let others = self.other_tables(&table.name);
-                asked.has_participle
-                    || asked.asks_for_a_match(&table.name, &others)
-                    || asked.names_a_word_of_its_own(&table.name, &others)
-            }
-            // Under an aggregate the join repeats what is counted or summed; it is the
-            // meaning only when the question speaks of the joined rows ("tracks",
-            // "students with").
-            JoinContext::Aggregated => {
-                asked.has_possession() || asked.asks_how_many || asked.names(&table.name)
-            }
-            JoinContext::Counted => !self.counts_another_table(&table.name),
-        };
-        if guarded {
+        let only_repeats =
+            left && matches!(self.context, JoinContext::Rows | JoinContext::Distinct);
+        if !only_repeats && self.question_keeps(table) {
             return false;
         }
         let qualifier = used_as.to_lowercase();
@@ -704,6 +692,37 @@ impl Scope<'_> {
             .unqualified
             .iter()
             .any(|name| table.column(name).is_some())
+    }
+
+    /// Whether the question may mean the join to `table`: it names the table, restricts by
+    /// a clause, or (by the context) asks for rows that have a match or counts the joined
+    /// rows.
+    fn question_keeps(&self, table: &Table) -> bool {
+        let asked = self.asked;
+        if asked.restricts_by_clause || asked.names(&table.name) {
+            return true;
+        }
+        // Under DISTINCT the join can only mean "that have a match": "professors teaching
+        // in a department", "cities where people live" (`people_addresses`). A word the
+        // joined table shares with another table of the query ("customers" and
+        // `Customer_Contact_Channels` beside `Customers`) names that one, and "with" before
+        // one of their columns ("products with length") describes their rows.
+        match self.context {
+            JoinContext::Rows => false,
+            JoinContext::Distinct => {
+                let others = self.other_tables(&table.name);
+                asked.has_participle
+                    || asked.asks_for_a_match(&table.name, &others)
+                    || asked.names_a_word_of_its_own(&table.name, &others)
+            }
+            // Under an aggregate the join repeats what is counted or summed; it is the
+            // meaning only when the question speaks of the joined rows ("tracks",
+            // "students with").
+            JoinContext::Aggregated => {
+                asked.has_possession() || asked.asks_how_many || asked.names(&table.name)
+            }
+            JoinContext::Counted => !self.counts_another_table(&table.name),
+        }
     }
 
     /// The query's tables other than `joined`.
@@ -723,10 +742,17 @@ impl Scope<'_> {
     /// rows.
     fn counts_another_table(&self, joined: &str) -> bool {
         let asked = self.asked;
-        if asked.has_possession() || asked.has_participle || asked.counted.is_empty() {
+        if asked.possesses_beyond_the_count() || asked.has_participle || asked.counted.is_empty() {
             return false;
         }
         let joined_words = table_words(joined);
+        if asked
+            .count_owners
+            .iter()
+            .any(|owner| joined_words.contains(owner))
+        {
+            return false;
+        }
         asked.counted.iter().all(|counted| {
             !joined_words.contains(counted)
                 && self.tables.iter().any(|table| {
@@ -768,6 +794,11 @@ struct QuestionWords {
     /// ("how many movie reviews" -> "review"), singular. A phrase followed by a
     /// participle ("medications prescribed") counts a relation and adds nothing.
     counted: Vec<String>,
+    /// The "have" of "how many students does each advisor have" ties the counted rows to
+    /// their owner, not to a joined table: the positions in `possessed` of such a "have",
+    /// and the owner's words ("each advisor" -> "advisor"), singular.
+    count_haves: Vec<usize>,
+    count_owners: Vec<String>,
 }
 
 /// Words that join the parts of a table's name and say nothing about what it holds.
@@ -784,11 +815,16 @@ impl QuestionWords {
                     "is" | "are" | "was" | "were" | "be" | "the" | "a" | "an"
                 )
         });
-        let possessed: Vec<Option<String>> = words
+        let possessions: Vec<usize> = words
             .iter()
             .enumerate()
             .filter(|(_, w)| is_possession(w))
-            .map(|(at, _)| {
+            .map(|(at, _)| at)
+            .collect();
+        let (count_haves, count_owners) = count_possessions(&words, &possessions);
+        let possessed: Vec<Option<String>> = possessions
+            .iter()
+            .map(|&at| {
                 words[at + 1..]
                     .iter()
                     .find(|w| !matches!(w.as_str(), "a" | "an" | "the" | "their" | "its"))
@@ -807,7 +843,14 @@ impl QuestionWords {
             has_participle,
             asks_how_many,
             counted: counted_nouns(&words),
+            count_haves,
+            count_owners,
         }
+    }
+
+    /// A "have"/"has"/"with" other than the verb of a "how many X does Y have" clause.
+    fn possesses_beyond_the_count(&self) -> bool {
+        self.possessed.len() > self.count_haves.len()
     }
 
     /// "have", "has", "with": the question may ask for rows that have a match, and a
@@ -909,6 +952,45 @@ fn counted_nouns(words: &[String]) -> Vec<String> {
         }
     }
     counted
+}
+
+/// Of the possession words at `possessions`, those that close a "how many X do/does/did Y
+/// have" clause (with Y between the auxiliary and the "have"), and Y's words, singular.
+fn count_possessions(words: &[String], possessions: &[usize]) -> (Vec<usize>, Vec<String>) {
+    let mut haves = Vec::new();
+    let mut owners = Vec::new();
+    for (index, &at) in possessions.iter().enumerate() {
+        if words[at] != "have" {
+            continue;
+        }
+        let before = &words[..at];
+        let Some(many) = before
+            .windows(2)
+            .rposition(|pair| pair[0] == "how" && pair[1] == "many")
+        else {
+            continue;
+        };
+        let Some(auxiliary) = before[many..]
+            .iter()
+            .rposition(|w| matches!(w.as_str(), "do" | "does" | "did"))
+            .map(|offset| many + offset)
+        else {
+            continue;
+        };
+        let owner = &words[auxiliary + 1..at];
+        let ends_the_clause = words
+            .get(at + 1)
+            .is_none_or(|next| PHRASE_ENDS.contains(&next.as_str()));
+        // "how many students do not have an allergy" asks for a match.
+        let negated = owner.iter().any(|w| matches!(w.as_str(), "not" | "never"));
+        if owner.is_empty() || negated || !ends_the_clause || owner.iter().any(|w| is_possession(w))
+        {
+            continue;
+        }
+        haves.push(index);
+        owners.extend(owner.iter().map(|w| singular(w)));
+    }
+    (haves, owners)
 }
 
 /// How many words of `table`'s name the question uses, singular: "faults recorded in the
@@ -1282,9 +1364,27 @@ mod tests {
             "Number of teachers with courses for each age above 30?",
             "Which age above 30 has the most teachers?",
             "How many course arrangements per teacher age above 30?",
+            "How many teachers do not have courses, for each age above 30?",
+            "How many teachers does each course arrangement have, for ages above 30?",
+            "How many teachers of each age above 30 have courses?",
         ] {
             assert_eq!(dropped(question), None, "{question}");
         }
+    }
+
+    #[test]
+    fn the_have_of_how_many_x_does_y_have_asks_for_no_match() {
+        let counted = "SELECT T1.Age, COUNT(*) FROM course_arrange AS T2 JOIN teacher AS T1 \
+                       ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Age";
+        assert_eq!(
+            one_line(drop_unused_joins(
+                counted,
+                &school(),
+                "How many teachers does each age have?"
+            ))
+            .as_deref(),
+            Some("SELECT T1.Age, COUNT(*) FROM teacher AS T1 GROUP BY T1.Age")
+        );
     }
 
     #[test]
@@ -1315,6 +1415,31 @@ mod tests {
             ))
             .as_deref(),
             Some("SELECT T1.Name FROM teacher AS T1 WHERE T1.Age > 30")
+        );
+    }
+
+    #[test]
+    fn an_unused_left_join_only_repeats_rows_whatever_the_question_says() {
+        let left = "SELECT T1.Name FROM teacher AS T1 LEFT JOIN course_arrange AS T2 \
+                    ON T1.Teacher_ID = T2.Teacher_ID WHERE T1.Age > 30";
+        let question = "Names of the teachers that do not work with course arrangements?";
+        assert_eq!(
+            one_line(drop_unused_joins(left, &school(), question)).as_deref(),
+            Some("SELECT T1.Name FROM teacher AS T1 WHERE T1.Age > 30")
+        );
+        // An inner join may be what "that work with course arrangements" means.
+        let inner = left.replace("LEFT JOIN", "JOIN");
+        assert_eq!(drop_unused_joins(&inner, &school(), question), None);
+        // Under a count the left join's rows are counted.
+        let counted = "SELECT T1.Name, COUNT(*) FROM teacher AS T1 LEFT JOIN course_arrange AS T2 \
+                       ON T1.Teacher_ID = T2.Teacher_ID GROUP BY T1.Name";
+        assert_eq!(
+            drop_unused_joins(
+                counted,
+                &school(),
+                "How many course arrangements per teacher?"
+            ),
+            None
         );
     }
 
