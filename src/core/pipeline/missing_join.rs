@@ -97,6 +97,154 @@ pub(crate) fn join_owning_table(
     Some(format!("{statement:#}"))
 }
 
+/// `failed_sql`, a plain query over one table that reads bare columns no single table holds
+/// all of, over the one pair of tables linked by a key that holds them all: "each
+/// customer's move in date, and the customer id and details" written `SELECT
+/// date_moved_in, customer_id, customer_details FROM Residents` reads from `Customers JOIN
+/// Customer_Events`. `None` when the error is not a missing bare column, the query joins,
+/// nests or qualifies, a name is in no table, or no pair or several pairs hold them (the
+/// pair that keeps the query's own table wins over the others), or a column both tables
+/// of the pair hold is not the key that links them.
+pub(crate) fn cover_with_linked_pair(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+) -> Option<String> {
+    let (None, _) = missing_column(error)? else {
+        return None;
+    };
+    let mut statement = parse_single_query(failed_sql)?;
+    let names = bare_names_of_one_table_query(&statement)?;
+    let Statement::Query(query) = &mut statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let scope = tables_in_scope(select, schema);
+    let [(_, own)] = scope.as_slice() else {
+        return None;
+    };
+    let own = own.name.clone();
+    if !names
+        .iter()
+        .all(|name| schema.tables.iter().any(|t| t.column(name).is_some()))
+    {
+        return None;
+    }
+    let link = covering_link(schema, &names, &own)?;
+    let first = schema.table(&link.scope_name)?;
+    let joined = format!(
+        "SELECT 1 FROM {} AS T1 JOIN {} AS T2 ON T2.{} = T1.{}",
+        quoted(&first.name),
+        quoted(&link.owner),
+        quoted(&link.owner_column),
+        quoted(&link.scope_column)
+    );
+    let Statement::Query(parsed) = parse_single_query(&joined)? else {
+        return None;
+    };
+    let SetExpr::Select(parsed) = *parsed.body else {
+        return None;
+    };
+    select.from = parsed.from;
+    for column in &names {
+        let alias = if first.column(column).is_some() {
+            "T1"
+        } else {
+            "T2"
+        };
+        requalify(&mut statement, None, column, alias);
+    }
+    Some(format!("{statement:#}"))
+}
+
+/// The bare names a query over one table reads (output aliases aside); `None` when it
+/// joins, nests a query (where a bare name may be an inner table's) or qualifies a name.
+fn bare_names_of_one_table_query(statement: &Statement) -> Option<Vec<String>> {
+    let Statement::Query(query) = statement else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    if query.with.is_some() || select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut plain = true;
+    let _ = visit_expressions(statement, |expr| {
+        match expr {
+            Expr::Identifier(id) => names.push(id.value.clone()),
+            Expr::CompoundIdentifier(_)
+            | Expr::Subquery(_)
+            | Expr::InSubquery { .. }
+            | Expr::Exists { .. } => plain = false,
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let aliases: Vec<String> = select
+        .projection
+        .iter()
+        .filter_map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    names.retain(|name| !aliases.contains(&name.to_lowercase()));
+    names.sort_by_key(|name| name.to_lowercase());
+    names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    plain.then_some(names)
+}
+
+/// The one link between two base tables that together hold every column of `columns`,
+/// the pair with `own` (the query's table) preferred; its `scope_name` is the first
+/// table. `None` when `own` holds them all, when no pair or several do, or when a column
+/// both hold is not the key they are linked on.
+fn covering_link(schema: &Schema, columns: &[String], own: &str) -> Option<Link> {
+    let own_table = schema.table(own)?;
+    if columns.is_empty() || columns.iter().all(|c| own_table.column(c).is_some()) {
+        return None;
+    }
+    let tables: Vec<&Table> = schema.tables.iter().filter(|t| !t.is_view).collect();
+    let mut pairs: Vec<Link> = Vec::new();
+    for (index, first) in tables.iter().enumerate() {
+        for second in &tables[index + 1..] {
+            let covers = columns
+                .iter()
+                .all(|c| first.column(c).is_some() || second.column(c).is_some());
+            if !covers {
+                continue;
+            }
+            let links = links_to_scope(second, &[(first.name.clone(), *first)]);
+            let [link] = links.as_slice() else {
+                continue;
+            };
+            let shared_are_keys = columns
+                .iter()
+                .filter(|c| first.column(c).is_some() && second.column(c).is_some())
+                .all(|c| {
+                    link.owner_column.eq_ignore_ascii_case(c)
+                        && link.scope_column.eq_ignore_ascii_case(c)
+                });
+            if shared_are_keys {
+                pairs.push(link.clone());
+            }
+        }
+    }
+    let keeps_own = |link: &Link| {
+        link.owner.eq_ignore_ascii_case(own) || link.scope_name.eq_ignore_ascii_case(own)
+    };
+    if pairs.iter().any(keeps_own) {
+        pairs.retain(keeps_own);
+    }
+    let [link] = pairs.as_slice() else {
+        return None;
+    };
+    Some(link.clone())
+}
+
 /// The bare column names the query reads from one table in scope that the joined `owner`
 /// also has (the key it is joined on, most often), each with the scope name to qualify it
 /// with: after the join SQLite would call them ambiguous, and before it they could only
@@ -361,6 +509,56 @@ mod tests {
                  T1.Exhibition_ID = exhibition_record.Exhibition_ID WHERE Attendance > 100 \
                  OR T1.Ticket_Price < 10"
             )
+        );
+    }
+
+    fn customers_and_events() -> Schema {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Customers(customer_id INTEGER PRIMARY KEY, customer_details TEXT);
+             CREATE TABLE Residents(resident_id INTEGER, property_id INTEGER,
+                 date_moved_in TEXT, other_details TEXT,
+                 PRIMARY KEY (resident_id, property_id, date_moved_in));
+             CREATE TABLE Customer_Events(Customer_Event_ID INTEGER PRIMARY KEY,
+                 customer_id INTEGER REFERENCES Customers(customer_id), date_moved_in TEXT,
+                 property_id INTEGER, resident_id INTEGER,
+                 FOREIGN KEY (resident_id, property_id, date_moved_in)
+                 REFERENCES Residents(resident_id, property_id, date_moved_in));
+             CREATE TABLE Notes(note_id INTEGER PRIMARY KEY, date_moved_in TEXT,
+                 other_details TEXT);",
+        )
+        .unwrap();
+        introspect(&conn, ":memory:").unwrap()
+    }
+
+    #[test]
+    fn columns_no_table_holds_together_are_read_from_the_linked_pair_that_does() {
+        let schema = customers_and_events();
+        let covered = |error: &str, sql: &str| {
+            cover_with_linked_pair(error, sql, &schema)
+                .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
+        let sql = "SELECT date_moved_in, customer_id, customer_details FROM Residents";
+        assert_eq!(
+            covered("no such column: customer_id", sql).as_deref(),
+            Some(
+                "SELECT T2.date_moved_in, T1.customer_id, T1.customer_details FROM Customers \
+                 AS T1 JOIN Customer_Events AS T2 ON T2.customer_id = T1.customer_id"
+            )
+        );
+        // A name no table has, a qualified name, a nested query: not for the schema to settle.
+        for sql in [
+            "SELECT date_moved_in, customer_id, customer_name FROM Residents",
+            "SELECT R.date_moved_in, customer_id FROM Residents AS R",
+            "SELECT customer_id FROM Residents WHERE resident_id IN (SELECT 1)",
+        ] {
+            assert_eq!(covered("no such column: customer_id", sql), None, "{sql}");
+        }
+        // No linked pair holds them (`other_details` is on tables no single key links
+        // to another): nothing to choose from.
+        assert_eq!(
+            covered("no such column: x", "SELECT other_details FROM Customers"),
+            None
         );
     }
 

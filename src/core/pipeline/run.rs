@@ -9,7 +9,7 @@ use crate::core::model::{ChatMessage, LanguageModel};
 use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::{drop_invented_join, replace_invented_table};
-use crate::core::pipeline::missing_join::join_owning_table;
+use crate::core::pipeline::missing_join::{cover_with_linked_pair, join_owning_table};
 use crate::core::pipeline::outcome::{
     Attempt, Confidence, PipelineEvent, PromptRecord, RunOutcome, Source, Stage, Timings,
 };
@@ -384,6 +384,10 @@ impl<'a> Run<'a> {
                     .or_else(|| {
                         join_owning_table(message, sql, schema, self.question)
                             .map(|fixed| ("join_owning_table", fixed))
+                    })
+                    .or_else(|| {
+                        cover_with_linked_pair(message, sql, schema)
+                            .map(|fixed| ("cover_with_linked_pair", fixed))
                     })
                     .or_else(|| {
                         qualify_ambiguous_column(message, sql, schema)
