@@ -4,6 +4,8 @@
 //! model's repairs tend to drop the condition or write the same query again. When exactly
 //! one table outside the query holds that column, and exactly one key links it to a table
 //! in the query, the schema settles it: the join is added and the column read through it.
+//! When no one table can be joined so (several hold the column), a query over one table
+//! is read instead from the one pair of key-linked tables that holds all its columns.
 //!
 //! Only failing SQL reaches this fix, so it can never change the result of a query that
 //! ran; the rewritten query still goes through the join-key check like any other.
