@@ -13,7 +13,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, SelectItem, SetExpr, Statement, TableFactor, visit_expressions, visit_expressions_mut,
+    Expr, Select, SelectItem, SetExpr, Statement, TableFactor, visit_expressions,
+    visit_expressions_mut,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -173,19 +174,29 @@ fn bare_names_of_one_table_query(statement: &Statement) -> Option<Vec<String>> {
     if query.with.is_some() || select.from.len() != 1 || !select.from[0].joins.is_empty() {
         return None;
     }
+    let (names, qualified) = bare_names(statement, select)?;
+    (!qualified).then_some(names)
+}
+
+/// The bare names a query reads, output aliases aside, once each, and whether it also
+/// reads a qualified name; `None` when it nests a query, where a bare name may belong to
+/// an inner scope.
+fn bare_names(statement: &Statement, select: &Select) -> Option<(Vec<String>, bool)> {
     let mut names: Vec<String> = Vec::new();
-    let mut plain = true;
+    let mut qualified = false;
+    let mut nested = false;
     let _ = visit_expressions(statement, |expr| {
         match expr {
             Expr::Identifier(id) => names.push(id.value.clone()),
-            Expr::CompoundIdentifier(_)
-            | Expr::Subquery(_)
-            | Expr::InSubquery { .. }
-            | Expr::Exists { .. } => plain = false,
+            Expr::CompoundIdentifier(_) => qualified = true,
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => nested = true,
             _ => {}
         }
         ControlFlow::<()>::Continue(())
     });
+    if nested {
+        return None;
+    }
     let aliases: Vec<String> = select
         .projection
         .iter()
@@ -197,7 +208,7 @@ fn bare_names_of_one_table_query(statement: &Statement) -> Option<Vec<String>> {
     names.retain(|name| !aliases.contains(&name.to_lowercase()));
     names.sort_by_key(|name| name.to_lowercase());
     names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    plain.then_some(names)
+    Some((names, qualified))
 }
 
 /// The one link between two base tables that together hold every column of `columns`,
@@ -263,31 +274,11 @@ fn columns_the_join_makes_ambiguous(
     let SetExpr::Select(select) = query.body.as_ref() else {
         return Vec::new();
     };
-    let mut bare: Vec<String> = Vec::new();
-    let mut nested = false;
-    let _ = visit_expressions(statement, |expr| {
-        match expr {
-            Expr::Identifier(id) => bare.push(id.value.clone()),
-            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => nested = true,
-            _ => {}
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    if nested {
+    let Some((bare, _)) = bare_names(statement, select) else {
         return Vec::new();
-    }
-    let aliases: Vec<String> = select
-        .projection
-        .iter()
-        .filter_map(|item| match item {
-            SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_lowercase()),
-            _ => None,
-        })
-        .collect();
-    bare.sort_by_key(|name| name.to_lowercase());
-    bare.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    };
     bare.into_iter()
-        .filter(|name| owner.column(name).is_some() && !aliases.contains(&name.to_lowercase()))
+        .filter(|name| owner.column(name).is_some())
         .filter_map(|name| {
             let mut holders = scope.iter().filter(|(_, t)| t.column(&name).is_some());
             match (holders.next(), holders.next()) {
