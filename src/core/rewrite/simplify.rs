@@ -795,9 +795,9 @@ struct QuestionWords {
     /// participle ("medications prescribed") counts a relation and adds nothing.
     counted: Vec<String>,
     /// The "have" of "how many students does each advisor have" ties the counted rows to
-    /// their owner, not to a joined table: the positions in `possessed` of such a "have",
-    /// and the owner's words ("each advisor" -> "advisor"), singular.
-    count_haves: Vec<usize>,
+    /// their owner, not to a joined table: how many of `possessed` are such a "have", and
+    /// the owner's words ("each advisor" -> "advisor"), singular.
+    count_haves: usize,
     count_owners: Vec<String>,
 }
 
@@ -850,7 +850,7 @@ impl QuestionWords {
 
     /// A "have"/"has"/"with" other than the verb of a "how many X does Y have" clause.
     fn possesses_beyond_the_count(&self) -> bool {
-        self.possessed.len() > self.count_haves.len()
+        self.possessed.len() > self.count_haves
     }
 
     /// "have", "has", "with": the question may ask for rows that have a match, and a
@@ -954,12 +954,12 @@ fn counted_nouns(words: &[String]) -> Vec<String> {
     counted
 }
 
-/// Of the possession words at `possessions`, those that close a "how many X do/does/did Y
+/// How many of the possession words at `possessions` close a "how many X do/does/did Y
 /// have" clause (with Y between the auxiliary and the "have"), and Y's words, singular.
-fn count_possessions(words: &[String], possessions: &[usize]) -> (Vec<usize>, Vec<String>) {
-    let mut haves = Vec::new();
+fn count_possessions(words: &[String], possessions: &[usize]) -> (usize, Vec<String>) {
+    let mut haves = 0;
     let mut owners = Vec::new();
-    for (index, &at) in possessions.iter().enumerate() {
+    for &at in possessions {
         if words[at] != "have" {
             continue;
         }
@@ -987,7 +987,7 @@ fn count_possessions(words: &[String], possessions: &[usize]) -> (Vec<usize>, Ve
         {
             continue;
         }
-        haves.push(index);
+        haves += 1;
         owners.extend(owner.iter().map(|w| singular(w)));
     }
     (haves, owners)
