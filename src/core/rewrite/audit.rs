@@ -56,6 +56,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "group_by_entity_key" => settings.group_by_entity_key = true,
         "show_group_columns" => settings.show_group_columns = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
+        "name_aggregated_column" => settings.name_aggregated_column = true,
         "check_join_conditions" => settings.check_join_conditions = true,
         "check_join_keys" => settings.check_join_keys = true,
         "closest_values" => settings.closest_values = true,
@@ -65,7 +66,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 12] = [
+pub(crate) const RULES: [&str; 13] = [
     "drop_unnamed_flags",
     "drop_unused_joins",
     "intersect_both_values",
@@ -75,6 +76,7 @@ pub(crate) const RULES: [&str; 12] = [
     "group_by_entity_key",
     "show_group_columns",
     "drop_order_only_columns",
+    "name_aggregated_column",
     "check_join_conditions",
     "check_join_keys",
     "closest_values",

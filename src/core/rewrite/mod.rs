@@ -6,6 +6,7 @@
 //! `[rewrites]` table of the config; defaults live only in the embedded default config)
 //! and is reported by that name when it fires.
 
+pub(crate) mod aggregate_column;
 pub mod audit;
 pub(crate) mod closest_values;
 pub mod flags;
@@ -14,6 +15,7 @@ pub mod group_key;
 pub mod join_keys;
 pub(crate) mod order_columns;
 pub mod quote;
+pub(crate) mod self_join;
 pub mod simplify;
 pub(crate) mod text_filters;
 
@@ -67,6 +69,7 @@ pub struct RewriteSettings {
     pub group_by_entity_key: bool,
     pub show_group_columns: bool,
     pub drop_order_only_columns: bool,
+    pub name_aggregated_column: bool,
     pub check_join_conditions: bool,
     pub check_join_keys: bool,
     /// Not a step of the chain: after a query that found nothing, send it back once with
@@ -87,6 +90,7 @@ impl RewriteSettings {
             group_by_entity_key: false,
             show_group_columns: false,
             drop_order_only_columns: false,
+            name_aggregated_column: false,
             check_join_conditions: false,
             check_join_keys: false,
             closest_values: false,
@@ -179,6 +183,11 @@ impl RewriteChain {
         add(
             settings.drop_order_only_columns,
             Box::new(order_columns::DropOrderOnlyColumns),
+            Trigger::Always,
+        );
+        add(
+            settings.name_aggregated_column,
+            Box::new(aggregate_column::NameAggregatedColumn),
             Trigger::Always,
         );
         let mut checks: Vec<Box<dyn Check + Send + Sync>> = Vec::new();

@@ -1147,8 +1147,12 @@ impl Rewrite for DropUnusedJoins {
         "drop_unused_joins"
     }
 
+    /// A table joined to itself on its key is merged into itself first: the copy is a join
+    /// that repeats nothing and restricts nothing.
     fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
-        drop_unused_joins(sql, input.schema, input.question)
+        let merged = super::self_join::merge_key_self_joins(sql, input.schema);
+        let query = merged.as_deref().unwrap_or(sql);
+        drop_unused_joins(query, input.schema, input.question).or(merged)
     }
 }
 
