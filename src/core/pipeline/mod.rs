@@ -6,6 +6,7 @@
 //! and observes progress through [`PipelineEvent`]s.
 
 mod answer;
+mod bridge_join;
 pub mod extract;
 pub mod follow_up;
 mod generate;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::core::db::exec::{ExecError, QueryResult, ReadOnlyDb};
 use crate::core::db::guard::{GuardError, referenced_tables};
 use crate::core::model::{ChatMessage, LanguageModel};
+use crate::core::pipeline::bridge_join::route_through_bridge;
 use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::{drop_invented_join, replace_invented_table};
@@ -388,6 +389,10 @@ impl<'a> Run<'a> {
                     .or_else(|| {
                         cover_with_linked_pair(message, sql, schema)
                             .map(|fixed| ("cover_with_linked_pair", fixed))
+                    })
+                    .or_else(|| {
+                        route_through_bridge(message, sql, schema)
+                            .map(|fixed| ("route_through_bridge", fixed))
                     })
                     .or_else(|| {
                         qualify_ambiguous_column(message, sql, schema)

@@ -243,7 +243,41 @@ fn links_between(schema: &Schema, a: &str, b: &str) -> String {
 
 /// `a.x = b.y` for every declared key between tables `a` and `b`, either direction.
 fn key_pairs(schema: &Schema, a: &str, b: &str) -> Vec<String> {
-    let mut pairs = Vec::new();
+    key_links(schema, a, b)
+        .iter()
+        .map(|link| {
+            format!(
+                "{}.{} = {}.{}",
+                link.from.0, link.from.1, link.to.0, link.to.1
+            )
+        })
+        .collect()
+}
+
+/// A declared key: the referencing `(table, column)` and the referenced one, as the
+/// schema spells them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyLink {
+    pub(crate) from: (String, String),
+    pub(crate) to: (String, String),
+}
+
+impl KeyLink {
+    /// The column this link reads on `table`.
+    pub(crate) fn column_of(&self, table: &str) -> Option<&str> {
+        if self.from.0.eq_ignore_ascii_case(table) {
+            Some(&self.from.1)
+        } else if self.to.0.eq_ignore_ascii_case(table) {
+            Some(&self.to.1)
+        } else {
+            None
+        }
+    }
+}
+
+/// Every declared key between tables `a` and `b`, either direction.
+pub(crate) fn key_links(schema: &Schema, a: &str, b: &str) -> Vec<KeyLink> {
+    let mut links = Vec::new();
     for (from, to) in [(a, b), (b, a)] {
         let (Some(from_table), Some(to_table)) = (schema.table(from), schema.table(to)) else {
             continue;
@@ -260,13 +294,13 @@ fn key_pairs(schema: &Schema, a: &str, b: &str) -> Vec<String> {
             } else {
                 fk.to_column.clone()
             };
-            pairs.push(format!(
-                "{}.{} = {}.{}",
-                from_table.name, fk.from_column, to_table.name, to_column
-            ));
+            links.push(KeyLink {
+                from: (from_table.name.clone(), fk.from_column.clone()),
+                to: (to_table.name.clone(), to_column),
+            });
         }
     }
-    pairs
+    links
 }
 
 #[cfg(test)]

@@ -1,0 +1,275 @@
+//! A join that skips the table between two others: "albums whose tracks sold at a unit
+//! price above 1" comes out as `Album JOIN InvoiceLine ON Album.AlbumId =
+//! InvoiceLine.TrackId`. The join-key check sends it back naming the table that links them
+//! (`Track`), and a small model often writes the same join again until the repair budget
+//! runs out. When exactly one table links the two, each side by exactly one declared key,
+//! the schema settles it: the join goes through that table.
+//!
+//! Only a query the join-key check refused reaches this fix, so it never changes the
+//! result of a query that ran; the rewritten query is checked again like any other.
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Select, SetExpr, Statement,
+    TableFactor,
+};
+use sqlparser::dialect::SQLiteDialect;
+use sqlparser::parser::Parser;
+
+use crate::core::db::ident::{needs_quotes, quote_identifier};
+use crate::core::db::schema::{Schema, Table};
+use crate::core::db::sql_ast::{
+    for_each_select_mut, join_condition, parse_single_query, resolve_column_owner, schema_table,
+    tables_in_scope,
+};
+use crate::core::rewrite::join_keys::{KeyLink, key_links};
+
+/// What the join-key check says of a join that skips a linking table.
+const SKIPS_A_TABLE: &str = "which are not linked by a key; they are linked through";
+
+/// `failed_sql` with the refused join routed through the one table that links its two
+/// tables; `None` when the error is another one, the refused condition is not the whole
+/// `ON` of one join, or the linking table is ambiguous or already in the query.
+pub(crate) fn route_through_bridge(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+) -> Option<String> {
+    if !error.contains(SKIPS_A_TABLE) {
+        return None;
+    }
+    let condition = error
+        .strip_prefix("the join condition ")?
+        .split(" pairs ")
+        .next()?;
+    let mut statement = parse_single_query(failed_sql)?;
+    let mut routed = false;
+    for_each_select_mut(&mut statement, |select| {
+        routed = routed || route_in(select, schema, condition).is_some();
+    });
+    routed.then(|| format!("{statement:#}"))
+}
+
+/// Routes the join of `select` whose whole condition is `condition`; `None` when it has
+/// none or its route is not plain.
+fn route_in(select: &mut Select, schema: &Schema, condition: &str) -> Option<()> {
+    let scope = tables_in_scope(select, schema);
+    let (from_index, join_index) = select.from.iter().enumerate().find_map(|(f, from)| {
+        from.joins
+            .iter()
+            .position(|join| join_condition(join).is_some_and(|on| on.to_string() == condition))
+            .map(|j| (f, j))
+    })?;
+    let join = &select.from[from_index].joins[join_index];
+    let Some(Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    }) = join_condition(join)
+    else {
+        return None;
+    };
+    let (joined_name, joined) = schema_table(&join.relation, schema)?;
+    let (left, right) = (
+        resolve_column_owner(left, &scope)?,
+        resolve_column_owner(right, &scope)?,
+    );
+    let earlier = if left.0.eq_ignore_ascii_case(&joined_name) {
+        right
+    } else if right.0.eq_ignore_ascii_case(&joined_name) {
+        left
+    } else {
+        return None;
+    };
+    let (earlier_name, earlier_table) = (earlier.0.to_string(), earlier.1);
+    let (middle, to_earlier, to_joined) = only_bridge(schema, earlier_table, joined)?;
+    if scope
+        .iter()
+        .any(|(_, table)| table.name.eq_ignore_ascii_case(&middle.name))
+    {
+        return None;
+    }
+    let used: Vec<String> = scope.iter().map(|(name, _)| name.to_lowercase()).collect();
+    let alias = fresh_alias(&middle.name, &used);
+    let through = parse_join(&format!(
+        "{} AS {} ON {}.{} = {}.{}",
+        quoted(&middle.name),
+        quoted(&alias),
+        quoted(&alias),
+        quoted(to_earlier.column_of(&middle.name)?),
+        quoted(&earlier_name),
+        quoted(to_earlier.column_of(&earlier_table.name)?),
+    ))?;
+    let onward = parse_join(&format!(
+        "t ON {}.{} = {}.{}",
+        quoted(&joined_name),
+        quoted(to_joined.column_of(&joined.name)?),
+        quoted(&alias),
+        quoted(to_joined.column_of(&middle.name)?),
+    ))?;
+    let joins = &mut select.from[from_index].joins;
+    let through = Join {
+        join_operator: same_kind(&joins[join_index].join_operator, &through)?,
+        ..through
+    };
+    let onward_on = join_condition(&onward)?.clone();
+    let refused = &mut joins[join_index];
+    refused.join_operator =
+        same_kind(&refused.join_operator, &onward).map(|op| with_condition(op, onward_on))?;
+    joins.insert(join_index, through);
+    Some(())
+}
+
+/// The one table other than `a` and `b` that one declared key links to each of them.
+fn only_bridge<'s>(
+    schema: &'s Schema,
+    a: &Table,
+    b: &Table,
+) -> Option<(&'s Table, KeyLink, KeyLink)> {
+    let mut bridges = schema.tables.iter().filter_map(|middle| {
+        let same = |t: &Table| t.name.eq_ignore_ascii_case(&middle.name);
+        if same(a) || same(b) || middle.is_view {
+            return None;
+        }
+        let (to_a, to_b) = (
+            key_links(schema, &a.name, &middle.name),
+            key_links(schema, &middle.name, &b.name),
+        );
+        match (to_a.as_slice(), to_b.as_slice()) {
+            ([to_a], [to_b]) => Some((middle, to_a.clone(), to_b.clone())),
+            _ => None,
+        }
+    });
+    let bridge = bridges.next()?;
+    bridges.next().is_none().then_some(bridge)
+}
+
+/// `join`'s kind (inner or left) with `parsed`'s condition; `None` for other kinds.
+fn same_kind(kind: &JoinOperator, parsed: &Join) -> Option<JoinOperator> {
+    let on = join_condition(parsed)?.clone();
+    let constraint = JoinConstraint::On(on);
+    match kind {
+        JoinOperator::Join(_) => Some(JoinOperator::Join(constraint)),
+        JoinOperator::Inner(_) => Some(JoinOperator::Inner(constraint)),
+        JoinOperator::Left(_) => Some(JoinOperator::Left(constraint)),
+        JoinOperator::LeftOuter(_) => Some(JoinOperator::LeftOuter(constraint)),
+        _ => None,
+    }
+}
+
+fn with_condition(kind: JoinOperator, on: Expr) -> JoinOperator {
+    match kind {
+        JoinOperator::Join(_) => JoinOperator::Join(JoinConstraint::On(on)),
+        JoinOperator::Inner(_) => JoinOperator::Inner(JoinConstraint::On(on)),
+        JoinOperator::Left(_) => JoinOperator::Left(JoinConstraint::On(on)),
+        JoinOperator::LeftOuter(_) => JoinOperator::LeftOuter(JoinConstraint::On(on)),
+        other => other,
+    }
+}
+
+/// The linking table's own name when the query does not use it, else a fresh `B<n>`.
+fn fresh_alias(table: &str, used: &[String]) -> String {
+    if !used.contains(&table.to_lowercase()) {
+        return table.to_string();
+    }
+    (1..)
+        .map(|n| format!("B{n}"))
+        .find(|name| !used.contains(&name.to_lowercase()))
+        .unwrap_or_else(|| "bridge".into())
+}
+
+/// The join `JOIN <text>` parses to.
+fn parse_join(text: &str) -> Option<Join> {
+    let sql = format!("SELECT 1 FROM t JOIN {text}");
+    let mut parsed = Parser::parse_sql(&SQLiteDialect {}, &sql).ok()?;
+    let Some(Statement::Query(query)) = parsed.pop() else {
+        return None;
+    };
+    let SetExpr::Select(mut select) = *query.body else {
+        return None;
+    };
+    let join = select.from.pop()?.joins.pop()?;
+    matches!(join.relation, TableFactor::Table { .. }).then_some(join)
+}
+
+/// The name bare when SQLite reads it so, quoted otherwise.
+fn quoted(name: &str) -> String {
+    if needs_quotes(name) {
+        quote_identifier(name)
+    } else {
+        name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::db::schema::introspect;
+    use crate::core::rewrite::join_keys::JoinKeys;
+    use crate::core::rewrite::{Check, RewriteInput};
+    use rusqlite::Connection;
+
+    fn music() -> (Connection, Schema) {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Album (AlbumId INTEGER PRIMARY KEY, Title TEXT);
+             CREATE TABLE Track (TrackId INTEGER PRIMARY KEY, Name TEXT,
+                 AlbumId INTEGER REFERENCES Album(AlbumId));
+             CREATE TABLE InvoiceLine (InvoiceLineId INTEGER PRIMARY KEY,
+                 TrackId INTEGER REFERENCES Track(TrackId), UnitPrice REAL);
+             INSERT INTO Album VALUES (1, 'A'), (2, 'B');
+             INSERT INTO Track VALUES (10, 'x', 1), (11, 'y', 2), (12, 'z', 2);
+             INSERT INTO InvoiceLine VALUES (1, 10, 0.99), (2, 12, 1.99), (3, 11, 1.99);",
+        )
+        .unwrap();
+        let schema = introspect(&conn, "music").unwrap();
+        (conn, schema)
+    }
+
+    fn refusal(conn: &Connection, schema: &Schema, sql: &str) -> Option<String> {
+        let input = RewriteInput {
+            question: "",
+            schema,
+            conn: Some(conn),
+            dialect: crate::core::db::source::SqlDialect::Sqlite,
+        };
+        JoinKeys.check(sql, &input)
+    }
+
+    #[test]
+    fn a_join_that_skips_the_linking_table_goes_through_it() {
+        let (conn, schema) = music();
+        let sql = "SELECT DISTINCT a.Title FROM Album AS a JOIN InvoiceLine AS il \
+                   ON a.AlbumId = il.TrackId WHERE il.UnitPrice > 1";
+        let error = refusal(&conn, &schema, sql).expect("the check refuses the join");
+        let fixed = route_through_bridge(&error, sql, &schema).expect("routed");
+        let one_line = fixed.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            one_line,
+            "SELECT DISTINCT a.Title FROM Album AS a JOIN Track AS Track \
+             ON Track.AlbumId = a.AlbumId JOIN InvoiceLine AS il ON il.TrackId = Track.TrackId \
+             WHERE il.UnitPrice > 1"
+        );
+        assert_eq!(refusal(&conn, &schema, &fixed), None);
+        let titles: Vec<String> = conn
+            .prepare(&fixed)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(titles, vec!["B".to_string()]);
+    }
+
+    #[test]
+    fn other_errors_and_queries_that_hold_the_linking_table_are_left_to_the_model() {
+        let (conn, schema) = music();
+        let holds_track = "SELECT a.Title FROM Album AS a JOIN Track AS t ON t.AlbumId = a.AlbumId \
+                           JOIN InvoiceLine AS il ON a.AlbumId = il.TrackId";
+        let error = refusal(&conn, &schema, holds_track).expect("refused");
+        assert_eq!(route_through_bridge(&error, holds_track, &schema), None);
+        assert_eq!(
+            route_through_bridge("no such column: Title", "SELECT Title FROM Track", &schema),
+            None
+        );
+    }
+}
