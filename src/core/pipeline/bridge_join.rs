@@ -90,10 +90,13 @@ fn route_in(select: &mut Select, schema: &Schema, condition: &str) -> Option<()>
     }
     let used: Vec<String> = scope.iter().map(|(name, _)| name.to_lowercase()).collect();
     let alias = fresh_alias(&middle.name, &used);
+    let named = if alias == middle.name {
+        quoted(&alias)
+    } else {
+        format!("{} AS {}", quoted(&middle.name), quoted(&alias))
+    };
     let through = parse_join(&format!(
-        "{} AS {} ON {}.{} = {}.{}",
-        quoted(&middle.name),
-        quoted(&alias),
+        "{named} ON {}.{} = {}.{}",
         quoted(&alias),
         quoted(to_earlier.column_of(&middle.name)?),
         quoted(&earlier_name),
@@ -245,7 +248,7 @@ mod tests {
         let one_line = fixed.split_whitespace().collect::<Vec<_>>().join(" ");
         assert_eq!(
             one_line,
-            "SELECT DISTINCT a.Title FROM Album AS a JOIN Track AS Track \
+            "SELECT DISTINCT a.Title FROM Album AS a JOIN Track \
              ON Track.AlbumId = a.AlbumId JOIN InvoiceLine AS il ON il.TrackId = Track.TrackId \
              WHERE il.UnitPrice > 1"
         );
