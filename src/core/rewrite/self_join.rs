@@ -14,11 +14,16 @@ use sqlparser::ast::{
 
 use crate::core::db::schema::Schema;
 use crate::core::db::sql_ast::{for_each_select_mut, join_condition, parse_single_query};
+use crate::core::rewrite::simplify::has_wildcard;
 
 /// The query with every self-join on the table's own key merged into the table; `None`
 /// when there is none.
 pub(crate) fn merge_key_self_joins(sql: &str, schema: &Schema) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
+    // `SELECT *` shows both copies' columns; merged, it would show half as many.
+    if has_wildcard(&mut statement) {
+        return None;
+    }
     let names = table_names_used(&statement);
     let mut merged: Vec<(String, String)> = Vec::new();
     for_each_select_mut(&mut statement, |select| {
@@ -213,6 +218,8 @@ mod tests {
             // The key and another condition.
             "SELECT a.Party_ID FROM party AS a JOIN party AS b \
              ON a.Party_ID = b.Party_ID AND a.Minister <> b.Minister",
+            // Every column of both copies.
+            "SELECT * FROM party AS a JOIN party AS b ON a.Party_ID = b.Party_ID",
             // The copy's name names another table in a subquery.
             "SELECT a.Party_ID FROM party AS a JOIN party AS b ON a.Party_ID = b.Party_ID \
              WHERE a.Party_ID IN (SELECT b.Employee_ID FROM employee AS b)",

@@ -1126,7 +1126,7 @@ fn qualified_columns_resolve(statement: &Statement, schema: &Schema) -> bool {
 }
 
 /// `*` or `t.*` anywhere: the output depends on every joined table.
-fn has_wildcard(statement: &mut Statement) -> bool {
+pub(crate) fn has_wildcard(statement: &mut Statement) -> bool {
     let mut found = false;
     for_each_select_mut(statement, |select| {
         found |= select.projection.iter().any(|item| {
