@@ -53,34 +53,12 @@ pub(crate) fn route_through_bridge(
 /// none or its route is not plain.
 fn route_in(select: &mut Select, schema: &Schema, condition: &str) -> Option<()> {
     let scope = tables_in_scope(select, schema);
-    let (from_index, join_index) = select.from.iter().enumerate().find_map(|(f, from)| {
-        from.joins
-            .iter()
-            .position(|join| join_condition(join).is_some_and(|on| on.to_string() == condition))
-            .map(|j| (f, j))
-    })?;
-    let join = &select.from[from_index].joins[join_index];
-    let Some(Expr::BinaryOp {
-        left,
-        op: BinaryOperator::Eq,
-        right,
-    }) = join_condition(join)
-    else {
-        return None;
-    };
-    let (joined_name, joined) = schema_table(&join.relation, schema)?;
-    let (left, right) = (
-        resolve_column_owner(left, &scope)?,
-        resolve_column_owner(right, &scope)?,
-    );
-    let earlier = if left.0.eq_ignore_ascii_case(&joined_name) {
-        right
-    } else if right.0.eq_ignore_ascii_case(&joined_name) {
-        left
-    } else {
-        return None;
-    };
-    let (earlier_name, earlier_table) = (earlier.0.to_string(), earlier.1);
+    let Refused {
+        from_index,
+        join_index,
+        earlier: (earlier_name, earlier_table),
+        joined: (joined_name, joined),
+    } = find_refused(select, &scope, schema, condition)?;
     let (middle, to_earlier, to_joined) = only_bridge(schema, earlier_table, joined)?;
     if scope
         .iter()
@@ -114,12 +92,61 @@ fn route_in(select: &mut Select, schema: &Schema, condition: &str) -> Option<()>
         join_operator: same_kind(&joins[join_index].join_operator, &through)?,
         ..through
     };
-    let onward_on = join_condition(&onward)?.clone();
-    let refused = &mut joins[join_index];
-    refused.join_operator =
-        same_kind(&refused.join_operator, &onward).map(|op| with_condition(op, onward_on))?;
+    joins[join_index].join_operator = same_kind(&joins[join_index].join_operator, &onward)?;
     joins.insert(join_index, through);
     Some(())
+}
+
+/// Where the refused join is, and the two tables its condition pairs, each under the name
+/// the query uses: the one joined earlier, then the one this join adds.
+struct Refused<'s> {
+    from_index: usize,
+    join_index: usize,
+    earlier: (String, &'s Table),
+    joined: (String, &'s Table),
+}
+
+/// The join of `select` whose whole condition is `condition`, an equality between a
+/// column of the table it joins and one of a table joined before.
+fn find_refused<'s>(
+    select: &Select,
+    scope: &[(String, &'s Table)],
+    schema: &'s Schema,
+    condition: &str,
+) -> Option<Refused<'s>> {
+    let (from_index, join_index) = select.from.iter().enumerate().find_map(|(f, from)| {
+        from.joins
+            .iter()
+            .position(|join| join_condition(join).is_some_and(|on| on.to_string() == condition))
+            .map(|j| (f, j))
+    })?;
+    let join = &select.from[from_index].joins[join_index];
+    let Some(Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    }) = join_condition(join)
+    else {
+        return None;
+    };
+    let (joined_name, joined) = schema_table(&join.relation, schema)?;
+    let (left, right) = (
+        resolve_column_owner(left, scope)?,
+        resolve_column_owner(right, scope)?,
+    );
+    let earlier = if left.0.eq_ignore_ascii_case(&joined_name) {
+        right
+    } else if right.0.eq_ignore_ascii_case(&joined_name) {
+        left
+    } else {
+        return None;
+    };
+    Some(Refused {
+        from_index,
+        join_index,
+        earlier: (earlier.0.to_string(), earlier.1),
+        joined: (joined_name, joined),
+    })
 }
 
 /// The one table other than `a` and `b` that one declared key links to each of them.
@@ -156,16 +183,6 @@ fn same_kind(kind: &JoinOperator, parsed: &Join) -> Option<JoinOperator> {
         JoinOperator::Left(_) => Some(JoinOperator::Left(constraint)),
         JoinOperator::LeftOuter(_) => Some(JoinOperator::LeftOuter(constraint)),
         _ => None,
-    }
-}
-
-fn with_condition(kind: JoinOperator, on: Expr) -> JoinOperator {
-    match kind {
-        JoinOperator::Join(_) => JoinOperator::Join(JoinConstraint::On(on)),
-        JoinOperator::Inner(_) => JoinOperator::Inner(JoinConstraint::On(on)),
-        JoinOperator::Left(_) => JoinOperator::Left(JoinConstraint::On(on)),
-        JoinOperator::LeftOuter(_) => JoinOperator::LeftOuter(JoinConstraint::On(on)),
-        other => other,
     }
 }
 
