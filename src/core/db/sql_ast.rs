@@ -221,3 +221,18 @@ pub(crate) fn join_condition(join: &sqlparser::ast::Join) -> Option<&Expr> {
         _ => None,
     }
 }
+
+/// The join `JOIN <text>` parses to, for a plain table (`Track AS T ON T.AlbumId = a.AlbumId`);
+/// `None` when the text is not one.
+pub(crate) fn parse_join(text: &str) -> Option<sqlparser::ast::Join> {
+    let sql = format!("SELECT 1 FROM t JOIN {text}");
+    let mut parsed = Parser::parse_sql(&SQLiteDialect {}, &sql).ok()?;
+    let Some(Statement::Query(query)) = parsed.pop() else {
+        return None;
+    };
+    let SetExpr::Select(mut select) = *query.body else {
+        return None;
+    };
+    let join = select.from.pop()?.joins.pop()?;
+    matches!(join.relation, TableFactor::Table { .. }).then_some(join)
+}

@@ -8,18 +8,12 @@
 //! Only a query the join-key check refused reaches this fix, so it never changes the
 //! result of a query that ran; the rewritten query is checked again like any other.
 
-use sqlparser::ast::{
-    BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Select, SetExpr, Statement,
-    TableFactor,
-};
-use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
+use sqlparser::ast::{BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Select};
 
-use crate::core::db::ident::{needs_quotes, quote_identifier};
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    for_each_select_mut, join_condition, parse_single_query, resolve_column_owner, schema_table,
-    tables_in_scope,
+    for_each_select_mut, ident, join_condition, parse_join, parse_single_query,
+    resolve_column_owner, schema_table, tables_in_scope,
 };
 use crate::core::rewrite::join_keys::{KeyLink, key_links};
 
@@ -69,23 +63,23 @@ fn route_in(select: &mut Select, schema: &Schema, condition: &str) -> Option<()>
     let used: Vec<String> = scope.iter().map(|(name, _)| name.to_lowercase()).collect();
     let alias = fresh_alias(&middle.name, &used);
     let named = if alias == middle.name {
-        quoted(&alias)
+        ident(&alias).to_string()
     } else {
-        format!("{} AS {}", quoted(&middle.name), quoted(&alias))
+        format!("{} AS {}", ident(&middle.name), ident(&alias))
     };
     let through = parse_join(&format!(
         "{named} ON {}.{} = {}.{}",
-        quoted(&alias),
-        quoted(to_earlier.column_of(&middle.name)?),
-        quoted(&earlier_name),
-        quoted(to_earlier.column_of(&earlier_table.name)?),
+        ident(&alias),
+        ident(to_earlier.column_of(&middle.name)?),
+        ident(&earlier_name),
+        ident(to_earlier.column_of(&earlier_table.name)?),
     ))?;
     let onward = parse_join(&format!(
         "t ON {}.{} = {}.{}",
-        quoted(&joined_name),
-        quoted(to_joined.column_of(&joined.name)?),
-        quoted(&alias),
-        quoted(to_joined.column_of(&middle.name)?),
+        ident(&joined_name),
+        ident(to_joined.column_of(&joined.name)?),
+        ident(&alias),
+        ident(to_joined.column_of(&middle.name)?),
     ))?;
     let joins = &mut select.from[from_index].joins;
     let through = Join {
@@ -195,29 +189,6 @@ fn fresh_alias(table: &str, used: &[String]) -> String {
         .map(|n| format!("B{n}"))
         .find(|name| !used.contains(&name.to_lowercase()))
         .unwrap_or_else(|| "bridge".into())
-}
-
-/// The join `JOIN <text>` parses to.
-fn parse_join(text: &str) -> Option<Join> {
-    let sql = format!("SELECT 1 FROM t JOIN {text}");
-    let mut parsed = Parser::parse_sql(&SQLiteDialect {}, &sql).ok()?;
-    let Some(Statement::Query(query)) = parsed.pop() else {
-        return None;
-    };
-    let SetExpr::Select(mut select) = *query.body else {
-        return None;
-    };
-    let join = select.from.pop()?.joins.pop()?;
-    matches!(join.relation, TableFactor::Table { .. }).then_some(join)
-}
-
-/// The name bare when SQLite reads it so, quoted otherwise.
-fn quoted(name: &str) -> String {
-    if needs_quotes(name) {
-        quote_identifier(name)
-    } else {
-        name.to_string()
-    }
 }
 
 #[cfg(test)]

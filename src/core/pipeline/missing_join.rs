@@ -13,15 +13,11 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Select, SelectItem, SetExpr, Statement, TableFactor, visit_expressions,
-    visit_expressions_mut,
+    Expr, Select, SelectItem, SetExpr, Statement, visit_expressions, visit_expressions_mut,
 };
-use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
 
-use crate::core::db::ident::{needs_quotes, quote_identifier};
 use crate::core::db::schema::{Schema, Table};
-use crate::core::db::sql_ast::{ident, parse_single_query, tables_in_scope};
+use crate::core::db::sql_ast::{ident, parse_join, parse_single_query, tables_in_scope};
 use crate::core::pipeline::repair::missing_column;
 use crate::core::rewrite::simplify::question_words_naming;
 
@@ -90,7 +86,7 @@ pub(crate) fn join_owning_table(
         &used_names,
         named_owner.is_some(),
     );
-    let join = parse_join(link, &alias)?;
+    let join = join_for(link, &alias)?;
     select.from.first_mut()?.joins.push(join);
     let shared = columns_the_join_makes_ambiguous(&statement, &scope, schema.table(&link.owner)?);
     requalify(&mut statement, qualifier.as_deref(), &column, &alias);
@@ -139,10 +135,10 @@ pub(crate) fn cover_with_linked_pair(
     let first = schema.table(&link.scope_name)?;
     let joined = format!(
         "SELECT 1 FROM {} AS T1 JOIN {} AS T2 ON T2.{} = T1.{}",
-        quoted(&first.name),
-        quoted(&link.owner),
-        quoted(&link.owner_column),
-        quoted(&link.scope_column)
+        ident(&first.name),
+        ident(&link.owner),
+        ident(&link.owner_column),
+        ident(&link.scope_column)
     );
     let Statement::Query(parsed) = parse_single_query(&joined)? else {
         return None;
@@ -401,35 +397,16 @@ fn join_alias(qualifier: Option<&str>, link: &Link, used: &[String], named: bool
         .unwrap_or_else(|| "joined".into())
 }
 
-fn parse_join(link: &Link, alias: &str) -> Option<sqlparser::ast::Join> {
-    let text = format!(
-        "SELECT 1 FROM t JOIN {} AS {} ON {}.{} = {}.{}",
-        quoted(&link.owner),
-        quoted(alias),
-        quoted(alias),
-        quoted(&link.owner_column),
-        quoted(&link.scope_name),
-        quoted(&link.scope_column)
-    );
-    let mut parsed = Parser::parse_sql(&SQLiteDialect {}, &text).ok()?;
-    let Some(Statement::Query(query)) = parsed.pop() else {
-        return None;
-    };
-    let SetExpr::Select(mut select) = *query.body else {
-        return None;
-    };
-    let mut from = select.from.pop()?;
-    let join = from.joins.pop()?;
-    matches!(join.relation, TableFactor::Table { .. }).then_some(join)
-}
-
-/// The name bare when SQLite reads it so, quoted otherwise.
-fn quoted(name: &str) -> String {
-    if needs_quotes(name) {
-        quote_identifier(name)
-    } else {
-        name.to_string()
-    }
+fn join_for(link: &Link, alias: &str) -> Option<sqlparser::ast::Join> {
+    parse_join(&format!(
+        "{} AS {} ON {}.{} = {}.{}",
+        ident(&link.owner),
+        ident(alias),
+        ident(alias),
+        ident(&link.owner_column),
+        ident(&link.scope_name),
+        ident(&link.scope_column)
+    ))
 }
 
 /// Points every bare reference to `column` (or every `qualifier.column`) at `alias`.

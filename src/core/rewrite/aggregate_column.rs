@@ -19,7 +19,8 @@ use sqlparser::ast::{
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::{Column, Schema, Table};
 use crate::core::db::sql_ast::{
-    for_each_select_mut, ident, parse_single_query, referenced_column_names, tables_in_scope,
+    for_each_select_mut, ident, parse_single_query, referenced_column_names, resolve_column_owner,
+    tables_in_scope,
 };
 use crate::core::rewrite::simplify::singular;
 use crate::core::rewrite::{Rewrite, RewriteInput};
@@ -87,9 +88,7 @@ pub(crate) fn name_aggregated_column(sql: &str, question: &str, schema: &Schema)
             let Some((aggregate, column)) = aggregated_column(function) else {
                 continue;
             };
-            let Some((_, table, name)) =
-                crate::core::db::sql_ast::resolve_column_owner(column, &tables)
-            else {
+            let Some((_, table, name)) = resolve_column_owner(column, &tables) else {
                 continue;
             };
             let Some(meant) = meant_column(aggregate, table, &name, &asked, &question_words, &read)

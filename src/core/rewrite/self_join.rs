@@ -64,7 +64,7 @@ fn key_self_join(
         .collect();
     from.joins.iter().enumerate().find_map(|(index, join)| {
         let (table, copy) = table_and_name(&join.relation)?;
-        let key = one_key_column(schema, &table)?;
+        let key = schema.table(&table)?.single_primary_key()?.name.clone();
         let original = factors[..=index].iter().find_map(|factor| {
             let (earlier, name) = table_and_name(factor)?;
             (earlier.eq_ignore_ascii_case(&table) && !name.eq_ignore_ascii_case(&copy))
@@ -89,17 +89,6 @@ fn table_and_name(factor: &TableFactor) -> Option<(String, String)> {
         .as_ref()
         .map_or(table.clone(), |a| a.name.value.clone());
     Some((table, used_as))
-}
-
-/// The table's primary key when it is one column.
-fn one_key_column(schema: &Schema, table: &str) -> Option<String> {
-    let mut keys = schema
-        .table(table)?
-        .columns
-        .iter()
-        .filter(|c| c.primary_key);
-    let key = keys.next()?;
-    keys.next().is_none().then(|| key.name.clone())
 }
 
 /// The join's whole condition is `copy.key = original.key` (either way round).
