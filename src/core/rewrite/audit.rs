@@ -55,6 +55,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "filter_named_flags" => settings.filter_named_flags = true,
         "group_by_entity_key" => settings.group_by_entity_key = true,
         "show_group_columns" => settings.show_group_columns = true,
+        "group_by_key_alone" => settings.group_by_key_alone = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "name_aggregated_column" => settings.name_aggregated_column = true,
         "check_join_conditions" => settings.check_join_conditions = true,
@@ -66,7 +67,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 13] = [
+pub(crate) const RULES: [&str; 14] = [
     "drop_unnamed_flags",
     "drop_unused_joins",
     "intersect_both_values",
@@ -75,6 +76,7 @@ pub(crate) const RULES: [&str; 13] = [
     "filter_named_flags",
     "group_by_entity_key",
     "show_group_columns",
+    "group_by_key_alone",
     "drop_order_only_columns",
     "name_aggregated_column",
     "check_join_conditions",

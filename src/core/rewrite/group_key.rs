@@ -10,6 +10,12 @@
 //! When the grouped values are unique in the table the groups are the same either way, so
 //! nothing is rewritten (adding the key there would only reorder tied rows). Grouping by a
 //! category such as a city or a year is left alone: "flights per city" means by value.
+//!
+//! The other way round, `GROUP BY T.id, T.type, T.details` names columns the key already
+//! fixes: [`group_by_key_alone`] groups by the key alone. The groups and their values are
+//! the same; rows tied on the sort key come out in key order instead of in the order of the
+//! first grouped text, which is how the question's "the organisation with the most staff"
+//! is usually meant when two organisations tie.
 
 use rusqlite::{Connection, OptionalExtension};
 use sqlparser::ast::{Expr, GroupByExpr, Ident, Select};
@@ -101,6 +107,111 @@ fn values_repeat(conn: &Connection, table: &Table, columns: &[String]) -> bool {
         .is_some()
 }
 
+/// The query with every GROUP BY that lists a table's one-column primary key and other
+/// columns of the same table row grouped by the key alone; `None` when none does.
+pub fn group_by_key_alone(sql: &str, schema: &Schema, conn: Option<&Connection>) -> Option<String> {
+    let mut statement = parse_single_query(sql)?;
+    let mut changed = 0;
+    for_each_select_mut(&mut statement, |select| {
+        let redundant = columns_the_key_fixes(select, schema, conn);
+        if redundant.is_empty() {
+            return;
+        }
+        if let GroupByExpr::Expressions(expressions, _) = &mut select.group_by {
+            let mut position = 0;
+            expressions.retain(|_| {
+                position += 1;
+                !redundant.contains(&(position - 1))
+            });
+            changed += 1;
+        }
+    });
+    (changed > 0).then(|| format!("{statement:#}"))
+}
+
+/// Positions in the GROUP BY of plain columns of a table row whose primary key is grouped
+/// too. A key SQLite lets hold NULL (a non-integer key without NOT NULL) counts only when
+/// no row holds NULL, since rows with a NULL key form one group whatever their other
+/// columns say.
+fn columns_the_key_fixes(
+    select: &Select,
+    schema: &Schema,
+    conn: Option<&Connection>,
+) -> Vec<usize> {
+    let GroupByExpr::Expressions(grouped, modifiers) = &select.group_by else {
+        return Vec::new();
+    };
+    // WITH ROLLUP / CUBE make subtotals per grouped column: dropping one drops its rows.
+    if grouped.len() < 2 || !modifiers.is_empty() {
+        return Vec::new();
+    }
+    let tables = tables_in_scope(select, schema);
+    let owners: Vec<Option<(&str, &Table, String)>> = grouped
+        .iter()
+        .map(|expr| resolve_column_owner(expr, &tables))
+        .collect();
+    let keyed_aliases: Vec<&str> = owners
+        .iter()
+        .flatten()
+        .filter(|(_, table, column)| {
+            table
+                .single_primary_key()
+                .is_some_and(|key| key.name.eq_ignore_ascii_case(column))
+                && key_never_null(table, conn)
+        })
+        .map(|(used_as, _, _)| *used_as)
+        .collect();
+    owners
+        .iter()
+        .enumerate()
+        .filter_map(|(position, owner)| {
+            let (used_as, table, column) = owner.as_ref()?;
+            let is_key = table
+                .single_primary_key()
+                .is_some_and(|key| key.name.eq_ignore_ascii_case(column));
+            (!is_key
+                && keyed_aliases
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(used_as)))
+            .then_some(position)
+        })
+        .collect()
+}
+
+/// Whether the table's primary key holds no NULL: declared so (NOT NULL, or the INTEGER
+/// key SQLite keeps as the row id), or checked in the data. Other backends never allow a
+/// NULL key, so without a SQLite connection the key counts.
+fn key_never_null(table: &Table, conn: Option<&Connection>) -> bool {
+    let Some(key) = table.single_primary_key() else {
+        return false;
+    };
+    if key.not_null || key.declared_type.trim().eq_ignore_ascii_case("INTEGER") {
+        return true;
+    }
+    let Some(conn) = conn else {
+        return true;
+    };
+    let sql = format!(
+        "SELECT 1 FROM {} WHERE {} IS NULL LIMIT 1",
+        quote_identifier(&table.name),
+        quote_identifier(&key.name)
+    );
+    matches!(conn.query_row(&sql, [], |_| Ok(())).optional(), Ok(None))
+}
+
+/// [`group_by_key_alone`] as a step of the chain.
+pub(crate) struct GroupByKeyAlone;
+
+impl Rewrite for GroupByKeyAlone {
+    fn name(&self) -> &'static str {
+        "group_by_key_alone"
+    }
+
+    fn apply(&self, sql: &str, input: &RewriteInput<'_>) -> Option<String> {
+        group_by_key_alone(sql, input.schema, input.conn)
+    }
+}
+
 /// [`group_by_entity_key`] as a step of the chain.
 pub(crate) struct GroupByEntityKey;
 
@@ -189,5 +300,90 @@ mod tests {
         ] {
             assert_eq!(keyed(sql), None, "{sql}");
         }
+    }
+
+    fn key_alone(sql: &str) -> Option<String> {
+        let (conn, schema) = school();
+        group_by_key_alone(sql, &schema, Some(&conn))
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    #[test]
+    fn columns_the_grouped_key_fixes_leave_the_group_by() {
+        assert_eq!(
+            key_alone(
+                "SELECT H.name, H.grade FROM Highschooler AS H JOIN Friend AS F \
+                 ON H.ID = F.student_id GROUP BY H.grade, H.ID, H.name \
+                 ORDER BY COUNT(*) DESC LIMIT 1"
+            )
+            .as_deref(),
+            Some(
+                "SELECT H.name, H.grade FROM Highschooler AS H JOIN Friend AS F \
+                 ON H.ID = F.student_id GROUP BY H.ID ORDER BY COUNT(*) DESC LIMIT 1"
+            )
+        );
+        // a column of another table stays; an unqualified key resolves to its table
+        assert_eq!(
+            key_alone(
+                "SELECT name, friend_id FROM Highschooler JOIN Friend ON ID = student_id \
+                 GROUP BY ID, name, friend_id"
+            )
+            .as_deref(),
+            Some(
+                "SELECT name, friend_id FROM Highschooler JOIN Friend ON ID = student_id \
+                 GROUP BY ID, friend_id"
+            )
+        );
+    }
+
+    #[test]
+    fn the_same_groups_come_out_in_key_order() {
+        let (conn, schema) = school();
+        let sql = "SELECT H.name, H.ID FROM Highschooler AS H JOIN Friend AS F \
+                   ON H.ID = F.friend_id GROUP BY H.name, H.ID";
+        let rewritten = group_by_key_alone(sql, &schema, Some(&conn)).unwrap();
+        let rows = |sql: &str| -> Vec<(String, i64)> {
+            let mut statement = conn.prepare(sql).unwrap();
+            statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let mut before = rows(sql);
+        let after = rows(&rewritten);
+        assert_eq!(
+            after,
+            vec![("Jordan".to_string(), 1), ("Kyle".to_string(), 3)]
+        );
+        before.sort_by_key(|(_, id)| *id);
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn groups_without_the_key_or_with_a_key_that_holds_null_are_left_alone() {
+        for sql in [
+            "SELECT H.name FROM Highschooler AS H JOIN Friend AS F ON H.ID = F.student_id \
+             GROUP BY H.name, H.grade",
+            "SELECT H.name FROM Highschooler AS H GROUP BY H.ID",
+            // the key of another alias of the same table fixes nothing of this one
+            "SELECT A.name FROM Highschooler AS A JOIN Friend AS F ON A.ID = F.student_id \
+             JOIN Highschooler AS B ON B.ID = F.friend_id GROUP BY B.ID, A.name",
+            "not sql",
+        ] {
+            assert_eq!(key_alone(sql), None, "{sql}");
+        }
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE tag (code TEXT PRIMARY KEY, label TEXT);
+             INSERT INTO tag VALUES (NULL, 'a'), (NULL, 'b'), ('x', 'c');",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        let sql = "SELECT label FROM tag GROUP BY code, label";
+        assert_eq!(group_by_key_alone(sql, &schema, Some(&conn)), None);
+        conn.execute_batch("DELETE FROM tag WHERE code IS NULL")
+            .unwrap();
+        assert!(group_by_key_alone(sql, &schema, Some(&conn)).is_some());
     }
 }

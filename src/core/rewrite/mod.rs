@@ -68,6 +68,7 @@ pub struct RewriteSettings {
     pub filter_named_flags: bool,
     pub group_by_entity_key: bool,
     pub show_group_columns: bool,
+    pub group_by_key_alone: bool,
     pub drop_order_only_columns: bool,
     pub name_aggregated_column: bool,
     pub check_join_conditions: bool,
@@ -89,6 +90,7 @@ impl RewriteSettings {
             filter_named_flags: false,
             group_by_entity_key: false,
             show_group_columns: false,
+            group_by_key_alone: false,
             drop_order_only_columns: false,
             name_aggregated_column: false,
             check_join_conditions: false,
@@ -178,6 +180,11 @@ impl RewriteChain {
         add(
             settings.show_group_columns,
             Box::new(ShowGroupColumns),
+            Trigger::Always,
+        );
+        add(
+            settings.group_by_key_alone,
+            Box::new(group_key::GroupByKeyAlone),
             Trigger::Always,
         );
         add(
