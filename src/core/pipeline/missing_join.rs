@@ -17,7 +17,9 @@ use sqlparser::ast::{
 };
 
 use crate::core::db::schema::{Schema, Table};
-use crate::core::db::sql_ast::{ident, parse_join, parse_single_query, tables_in_scope};
+use crate::core::db::sql_ast::{
+    for_each_select_mut, ident, parse_join, parse_single_query, tables_in_scope,
+};
 use crate::core::pipeline::repair::missing_column;
 use crate::core::rewrite::simplify::question_words_naming;
 
@@ -94,6 +96,142 @@ pub(crate) fn join_owning_table(
         requalify(&mut statement, None, name, scope_name);
     }
     Some(format!("{statement:#}"))
+}
+
+/// [`join_owning_table`] for a bare column missing inside a subquery: `WHERE StuID NOT IN
+/// (SELECT StuID FROM Has_Pet WHERE PetType = 'cat')` joins `Pets` to `Has_Pet` inside
+/// the subquery. Only a SELECT over one FROM item with no query of its own nested in it
+/// can be the one: its bare names can then only mean its own tables. `None` unless
+/// exactly one such SELECT reads the column and exactly one key links one table holding
+/// it to that SELECT's tables.
+pub(crate) fn join_owning_table_in_subquery(
+    error: &str,
+    failed_sql: &str,
+    schema: &Schema,
+    question: &str,
+) -> Option<String> {
+    let (None, column) = missing_column(error)? else {
+        return None;
+    };
+    let mut statement = parse_single_query(failed_sql)?;
+    let mut candidates: Vec<(usize, Link)> = Vec::new();
+    let mut position = 0;
+    for_each_select_mut(&mut statement, |select| {
+        if let Some(link) = owner_link_for_leaf(select, schema, &column, question) {
+            candidates.push((position, link));
+        }
+        position += 1;
+    });
+    let [(target, link)] = candidates.as_slice() else {
+        return None;
+    };
+    let mut done = false;
+    let mut position = 0;
+    for_each_select_mut(&mut statement, |select| {
+        if position == *target {
+            done = join_inside(select, schema, link, &column).is_some();
+        }
+        position += 1;
+    });
+    done.then(|| format!("{statement:#}"))
+}
+
+/// The one link from a table holding `column` to the tables of `select`, when `select`
+/// reads `column` bare, holds no nested query and has one FROM item that lacks it.
+fn owner_link_for_leaf(
+    select: &Select,
+    schema: &Schema,
+    column: &str,
+    question: &str,
+) -> Option<Link> {
+    if select.from.len() != 1 || nests_a_query(select) || !reads_bare(select, column) {
+        return None;
+    }
+    let scope = tables_in_scope(select, schema);
+    if scope.is_empty() || scope.iter().any(|(_, t)| t.column(column).is_some()) {
+        return None;
+    }
+    let in_scope = |name: &str| scope.iter().any(|(_, t)| t.name.eq_ignore_ascii_case(name));
+    let owners = base_tables_first(
+        schema
+            .tables
+            .iter()
+            .filter(|t| !in_scope(&t.name) && t.column(column).is_some())
+            .collect(),
+    );
+    let links: Vec<Link> = owners
+        .iter()
+        .flat_map(|owner| links_to_scope(owner, &scope))
+        .collect();
+    let links = owners_the_question_names(links, question);
+    let [link] = links.as_slice() else {
+        return None;
+    };
+    Some(link.clone())
+}
+
+/// Adds the join for `link` to `select` and points its bare `column`, and any bare name
+/// the join would make ambiguous, at the right table.
+fn join_inside(select: &mut Select, schema: &Schema, link: &Link, column: &str) -> Option<()> {
+    let scope = tables_in_scope(select, schema);
+    let owner = schema.table(&link.owner)?;
+    let used_names: Vec<String> = scope.iter().map(|(n, _)| n.to_lowercase()).collect();
+    let alias = join_alias(None, link, &used_names, false);
+    let join = join_for(link, &alias)?;
+    let mut shared: Vec<(String, String)> = Vec::new();
+    let _ = visit_expressions(&*select, |expr| {
+        if let Expr::Identifier(id) = expr
+            && owner.column(&id.value).is_some()
+            && !id.value.eq_ignore_ascii_case(column)
+        {
+            let mut holders = scope.iter().filter(|(_, t)| t.column(&id.value).is_some());
+            if let (Some((scope_name, _)), None) = (holders.next(), holders.next()) {
+                shared.push((id.value.clone(), scope_name.clone()));
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    select.from.first_mut()?.joins.push(join);
+    requalify_in(select, column, &alias);
+    for (name, scope_name) in &shared {
+        requalify_in(select, name, scope_name);
+    }
+    Some(())
+}
+
+/// Whether a query is nested anywhere in `select`.
+fn nests_a_query(select: &Select) -> bool {
+    let nested = visit_expressions(select, |expr| match expr {
+        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    nested.is_break()
+        || select.from.iter().any(|from| {
+            std::iter::once(&from.relation)
+                .chain(from.joins.iter().map(|j| &j.relation))
+                .any(|factor| matches!(factor, sqlparser::ast::TableFactor::Derived { .. }))
+        })
+}
+
+/// Whether `select` reads `column` as a bare name.
+fn reads_bare(select: &Select, column: &str) -> bool {
+    visit_expressions(select, |expr| match expr {
+        Expr::Identifier(id) if id.value.eq_ignore_ascii_case(column) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Points every bare reference to `column` inside `select` at `alias`.
+fn requalify_in(select: &mut Select, column: &str, alias: &str) {
+    let _ = visit_expressions_mut(select, |expr| {
+        if let Expr::Identifier(id) = &*expr
+            && id.value.eq_ignore_ascii_case(column)
+        {
+            *expr = Expr::CompoundIdentifier(vec![ident(alias), ident(column)]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// `failed_sql`, a plain query over one table that reads bare columns no single table holds
@@ -684,6 +822,65 @@ mod tests {
             ("no such table: x", "SELECT 1 FROM x"),
         ] {
             assert_eq!(fixed(error, sql), None, "{sql}");
+        }
+    }
+
+    fn pets() -> (rusqlite::Connection, Schema) {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE Student(StuID INTEGER PRIMARY KEY, Fname TEXT);
+             CREATE TABLE Pets(PetID INTEGER PRIMARY KEY, PetType TEXT);
+             CREATE TABLE Has_Pet(StuID INTEGER REFERENCES Student(StuID),
+                 PetID INTEGER REFERENCES Pets(PetID));
+             INSERT INTO Student VALUES (1, 'Ann'), (2, 'Bo'), (3, 'Cy');
+             INSERT INTO Pets VALUES (10, 'cat'), (11, 'dog');
+             INSERT INTO Has_Pet VALUES (1, 10), (2, 11);",
+        )
+        .unwrap();
+        let schema = introspect(&conn, ":memory:").unwrap();
+        (conn, schema)
+    }
+
+    #[test]
+    fn a_column_missing_inside_a_subquery_is_joined_there() {
+        let (conn, schema) = pets();
+        let failed = "SELECT StuID FROM Student WHERE StuID NOT IN \
+                      (SELECT StuID FROM Has_Pet WHERE PetType = 'cat')";
+        let error = conn.prepare(failed).unwrap_err().to_string();
+        assert_eq!(join_owning_table(&error, failed, &schema, ""), None);
+        let fixed = join_owning_table_in_subquery(&error, failed, &schema, "").unwrap();
+        assert_eq!(
+            fixed.split_whitespace().collect::<Vec<_>>().join(" "),
+            "SELECT StuID FROM Student WHERE StuID NOT IN (SELECT StuID FROM Has_Pet \
+             JOIN Pets AS T1 ON T1.PetID = Has_Pet.PetID WHERE T1.PetType = 'cat')"
+        );
+        let ids: Vec<i64> = conn
+            .prepare(&fixed)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_subquery_fix_needs_one_reading_select_and_a_bare_name() {
+        let (conn, schema) = pets();
+        for failed in [
+            // two subqueries read the name: which one meant it is not settled
+            "SELECT StuID FROM Student WHERE StuID IN (SELECT StuID FROM Has_Pet \
+             WHERE PetType = 'cat') OR StuID IN (SELECT StuID FROM Has_Pet WHERE PetType = 'dog')",
+            // qualified by an alias of no table: left to the other repairs
+            "SELECT StuID FROM Student WHERE StuID IN (SELECT StuID FROM Has_Pet AS H \
+             WHERE H.PetType = 'cat')",
+        ] {
+            let error = conn.prepare(failed).unwrap_err().to_string();
+            assert_eq!(
+                join_owning_table_in_subquery(&error, failed, &schema, ""),
+                None,
+                "{failed}"
+            );
         }
     }
 }

@@ -10,7 +10,9 @@ use crate::core::pipeline::bridge_join::route_through_bridge;
 use crate::core::pipeline::follow_up::EarlierTurn;
 use crate::core::pipeline::grammar::sql_grammar;
 use crate::core::pipeline::invented_join::{drop_invented_join, replace_invented_table};
-use crate::core::pipeline::missing_join::{cover_with_linked_pair, join_owning_table};
+use crate::core::pipeline::missing_join::{
+    cover_with_linked_pair, join_owning_table, join_owning_table_in_subquery,
+};
 use crate::core::pipeline::outcome::{
     Attempt, Confidence, PipelineEvent, PromptRecord, RunOutcome, Source, Stage, Timings,
 };
@@ -384,6 +386,9 @@ impl<'a> Run<'a> {
                     })
                     .or_else(|| {
                         join_owning_table(message, sql, schema, self.question)
+                            .or_else(|| {
+                                join_owning_table_in_subquery(message, sql, schema, self.question)
+                            })
                             .map(|fixed| ("join_owning_table", fixed))
                     })
                     .or_else(|| {
