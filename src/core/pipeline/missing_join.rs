@@ -13,7 +13,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Select, SelectItem, SetExpr, Statement, visit_expressions, visit_expressions_mut,
+    Expr, Select, SelectItem, SetExpr, Statement, Visit, VisitMut, visit_expressions,
+    visit_expressions_mut,
 };
 
 use crate::core::db::schema::{Schema, Table};
@@ -64,23 +65,9 @@ pub(crate) fn join_owning_table(
         .filter(|t| !in_scope(&t.name));
     let owners: Vec<&Table> = match named_owner {
         Some(table) => vec![table],
-        None => base_tables_first(
-            schema
-                .tables
-                .iter()
-                .filter(|t| !in_scope(&t.name) && t.column(&column).is_some())
-                .collect(),
-        ),
+        None => tables_outside_holding(schema, &scope, &column),
     };
-    let links: Vec<Link> = owners
-        .iter()
-        .filter(|owner| owner.column(&column).is_some())
-        .flat_map(|owner| links_to_scope(owner, &scope))
-        .collect();
-    let links = owners_the_question_names(links, question);
-    let [link] = links.as_slice() else {
-        return None;
-    };
+    let link = &the_one_link(&owners, &scope, &column, question)?;
     let used_names: Vec<String> = scope.iter().map(|(n, _)| n.to_lowercase()).collect();
     let alias = join_alias(
         qualifier.as_deref(),
@@ -151,17 +138,38 @@ fn owner_link_for_leaf(
     if scope.is_empty() || scope.iter().any(|(_, t)| t.column(column).is_some()) {
         return None;
     }
+    let owners = tables_outside_holding(schema, &scope, column);
+    the_one_link(&owners, &scope, column, question)
+}
+
+/// The tables outside `scope` that hold `column`, base tables before views.
+fn tables_outside_holding<'s>(
+    schema: &'s Schema,
+    scope: &[(String, &Table)],
+    column: &str,
+) -> Vec<&'s Table> {
     let in_scope = |name: &str| scope.iter().any(|(_, t)| t.name.eq_ignore_ascii_case(name));
-    let owners = base_tables_first(
+    base_tables_first(
         schema
             .tables
             .iter()
             .filter(|t| !in_scope(&t.name) && t.column(column).is_some())
             .collect(),
-    );
+    )
+}
+
+/// The one key that links one of `owners` holding `column` to a table in `scope`, the
+/// owners the question names first; `None` when there is none or several.
+fn the_one_link(
+    owners: &[&Table],
+    scope: &[(String, &Table)],
+    column: &str,
+    question: &str,
+) -> Option<Link> {
     let links: Vec<Link> = owners
         .iter()
-        .flat_map(|owner| links_to_scope(owner, &scope))
+        .filter(|owner| owner.column(column).is_some())
+        .flat_map(|owner| links_to_scope(owner, scope))
         .collect();
     let links = owners_the_question_names(links, question);
     let [link] = links.as_slice() else {
@@ -178,23 +186,12 @@ fn join_inside(select: &mut Select, schema: &Schema, link: &Link, column: &str) 
     let used_names: Vec<String> = scope.iter().map(|(n, _)| n.to_lowercase()).collect();
     let alias = join_alias(None, link, &used_names, false);
     let join = join_for(link, &alias)?;
-    let mut shared: Vec<(String, String)> = Vec::new();
-    let _ = visit_expressions(&*select, |expr| {
-        if let Expr::Identifier(id) = expr
-            && owner.column(&id.value).is_some()
-            && !id.value.eq_ignore_ascii_case(column)
-        {
-            let mut holders = scope.iter().filter(|(_, t)| t.column(&id.value).is_some());
-            if let (Some((scope_name, _)), None) = (holders.next(), holders.next()) {
-                shared.push((id.value.clone(), scope_name.clone()));
-            }
-        }
-        ControlFlow::<()>::Continue(())
-    });
+    let (bare, _) = bare_names(&*select, select)?;
+    let shared = names_the_join_makes_ambiguous(bare, &scope, owner);
     select.from.first_mut()?.joins.push(join);
-    requalify_in(select, column, &alias);
+    requalify(select, None, column, &alias);
     for (name, scope_name) in &shared {
-        requalify_in(select, name, scope_name);
+        requalify(select, None, name, scope_name);
     }
     Some(())
 }
@@ -220,18 +217,6 @@ fn reads_bare(select: &Select, column: &str) -> bool {
         _ => ControlFlow::Continue(()),
     })
     .is_break()
-}
-
-/// Points every bare reference to `column` inside `select` at `alias`.
-fn requalify_in(select: &mut Select, column: &str, alias: &str) {
-    let _ = visit_expressions_mut(select, |expr| {
-        if let Expr::Identifier(id) = &*expr
-            && id.value.eq_ignore_ascii_case(column)
-        {
-            *expr = Expr::CompoundIdentifier(vec![ident(alias), ident(column)]);
-        }
-        ControlFlow::<()>::Continue(())
-    });
 }
 
 /// `failed_sql`, a plain query over one table that reads bare columns no single table holds
@@ -315,11 +300,11 @@ fn bare_names_of_one_table_query(statement: &Statement) -> Option<Vec<String>> {
 /// The bare names a query reads, output aliases aside, once each, and whether it also
 /// reads a qualified name; `None` when it nests a query, where a bare name may belong to
 /// an inner scope.
-fn bare_names(statement: &Statement, select: &Select) -> Option<(Vec<String>, bool)> {
+fn bare_names<T: Visit>(node: &T, select: &Select) -> Option<(Vec<String>, bool)> {
     let mut names: Vec<String> = Vec::new();
     let mut qualified = false;
     let mut nested = false;
-    let _ = visit_expressions(statement, |expr| {
+    let _ = visit_expressions(node, |expr| {
         match expr {
             Expr::Identifier(id) => names.push(id.value.clone()),
             Expr::CompoundIdentifier(_) => qualified = true,
@@ -411,6 +396,16 @@ fn columns_the_join_makes_ambiguous(
     let Some((bare, _)) = bare_names(statement, select) else {
         return Vec::new();
     };
+    names_the_join_makes_ambiguous(bare, scope, owner)
+}
+
+/// Of the `bare` names, those the joined `owner` also has that exactly one table in
+/// `scope` holds, each with that table's scope name.
+fn names_the_join_makes_ambiguous(
+    bare: Vec<String>,
+    scope: &[(String, &Table)],
+    owner: &Table,
+) -> Vec<(String, String)> {
     bare.into_iter()
         .filter(|name| owner.column(name).is_some())
         .filter_map(|name| {
@@ -488,18 +483,9 @@ fn links_to_scope(owner: &Table, scope: &[(String, &Table)]) -> Vec<Link> {
 /// The column a foreign key points at: named, or the target's single primary key.
 fn key_target(table: &Table, to_column: &str) -> Option<String> {
     if to_column.is_empty() {
-        single_primary_key(table)
+        table.single_primary_key().map(|key| key.name.clone())
     } else {
         Some(to_column.to_string())
-    }
-}
-
-/// The table's primary key when it is one column.
-fn single_primary_key(table: &Table) -> Option<String> {
-    let mut keys = table.columns.iter().filter(|c| c.primary_key);
-    match (keys.next(), keys.next()) {
-        (Some(key), None) => Some(key.name.clone()),
-        _ => None,
     }
 }
 
@@ -507,12 +493,12 @@ fn single_primary_key(table: &Table) -> Option<String> {
 /// key and its reference, `visitors.Tourist_ID` and `visits.Tourist_ID`; two tables'
 /// own `id` keys are no link).
 fn shared_key(owner: &Table, other: &Table) -> Option<(String, String)> {
-    [single_primary_key(owner), single_primary_key(other)]
+    [owner.single_primary_key(), other.single_primary_key()]
         .into_iter()
         .flatten()
         .find_map(|key| {
-            let a = owner.column(&key)?;
-            let b = other.column(&key)?;
+            let a = owner.column(&key.name)?;
+            let b = other.column(&key.name)?;
             (a.primary_key != b.primary_key).then(|| (a.name.clone(), b.name.clone()))
         })
 }
@@ -547,9 +533,10 @@ fn join_for(link: &Link, alias: &str) -> Option<sqlparser::ast::Join> {
     ))
 }
 
-/// Points every bare reference to `column` (or every `qualifier.column`) at `alias`.
-fn requalify(statement: &mut Statement, qualifier: Option<&str>, column: &str, alias: &str) {
-    let _ = visit_expressions_mut(statement, |expr| {
+/// Points every bare reference to `column` (or every `qualifier.column`) in `node` at
+/// `alias`.
+fn requalify<T: VisitMut>(node: &mut T, qualifier: Option<&str>, column: &str, alias: &str) {
+    let _ = visit_expressions_mut(node, |expr| {
         let hit = match (&*expr, qualifier) {
             (Expr::Identifier(id), None) => id.value.eq_ignore_ascii_case(column),
             (Expr::CompoundIdentifier(parts), Some(q)) => match parts.as_slice() {

@@ -150,31 +150,42 @@ fn columns_the_key_fixes(
         .iter()
         .map(|expr| resolve_column_owner(expr, &tables))
         .collect();
-    let keyed_aliases: Vec<&str> = owners
+    let is_key = |table: &Table, column: &str| {
+        table
+            .single_primary_key()
+            .is_some_and(|key| key.name.eq_ignore_ascii_case(column))
+    };
+    let grouped_keys: Vec<(&str, &Table)> = owners
         .iter()
         .flatten()
-        .filter(|(_, table, column)| {
-            table
-                .single_primary_key()
-                .is_some_and(|key| key.name.eq_ignore_ascii_case(column))
-                && key_never_null(table, conn)
-        })
-        .map(|(used_as, _, _)| *used_as)
+        .filter(|(_, table, column)| is_key(table, column))
+        .map(|(used_as, table, _)| (*used_as, *table))
         .collect();
-    owners
+    let keyed = |keys: &[(&str, &Table)], used_as: &str| {
+        keys.iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(used_as))
+    };
+    let redundant: Vec<(usize, &str)> = owners
         .iter()
         .enumerate()
         .filter_map(|(position, owner)| {
             let (used_as, table, column) = owner.as_ref()?;
-            let is_key = table
-                .single_primary_key()
-                .is_some_and(|key| key.name.eq_ignore_ascii_case(column));
-            (!is_key
-                && keyed_aliases
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(used_as)))
-            .then_some(position)
+            (!is_key(table, column) && keyed(&grouped_keys, used_as))
+                .then_some((position, *used_as))
         })
+        .collect();
+    if redundant.is_empty() {
+        return Vec::new();
+    }
+    // The data is probed only once there is something to drop.
+    let safe_keys: Vec<(&str, &Table)> = grouped_keys
+        .into_iter()
+        .filter(|(_, table)| key_never_null(table, conn))
+        .collect();
+    redundant
+        .into_iter()
+        .filter(|(_, used_as)| keyed(&safe_keys, used_as))
+        .map(|(position, _)| position)
         .collect()
 }
 
