@@ -699,7 +699,8 @@ impl Scope<'_> {
     /// rows.
     fn question_keeps(&self, table: &Table) -> bool {
         let asked = self.asked;
-        if asked.restricts_by_clause || asked.names(&table.name) {
+        let others = self.other_tables(&table.name);
+        if asked.restricts_by_clause(&table.name, &others) || asked.names(&table.name) {
             return true;
         }
         // Under DISTINCT the join can only mean "that have a match": "professors teaching
@@ -710,7 +711,6 @@ impl Scope<'_> {
         match self.context {
             JoinContext::Rows => false,
             JoinContext::Distinct => {
-                let others = self.other_tables(&table.name);
                 asked.has_participle
                     || asked.asks_for_a_match(&table.name, &others)
                     || asked.names_a_word_of_its_own(&table.name, &others)
@@ -719,7 +719,9 @@ impl Scope<'_> {
             // meaning only when the question speaks of the joined rows ("tracks",
             // "students with").
             JoinContext::Aggregated => {
-                asked.has_possession() || asked.asks_how_many || asked.names(&table.name)
+                asked.asks_for_a_match(&table.name, &others)
+                    || asked.asks_how_many
+                    || asked.names(&table.name)
             }
             JoinContext::Counted => !self.counts_another_table(&table.name),
         }
@@ -780,10 +782,12 @@ enum JoinContext {
 struct QuestionWords {
     words: std::collections::HashSet<String>,
     /// "students who tried out", "documents that have expenses": a relative clause with an
-    /// action or a possession asks for rows that have a match, which is what the join does.
-    restricts_by_clause: bool,
-    /// The word after each "have", "has", "with" (articles skipped), singular; `None`
-    /// at the end of the question.
+    /// action or a possession asks for rows that have a match, which is what the join does,
+    /// unless what it possesses is a column of the other tables ("the country that has the
+    /// largest area").
+    relative_clauses: Vec<ClauseVerb>,
+    /// The word after each "have", "has", "with" (articles and degree words such as
+    /// "largest" skipped), singular; `None` at the end of the question.
     possessed: Vec<Option<String>>,
     /// "professors teaching", "people living": a participle may restrict by a relation.
     has_participle: bool,
@@ -808,13 +812,24 @@ impl QuestionWords {
     fn of(question: &str) -> Self {
         let words = lowercase_words(question);
         // "whose status is": an attribute of the row, not a relation to another table.
-        let restricts_by_clause = words.windows(2).any(|pair| {
-            matches!(pair[0].as_str(), "who" | "that")
-                && !matches!(
-                    pair[1].as_str(),
-                    "is" | "are" | "was" | "were" | "be" | "the" | "a" | "an"
-                )
-        });
+        let relative_clauses = words
+            .windows(2)
+            .enumerate()
+            .filter(|(_, pair)| {
+                matches!(pair[0].as_str(), "who" | "that")
+                    && !matches!(
+                        pair[1].as_str(),
+                        "is" | "are" | "was" | "were" | "be" | "the" | "a" | "an"
+                    )
+            })
+            .map(|(at, pair)| {
+                if is_possession(&pair[1]) {
+                    ClauseVerb::Possession(object_after(&words, at + 1))
+                } else {
+                    ClauseVerb::Action
+                }
+            })
+            .collect();
         let possessions: Vec<usize> = words
             .iter()
             .enumerate()
@@ -824,12 +839,7 @@ impl QuestionWords {
         let (count_haves, count_owners) = count_possessions(&words, &possessions);
         let possessed: Vec<Option<String>> = possessions
             .iter()
-            .map(|&at| {
-                words[at + 1..]
-                    .iter()
-                    .find(|w| !matches!(w.as_str(), "a" | "an" | "the" | "their" | "its"))
-                    .map(|w| singular(w))
-            })
+            .map(|&at| object_after(&words, at))
             .collect();
         let has_participle = words.iter().any(|w| w.len() > 5 && w.ends_with("ing"));
         let asks_how_many = words.iter().any(|w| w == "number")
@@ -838,7 +848,7 @@ impl QuestionWords {
                 .any(|pair| pair[0] == "how" && pair[1] == "many");
         Self {
             words: words.iter().map(|w| singular(w)).collect(),
-            restricts_by_clause,
+            relative_clauses,
             possessed,
             has_participle,
             asks_how_many,
@@ -851,12 +861,6 @@ impl QuestionWords {
     /// A "have"/"has"/"with" other than the verb of a "how many X does Y have" clause.
     fn possesses_beyond_the_count(&self) -> bool {
         self.possessed.len() > self.count_haves
-    }
-
-    /// "have", "has", "with": the question may ask for rows that have a match, and a
-    /// DISTINCT query's join is then kept.
-    fn has_possession(&self) -> bool {
-        !self.possessed.is_empty()
     }
 
     /// Every word of `table`'s name is in the question.
@@ -877,20 +881,67 @@ impl QuestionWords {
     /// does not when the word after it names a column of `others` and is no word of
     /// `joined` ("products with length smaller than 3" describes the products).
     fn asks_for_a_match(&self, joined: &str, others: &[&Table]) -> bool {
-        let joined_words = table_words(joined);
-        self.possessed.iter().any(|object| {
-            object.as_ref().is_none_or(|object| {
-                joined_words.contains(object)
-                    || !others.iter().any(|table| {
-                        table.columns.iter().any(|column| {
-                            split_identifier(&column.name)
-                                .iter()
-                                .any(|w| singular(w) == *object)
-                        })
-                    })
-            })
+        self.possessed
+            .iter()
+            .any(|object| may_possess_joined_rows(object.as_deref(), joined, others))
+    }
+
+    /// Whether a relative clause restricts the rows to those with a match in `joined`:
+    /// any clause with an action ("students who tried out"), or a possession of something
+    /// that is not a column of `others` ("documents that have expenses", but not "the
+    /// country that has the largest area").
+    fn restricts_by_clause(&self, joined: &str, others: &[&Table]) -> bool {
+        self.relative_clauses.iter().any(|clause| match clause {
+            ClauseVerb::Action => true,
+            ClauseVerb::Possession(object) => {
+                may_possess_joined_rows(object.as_deref(), joined, others)
+            }
         })
     }
+}
+
+/// The verb that opens a relative clause ("who", "that" and the next word).
+enum ClauseVerb {
+    /// "that has", "who have": its object, as in [`QuestionWords::possessed`].
+    Possession(Option<String>),
+    /// Any other verb: "who tried out", "that contain".
+    Action,
+}
+
+/// Words between a possession and its object that do not name the object.
+const BEFORE_OBJECT: [&str; 20] = [
+    "a", "an", "the", "their", "its", "largest", "smallest", "biggest", "highest", "lowest",
+    "greatest", "most", "least", "fewest", "longest", "shortest", "oldest", "youngest", "maximum",
+    "minimum",
+];
+
+/// The first word after `words[at]` that names something, singular; `None` at the end.
+fn object_after(words: &[String], at: usize) -> Option<String> {
+    words[at + 1..]
+        .iter()
+        .find(|w| !BEFORE_OBJECT.contains(&w.as_str()))
+        .map(|w| singular(w))
+}
+
+/// Whether the object of a "have"/"has"/"with" may be rows of `joined`: it is, or may be,
+/// unless it names a column of `others` and no table of the query ("products with length
+/// smaller than 3" describes the products; "high schoolers who have friends" names the
+/// `Friend` table, a relation, even though `Highschooler` has no such column). `None` (the
+/// question ends) may be anything.
+fn may_possess_joined_rows(object: Option<&str>, joined: &str, others: &[&Table]) -> bool {
+    object.is_none_or(|object| {
+        let names_a_table = std::iter::once(joined)
+            .chain(others.iter().map(|table| table.name.as_str()))
+            .any(|table| table_words(table).iter().any(|w| w == object));
+        names_a_table
+            || !others.iter().any(|table| {
+                table.columns.iter().any(|column| {
+                    split_identifier(&column.name)
+                        .iter()
+                        .any(|w| singular(w) == object)
+                })
+            })
+    })
 }
 
 /// Words that end the noun phrase a count is of.
@@ -1257,6 +1308,32 @@ mod tests {
         ] {
             assert_eq!(dropped(sql), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_clause_that_has_a_column_of_the_kept_table_does_not_keep_the_join() {
+        let membership = "SELECT T1.Name FROM teacher AS T1 JOIN course_arrange AS T2 \
+                          ON T1.Teacher_ID = T2.Teacher_ID";
+        // "age" is a column of `teacher`: the clause describes the teacher.
+        for question in [
+            "Name of the teacher who has the highest age?",
+            "Teachers who have an age over 30?",
+        ] {
+            assert!(
+                drop_unused_joins(membership, &school(), question).is_some(),
+                "{question}"
+            );
+        }
+        // A possession of something no kept column names, or of the joined rows.
+        for question in ["Teachers who have a grade?", "Teachers who have courses?"] {
+            assert_eq!(drop_unused_joins(membership, &school(), question), None);
+        }
+        let summed = "SELECT SUM(T1.Age) FROM teacher AS T1 JOIN course_arrange AS T2 \
+                      ON T1.Teacher_ID = T2.Teacher_ID";
+        let total = "Total age of the teachers that have an age over 30?";
+        assert!(drop_unused_joins(summed, &school(), total).is_some());
+        let arranged = "Total age of the teachers that have an arrangement?";
+        assert_eq!(drop_unused_joins(summed, &school(), arranged), None);
     }
 
     #[test]
