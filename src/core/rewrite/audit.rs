@@ -56,6 +56,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "group_by_entity_key" => settings.group_by_entity_key = true,
         "show_group_columns" => settings.show_group_columns = true,
         "group_by_key_alone" => settings.group_by_key_alone = true,
+        "exclude_negated_match" => settings.exclude_negated_match = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "name_aggregated_column" => settings.name_aggregated_column = true,
         "check_join_conditions" => settings.check_join_conditions = true,
@@ -67,12 +68,13 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 14] = [
+pub(crate) const RULES: [&str; 15] = [
     "drop_unnamed_flags",
     "drop_unused_joins",
     "intersect_both_values",
     "ground_literals",
     "lookup_through_keys",
+    "exclude_negated_match",
     "filter_named_flags",
     "group_by_entity_key",
     "show_group_columns",

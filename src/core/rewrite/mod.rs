@@ -13,6 +13,7 @@ pub mod flags;
 pub mod ground;
 pub mod group_key;
 pub mod join_keys;
+pub mod negated_match;
 pub(crate) mod order_columns;
 pub mod quote;
 pub(crate) mod self_join;
@@ -69,6 +70,7 @@ pub struct RewriteSettings {
     pub group_by_entity_key: bool,
     pub show_group_columns: bool,
     pub group_by_key_alone: bool,
+    pub exclude_negated_match: bool,
     pub drop_order_only_columns: bool,
     pub name_aggregated_column: bool,
     pub check_join_conditions: bool,
@@ -91,6 +93,7 @@ impl RewriteSettings {
             group_by_entity_key: false,
             show_group_columns: false,
             group_by_key_alone: false,
+            exclude_negated_match: false,
             drop_order_only_columns: false,
             name_aggregated_column: false,
             check_join_conditions: false,
@@ -167,6 +170,11 @@ impl RewriteChain {
         let after_ground = Trigger::AfterFired(ground::GroundLiterals::NAME);
         let cleanup = settings.ground_literals && settings.drop_unused_joins;
         add(cleanup, Box::new(DropUnusedJoins), after_ground);
+        add(
+            settings.exclude_negated_match,
+            Box::new(negated_match::ExcludeNegatedMatch),
+            Trigger::Always,
+        );
         add(
             settings.filter_named_flags,
             Box::new(FilterNamedFlags),
