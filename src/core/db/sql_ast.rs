@@ -73,6 +73,11 @@ pub(crate) fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bo
     .is_break()
 }
 
+/// A column reference, bare (`Name`) or qualified (`T1.Name`).
+pub(crate) fn is_column(expr: &Expr) -> bool {
+    matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+}
+
 /// The tables a select reads, under the name its columns use (alias, else table name, as
 /// the query spells it).
 pub(crate) fn tables_in_scope<'s>(select: &Select, schema: &'s Schema) -> Vec<(String, &'s Table)> {

@@ -19,8 +19,8 @@ use sqlparser::ast::{
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::{Column, Schema, Table};
 use crate::core::db::sql_ast::{
-    for_each_select_mut, ident, parse_single_query, referenced_column_names, resolve_column_owner,
-    tables_in_scope,
+    for_each_select_mut, ident, is_column, parse_single_query, referenced_column_names,
+    resolve_column_owner, tables_in_scope,
 };
 use crate::core::rewrite::simplify::singular;
 use crate::core::rewrite::{Rewrite, RewriteInput};
@@ -135,9 +135,7 @@ fn aggregated_column(function: &mut Function) -> Option<(String, &mut Expr)> {
         return None;
     };
     match list.args.as_mut_slice() {
-        [FunctionArg::Unnamed(FunctionArgExpr::Expr(column))]
-            if matches!(column, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) =>
-        {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(column))] if is_column(column) => {
             Some((name, column))
         }
         _ => None,

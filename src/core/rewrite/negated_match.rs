@@ -26,8 +26,8 @@ use sqlparser::ast::{
 use crate::core::db::ident::lowercase_words;
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    conjunction, conjuncts, join_condition, parse_single_query, resolve_column_owner, schema_table,
-    tables_in_scope,
+    conjunction, conjuncts, is_column, join_condition, parse_single_query, resolve_column_owner,
+    schema_table, tables_in_scope,
 };
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
@@ -44,20 +44,26 @@ pub fn exclude_negated_match(sql: &str, question: &str, schema: &Schema) -> Opti
     if query.with.is_some() {
         return None;
     }
-    let order_by = query.order_by.clone();
-    let SetExpr::Select(select) = query.body.as_mut() else {
+    let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
     let tables = tables_in_scope(select, schema);
-    let first = tables.first()?.0.clone();
+    let first = tables.first()?.0.as_str();
     let mut of_first = |expr: &Expr| column_owner(expr, &tables).is_some_and(|o| o == first);
     let outside_where_reads_first = all_columns(&select.projection, &mut of_first)
         && all_columns(&select.group_by, &mut of_first)
-        && all_columns(&order_by, &mut of_first);
-    if !outside_where_reads_first || has_subquery(select) || select.having.is_some() {
+        && all_columns(&query.order_by, &mut of_first);
+    if !outside_where_reads_first
+        || has_subquery(select)
+        || select.having.is_some()
+        || matches!(select.group_by, GroupByExpr::All(_))
+    {
         return None;
     }
     let exclusion = exclusion(select, &tables, schema)?;
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
     select.from[0].joins.clear();
     select.selection = Some(exclusion);
     Some(format!("{statement:#}"))
@@ -224,10 +230,6 @@ fn is_column_and_literal(column: &Expr, literal: &Expr) -> bool {
     is_column(column) && is_literal(literal)
 }
 
-fn is_column(expr: &Expr) -> bool {
-    matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
-}
-
 fn is_literal(expr: &Expr) -> bool {
     matches!(expr, Expr::Value(value) if !matches!(value.value, Value::Null | Value::Placeholder(_)))
 }
@@ -258,6 +260,7 @@ fn all_columns<T: sqlparser::ast::Visit>(node: &T, check: &mut dyn FnMut(&Expr) 
     flow.is_continue()
 }
 
+/// A nested query anywhere in the select: in an expression or as a FROM item.
 fn has_subquery(select: &Select) -> bool {
     visit_expressions(select, |expr| match expr {
         Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
@@ -269,7 +272,6 @@ fn has_subquery(select: &Select) -> bool {
                 .chain(from.joins.iter().map(|join| &join.relation))
                 .any(|factor| !matches!(factor, TableFactor::Table { .. }))
         })
-        || matches!(select.group_by, GroupByExpr::All(_))
 }
 
 /// One condition parsed on its own.

@@ -59,8 +59,8 @@ use sqlparser::ast::{
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    any_function, conjunction, conjuncts, for_each_select_mut, join_condition, parse_single_query,
-    schema_table,
+    any_function, conjunction, conjuncts, for_each_select_mut, is_column, join_condition,
+    parse_single_query, schema_table,
 };
 use crate::core::rewrite::{Check, Rewrite, RewriteInput};
 
@@ -877,9 +877,8 @@ impl QuestionWords {
             .any(|w| self.words.contains(w) && !theirs.contains(w))
     }
 
-    /// Whether a "have"/"has"/"with" may ask for rows of `joined` that have a match: it
-    /// does not when the word after it names a column of `others` and is no word of
-    /// `joined` ("products with length smaller than 3" describes the products).
+    /// Whether a "have"/"has"/"with" may ask for rows of `joined` that have a match (see
+    /// [`may_possess_joined_rows`]).
     fn asks_for_a_match(&self, joined: &str, others: &[&Table]) -> bool {
         self.possessed
             .iter()
@@ -1128,10 +1127,6 @@ fn is_column_equalities(expr: &Expr) -> bool {
         } => is_column(left) && is_column(right),
         _ => false,
     }
-}
-
-fn is_column(expr: &Expr) -> bool {
-    matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
 }
 
 /// Whether every `alias.column` names a column of the alias's table. A column under the
