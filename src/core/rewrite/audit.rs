@@ -46,6 +46,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
     match rule {
         "drop_unnamed_flags" => settings.drop_unnamed_flags = true,
         "drop_unused_joins" => settings.drop_unused_joins = true,
+        "drop_join_for_shared_column" => settings.drop_join_for_shared_column = true,
         "intersect_both_values" => settings.intersect_both_values = true,
         "ground_literals" => settings.ground_literals = true,
         "lookup_through_keys" => {
@@ -68,8 +69,9 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 15] = [
+pub(crate) const RULES: [&str; 16] = [
     "drop_unnamed_flags",
+    "drop_join_for_shared_column",
     "drop_unused_joins",
     "intersect_both_values",
     "ground_literals",

@@ -17,6 +17,7 @@ pub mod negated_match;
 pub(crate) mod order_columns;
 pub mod quote;
 pub(crate) mod self_join;
+pub(crate) mod shared_column;
 pub mod simplify;
 pub(crate) mod text_filters;
 
@@ -63,6 +64,7 @@ pub(crate) trait Check {
 pub struct RewriteSettings {
     pub drop_unnamed_flags: bool,
     pub drop_unused_joins: bool,
+    pub drop_join_for_shared_column: bool,
     pub intersect_both_values: bool,
     pub ground_literals: bool,
     pub lookup_through_keys: bool,
@@ -86,6 +88,7 @@ impl RewriteSettings {
         Self {
             drop_unnamed_flags: false,
             drop_unused_joins: false,
+            drop_join_for_shared_column: false,
             intersect_both_values: false,
             ground_literals: false,
             lookup_through_keys: false,
@@ -151,6 +154,11 @@ impl RewriteChain {
         add(
             settings.drop_unnamed_flags,
             Box::new(DropUnnamedFlags),
+            Trigger::Always,
+        );
+        add(
+            settings.drop_join_for_shared_column,
+            Box::new(shared_column::DropJoinForSharedColumn),
             Trigger::Always,
         );
         add(
