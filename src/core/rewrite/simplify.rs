@@ -700,7 +700,9 @@ impl Scope<'_> {
     fn question_keeps(&self, table: &Table) -> bool {
         let asked = self.asked;
         let others = self.other_tables(&table.name);
-        if asked.restricts_by_clause(&table.name, &others) || asked.names(&table.name) {
+        if asked.restricts_by_clause(&table.name, &others)
+            || asked.names_alone(&table.name, &others)
+        {
             return true;
         }
         // Under DISTINCT the join can only mean "that have a match": "professors teaching
@@ -867,6 +869,23 @@ impl QuestionWords {
     fn names(&self, table: &str) -> bool {
         let words = table_words(table);
         !words.is_empty() && words.iter().all(|w| self.words.contains(w))
+    }
+
+    /// Every word of `table`'s name is in the question, and those words are not all part
+    /// of a longer name of `others` that the question uses by a word of its own: "template
+    /// type code" names `Ref_Template_Types`, not `Templates` beside it.
+    fn names_alone(&self, table: &str, others: &[&Table]) -> bool {
+        if !self.names(table) {
+            return false;
+        }
+        let words = table_words(table);
+        !others.iter().any(|other| {
+            let longer = table_words(&other.name);
+            words.iter().all(|w| longer.contains(w))
+                && longer
+                    .iter()
+                    .any(|w| !words.contains(w) && self.words.contains(w))
+        })
     }
 
     /// Some word of `table`'s name that no table of `others` has is in the question.
@@ -1329,6 +1348,20 @@ mod tests {
         assert!(drop_unused_joins(summed, &school(), total).is_some());
         let arranged = "Total age of the teachers that have an arrangement?";
         assert_eq!(drop_unused_joins(summed, &school(), arranged), None);
+    }
+
+    #[test]
+    fn a_name_that_is_part_of_a_longer_name_the_question_uses_does_not_keep_the_join() {
+        let sql = "SELECT T1.Grade FROM course_arrange AS T1 JOIN course AS T2 \
+                   ON T1.Course_ID = T2.Course_ID WHERE T1.Teacher_ID = 3";
+        // "course arrange" names `course_arrange`; its "course" does not name `course` too.
+        let question = "List the course arrange grades of teacher 3";
+        assert_eq!(
+            one_line(drop_unused_joins(sql, &school(), question)).as_deref(),
+            Some("SELECT T1.Grade FROM course_arrange AS T1 WHERE T1.Teacher_ID = 3")
+        );
+        let question = "List the grades of teacher 3 in each course";
+        assert_eq!(drop_unused_joins(sql, &school(), question), None);
     }
 
     #[test]
