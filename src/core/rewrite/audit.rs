@@ -58,6 +58,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "show_group_columns" => settings.show_group_columns = true,
         "group_by_key_alone" => settings.group_by_key_alone = true,
         "exclude_negated_match" => settings.exclude_negated_match = true,
+        "order_by_stored_count" => settings.order_by_stored_count = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "name_aggregated_column" => settings.name_aggregated_column = true,
         "check_join_conditions" => settings.check_join_conditions = true,
@@ -69,7 +70,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 16] = [
+pub(crate) const RULES: [&str; 17] = [
     "drop_unnamed_flags",
     "drop_join_for_shared_column",
     "drop_unused_joins",
@@ -77,6 +78,7 @@ pub(crate) const RULES: [&str; 16] = [
     "ground_literals",
     "lookup_through_keys",
     "exclude_negated_match",
+    "order_by_stored_count",
     "filter_named_flags",
     "group_by_entity_key",
     "show_group_columns",

@@ -19,6 +19,7 @@ pub mod quote;
 pub(crate) mod self_join;
 pub(crate) mod shared_column;
 pub mod simplify;
+pub(crate) mod stored_count;
 pub(crate) mod text_filters;
 
 use rusqlite::Connection;
@@ -73,6 +74,7 @@ pub struct RewriteSettings {
     pub show_group_columns: bool,
     pub group_by_key_alone: bool,
     pub exclude_negated_match: bool,
+    pub order_by_stored_count: bool,
     pub drop_order_only_columns: bool,
     pub name_aggregated_column: bool,
     pub check_join_conditions: bool,
@@ -97,6 +99,7 @@ impl RewriteSettings {
             show_group_columns: false,
             group_by_key_alone: false,
             exclude_negated_match: false,
+            order_by_stored_count: false,
             drop_order_only_columns: false,
             name_aggregated_column: false,
             check_join_conditions: false,
@@ -181,6 +184,11 @@ impl RewriteChain {
         add(
             settings.exclude_negated_match,
             Box::new(negated_match::ExcludeNegatedMatch),
+            Trigger::Always,
+        );
+        add(
+            settings.order_by_stored_count,
+            Box::new(stored_count::OrderByStoredCount),
             Trigger::Always,
         );
         add(
