@@ -408,7 +408,7 @@ fn is_aggregate(function: &Function) -> bool {
     )
 }
 
-fn is_count(function: &Function) -> bool {
+pub(crate) fn is_count(function: &Function) -> bool {
     named_one_of(function, &["count"])
 }
 

@@ -13,7 +13,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Function, GroupByExpr, OrderByKind, Select, SelectItem, SetExpr, Statement, TableFactor,
+    Expr, GroupByExpr, OrderByKind, Select, SelectItem, SetExpr, Statement, TableFactor,
     TableWithJoins, visit_expressions,
 };
 
@@ -23,7 +23,7 @@ use crate::core::db::sql_ast::{
     any_function, ident, is_column, parse_single_query, resolve_column_owner, schema_table,
     tables_in_scope,
 };
-use crate::core::rewrite::simplify::singular;
+use crate::core::rewrite::simplify::{is_count, singular};
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
 /// Words that ask for the most or the least of a number ("the greatest number of years").
@@ -180,15 +180,6 @@ fn sum_of(owner: &str, column: &Column) -> Option<Expr> {
         SelectItem::UnnamedExpr(expr) => Some(expr),
         _ => None,
     }
-}
-
-fn is_count(function: &Function) -> bool {
-    function
-        .name
-        .0
-        .last()
-        .and_then(|part| part.as_ident())
-        .is_some_and(|name| name.value.eq_ignore_ascii_case("count"))
 }
 
 /// [`order_by_stored_count`] as a step of the chain.
