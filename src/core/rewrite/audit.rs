@@ -59,6 +59,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "group_by_key_alone" => settings.group_by_key_alone = true,
         "exclude_negated_match" => settings.exclude_negated_match = true,
         "order_by_stored_count" => settings.order_by_stored_count = true,
+        "join_counted_table" => settings.join_counted_table = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "name_aggregated_column" => settings.name_aggregated_column = true,
         "check_join_conditions" => settings.check_join_conditions = true,
@@ -70,7 +71,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 17] = [
+pub(crate) const RULES: [&str; 18] = [
     "drop_unnamed_flags",
     "drop_join_for_shared_column",
     "drop_unused_joins",
@@ -79,6 +80,7 @@ pub(crate) const RULES: [&str; 17] = [
     "lookup_through_keys",
     "exclude_negated_match",
     "order_by_stored_count",
+    "join_counted_table",
     "filter_named_flags",
     "group_by_entity_key",
     "show_group_columns",

@@ -9,6 +9,7 @@
 pub(crate) mod aggregate_column;
 pub mod audit;
 pub(crate) mod closest_values;
+pub(crate) mod counted_rows;
 pub mod flags;
 pub mod ground;
 pub mod group_key;
@@ -75,6 +76,7 @@ pub struct RewriteSettings {
     pub group_by_key_alone: bool,
     pub exclude_negated_match: bool,
     pub order_by_stored_count: bool,
+    pub join_counted_table: bool,
     pub drop_order_only_columns: bool,
     pub name_aggregated_column: bool,
     pub check_join_conditions: bool,
@@ -100,6 +102,7 @@ impl RewriteSettings {
             group_by_key_alone: false,
             exclude_negated_match: false,
             order_by_stored_count: false,
+            join_counted_table: false,
             drop_order_only_columns: false,
             name_aggregated_column: false,
             check_join_conditions: false,
@@ -189,6 +192,11 @@ impl RewriteChain {
         add(
             settings.order_by_stored_count,
             Box::new(stored_count::OrderByStoredCount),
+            Trigger::Always,
+        );
+        add(
+            settings.join_counted_table,
+            Box::new(counted_rows::JoinCountedTable),
             Trigger::Always,
         );
         add(
