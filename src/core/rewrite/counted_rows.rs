@@ -18,7 +18,7 @@ use sqlparser::ast::{
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::{ForeignKey, Schema, Table};
 use crate::core::db::sql_ast::{any_function, ident, parse_join, parse_single_query, schema_table};
-use crate::core::rewrite::simplify::{is_count, singular};
+use crate::core::rewrite::simplify::{is_aggregate, is_count, singular};
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
 /// The query with the counted table joined in, pretty-printed; `None` when the query is
@@ -93,17 +93,7 @@ fn has_nested_query(statement: &Statement) -> bool {
 fn counts_rows_only(statement: &Statement) -> bool {
     let counts = any_function(statement, is_count);
     let other = any_function(statement, |function| {
-        !is_count(function)
-            && ["sum", "avg", "min", "max", "total", "group_concat"]
-                .iter()
-                .any(|name| {
-                    function
-                        .name
-                        .0
-                        .last()
-                        .and_then(|part| part.as_ident())
-                        .is_some_and(|id| id.value.eq_ignore_ascii_case(name))
-                })
+        is_aggregate(function) && !is_count(function)
     });
     let distinct = any_function(statement, |function| {
         is_count(function)

@@ -401,7 +401,7 @@ fn links_nothing(on: &Expr) -> bool {
     !qualifiers.is_empty() && qualifiers.iter().all(|q| *q == qualifiers[0])
 }
 
-fn is_aggregate(function: &Function) -> bool {
+pub(crate) fn is_aggregate(function: &Function) -> bool {
     named_one_of(
         function,
         &["count", "sum", "avg", "min", "max", "total", "group_concat"],
