@@ -73,6 +73,16 @@ pub(crate) fn any_function<T: Visit>(node: &T, matches: impl Fn(&Function) -> bo
     .is_break()
 }
 
+/// Whether an expression under `node` is a nested query (`(SELECT ...)`, `IN (SELECT
+/// ...)`, `EXISTS`); a subquery as a FROM item is not an expression.
+pub(crate) fn has_expression_subquery<T: Visit>(node: &T) -> bool {
+    sqlparser::ast::visit_expressions(node, |expr| match expr {
+        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
 /// A column reference, bare (`Name`) or qualified (`T1.Name`).
 pub(crate) fn is_column(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))

@@ -12,12 +12,14 @@ use std::ops::ControlFlow;
 use rusqlite::{Connection, OptionalExtension};
 use sqlparser::ast::{
     DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, Select, SetExpr, Statement,
-    TableFactor, visit_expressions, visit_expressions_mut,
+    TableFactor, visit_expressions_mut,
 };
 
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::{ForeignKey, Schema, Table};
-use crate::core::db::sql_ast::{any_function, ident, parse_join, parse_single_query, schema_table};
+use crate::core::db::sql_ast::{
+    any_function, has_expression_subquery, ident, parse_join, parse_single_query, schema_table,
+};
 use crate::core::rewrite::simplify::{is_aggregate, is_count, singular};
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
@@ -31,7 +33,7 @@ pub fn join_counted_table(
     conn: Option<&Connection>,
 ) -> Option<String> {
     let mut statement = parse_single_query(sql)?;
-    if has_nested_query(&statement) {
+    if has_expression_subquery(&statement) {
         return None;
     }
     let Statement::Query(query) = &statement else {
@@ -80,14 +82,6 @@ pub fn join_counted_table(
     Some(format!("{statement:#}"))
 }
 
-fn has_nested_query(statement: &Statement) -> bool {
-    visit_expressions(statement, |expr| match expr {
-        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
-}
-
 /// Whether the query counts rows and aggregates nothing else: a sum or an average would
 /// be multiplied by the joined rows, and a distinct count would stay 1.
 fn counts_rows_only(statement: &Statement) -> bool {
@@ -120,10 +114,10 @@ fn one_grouped_table<'s>(select: &Select, schema: &'s Schema) -> Option<(String,
 }
 
 /// Words right before a counted noun: "how many members", "the most items", "at least
-/// two companies"; "number of" and "count of" end in "of".
-const COUNTING: [&str; 21] = [
-    "count", "many", "most", "least", "fewest", "fewer", "more", "less", "of", "two", "three",
-    "four", "five", "six", "seven", "eight", "nine", "ten", "one", "any", "no",
+/// two companies" ("number of" and "count of" are read in [`counted_words`]).
+const COUNTING: [&str; 20] = [
+    "count", "many", "most", "least", "fewest", "fewer", "more", "less", "two", "three", "four",
+    "five", "six", "seven", "eight", "nine", "ten", "one", "any", "no",
 ];
 
 /// The singular words the question counts: each follows a counting word, at most one word
@@ -136,7 +130,7 @@ fn counted_words(question: &str) -> Vec<String> {
         let of_count = word == "of"
             && index > 0
             && ["number", "count", "numbers"].contains(&words[index - 1].as_str());
-        numeric || of_count || (word != "of" && COUNTING.contains(&word))
+        numeric || of_count || COUNTING.contains(&word)
     };
     (0..words.len())
         .filter(|&i| (i >= 1 && counts_after(i - 1)) || (i >= 2 && counts_after(i - 2)))

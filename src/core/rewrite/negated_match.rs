@@ -26,8 +26,8 @@ use sqlparser::ast::{
 use crate::core::db::ident::lowercase_words;
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    conjunction, conjuncts, is_column, join_condition, parse_single_query, resolve_column_owner,
-    schema_table, tables_in_scope,
+    conjunction, conjuncts, has_expression_subquery, is_column, join_condition, parse_single_query,
+    resolve_column_owner, schema_table, tables_in_scope,
 };
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
@@ -262,11 +262,7 @@ fn all_columns<T: sqlparser::ast::Visit>(node: &T, check: &mut dyn FnMut(&Expr) 
 
 /// A nested query anywhere in the select: in an expression or as a FROM item.
 fn has_subquery(select: &Select) -> bool {
-    visit_expressions(select, |expr| match expr {
-        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
+    has_expression_subquery(select)
         || select.from.iter().any(|from| {
             std::iter::once(&from.relation)
                 .chain(from.joins.iter().map(|join| &join.relation))

@@ -27,8 +27,8 @@ use crate::core::db::ident::quote_identifier;
 use crate::core::db::ident::{lowercase_words, split_identifier};
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    conjuncts, ident, is_column, join_condition, parse_single_query, resolve_column_owner,
-    tables_in_scope,
+    conjuncts, has_expression_subquery, ident, is_column, join_condition, parse_single_query,
+    resolve_column_owner, tables_in_scope,
 };
 use crate::core::rewrite::simplify::{has_wildcard, singular};
 use crate::core::rewrite::{Rewrite, RewriteInput};
@@ -328,11 +328,7 @@ fn has_subquery(statement: &Statement) -> bool {
     let Statement::Query(query) = statement else {
         return true;
     };
-    let nested = visit_expressions(statement, |expr| match expr {
-        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break();
+    let nested = has_expression_subquery(statement);
     let SetExpr::Select(select) = query.body.as_ref() else {
         return true;
     };
