@@ -60,6 +60,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "exclude_negated_match" => settings.exclude_negated_match = true,
         "order_by_stored_count" => settings.order_by_stored_count = true,
         "join_counted_table" => settings.join_counted_table = true,
+        "count_named_table" => settings.count_named_table = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "name_aggregated_column" => settings.name_aggregated_column = true,
         "check_join_conditions" => settings.check_join_conditions = true,
@@ -71,7 +72,7 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 18] = [
+pub(crate) const RULES: [&str; 19] = [
     "drop_unnamed_flags",
     "drop_join_for_shared_column",
     "drop_unused_joins",
@@ -81,6 +82,7 @@ pub(crate) const RULES: [&str; 18] = [
     "exclude_negated_match",
     "order_by_stored_count",
     "join_counted_table",
+    "count_named_table",
     "filter_named_flags",
     "group_by_entity_key",
     "show_group_columns",

@@ -84,7 +84,7 @@ pub fn join_counted_table(
 
 /// Whether the query counts rows and aggregates nothing else: a sum or an average would
 /// be multiplied by the joined rows, and a distinct count would stay 1.
-fn counts_rows_only(statement: &Statement) -> bool {
+pub(crate) fn counts_rows_only(statement: &Statement) -> bool {
     let counts = any_function(statement, is_count);
     let other = any_function(statement, |function| {
         is_aggregate(function) && !is_count(function)
@@ -122,7 +122,7 @@ const COUNTING: [&str; 20] = [
 
 /// The singular words the question counts: each follows a counting word, at most one word
 /// between ("the most video games"), or a number; "of" only after "number" or "count".
-fn counted_words(question: &str) -> Vec<String> {
+pub(crate) fn counted_words(question: &str) -> Vec<String> {
     let words = lowercase_words(question);
     let counts_after = |index: usize| {
         let word = words[index].as_str();
@@ -142,7 +142,7 @@ fn counted_words(question: &str) -> Vec<String> {
 /// whose name ends in a word the question counts, with that key; the word the grouped
 /// table's own name ends in counts the grouped rows ("the most video games" over
 /// `Video_games`), so it names no other table.
-fn counted_table<'s>(
+pub(crate) fn counted_table<'s>(
     question: &str,
     grouped: &Table,
     schema: &'s Schema,

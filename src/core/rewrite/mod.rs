@@ -14,6 +14,7 @@ pub mod flags;
 pub mod ground;
 pub mod group_key;
 pub mod join_keys;
+pub mod named_count;
 pub mod negated_match;
 pub(crate) mod order_columns;
 pub mod quote;
@@ -77,6 +78,7 @@ pub struct RewriteSettings {
     pub exclude_negated_match: bool,
     pub order_by_stored_count: bool,
     pub join_counted_table: bool,
+    pub count_named_table: bool,
     pub drop_order_only_columns: bool,
     pub name_aggregated_column: bool,
     pub check_join_conditions: bool,
@@ -103,6 +105,7 @@ impl RewriteSettings {
             exclude_negated_match: false,
             order_by_stored_count: false,
             join_counted_table: false,
+            count_named_table: false,
             drop_order_only_columns: false,
             name_aggregated_column: false,
             check_join_conditions: false,
@@ -197,6 +200,11 @@ impl RewriteChain {
         add(
             settings.join_counted_table,
             Box::new(counted_rows::JoinCountedTable),
+            Trigger::Always,
+        );
+        add(
+            settings.count_named_table,
+            Box::new(named_count::CountNamedTable),
             Trigger::Always,
         );
         add(
