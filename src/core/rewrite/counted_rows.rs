@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 
 use rusqlite::{Connection, OptionalExtension};
 use sqlparser::ast::{
-    DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, Select, SetExpr, Statement,
+    DuplicateTreatment, Expr, FunctionArguments, GroupByExpr, Join, Select, SetExpr, Statement,
     TableFactor, visit_expressions_mut,
 };
 
@@ -50,28 +50,8 @@ pub fn join_counted_table(
     if counted.name.eq_ignore_ascii_case(&reference) || !groups_are_single_rows(select, conn?)? {
         return None;
     }
-    let key = if link.to_column.is_empty() {
-        grouped.single_primary_key()?.name.clone()
-    } else {
-        link.to_column.clone()
-    };
-    let join = parse_join(&format!(
-        "{counted} ON {counted}.{fk} = {reference}.{key}",
-        counted = ident(&counted.name),
-        fk = ident(&link.from_column),
-        reference = ident(&reference),
-        key = ident(&key),
-    ))?;
-    // The joined table may share column names with the grouped one, so every bare column
-    // is pinned to the table it meant before the join makes it ambiguous.
-    let _ = visit_expressions_mut(&mut statement, |expr| {
-        if let Expr::Identifier(name) = expr
-            && grouped.column(&name.value).is_some()
-        {
-            *expr = Expr::CompoundIdentifier(vec![ident(&reference), name.clone()]);
-        }
-        ControlFlow::<()>::Continue(())
-    });
+    let join = join_on_link(counted, link, &reference, grouped)?;
+    pin_bare_columns(&mut statement, grouped, &reference);
     let Statement::Query(query) = &mut statement else {
         return None;
     };
@@ -80,6 +60,42 @@ pub fn join_counted_table(
     };
     select.from.first_mut()?.joins.push(join);
     Some(format!("{statement:#}"))
+}
+
+/// `JOIN counted ON counted.fk = reference.key`: the rows of `counted` that reference
+/// `referenced` (named `reference` in the query) through `link`.
+pub(crate) fn join_on_link(
+    counted: &Table,
+    link: &ForeignKey,
+    reference: &str,
+    referenced: &Table,
+) -> Option<Join> {
+    let key = if link.to_column.is_empty() {
+        referenced.single_primary_key()?.name.clone()
+    } else {
+        link.to_column.clone()
+    };
+    parse_join(&format!(
+        "{counted} ON {counted}.{fk} = {reference}.{key}",
+        counted = ident(&counted.name),
+        fk = ident(&link.from_column),
+        reference = ident(reference),
+        key = ident(&key),
+    ))
+}
+
+/// Qualifies every bare column of `table` with `reference`: a joined table may share
+/// column names with it, so each is pinned to the table it meant before the join makes
+/// it ambiguous.
+pub(crate) fn pin_bare_columns(statement: &mut Statement, table: &Table, reference: &str) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Identifier(name) = expr
+            && table.column(&name.value).is_some()
+        {
+            *expr = Expr::CompoundIdentifier(vec![ident(reference), name.clone()]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Whether the query counts rows and aggregates nothing else: a sum or an average would

@@ -16,11 +16,13 @@ use sqlparser::ast::{
 };
 
 use crate::core::db::ident::{lowercase_words, split_identifier};
-use crate::core::db::schema::{ForeignKey, Schema, Table};
+use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    has_expression_subquery, ident, join_condition, parse_join, parse_single_query, schema_table,
+    has_expression_subquery, join_condition, parse_single_query, schema_table,
 };
-use crate::core::rewrite::counted_rows::{counted_table, counted_words, counts_rows_only};
+use crate::core::rewrite::counted_rows::{
+    counted_table, counted_words, counts_rows_only, join_on_link, pin_bare_columns,
+};
 use crate::core::rewrite::simplify::{is_count, question_words_naming, singular};
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
@@ -34,16 +36,7 @@ pub fn count_named_table(sql: &str, question: &str, schema: &Schema) -> Option<S
     }
     count_all_joined_rows(&mut statement, schema);
     let plan = plan(&statement, question, schema)?;
-    // The counted table may share column names with the first one, so every bare column
-    // is pinned to the table it meant before the join makes it ambiguous.
-    let _ = visit_expressions_mut(&mut statement, |expr| {
-        if let Expr::Identifier(name) = expr
-            && plan.table.column(&name.value).is_some()
-        {
-            *expr = Expr::CompoundIdentifier(vec![ident(&plan.reference), name.clone()]);
-        }
-        ControlFlow::<()>::Continue(())
-    });
+    pin_bare_columns(&mut statement, plan.table, &plan.reference);
     let Statement::Query(query) = &mut statement else {
         return None;
     };
@@ -143,27 +136,12 @@ fn plan<'s>(statement: &Statement, question: &str, schema: &'s Schema) -> Option
     if !counts_what_it_should {
         return None;
     }
-    let key = if link.to_column.is_empty() {
-        table.single_primary_key()?.name.clone()
-    } else {
-        link.to_column.clone()
-    };
-    let join = counted_join(counted, link, &reference, &key)?;
+    let join = join_on_link(counted, link, &reference, table)?;
     Some(Plan {
         reference,
         table,
         join,
     })
-}
-
-fn counted_join(counted: &Table, link: &ForeignKey, reference: &str, key: &str) -> Option<Join> {
-    parse_join(&format!(
-        "{counted} ON {counted}.{fk} = {reference}.{key}",
-        counted = ident(&counted.name),
-        fk = ident(&link.from_column),
-        reference = ident(reference),
-        key = ident(key),
-    ))
 }
 
 /// The words of a table's name, singular.
