@@ -61,8 +61,11 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
         "order_by_stored_count" => settings.order_by_stored_count = true,
         "join_counted_table" => settings.join_counted_table = true,
         "count_named_table" => settings.count_named_table = true,
+        "filter_unmatched_in_join" => settings.filter_unmatched_in_join = true,
+        "compare_year_of_date" => settings.compare_year_of_date = true,
         "drop_order_only_columns" => settings.drop_order_only_columns = true,
         "name_aggregated_column" => settings.name_aggregated_column = true,
+        "order_by_extremum" => settings.order_by_extremum = true,
         "check_join_conditions" => settings.check_join_conditions = true,
         "check_join_keys" => settings.check_join_keys = true,
         "closest_values" => settings.closest_values = true,
@@ -72,13 +75,15 @@ pub fn only(rule: &str) -> Option<RewriteSettings> {
 }
 
 /// Every rule the audit runs alone, in the chain's order.
-pub(crate) const RULES: [&str; 19] = [
+pub(crate) const RULES: [&str; 22] = [
     "drop_unnamed_flags",
     "drop_join_for_shared_column",
     "drop_unused_joins",
     "intersect_both_values",
+    "compare_year_of_date",
     "ground_literals",
     "lookup_through_keys",
+    "filter_unmatched_in_join",
     "exclude_negated_match",
     "order_by_stored_count",
     "join_counted_table",
@@ -89,6 +94,7 @@ pub(crate) const RULES: [&str; 19] = [
     "group_by_key_alone",
     "drop_order_only_columns",
     "name_aggregated_column",
+    "order_by_extremum",
     "check_join_conditions",
     "check_join_keys",
     "closest_values",

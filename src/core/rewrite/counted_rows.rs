@@ -131,18 +131,30 @@ fn one_grouped_table<'s>(select: &Select, schema: &'s Schema) -> Option<(String,
 
 /// Words right before a counted noun: "how many members", "the most items", "at least
 /// two companies" ("number of" and "count of" are read in [`counted_words`]).
-const COUNTING: [&str; 20] = [
-    "count", "many", "most", "least", "fewest", "fewer", "more", "less", "two", "three", "four",
-    "five", "six", "seven", "eight", "nine", "ten", "one", "any", "no",
+const COUNTING: [&str; 10] = [
+    "count", "many", "most", "least", "fewest", "fewer", "more", "less", "any", "no",
 ];
 
+/// Numbers written as words, read like digits.
+const NUMBERS: [&str; 10] = [
+    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+];
+
+/// Words before a number that make it a rank, not a count: "the 3 customers with the
+/// most orders" and "the top five products" limit the rows, they do not count them.
+const RANKING: [&str; 4] = ["the", "top", "first", "last"];
+
 /// The singular words the question counts: each follows a counting word, at most one word
-/// between ("the most video games"), or a number; "of" only after "number" or "count".
+/// between ("the most video games"), or a number that is not a rank; "of" only after
+/// "number" or "count".
 pub(crate) fn counted_words(question: &str) -> Vec<String> {
     let words = lowercase_words(question);
     let counts_after = |index: usize| {
         let word = words[index].as_str();
-        let numeric = word.chars().all(|c| c.is_ascii_digit());
+        let numeric = word.chars().all(|c| c.is_ascii_digit()) || NUMBERS.contains(&word);
+        if numeric && index > 0 && RANKING.contains(&words[index - 1].as_str()) {
+            return false;
+        }
         let of_count = word == "of"
             && index > 0
             && ["number", "count", "numbers"].contains(&words[index - 1].as_str());
@@ -338,6 +350,25 @@ mod tests {
         assert_eq!(
             join_counted_table(sql, "Number of members in each party?", &schema, None),
             None
+        );
+    }
+
+    #[test]
+    fn a_number_after_the_or_top_ranks_rows_instead_of_counting_them() {
+        assert_eq!(
+            counted_words("List the 3 customers with the most orders."),
+            vec!["order".to_string()]
+        );
+        assert_eq!(
+            counted_words("Show the top five products."),
+            Vec::<String>::new()
+        );
+        assert!(
+            counted_words("Which parties have at least two members?").contains(&"member".into())
+        );
+        assert_eq!(
+            counted_words("Customers with 3 orders"),
+            vec!["order".to_string()]
         );
     }
 }

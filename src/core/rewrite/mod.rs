@@ -10,6 +10,7 @@ pub(crate) mod aggregate_column;
 pub mod audit;
 pub(crate) mod closest_values;
 pub(crate) mod counted_rows;
+pub mod extremum_row;
 pub mod flags;
 pub mod ground;
 pub mod group_key;
@@ -23,6 +24,8 @@ pub(crate) mod shared_column;
 pub mod simplify;
 pub(crate) mod stored_count;
 pub(crate) mod text_filters;
+pub mod unmatched;
+pub(crate) mod year_filter;
 
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -79,8 +82,11 @@ pub struct RewriteSettings {
     pub order_by_stored_count: bool,
     pub join_counted_table: bool,
     pub count_named_table: bool,
+    pub filter_unmatched_in_join: bool,
+    pub compare_year_of_date: bool,
     pub drop_order_only_columns: bool,
     pub name_aggregated_column: bool,
+    pub order_by_extremum: bool,
     pub check_join_conditions: bool,
     pub check_join_keys: bool,
     /// Not a step of the chain: after a query that found nothing, send it back once with
@@ -106,8 +112,11 @@ impl RewriteSettings {
             order_by_stored_count: false,
             join_counted_table: false,
             count_named_table: false,
+            filter_unmatched_in_join: false,
+            compare_year_of_date: false,
             drop_order_only_columns: false,
             name_aggregated_column: false,
+            order_by_extremum: false,
             check_join_conditions: false,
             check_join_keys: false,
             closest_values: false,
@@ -180,6 +189,11 @@ impl RewriteChain {
             Box::new(IntersectBothValues),
             Trigger::Always,
         );
+        add(
+            settings.compare_year_of_date,
+            Box::new(year_filter::CompareYearOfDate),
+            Trigger::Always,
+        );
         let ground = ground::GroundLiterals {
             lookup_through_keys: settings.lookup_through_keys,
         };
@@ -187,6 +201,11 @@ impl RewriteChain {
         let after_ground = Trigger::AfterFired(ground::GroundLiterals::NAME);
         let cleanup = settings.ground_literals && settings.drop_unused_joins;
         add(cleanup, Box::new(DropUnusedJoins), after_ground);
+        add(
+            settings.filter_unmatched_in_join,
+            Box::new(unmatched::FilterUnmatchedInJoin),
+            Trigger::Always,
+        );
         add(
             settings.exclude_negated_match,
             Box::new(negated_match::ExcludeNegatedMatch),
@@ -235,6 +254,11 @@ impl RewriteChain {
         add(
             settings.name_aggregated_column,
             Box::new(aggregate_column::NameAggregatedColumn),
+            Trigger::Always,
+        );
+        add(
+            settings.order_by_extremum,
+            Box::new(extremum_row::OrderByExtremum),
             Trigger::Always,
         );
         let mut checks: Vec<Box<dyn Check + Send + Sync>> = Vec::new();
