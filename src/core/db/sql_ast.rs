@@ -83,6 +83,19 @@ pub(crate) fn has_expression_subquery<T: Visit>(node: &T) -> bool {
     .is_break()
 }
 
+/// `=`, `<>`, `<`, `<=`, `>` or `>=`.
+pub(crate) fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+    )
+}
+
 /// A column reference, bare (`Name`) or qualified (`T1.Name`).
 pub(crate) fn is_column(expr: &Expr) -> bool {
     matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))

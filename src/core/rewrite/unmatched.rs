@@ -14,8 +14,8 @@ use sqlparser::ast::{
 
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    and_condition, conjunction, conjuncts, has_expression_subquery, parse_single_query,
-    resolve_column_owner, schema_table, tables_in_scope,
+    and_condition, conjunction, conjuncts, has_expression_subquery, is_comparison,
+    parse_single_query, resolve_column_owner, schema_table, tables_in_scope,
 };
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
@@ -133,15 +133,7 @@ fn tests_missing_key(
 /// and functions that pass NULL on): on an unmatched row it can never hold.
 fn filters_only(term: &Expr, reference: &str, tables: &[(String, &Table)]) -> bool {
     let rejects_null = match term {
-        Expr::BinaryOp { op, .. } => matches!(
-            op,
-            BinaryOperator::Eq
-                | BinaryOperator::NotEq
-                | BinaryOperator::Lt
-                | BinaryOperator::LtEq
-                | BinaryOperator::Gt
-                | BinaryOperator::GtEq
-        ),
+        Expr::BinaryOp { op, .. } => is_comparison(op),
         Expr::Like { .. } | Expr::ILike { .. } | Expr::Between { .. } | Expr::InList { .. } => true,
         _ => false,
     };

@@ -11,14 +11,14 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use rusqlite::Connection;
-use sqlparser::ast::{BinaryOperator, Expr, Value, visit_expressions_mut};
+use sqlparser::ast::{Expr, Value, visit_expressions_mut};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 
 use crate::core::db::ident::quote_identifier;
 use crate::core::db::schema::{Schema, Table};
 use crate::core::db::sql_ast::{
-    for_each_select_mut, parse_single_query, resolve_column, tables_in_scope,
+    for_each_select_mut, is_comparison, parse_single_query, resolve_column, tables_in_scope,
 };
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
@@ -82,18 +82,6 @@ fn year_comparison(expr: &Expr) -> Option<&Expr> {
         }
         _ => None,
     }
-}
-
-fn is_comparison(op: &BinaryOperator) -> bool {
-    matches!(
-        op,
-        BinaryOperator::Eq
-            | BinaryOperator::NotEq
-            | BinaryOperator::Lt
-            | BinaryOperator::LtEq
-            | BinaryOperator::Gt
-            | BinaryOperator::GtEq
-    )
 }
 
 /// A year written alone: `1993` or `'1993'` (1000 to 2999).
