@@ -21,8 +21,8 @@ use crate::core::db::sql_ast::{
 use crate::core::rewrite::simplify::singular;
 use crate::core::rewrite::{Rewrite, RewriteInput};
 
-/// Words that pick one row by a value; "most" and "least" with the adjective after them.
-const SUPERLATIVE_ENDINGS: [&str; 1] = ["est"];
+/// Words that pick one row by a value besides those ending in "-est"; "most" and "least"
+/// with the adjective after them.
 const SUPERLATIVES: [&str; 4] = ["most", "least", "maximum", "minimum"];
 
 /// The query returning the shown columns of the row with the largest (or smallest)
@@ -133,8 +133,7 @@ fn picks_a_row_of(words: &[String], table: &Table) -> bool {
         return false;
     };
     let superlative = |word: &String| {
-        SUPERLATIVES.contains(&word.as_str())
-            || (word.len() > 4 && SUPERLATIVE_ENDINGS.iter().any(|end| word.ends_with(end)))
+        SUPERLATIVES.contains(&word.as_str()) || (word.len() > 4 && word.ends_with("est"))
     };
     words.iter().enumerate().any(|(index, word)| {
         *word == head
